@@ -1,0 +1,122 @@
+/* The agent's end of the host channel: a virtio-console tty switched to raw mode, carrying the
+ * frames of proto.h. Writes are blocking and complete; the host reads as fast as it can.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+int channel_open(const char *path)
+{
+	int fd = open(path, O_RDWR | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	/* hvc0 is a tty: without raw mode the line discipline would echo, translate CR/LF and
+	 * eat control bytes, corrupting binary frames. */
+	struct termios t;
+	if (tcgetattr(fd, &t) == 0) {
+		cfmakeraw(&t);
+		t.c_cc[VMIN] = 1;
+		t.c_cc[VTIME] = 0;
+		if (tcsetattr(fd, TCSANOW, &t) != 0) {
+			int err = -errno;
+			close(fd);
+			return err;
+		}
+	}
+	return fd;
+}
+
+static int write_all(int fd, const void *buf, size_t len)
+{
+	const uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *buf, size_t len)
+{
+	uint8_t *p = buf;
+	while (len > 0) {
+		ssize_t n = read(fd, p, len);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		if (n == 0)
+			return -EPIPE;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int channel_send2(int fd, uint32_t type, const void *a, size_t alen, const void *b, size_t blen)
+{
+	if (alen + blen > AL_FRAME_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	struct al_frame_header h = {.type = type, .length = (uint32_t)(alen + blen)};
+	int rc = write_all(fd, &h, sizeof h);
+	if (rc == 0 && alen)
+		rc = write_all(fd, a, alen);
+	if (rc == 0 && blen)
+		rc = write_all(fd, b, blen);
+	return rc;
+}
+
+int channel_send(int fd, uint32_t type, const void *payload, size_t len)
+{
+	return channel_send2(fd, type, payload, len, NULL, 0);
+}
+
+void channel_send_error(int fd, const char *fmt, ...)
+{
+	char text[AL_FRAME_MAX_ERROR_TEXT];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(text, sizeof text, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return;
+	size_t len = (size_t)n < sizeof text ? (size_t)n : sizeof text - 1;
+	fprintf(stderr, "airlock-agent: %s\n", text);
+	(void)channel_send(fd, AL_FRAME_ERROR, text, len);
+}
+
+int channel_recv(int fd, uint32_t *type, uint8_t **payload, size_t *len)
+{
+	struct al_frame_header h;
+	int rc = read_all(fd, &h, sizeof h);
+	if (rc)
+		return rc;
+	if (h.length > AL_FRAME_MAX_PAYLOAD)
+		return -EPROTO;
+	uint8_t *buf = malloc(h.length ? h.length : 1);
+	if (!buf)
+		return -ENOMEM;
+	rc = read_all(fd, buf, h.length);
+	if (rc) {
+		free(buf);
+		return rc;
+	}
+	*type = h.type;
+	*payload = buf;
+	*len = h.length;
+	return 0;
+}

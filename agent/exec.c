@@ -1,0 +1,491 @@
+/* One program run: prepare /work, start the interpreter as the sandbox user in its own session,
+ * stream its output to the host within the caps, enforce the timeout, kill everything the user
+ * left behind, and report the exit with the files under /work/out.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <grp.h>
+#include <linux/random.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define USER_MAX_PROCESSES 256
+#define USER_MAX_OPEN_FILES 1024
+#define OUT_MAX_ENTRIES 1000 /* files listed from /work/out */
+#define OUT_MAX_DEPTH 16
+#define DRAIN_GRACE_MS 2000 /* after the last kill, how long to wait for pipes to close */
+
+int run_request_parse(const uint8_t *payload, size_t len, struct run_request *req)
+{
+	if (len < sizeof req->header)
+		return -EPROTO;
+	memcpy(&req->header, payload, sizeof req->header);
+	const struct al_run *h = &req->header;
+	uint64_t body = (uint64_t)h->code_len + h->stdin_len + h->files_len;
+	if (h->version != AL_PROTO_VERSION || body != len - sizeof *h)
+		return -EPROTO;
+	if (h->language < AL_LANG_PYTHON || h->language > AL_LANG_BASH)
+		return -EPROTO;
+	req->code = payload + sizeof *h;
+	req->stdin_data = req->code + h->code_len;
+	req->files = req->stdin_data + h->stdin_len;
+	return 0;
+}
+
+/* The snapshot issue relies on this: every VM starts from the same RAM, so the kernel's CRNG and
+ * clock must be refreshed from the host before user code runs. */
+static void refresh_entropy_and_clock(const struct al_run *h)
+{
+	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+	if (fd >= 0) {
+		struct {
+			struct rand_pool_info info;
+			uint8_t buf[sizeof h->entropy];
+		} seed;
+		seed.info.entropy_count = (int)sizeof h->entropy * 8;
+		seed.info.buf_size = (int)sizeof h->entropy;
+		memcpy(seed.buf, h->entropy, sizeof h->entropy);
+		if (ioctl(fd, RNDADDENTROPY, &seed) != 0)
+			perror("airlock-agent: RNDADDENTROPY");
+		(void)ioctl(fd, RNDRESEEDCRNG);
+		close(fd);
+	}
+	if (h->wall_clock_ns > 0) {
+		struct timespec ts = {.tv_sec = h->wall_clock_ns / 1000000000,
+				      .tv_nsec = h->wall_clock_ns % 1000000000};
+		if (clock_settime(CLOCK_REALTIME, &ts) != 0)
+			perror("airlock-agent: clock_settime");
+	}
+}
+
+static int write_file(const char *path, const void *data, size_t len, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+	if (fd < 0)
+		return -errno;
+	const uint8_t *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = -errno;
+			close(fd);
+			return err;
+		}
+		p += n;
+		len -= (size_t)n;
+	}
+	return close(fd) == 0 ? 0 : -errno;
+}
+
+struct interpreter {
+	const char *path;
+	const char *script; /* where the program text is written */
+};
+
+static const struct interpreter interpreters[] = {
+	[AL_LANG_PYTHON] = {"/usr/bin/python3", AGENT_RUN_DIR "/main.py"},
+	[AL_LANG_JAVASCRIPT] = {"/usr/bin/node", AGENT_RUN_DIR "/main.js"},
+	[AL_LANG_BASH] = {"/bin/bash", AGENT_RUN_DIR "/main.sh"},
+};
+
+static char *const user_environment[] = {
+	"PATH=/usr/local/bin:/usr/bin:/bin",
+	"HOME=" AGENT_WORK_DIR,
+	"USER=sandbox",
+	"LOGNAME=sandbox",
+	"LANG=C.UTF-8",
+	"TERM=dumb",
+	"TMPDIR=/tmp",
+	/* unbuffered, so output printed before a timeout or a crash is not lost */
+	"PYTHONUNBUFFERED=1",
+	"PYTHONDONTWRITEBYTECODE=1",
+	"MPLBACKEND=Agg",
+	"MPLCONFIGDIR=/tmp/.matplotlib",
+	NULL,
+};
+
+/* In the child: become the sandbox user in a new session and exec the interpreter.
+ * Never returns; an exec failure is written to status_fd as an errno. */
+static void exec_child(const struct interpreter *interp, int stdin_fd, int out_fd, int err_fd,
+		       int status_fd)
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+
+	int err = 0;
+	if (dup2(stdin_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+		err = errno;
+	struct rlimit nproc = {USER_MAX_PROCESSES, USER_MAX_PROCESSES};
+	struct rlimit nofile = {USER_MAX_OPEN_FILES, USER_MAX_OPEN_FILES};
+	struct rlimit nocore = {0, 0};
+	if (!err && (setsid() < 0 || setrlimit(RLIMIT_NPROC, &nproc) != 0 ||
+		     setrlimit(RLIMIT_NOFILE, &nofile) != 0 || setrlimit(RLIMIT_CORE, &nocore) != 0))
+		err = errno;
+	if (!err && (setgroups(0, NULL) != 0 || setgid(AGENT_USER_GID) != 0 ||
+		     setuid(AGENT_USER_UID) != 0))
+		err = errno;
+	if (!err && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || chdir(AGENT_WORK_DIR) != 0))
+		err = errno;
+	if (!err) {
+		umask(022);
+		char *const argv[] = {(char *)interp->path, (char *)interp->script, NULL};
+		execve(interp->path, argv, user_environment);
+		err = errno;
+	}
+	(void)!write(status_fd, &err, sizeof err);
+	_exit(127);
+}
+
+/* Kills every process of the sandbox user: a helper that takes the user's uid may signal exactly
+ * those (kill(-1) skips init and the caller). Catches double-forked daemons that left the
+ * program's session. */
+static void kill_all_user_processes(void)
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		if (setgid(AGENT_USER_GID) != 0 || setuid(AGENT_USER_UID) != 0)
+			_exit(1);
+		/* twice: a process forking while the first pass runs is caught by the second */
+		for (int pass = 0; pass < 2; pass++)
+			(void)kill(-1, SIGKILL);
+		_exit(0);
+	}
+	if (pid > 0)
+		(void)waitpid(pid, NULL, 0);
+}
+
+struct output_stream {
+	int fd;           /* read end of the pipe, -1 once closed */
+	uint32_t frame;   /* AL_FRAME_STDOUT or AL_FRAME_STDERR */
+	uint64_t cap;     /* bytes to forward */
+	uint64_t total;   /* bytes the program wrote */
+	int truncated;
+};
+
+/* Reads what is available and forwards it up to the cap; the rest is read and dropped so that the
+ * program never blocks on a full pipe. Returns 0, or -errno when the channel fails. */
+static int pump_output(int channel_fd, struct output_stream *s)
+{
+	static uint8_t buf[AL_FRAME_MAX_OUTPUT_CHUNK];
+	ssize_t n = read(s->fd, buf, sizeof buf);
+	if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		return 0;
+	if (n <= 0) {
+		close(s->fd);
+		s->fd = -1;
+		return 0;
+	}
+	uint64_t room = s->total < s->cap ? s->cap - s->total : 0;
+	size_t forward = (uint64_t)n < room ? (size_t)n : (size_t)room;
+	s->total += (uint64_t)n;
+	if ((size_t)n > forward)
+		s->truncated = 1;
+	return forward ? channel_send(channel_fd, s->frame, buf, forward) : 0;
+}
+
+/* ---- /work/out collection ---- */
+
+struct out_collector {
+	struct tar_writer tar;
+	char *skipped;       /* "SIZE PATH\n" lines */
+	size_t skipped_len;
+	uint64_t returned;   /* content bytes put in the tar */
+	uint64_t cap;
+	unsigned entries;
+	int truncated;
+};
+
+static int note_skipped(struct out_collector *c, const char *rel, uint64_t size)
+{
+	char line[PATH_MAX + 32];
+	int n = snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)size, rel);
+	if (n < 0 || (size_t)n >= sizeof line)
+		return 0;
+	char *p = realloc(c->skipped, c->skipped_len + (size_t)n);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + c->skipped_len, line, (size_t)n);
+	c->skipped = p;
+	c->skipped_len += (size_t)n;
+	c->truncated = 1;
+	return 0;
+}
+
+static int collect_file(struct out_collector *c, const char *full, const char *rel, uint64_t size)
+{
+	if (strchr(rel, '\n'))
+		return 0; /* cannot be named in the skipped list; leave it out */
+	if (c->returned + size > c->cap)
+		return note_skipped(c, rel, size);
+	int fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	uint8_t *content = malloc(size ? size : 1);
+	size_t got = 0;
+	while (content && got < size) {
+		ssize_t n = read(fd, content + got, size - got);
+		if (n <= 0)
+			break;
+		got += (size_t)n;
+	}
+	close(fd);
+	int rc = 0;
+	if (!content)
+		rc = -ENOMEM;
+	else if (tar_add_file(&c->tar, rel, content, got) == 0)
+		c->returned += got;
+	else
+		rc = note_skipped(c, rel, size);
+	free(content);
+	return rc;
+}
+
+static int collect_dir(struct out_collector *c, const char *dir, const char *rel, int depth)
+{
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+	if (n < 0)
+		return 0;
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		if (rc || !strcmp(name, ".") || !strcmp(name, ".."))
+			continue;
+		char full[PATH_MAX], sub[PATH_MAX];
+		if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, name) >= sizeof full ||
+		    (size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", name) >=
+			    sizeof sub)
+			continue;
+		struct stat st;
+		if (lstat(full, &st) != 0)
+			continue;
+		if (c->entries >= OUT_MAX_ENTRIES) {
+			c->truncated = 1;
+			continue;
+		}
+		if (S_ISREG(st.st_mode)) {
+			c->entries++;
+			rc = collect_file(c, full, sub, (uint64_t)st.st_size);
+		} else if (S_ISDIR(st.st_mode) && depth < OUT_MAX_DEPTH) {
+			rc = collect_dir(c, full, sub, depth + 1);
+		}
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
+	return rc;
+}
+
+static int send_exit(int channel_fd, int status, int timed_out, const struct output_stream *out,
+		     const struct output_stream *err, uint64_t files_cap)
+{
+	struct out_collector c = {.cap = files_cap};
+	int rc = collect_dir(&c, AGENT_OUT_DIR, "", 0);
+	if (rc == 0 && c.tar.len > 0)
+		rc = tar_finish(&c.tar);
+
+	struct al_exit e = {0};
+	if (WIFEXITED(status)) {
+		e.exit_code = WEXITSTATUS(status);
+	} else {
+		e.exit_code = -1;
+		e.signal = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
+	}
+	e.flags = (timed_out ? AL_EXIT_TIMED_OUT : 0) |
+		  (out->truncated ? AL_EXIT_STDOUT_TRUNCATED : 0) |
+		  (err->truncated ? AL_EXIT_STDERR_TRUNCATED : 0) |
+		  (c.truncated ? AL_EXIT_FILES_TRUNCATED : 0);
+	e.stdout_bytes = out->total;
+	e.stderr_bytes = err->total;
+	e.files_len = (uint32_t)c.tar.len;
+	e.skipped_len = (uint32_t)c.skipped_len;
+
+	if (rc == 0) {
+		size_t body = c.tar.len + c.skipped_len;
+		uint8_t *payload = malloc(sizeof e + body);
+		if (!payload) {
+			rc = -ENOMEM;
+		} else {
+			memcpy(payload, &e, sizeof e);
+			if (c.tar.len)
+				memcpy(payload + sizeof e, c.tar.data, c.tar.len);
+			if (c.skipped_len)
+				memcpy(payload + sizeof e + c.tar.len, c.skipped, c.skipped_len);
+			rc = channel_send(channel_fd, AL_FRAME_EXIT, payload, sizeof e + body);
+			free(payload);
+		}
+	}
+	tar_writer_free(&c.tar);
+	free(c.skipped);
+	return rc;
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int prepare_work_dir(int channel_fd, const struct run_request *req, const char *script)
+{
+	int rc = write_file(script, req->code, req->header.code_len, 0644);
+	if (rc == 0)
+		rc = write_file(AGENT_RUN_DIR "/stdin", req->stdin_data, req->header.stdin_len, 0600);
+	if (rc) {
+		channel_send_error(channel_fd, "cannot write the program to %s: %s", AGENT_RUN_DIR,
+				   strerror(-rc));
+		return rc;
+	}
+	if (req->header.files_len) {
+		const char *bad = NULL;
+		rc = tar_extract(req->files, req->header.files_len, AGENT_WORK_DIR, AGENT_USER_UID,
+				 AGENT_USER_GID, &bad);
+		if (rc) {
+			channel_send_error(channel_fd, "files: cannot write %s: %s",
+					   bad ? bad : "(archive)", strerror(-rc));
+			return rc;
+		}
+	}
+	if ((mkdir(AGENT_OUT_DIR, 0755) != 0 && errno != EEXIST) ||
+	    chown(AGENT_OUT_DIR, AGENT_USER_UID, AGENT_USER_GID) != 0) {
+		rc = -errno;
+		channel_send_error(channel_fd, "cannot create %s: %s", AGENT_OUT_DIR, strerror(errno));
+		return rc;
+	}
+	return 0;
+}
+
+int run_program(int channel_fd, const struct run_request *req)
+{
+	const struct al_run *h = &req->header;
+	const struct interpreter *interp = &interpreters[h->language];
+
+	refresh_entropy_and_clock(h);
+	int rc = prepare_work_dir(channel_fd, req, interp->script);
+	if (rc)
+		return 0; /* already reported */
+
+	int stdin_fd = open(AGENT_RUN_DIR "/stdin", O_RDONLY | O_CLOEXEC);
+	int out_pipe[2], err_pipe[2], status_pipe[2];
+	if (stdin_fd < 0 || pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC) ||
+	    pipe2(status_pipe, O_CLOEXEC)) {
+		channel_send_error(channel_fd, "cannot set up the program's stdio: %s",
+				   strerror(errno));
+		return 0;
+	}
+
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
+	int sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+	int timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (sig_fd < 0 || timer_fd < 0) {
+		channel_send_error(channel_fd, "signalfd/timerfd: %s", strerror(errno));
+		return 0;
+	}
+
+	pid_t child = fork();
+	if (child < 0) {
+		channel_send_error(channel_fd, "fork: %s", strerror(errno));
+		return 0;
+	}
+	if (child == 0)
+		exec_child(interp, stdin_fd, out_pipe[1], err_pipe[1], status_pipe[1]);
+
+	close(stdin_fd);
+	close(out_pipe[1]);
+	close(err_pipe[1]);
+	close(status_pipe[1]);
+	int exec_errno = 0;
+	if (read(status_pipe[0], &exec_errno, sizeof exec_errno) != sizeof exec_errno)
+		exec_errno = 0; /* closed on exec: the interpreter is running */
+	close(status_pipe[0]);
+
+	struct itimerspec its = {.it_value = {.tv_sec = h->timeout_ms / 1000,
+					      .tv_nsec = (long)(h->timeout_ms % 1000) * 1000000}};
+	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
+		its.it_value.tv_nsec = 1;
+	timerfd_settime(timer_fd, 0, &its, NULL);
+
+	struct output_stream out = {out_pipe[0], AL_FRAME_STDOUT, h->stdout_cap, 0, 0};
+	struct output_stream err = {err_pipe[0], AL_FRAME_STDERR, h->stderr_cap, 0, 0};
+	int status = 0, child_done = 0, timed_out = 0;
+	int64_t drain_deadline = -1;
+
+	while (!child_done || out.fd >= 0 || err.fd >= 0) {
+		struct pollfd fds[4] = {
+			{out.fd, POLLIN, 0}, {err.fd, POLLIN, 0}, {sig_fd, POLLIN, 0},
+			{timer_fd, POLLIN, 0}};
+		int wait_ms = -1;
+		if (drain_deadline >= 0) {
+			wait_ms = (int)(drain_deadline - now_ms());
+			if (wait_ms <= 0)
+				break; /* something unkillable holds the pipes: stop waiting */
+		}
+		if (poll(fds, 4, wait_ms) < 0 && errno != EINTR)
+			break;
+		if (fds[0].revents && (rc = pump_output(channel_fd, &out)) != 0)
+			return rc;
+		if (fds[1].revents && (rc = pump_output(channel_fd, &err)) != 0)
+			return rc;
+		if (fds[2].revents) {
+			struct signalfd_siginfo si;
+			while (read(sig_fd, &si, sizeof si) == sizeof si)
+				;
+			int st;
+			pid_t pid;
+			while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+				if (pid == child && !child_done) {
+					status = st;
+					child_done = 1;
+					/* the program is over: nothing it started may outlive it */
+					kill_all_user_processes();
+					drain_deadline = now_ms() + DRAIN_GRACE_MS;
+				}
+			}
+		}
+		if (fds[3].revents && !timed_out) {
+			uint64_t ticks;
+			(void)!read(timer_fd, &ticks, sizeof ticks);
+			timed_out = !child_done;
+			kill_all_user_processes();
+		}
+	}
+	if (out.fd >= 0)
+		close(out.fd);
+	if (err.fd >= 0)
+		close(err.fd);
+	close(sig_fd);
+	close(timer_fd);
+
+	if (exec_errno) {
+		channel_send_error(channel_fd, "cannot start %s: %s", interp->path,
+				   strerror(exec_errno));
+		return 0;
+	}
+	if (!child_done)
+		status = SIGKILL; /* reads as "killed by SIGKILL" */
+	return send_exit(channel_fd, status, timed_out, &out, &err, h->out_files_cap);
+}

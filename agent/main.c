@@ -1,0 +1,145 @@
+/* airlock-agent: PID 1 of every airlock microVM. Sets up the guest (mounts, loopback), tells the
+ * host it is READY, runs exactly one program on request, reports it, and ends the VM.
+ * PID 1 must never exit (the kernel would panic), so every failure ends in reboot(), which the
+ * VMM sees as the end of the VM (the kernel runs with reboot=t: a triple fault).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <net/if.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/reboot.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define CHANNEL_PATH "/dev/hvc0"
+#define CHANNEL_WAIT_MS 10000 /* virtio-console may register its port after init starts */
+
+struct mount_point {
+	const char *source, *target, *type;
+	unsigned long flags;
+	const char *data;
+};
+
+/* The root file system is mounted read-only by the kernel (`ro`); everything writable is a
+ * size-capped tmpfs. */
+static const struct mount_point mounts[] = {
+	{"proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL},
+	{"sysfs", "/sys", "sysfs", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY, NULL},
+	{"devtmpfs", "/dev", "devtmpfs", MS_NOSUID | MS_NOEXEC, "mode=0755"},
+	{"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666"},
+	{"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m"},
+	{"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64m"},
+	{"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m"},
+	{"tmpfs", "/work", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m,uid=1000,gid=1000"},
+};
+
+static void log_error(const char *what)
+{
+	fprintf(stderr, "airlock-agent: %s: %s\n", what, strerror(errno));
+}
+
+static int mount_all(void)
+{
+	for (size_t i = 0; i < sizeof mounts / sizeof mounts[0]; i++) {
+		const struct mount_point *m = &mounts[i];
+		mkdir(m->target, 0755); /* fails harmlessly on the read-only root when it exists */
+		if (mount(m->source, m->target, m->type, m->flags, m->data) != 0 && errno != EBUSY) {
+			log_error(m->target);
+			return -errno;
+		}
+	}
+	if (mkdir(AGENT_RUN_DIR, 0755) != 0 && errno != EEXIST) {
+		log_error(AGENT_RUN_DIR);
+		return -errno;
+	}
+	return 0;
+}
+
+/* Loopback is the only network interface; programs may still talk to themselves over it. */
+static void bring_up_loopback(void)
+{
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return;
+	struct ifreq ifr;
+	memset(&ifr, 0, sizeof ifr);
+	strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+	if (ioctl(fd, SIOCGIFFLAGS, &ifr) == 0) {
+		ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
+		if (ioctl(fd, SIOCSIFFLAGS, &ifr) != 0)
+			log_error("lo up");
+	}
+	close(fd);
+}
+
+static int open_channel(void)
+{
+	for (int waited = 0;; waited += 2) {
+		int fd = channel_open(CHANNEL_PATH);
+		if (fd >= 0 || waited >= CHANNEL_WAIT_MS)
+			return fd;
+		struct timespec ts = {0, 2 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void end_vm(void)
+{
+	sync();
+	for (;;) {
+		reboot(RB_AUTOBOOT);
+		pause();
+	}
+}
+
+static void serve_one_run(int channel_fd)
+{
+	struct al_ready ready = {.version = AL_PROTO_VERSION};
+	if (channel_send(channel_fd, AL_FRAME_READY, &ready, sizeof ready) != 0) {
+		log_error("send READY");
+		return;
+	}
+	uint32_t type;
+	uint8_t *payload;
+	size_t len;
+	int rc = channel_recv(channel_fd, &type, &payload, &len);
+	if (rc) {
+		fprintf(stderr, "airlock-agent: reading the request: %s\n", strerror(-rc));
+		return;
+	}
+	struct run_request req;
+	if (type != AL_FRAME_RUN || run_request_parse(payload, len, &req) != 0) {
+		channel_send_error(channel_fd, "malformed request (frame type %u, %zu bytes)", type,
+				   len);
+	} else if ((rc = run_program(channel_fd, &req)) != 0) {
+		channel_send_error(channel_fd, "run failed: %s", strerror(-rc));
+	}
+	free(payload);
+}
+
+int main(void)
+{
+	signal(SIGPIPE, SIG_IGN);
+	if (getpid() != 1)
+		fprintf(stderr, "airlock-agent: not PID 1; this program is the guest's init\n");
+	sethostname("sandbox", 7);
+	if (mount_all() == 0) {
+		bring_up_loopback();
+		int fd = open_channel();
+		if (fd < 0)
+			fprintf(stderr, "airlock-agent: %s: %s\n", CHANNEL_PATH, strerror(-fd));
+		else
+			serve_one_run(fd);
+	}
+	end_vm();
+	return 0;
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Builds the guest's base tree from Debian bookworm packages (debootstrap minbase plus
+# packages.txt), trimmed of what a sandbox never reads. The agent and airlock's own files are
+# added later by rootfs.sh, so changing the agent does not re-run debootstrap.
+# Usage: rootfs-base.sh OUT_DIR     (writes OUT_DIR/root; needs root)
+set -euo pipefail
+
+out=${1:?usage: rootfs-base.sh OUT_DIR}
+here=$(cd "$(dirname "$0")" && pwd)
+mirror=${AIRLOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+
+[ "$(id -u)" = 0 ] || { echo "rootfs: debootstrap needs root" >&2; exit 1; }
+command -v debootstrap >/dev/null || { echo "rootfs: debootstrap missing (apt-get install debootstrap)" >&2; exit 1; }
+
+packages=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/packages.txt" | tr -s ' \n' ',' | sed 's/,$//')
+root="$out/root"
+mkdir -p "$out"
+echo "rootfs: debootstrap bookworm (minbase + $packages), a few minutes" >&2
+debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$out/debootstrap.log" 2>&1 ||
+  { echo "rootfs: debootstrap failed, see $out/debootstrap.log" >&2; tail -n 5 "$out/debootstrap.log" >&2; exit 1; }
+
+# scipy's dependency on pythran drags in compilers and headers (~500 MB) that nothing in the
+# sandbox needs at run time: take them out again.
+build_only="gcc-12 g++-12 cpp-12 gcc g++ cpp libgcc-12-dev libstdc++-12-dev libc6-dev linux-libc-dev
+  libboost1.74-dev libboost-dev libpython3.11-dev libpython3-dev python3.11-dev python3-dev
+  libopenblas-pthread-dev libopenblas-dev libblas-dev liblapack-dev libexpat1-dev zlib1g-dev
+  libxsimd-dev binutils binutils-common binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0
+  libgprofng0 libjs-sphinxdoc"
+installed=$(chroot "$root" dpkg-query -W -f='${Package}\n' $build_only 2>/dev/null || true)
+[ -z "$installed" ] || chroot "$root" dpkg --purge --force-depends $installed >>"$out/debootstrap.log" 2>&1
+rm -rf "$root"/usr/include "$root"/usr/lib/gcc
+
+# Nothing in the guest may gain privileges: strip every setuid/setgid bit.
+find "$root" -xdev -type f -perm /6000 -exec chmod ug-s {} +
+
+# Trim what a sandbox never reads (docs, man pages, translations, apt's caches).
+rm -rf "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+       "$root"/usr/share/locale/* "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* \
+       "$root"/var/log/* "$root"/dev/*
+du -sh "$root" >&2
