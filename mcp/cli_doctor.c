@@ -1,0 +1,118 @@
+/* airlock doctor: what this host can run, one line per check, and which backend `auto` picks.
+ * Exits 1 when no backend can run a guest here.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "images.h"
+#include "launcher.h"
+
+static void report(const char *verdict, const char *what, const char *detail)
+{
+	printf("%-5s %-10s %s\n", verdict, what, detail);
+}
+
+static bool read_first_line(const char *path, char *out, size_t out_len)
+{
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return false;
+	bool ok = fgets(out, (int)out_len, f) != NULL;
+	fclose(f);
+	if (ok)
+		out[strcspn(out, "\n")] = '\0';
+	return ok;
+}
+
+static void check_cgroups(void)
+{
+	char controllers[512];
+	if (read_first_line("/sys/fs/cgroup/cgroup.controllers", controllers, sizeof controllers)) {
+		char detail[600];
+		snprintf(detail, sizeof detail, "cgroup v2 (controllers: %s)",
+			 controllers[0] ? controllers : "none delegated");
+		report("ok", "cgroups", detail);
+	} else if (access("/sys/fs/cgroup/memory", F_OK) == 0) {
+		report("warn", "cgroups", "cgroup v1 only: per-VM memory/cpu/pids limits need v2");
+	} else {
+		report("warn", "cgroups", "no cgroup file system: VMs run without cgroup limits");
+	}
+}
+
+static void check_namespaces(void)
+{
+	char value[64];
+	if (read_first_line("/proc/sys/user/max_user_namespaces", value, sizeof value) &&
+	    atol(value) == 0) {
+		report("warn", "namespaces", "user namespaces disabled (user.max_user_namespaces=0)");
+		return;
+	}
+	if (read_first_line("/proc/sys/kernel/unprivileged_userns_clone", value, sizeof value) &&
+	    atol(value) == 0 && geteuid() != 0) {
+		report("warn", "namespaces", "unprivileged user namespaces disabled");
+		return;
+	}
+	report("ok", "namespaces", "user, mount, pid, net, ipc and uts namespaces available");
+}
+
+static void check_images(void)
+{
+	struct images im;
+	char err[1024];
+	if (images_init(&im, NULL, err, sizeof err) != 0) {
+		report("no", "images", err);
+		return;
+	}
+	char detail[PATH_MAX + 128];
+	if (images_ready(&im)) {
+		snprintf(detail, sizeof detail, "kernel-%s, rootfs-%s in %s", im.kernel_key,
+			 im.rootfs_key, im.dir);
+		report("ok", "images", detail);
+		return;
+	}
+	snprintf(detail, sizeof detail,
+		 "not built for the current recipe in %s: `airlock image build` (or first use)",
+		 im.dir);
+	report("warn", "images", detail);
+	if (access("/usr/sbin/debootstrap", X_OK) != 0)
+		report("no", "debootstrap", "missing: apt-get install debootstrap");
+	if (access("/usr/src/linux-source-6.1.tar.xz", R_OK) != 0)
+		report("no", "kernel-src", "missing: apt-get install linux-source-6.1");
+	if (geteuid() != 0)
+		report("warn", "root", "building the root file system (debootstrap) needs root");
+}
+
+int cli_doctor(int argc, char **argv)
+{
+	(void)argc;
+	(void)argv;
+	char why[512];
+	bool kvm = host_kvm_usable(why, sizeof why);
+	report(kvm ? "ok" : "no", "kvm-host", why);
+	const struct launcher *chosen = NULL;
+	char kvm_why[512];
+	launcher_select("kvm", &chosen, kvm_why, sizeof kvm_why);
+	report("no", "kvm", kvm_why);
+
+	bool tcg = launcher_tcg.probe(why, sizeof why) == 0;
+	report(tcg ? "ok" : "no", "tcg", why);
+
+	check_images();
+	check_cgroups();
+	check_namespaces();
+
+	if (launcher_select("auto", &chosen, why, sizeof why) == 0) {
+		char detail[600];
+		snprintf(detail, sizeof detail, "%s (%s)", chosen->name,
+			 kvm ? "the kvm backend is not built yet"
+			     : "KVM cannot run a guest here; QEMU emulation is the fallback");
+		report("->", "auto", detail);
+		return 0;
+	}
+	report("no", "auto", "no backend can run a guest on this host");
+	return 1;
+}

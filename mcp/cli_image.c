@@ -1,0 +1,59 @@
+/* airlock image build|list: the guest image cache from the command line. */
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "images.h"
+
+int cli_image(int argc, char **argv)
+{
+	static const struct option options[] = {
+		{"force", no_argument, NULL, 'f'},
+		{"images", required_argument, NULL, 'i'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	bool force = false;
+	const char *dir = NULL;
+	int c;
+	if (argc < 2) {
+		fprintf(stderr, "usage: airlock image build [--force] | airlock image list\n");
+		return 2;
+	}
+	const char *action = argv[1];
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (c) {
+		case 'f':
+			force = true;
+			break;
+		case 'i':
+			dir = optarg;
+			break;
+		default:
+			fprintf(stderr, "usage: airlock image build [--force] [--images DIR] | "
+					"airlock image list [--images DIR]\n");
+			return c == 'h' ? 0 : 2;
+		}
+	}
+	struct images im;
+	char err[1024];
+	if (images_init(&im, dir, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
+		return 1;
+	}
+	if (strcmp(action, "list") == 0)
+		return images_list(&im, stdout) == 0 ? 0 : 1;
+	if (strcmp(action, "build") == 0) {
+		if (images_build(&im, force, err, sizeof err) != 0) {
+			fprintf(stderr, "airlock: %s\n", err);
+			return 1;
+		}
+		fprintf(stderr, "airlock: images ready in %s\n", im.dir);
+		return 0;
+	}
+	fprintf(stderr, "airlock: unknown image action '%s' (build or list)\n", action);
+	return 2;
+}

@@ -1,0 +1,450 @@
+/* airlock run: one piece of code in a fresh microVM, from the command line. The program's stdout
+ * and stderr go to ours, and its exit status becomes ours (124 on timeout, 128+N for a signal,
+ * 125 when the sandbox itself failed). --json prints the structured result instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <limits.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "archive_files.h"
+#include "cli.h"
+#include "images.h"
+#include "launcher.h"
+#include "result.h"
+#include "sandbox.h"
+
+#define DEFAULT_TIMEOUT_S 30.0
+#define MAX_TIMEOUT_S 300.0
+#define MAX_INPUT_BYTES (16u << 20) /* code + stdin + files, as for an MCP request */
+#define OUTPUT_CAP (1u << 20)
+#define OUT_FILES_CAP (1u << 20)
+#define BOOT_TIMEOUT_MS 60000 /* cold boot under emulation on a loaded 2-core host */
+
+struct run_options {
+	const char *backend, *language, *file, *code_arg, *images_dir, *out_dir;
+	double timeout_s;
+	unsigned memory_mb, vcpus;
+	bool json, verbose;
+	struct file_list files;
+};
+
+struct run_state {
+	const struct run_options *opts;
+	uv_signal_t sigint, sigterm;
+	struct sandbox *sandbox;
+	bool interrupted;
+	int exit_status;
+};
+
+static void usage(void)
+{
+	fprintf(stderr,
+		"usage: airlock run [--backend auto|kvm|tcg] [--lang python|javascript|bash]\n"
+		"                   [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
+		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--verbose]\n"
+		"                   (--file F | CODE)\n"
+		"Standard input, when it is not a terminal, is fed to the program.\n");
+}
+
+/* Reads a whole file (or fd) up to limit bytes. Returns 0 or -errno (-EFBIG past the limit). */
+static int read_all_fd(int fd, size_t limit, uint8_t **out, size_t *out_len)
+{
+	size_t cap = 65536, len = 0;
+	uint8_t *buf = malloc(cap);
+	if (!buf)
+		return -ENOMEM;
+	for (;;) {
+		if (len == cap) {
+			if (cap > limit) {
+				free(buf);
+				return -EFBIG;
+			}
+			cap *= 2;
+			uint8_t *p = realloc(buf, cap);
+			if (!p) {
+				free(buf);
+				return -ENOMEM;
+			}
+			buf = p;
+		}
+		ssize_t n = read(fd, buf + len, cap - len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int err = -errno;
+			free(buf);
+			return err;
+		}
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	if (len > limit) {
+		free(buf);
+		return -EFBIG;
+	}
+	*out = buf;
+	*out_len = len;
+	return 0;
+}
+
+static int read_file(const char *path, size_t limit, uint8_t **out, size_t *out_len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	int rc = read_all_fd(fd, limit, out, out_len);
+	close(fd);
+	return rc;
+}
+
+/* --put PATH=HOSTFILE */
+static int add_put(struct run_options *o, const char *arg)
+{
+	const char *eq = strchr(arg, '=');
+	if (!eq || eq == arg || !eq[1]) {
+		fprintf(stderr, "airlock: --put wants PATH=HOSTFILE, got '%s'\n", arg);
+		return -EINVAL;
+	}
+	char path[ARCHIVE_MAX_PATH + 1], why[128];
+	size_t plen = (size_t)(eq - arg);
+	if (plen > ARCHIVE_MAX_PATH) {
+		fprintf(stderr, "airlock: --put: path is longer than %d bytes\n", ARCHIVE_MAX_PATH);
+		return -EINVAL;
+	}
+	memcpy(path, arg, plen);
+	path[plen] = '\0';
+	if (!archive_path_ok(path, why, sizeof why)) {
+		fprintf(stderr, "airlock: --put: path '%s' %s\n", path, why);
+		return -EINVAL;
+	}
+	uint8_t *data;
+	size_t len;
+	int rc = read_file(eq + 1, MAX_INPUT_BYTES, &data, &len);
+	if (rc) {
+		fprintf(stderr, "airlock: --put: cannot read %s: %s\n", eq + 1, strerror(-rc));
+		return rc;
+	}
+	rc = file_list_add(&o->files, path, data, len, true);
+	free(data);
+	return rc;
+}
+
+static int parse_options(int argc, char **argv, struct run_options *o)
+{
+	static const struct option options[] = {
+		{"backend", required_argument, NULL, 'b'}, {"lang", required_argument, NULL, 'l'},
+		{"timeout", required_argument, NULL, 't'}, {"file", required_argument, NULL, 'f'},
+		{"json", no_argument, NULL, 'j'},          {"put", required_argument, NULL, 'p'},
+		{"out", required_argument, NULL, 'o'},     {"memory-mb", required_argument, NULL, 'm'},
+		{"vcpus", required_argument, NULL, 'c'},   {"images", required_argument, NULL, 'i'},
+		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	*o = (struct run_options){.backend = "auto", .language = "python",
+				  .timeout_s = DEFAULT_TIMEOUT_S, .memory_mb = 512, .vcpus = 1};
+	int c;
+	char *end;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (c) {
+		case 'b': o->backend = optarg; break;
+		case 'l': o->language = optarg; break;
+		case 'f': o->file = optarg; break;
+		case 'j': o->json = true; break;
+		case 'o': o->out_dir = optarg; break;
+		case 'i': o->images_dir = optarg; break;
+		case 'v': o->verbose = true; break;
+		case 'p':
+			if (add_put(o, optarg) != 0)
+				return -EINVAL;
+			break;
+		case 't':
+			o->timeout_s = strtod(optarg, &end);
+			if (*end || !(o->timeout_s > 0) || !isfinite(o->timeout_s)) {
+				fprintf(stderr, "airlock: --timeout wants seconds > 0, got '%s'\n",
+					optarg);
+				return -EINVAL;
+			}
+			if (o->timeout_s > MAX_TIMEOUT_S)
+				o->timeout_s = MAX_TIMEOUT_S;
+			break;
+		case 'm':
+		case 'c': {
+			unsigned long v = strtoul(optarg, &end, 10);
+			unsigned long lo = c == 'm' ? 128 : 1, hi = c == 'm' ? 16384 : 1;
+			if (*end || v < lo || v > hi) {
+				fprintf(stderr, "airlock: --%s wants %lu..%lu, got '%s'\n",
+					c == 'm' ? "memory-mb" : "vcpus", lo, hi, optarg);
+				return -EINVAL;
+			}
+			if (c == 'm')
+				o->memory_mb = (unsigned)v;
+			else
+				o->vcpus = (unsigned)v;
+			break;
+		}
+		case 'h':
+			usage();
+			exit(0);
+		default:
+			usage();
+			return -EINVAL;
+		}
+	}
+	if (optind < argc)
+		o->code_arg = argv[optind++];
+	if (optind < argc || (!o->code_arg == !o->file)) {
+		fprintf(stderr, "airlock: give the code either as one argument or with --file\n");
+		usage();
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int language_from_name(const char *name)
+{
+	if (strcmp(name, "python") == 0)
+		return AL_LANG_PYTHON;
+	if (strcmp(name, "javascript") == 0)
+		return AL_LANG_JAVASCRIPT;
+	if (strcmp(name, "bash") == 0)
+		return AL_LANG_BASH;
+	return -EINVAL;
+}
+
+static int write_all(int fd, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Writes the returned output files under dir (paths were checked when unpacked). */
+static void save_output_files(const char *dir, const struct file_list *files)
+{
+	for (size_t i = 0; i < files->len; i++) {
+		const struct file_entry *f = &files->items[i];
+		if (!f->returned) {
+			fprintf(stderr, "airlock: %s (%zu bytes) was not returned: over the %u MiB "
+					"limit for output files\n",
+				f->path, f->size, OUT_FILES_CAP >> 20);
+			continue;
+		}
+		char path[PATH_MAX];
+		if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, f->path) >= sizeof path)
+			continue;
+		for (char *p = path + strlen(dir) + 1; (p = strchr(p, '/')) != NULL; p++) {
+			*p = '\0';
+			mkdir(path, 0755);
+			*p = '/';
+		}
+		int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+		if (fd < 0 || write_all(fd, f->data, f->size) != 0)
+			fprintf(stderr, "airlock: cannot write %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+	}
+}
+
+static int exit_status_of(const struct sandbox_result *r)
+{
+	if (r->timed_out)
+		return 124;
+	if (r->exited)
+		return r->exit_code;
+	if (r->signal)
+		return 128 + r->signal;
+	return EXIT_SANDBOX_FAILURE;
+}
+
+static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ctx)
+{
+	(void)sb;
+	struct run_state *st = ctx;
+	const struct run_options *o = st->opts;
+	st->sandbox = NULL;
+	uv_close((uv_handle_t *)&st->sigint, NULL);
+	uv_close((uv_handle_t *)&st->sigterm, NULL);
+
+	if (r->error) {
+		if (o->json) {
+			json_t *j = json_pack("{s:s}", "error", r->message);
+			json_dumpf(j, stdout, JSON_COMPACT);
+			putchar('\n');
+			json_decref(j);
+		}
+		if (r->error != -ECANCELED)
+			fprintf(stderr, "airlock: %s\n", r->message);
+		st->exit_status = st->interrupted ? 130 : EXIT_SANDBOX_FAILURE;
+		return;
+	}
+	struct file_list files = {0};
+	if (result_output_files(r, &files) != 0)
+		fprintf(stderr, "airlock: the guest returned a malformed file archive\n");
+	if (o->json) {
+		json_t *j = result_structured(r, &files);
+		if (!j || json_dumpf(j, stdout, JSON_COMPACT) != 0)
+			fprintf(stderr, "airlock: cannot write the JSON result\n");
+		putchar('\n');
+		json_decref(j);
+	} else {
+		fflush(stdout);
+		write_all(1, r->out.data, r->out.len);
+		write_all(2, r->err.data, r->err.len);
+		if (r->stdout_truncated)
+			fprintf(stderr, "[airlock: stdout truncated: %llu bytes written, %zu kept]\n",
+				(unsigned long long)r->stdout_total, r->out.len);
+		if (r->stderr_truncated)
+			fprintf(stderr, "[airlock: stderr truncated: %llu bytes written, %zu kept]\n",
+				(unsigned long long)r->stderr_total, r->err.len);
+		if (r->timed_out)
+			fprintf(stderr, "[airlock: timed out after %g s]\n", o->timeout_s);
+	}
+	if (o->out_dir)
+		save_output_files(o->out_dir, &files);
+	file_list_free(&files);
+	st->exit_status = exit_status_of(r);
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+	(void)signum;
+	struct run_state *st = handle->data;
+	st->interrupted = true;
+	if (st->sandbox)
+		sandbox_cancel(st->sandbox);
+}
+
+static int prepare_images(const struct run_options *o, struct images *im)
+{
+	char err[1024];
+	if (images_init(im, o->images_dir, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
+		return -ENOENT;
+	}
+	if (!images_ready(im)) {
+		fprintf(stderr, "airlock: guest images are not built yet; building them now "
+				"(first use only)\n");
+		if (images_build(im, false, err, sizeof err) != 0) {
+			fprintf(stderr, "airlock: %s\n", err);
+			return -EIO;
+		}
+	}
+	return 0;
+}
+
+int cli_run(int argc, char **argv)
+{
+	struct run_options o;
+	if (parse_options(argc, argv, &o) != 0) {
+		file_list_free(&o.files);
+		return 2;
+	}
+	int status = EXIT_SANDBOX_FAILURE;
+	uint8_t *code = NULL, *input = NULL, *tar = NULL;
+	size_t code_len = 0, input_len = 0, tar_len = 0;
+	char err[1024];
+	int lang = language_from_name(o.language);
+	const struct launcher *launcher = NULL;
+	struct images im;
+
+	if (lang < 0) {
+		fprintf(stderr, "airlock: --lang must be python, javascript or bash (got '%s')\n",
+			o.language);
+		status = 2;
+		goto out;
+	}
+	if (o.file) {
+		int rc = read_file(o.file, MAX_INPUT_BYTES, &code, &code_len);
+		if (rc) {
+			fprintf(stderr, "airlock: cannot read %s: %s\n", o.file, strerror(-rc));
+			status = 2;
+			goto out;
+		}
+	}
+	if (!isatty(0)) {
+		int rc = read_all_fd(0, MAX_INPUT_BYTES, &input, &input_len);
+		if (rc == -EBADF) {
+			input_len = 0; /* no stdin at all */
+		} else if (rc) {
+			fprintf(stderr, "airlock: reading standard input: %s\n", strerror(-rc));
+			status = 2;
+			goto out;
+		}
+	}
+	if (o.files.len && archive_pack(&o.files, &tar, &tar_len, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
+		goto out;
+	}
+	if (launcher_select(o.backend, &launcher, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
+		goto out;
+	}
+	if (prepare_images(&o, &im) != 0)
+		goto out;
+
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct run_state st = {.opts = &o, .exit_status = EXIT_SANDBOX_FAILURE};
+	uv_signal_init(&loop, &st.sigint);
+	uv_signal_init(&loop, &st.sigterm);
+	st.sigint.data = st.sigterm.data = &st;
+	uv_signal_start(&st.sigint, on_signal, SIGINT);
+	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+
+	struct sandbox_vm vm = {
+		.launcher = launcher,
+		.kernel = im.kernel,
+		.rootfs = im.rootfs,
+		.memory_mb = o.memory_mb,
+		.vcpus = o.vcpus,
+		.boot_timeout_ms = BOOT_TIMEOUT_MS,
+		.verbose = o.verbose,
+	};
+	struct sandbox_request req = {
+		.language = (enum al_language)lang,
+		.code = o.file ? (const void *)code : o.code_arg,
+		.code_len = o.file ? code_len : strlen(o.code_arg),
+		.stdin_data = input,
+		.stdin_len = input_len,
+		.files_tar = tar,
+		.files_len = tar_len,
+		.timeout_ms = (uint32_t)llround(o.timeout_s * 1000),
+		.stdout_cap = OUTPUT_CAP,
+		.stderr_cap = OUTPUT_CAP,
+		.out_files_cap = OUT_FILES_CAP,
+	};
+	if (sandbox_start(&loop, &vm, &req, on_done, &st, &st.sandbox, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
+		uv_close((uv_handle_t *)&st.sigint, NULL);
+		uv_close((uv_handle_t *)&st.sigterm, NULL);
+	}
+	uv_run(&loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(&loop) != 0)
+		fprintf(stderr, "airlock: internal error: handles left open\n");
+	status = st.exit_status;
+out:
+	free(code);
+	free(input);
+	free(tar);
+	file_list_free(&o.files);
+	return status;
+}

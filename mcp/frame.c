@@ -1,0 +1,143 @@
+/* Incremental, defensive decoding of the guest's frames. See frame.h. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+
+size_t frame_max_payload(uint32_t type)
+{
+	switch (type) {
+	case AL_FRAME_READY:
+		return sizeof(struct al_ready);
+	case AL_FRAME_STDOUT:
+	case AL_FRAME_STDERR:
+		return AL_FRAME_MAX_OUTPUT_CHUNK;
+	case AL_FRAME_EXIT:
+		return AL_FRAME_MAX_PAYLOAD;
+	case AL_FRAME_ERROR:
+		return AL_FRAME_MAX_ERROR_TEXT;
+	default:
+		return 0;
+	}
+}
+
+void frame_decoder_init(struct frame_decoder *d)
+{
+	memset(d, 0, sizeof *d);
+}
+
+void frame_decoder_free(struct frame_decoder *d)
+{
+	free(d->payload);
+	memset(d, 0, sizeof *d);
+}
+
+static int fail(struct frame_decoder *d, const char *why)
+{
+	d->error = why;
+	return -EPROTO;
+}
+
+static int check_header(struct frame_decoder *d)
+{
+	memcpy(&d->type, d->header, 4);
+	memcpy(&d->length, d->header + 4, 4);
+	size_t max = frame_max_payload(d->type);
+	if (max == 0)
+		return fail(d, "unknown frame type");
+	if (d->length > max)
+		return fail(d, "frame longer than its type allows");
+	if (d->type == AL_FRAME_READY && d->length != sizeof(struct al_ready))
+		return fail(d, "READY frame of the wrong size");
+	if (d->type == AL_FRAME_EXIT && d->length < sizeof(struct al_exit))
+		return fail(d, "EXIT frame shorter than its header");
+	return 0;
+}
+
+static int reserve(struct frame_decoder *d, size_t need)
+{
+	if (need <= d->payload_cap)
+		return 0;
+	size_t cap = d->payload_cap ? d->payload_cap : 4096;
+	while (cap < need)
+		cap *= 2;
+	if (cap > d->length)
+		cap = d->length;
+	uint8_t *p = realloc(d->payload, cap);
+	if (!p)
+		return -ENOMEM;
+	d->payload = p;
+	d->payload_cap = cap;
+	return 0;
+}
+
+int frame_decoder_feed(struct frame_decoder *d, const uint8_t *data, size_t len,
+		       frame_handler handler, void *ctx)
+{
+	if (d->error)
+		return -EPROTO;
+	while (len > 0) {
+		if (d->header_have < AL_FRAME_HEADER_SIZE) {
+			size_t take = AL_FRAME_HEADER_SIZE - d->header_have;
+			if (take > len)
+				take = len;
+			memcpy(d->header + d->header_have, data, take);
+			d->header_have += take;
+			data += take;
+			len -= take;
+			if (d->header_have < AL_FRAME_HEADER_SIZE)
+				return 0;
+			int rc = check_header(d);
+			if (rc)
+				return rc;
+			d->payload_have = 0;
+		}
+		size_t take = d->length - d->payload_have;
+		if (take > len)
+			take = len;
+		if (take) {
+			int rc = reserve(d, d->payload_have + take);
+			if (rc)
+				return fail(d, "out of memory");
+			memcpy(d->payload + d->payload_have, data, take);
+			d->payload_have += take;
+			data += take;
+			len -= take;
+		}
+		if (d->payload_have < d->length)
+			return 0;
+		d->header_have = 0; /* the next byte starts a new frame */
+		int rc = handler(ctx, d->type, d->payload, d->length);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+int frame_parse_exit(const uint8_t *payload, size_t len, struct al_exit *exit,
+		     const uint8_t **files, const uint8_t **skipped)
+{
+	if (len < sizeof *exit)
+		return -EPROTO;
+	memcpy(exit, payload, sizeof *exit);
+	uint64_t body = (uint64_t)exit->files_len + exit->skipped_len;
+	if (body != len - sizeof *exit)
+		return -EPROTO;
+	if (exit->exit_code < -1 || exit->exit_code > 255 || exit->signal < 0 || exit->signal > 64)
+		return -EPROTO;
+	*files = payload + sizeof *exit;
+	*skipped = *files + exit->files_len;
+	return 0;
+}
+
+int frame_encode_run_header(const struct al_run *run, uint8_t *out, size_t out_len)
+{
+	uint64_t payload = sizeof *run + (uint64_t)run->code_len + run->stdin_len + run->files_len;
+	if (out_len < AL_FRAME_HEADER_SIZE + sizeof *run || payload > AL_FRAME_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	struct al_frame_header h = {.type = AL_FRAME_RUN, .length = (uint32_t)payload};
+	memcpy(out, &h, sizeof h);
+	memcpy(out + sizeof h, run, sizeof *run);
+	return 0;
+}

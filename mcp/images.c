@@ -1,0 +1,454 @@
+/* The image cache (see images.h). Keys are FNV-1a hashes of every input of a build step: its
+ * script, its configuration files, and the artifacts it starts from. Each step builds into a
+ * temporary directory that is renamed into place only when the step succeeds.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <ftw.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "images.h"
+
+#define KERNEL_SOURCE "/usr/src/linux-source-6.1.tar.xz"
+
+/* snprintf for paths: -ENAMETOOLONG instead of a silently cut path. */
+static int pathf(char *out, size_t out_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int pathf(char *out, size_t out_len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(out, out_len, fmt, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
+}
+
+/* ---- recipe hashing ---- */
+
+struct hash {
+	uint64_t h;
+};
+
+static void hash_bytes(struct hash *h, const void *data, size_t len)
+{
+	const uint8_t *p = data;
+	for (size_t i = 0; i < len; i++) {
+		h->h ^= p[i];
+		h->h *= 0x100000001b3ULL;
+	}
+}
+
+static void hash_string(struct hash *h, const char *s)
+{
+	hash_bytes(h, s, strlen(s) + 1);
+}
+
+static int hash_file(struct hash *h, const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	const char *base = strrchr(path, '/');
+	hash_string(h, base ? base + 1 : path); /* a renamed input is a changed recipe */
+	uint8_t buf[65536];
+	ssize_t n;
+	while ((n = read(fd, buf, sizeof buf)) > 0)
+		hash_bytes(h, buf, (size_t)n);
+	int rc = n < 0 ? -errno : 0;
+	close(fd);
+	return rc;
+}
+
+/* Hashes every file under dir, in sorted order, with its path relative to the recipe. */
+static int hash_tree(struct hash *h, const char *dir)
+{
+	struct dirent **names;
+	int n = scandir(dir, &names, NULL, alphasort);
+	if (n < 0)
+		return -errno;
+	int rc = 0;
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		char path[PATH_MAX];
+		struct stat st;
+		if (!rc && strcmp(name, ".") && strcmp(name, "..") &&
+		    pathf(path, sizeof path, "%s/%s", dir, name) == 0 &&
+		    lstat(path, &st) == 0) {
+			hash_string(h, name);
+			if (S_ISDIR(st.st_mode))
+				rc = hash_tree(h, path);
+			else
+				rc = hash_file(h, path);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return rc;
+}
+
+static void hash_hex(const struct hash *h, char out[IMAGE_KEY_LEN + 1])
+{
+	snprintf(out, IMAGE_KEY_LEN + 1, "%016llx", (unsigned long long)h->h);
+}
+
+static int recipe_file(const struct images *im, const char *name, char *out, size_t out_len)
+{
+	return pathf(out, out_len, "%s/%s", im->recipe_dir, name);
+}
+
+static int hash_recipe_files(struct hash *h, const struct images *im, const char *const *names)
+{
+	for (; *names; names++) {
+		char path[PATH_MAX];
+		int rc = recipe_file(im, *names, path, sizeof path);
+		if (rc == 0)
+			rc = hash_file(h, path);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
+static int compute_keys(struct images *im)
+{
+	static const char *const kernel_inputs[] = {"kernel.sh", "kernel.config", NULL};
+	static const char *const base_inputs[] = {"rootfs-base.sh", "packages.txt", NULL};
+	static const char *const rootfs_inputs[] = {"rootfs.sh", NULL};
+
+	struct hash k = {0xcbf29ce484222325ULL};
+	int rc = hash_recipe_files(&k, im, kernel_inputs);
+	/* A new linux-source package (a Debian point release) is a new recipe too. */
+	struct stat st;
+	if (rc == 0 && stat(KERNEL_SOURCE, &st) == 0) {
+		hash_bytes(&k, &st.st_size, sizeof st.st_size);
+		hash_bytes(&k, &st.st_mtime, sizeof st.st_mtime);
+	}
+	hash_hex(&k, im->kernel_key);
+
+	struct hash b = {0xcbf29ce484222325ULL};
+	if (rc == 0)
+		rc = hash_recipe_files(&b, im, base_inputs);
+	hash_hex(&b, im->base_key);
+
+	struct hash r = {0xcbf29ce484222325ULL};
+	hash_string(&r, im->base_key);
+	char overlay[PATH_MAX];
+	if (rc == 0)
+		rc = hash_recipe_files(&r, im, rootfs_inputs);
+	if (rc == 0)
+		rc = recipe_file(im, "overlay", overlay, sizeof overlay);
+	if (rc == 0)
+		rc = hash_tree(&r, overlay);
+	if (rc == 0)
+		rc = hash_file(&r, im->agent);
+	hash_hex(&r, im->rootfs_key);
+	return rc;
+}
+
+/* ---- locating things ---- */
+
+static int find_agent(char *out, size_t out_len)
+{
+	const char *env = getenv("AIRLOCK_AGENT");
+	if (env && *env) {
+		snprintf(out, out_len, "%s", env);
+		return access(out, R_OK) == 0 ? 0 : -errno;
+	}
+	/* Run from the build tree: <build>/mcp/airlock beside <build>/agent/airlock-agent. */
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			if (pathf(out, out_len, "%s/../agent/airlock-agent", self) == 0 &&
+			    access(out, R_OK) == 0)
+				return 0;
+		}
+	}
+	snprintf(out, out_len, "%s/airlock-agent", AIRLOCK_LIBEXEC_DIR);
+	return access(out, R_OK) == 0 ? 0 : -ENOENT;
+}
+
+int images_init(struct images *im, const char *dir_override, char *err, size_t err_len)
+{
+	memset(im, 0, sizeof *im);
+	const char *env = getenv("AIRLOCK_IMAGES");
+	const char *home = getenv("HOME");
+	if (dir_override && *dir_override)
+		snprintf(im->dir, sizeof im->dir, "%s", dir_override);
+	else if (env && *env)
+		snprintf(im->dir, sizeof im->dir, "%s", env);
+	else if (home && *home)
+		snprintf(im->dir, sizeof im->dir, "%s/.cache/airlock", home);
+	else {
+		snprintf(err, err_len, "no image directory: set HOME, AIRLOCK_IMAGES or --images");
+		return -ENOENT;
+	}
+
+	const char *recipes = getenv("AIRLOCK_RECIPES");
+	snprintf(im->recipe_dir, sizeof im->recipe_dir, "%s",
+		 recipes && *recipes ? recipes : AIRLOCK_RECIPE_DIR);
+	if (find_agent(im->agent, sizeof im->agent) != 0) {
+		snprintf(err, err_len, "airlock-agent not found (looked beside this program and in "
+				       "%s; set AIRLOCK_AGENT)",
+			 AIRLOCK_LIBEXEC_DIR);
+		return -ENOENT;
+	}
+	int rc = compute_keys(im);
+	if (rc) {
+		snprintf(err, err_len, "cannot read the image recipe in %s: %s", im->recipe_dir,
+			 strerror(-rc));
+		return rc;
+	}
+	if (pathf(im->kernel, sizeof im->kernel, "%s/kernel-%s/vmlinux", im->dir, im->kernel_key) ||
+	    pathf(im->base, sizeof im->base, "%s/base-%s/root", im->dir, im->base_key) ||
+	    pathf(im->rootfs, sizeof im->rootfs, "%s/rootfs-%s/rootfs.ext4", im->dir,
+		  im->rootfs_key)) {
+		snprintf(err, err_len, "image directory path too long: %s", im->dir);
+		return -ENAMETOOLONG;
+	}
+	return 0;
+}
+
+bool images_ready(const struct images *im)
+{
+	return access(im->kernel, R_OK) == 0 && access(im->rootfs, R_OK) == 0;
+}
+
+/* ---- building ---- */
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+static int remove_tree(const char *path)
+{
+	if (access(path, F_OK) != 0)
+		return 0;
+	return nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -errno;
+}
+
+/* Runs `bash script args...` with its output in log. Returns its exit status, or -errno. */
+static int run_script(const char *log, char *const argv[])
+{
+	int log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (log_fd < 0)
+		return -errno;
+	pid_t pid = fork();
+	if (pid < 0) {
+		int err = -errno;
+		close(log_fd);
+		return err;
+	}
+	if (pid == 0) {
+		int null_fd = open("/dev/null", O_RDONLY);
+		if (null_fd >= 0)
+			dup2(null_fd, 0);
+		dup2(log_fd, 1);
+		dup2(log_fd, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	close(log_fd);
+	int status;
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			return -errno;
+	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static void print_log_tail(const char *log)
+{
+	FILE *f = fopen(log, "r");
+	if (!f)
+		return;
+	char lines[5][512] = {{0}};
+	unsigned n = 0;
+	while (fgets(lines[n % 5], sizeof lines[0], f))
+		n++;
+	fclose(f);
+	for (unsigned i = n > 5 ? n - 5 : 0; i < n; i++)
+		fprintf(stderr, "  | %s", lines[i % 5]);
+}
+
+struct build_step {
+	const char *name;    /* kernel, base, rootfs */
+	const char *key;
+	const char *what;    /* for the progress line */
+	const char *product; /* path inside the step's directory that proves it is built */
+};
+
+/* Builds one step into <dir>/.tmp-<name>-<key>, renaming it to <dir>/<name>-<key> on success. */
+static int build_step(const struct images *im, const struct build_step *step, bool force,
+		      char *err, size_t err_len)
+{
+	char final[PATH_MAX], tmp[PATH_MAX], log[PATH_MAX], product[PATH_MAX], script[PATH_MAX],
+		work[PATH_MAX], old[PATH_MAX];
+	if (pathf(final, sizeof final, "%s/%s-%s", im->dir, step->name, step->key) ||
+	    pathf(tmp, sizeof tmp, "%s/.tmp-%s-%s", im->dir, step->name, step->key) ||
+	    pathf(log, sizeof log, "%s/logs/%s-%s.log", im->dir, step->name, step->key) ||
+	    pathf(product, sizeof product, "%s/%s", final, step->product) ||
+	    pathf(old, sizeof old, "%s.old", final) ||
+	    pathf(script, sizeof script, "%s/%s.sh", im->recipe_dir,
+		  strcmp(step->name, "base") == 0 ? "rootfs-base" : step->name) ||
+	    pathf(work, sizeof work, "%s/work", im->dir)) {
+		snprintf(err, err_len, "image directory path too long: %s", im->dir);
+		return -ENAMETOOLONG;
+	}
+	if (!force && access(product, F_OK) == 0)
+		return 0;
+
+	char *argv[8] = {"bash", script, tmp, NULL};
+	if (strcmp(step->name, "kernel") == 0)
+		argv[3] = work;
+	if (strcmp(step->name, "rootfs") == 0) {
+		argv[2] = (char *)im->base;
+		argv[3] = (char *)im->agent;
+		argv[4] = tmp;
+	}
+
+	int rc = remove_tree(tmp);
+	if (rc == 0 && mkdir(tmp, 0755) != 0)
+		rc = -errno;
+	if (rc) {
+		snprintf(err, err_len, "cannot create %s: %s", tmp, strerror(-rc));
+		return rc;
+	}
+	fprintf(stderr, "airlock: building %s (%s); log: %s\n", step->name, step->what, log);
+	time_t started = time(NULL);
+	int status = run_script(log, argv);
+	if (status != 0) {
+		remove_tree(tmp);
+		print_log_tail(log);
+		snprintf(err, err_len, "image build failed at step '%s' (%s %d); see %s", step->name,
+			 status < 0 ? "error" : "exit status", status, log);
+		return -EIO;
+	}
+	/* Replace atomically: readers see the old complete directory or the new one. */
+	remove_tree(old);
+	if (access(final, F_OK) == 0 && rename(final, old) != 0)
+		rc = -errno;
+	if (rc == 0 && rename(tmp, final) != 0)
+		rc = -errno;
+	remove_tree(old);
+	if (rc) {
+		remove_tree(tmp);
+		snprintf(err, err_len, "cannot move %s into place: %s", tmp, strerror(-rc));
+		return rc;
+	}
+	fprintf(stderr, "airlock: %s built in %lds\n", step->name, (long)(time(NULL) - started));
+	return 0;
+}
+
+static int make_dirs(const char *dir)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof path, "%s", dir);
+	for (char *p = path + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(path, 0755) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -errno;
+}
+
+int images_build(const struct images *im, bool force, char *err, size_t err_len)
+{
+	char logs[PATH_MAX], lock_path[PATH_MAX];
+	if (pathf(logs, sizeof logs, "%s/logs", im->dir) ||
+	    pathf(lock_path, sizeof lock_path, "%s/.lock", im->dir)) {
+		snprintf(err, err_len, "image directory path too long: %s", im->dir);
+		return -ENAMETOOLONG;
+	}
+	int rc = make_dirs(logs);
+	if (rc) {
+		snprintf(err, err_len, "cannot create %s: %s", logs, strerror(-rc));
+		return rc;
+	}
+	/* One builder at a time; a second airlock waits, then finds the work done. */
+	int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
+		if (lock >= 0)
+			close(lock);
+		return rc;
+	}
+	const struct build_step steps[] = {
+		{"kernel", im->kernel_key, "Linux 6.1 from linux-source-6.1, ~4 min on 2 cores",
+		 "vmlinux"},
+		{"base", im->base_key, "Debian bookworm packages via debootstrap, ~2 min", "root"},
+		{"rootfs", im->rootfs_key, "root file system image with the agent, ~5 s",
+		 "rootfs.ext4"},
+	};
+	for (size_t i = 0; i < sizeof steps / sizeof steps[0] && rc == 0; i++)
+		rc = build_step(im, &steps[i], force, err, err_len);
+	close(lock);
+	return rc;
+}
+
+/* ---- listing ---- */
+
+static uint64_t tree_bytes;
+
+static int add_entry_size(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)path;
+	(void)flag;
+	(void)ftw;
+	tree_bytes += (uint64_t)st->st_blocks * 512;
+	return 0;
+}
+
+int images_list(const struct images *im, FILE *out)
+{
+	fprintf(out, "image directory: %s\n", im->dir);
+	fprintf(out, "current recipe:  kernel-%s base-%s rootfs-%s\n", im->kernel_key,
+		im->base_key, im->rootfs_key);
+	struct dirent **names;
+	int n = scandir(im->dir, &names, NULL, alphasort);
+	if (n < 0) {
+		fprintf(out, "(nothing built yet: run `airlock image build`)\n");
+		return 0;
+	}
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		const char *dash = strrchr(name, '-');
+		bool artifact = name[0] != '.' && dash && strlen(dash + 1) == IMAGE_KEY_LEN;
+		if (artifact) {
+			char path[PATH_MAX];
+			tree_bytes = 0;
+			if (pathf(path, sizeof path, "%s/%s", im->dir, name) == 0)
+				nftw(path, add_entry_size, 32, FTW_PHYS);
+			const char *key = dash + 1;
+			bool current = !strcmp(key, im->kernel_key) || !strcmp(key, im->base_key) ||
+				       !strcmp(key, im->rootfs_key);
+			fprintf(out, "%-28s %8.1f MiB  %s\n", name, (double)tree_bytes / (1 << 20),
+				current ? "current" : "stale (an older recipe)");
+		}
+		free(names[i]);
+	}
+	free(names);
+	fprintf(out, "ready: %s\n", images_ready(im) ? "yes" : "no (run `airlock image build`)");
+	return 0;
+}

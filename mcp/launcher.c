@@ -1,0 +1,90 @@
+/* Backend selection and the argv helper shared by the launchers. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "launcher.h"
+
+int argv_push(struct argv_list *argv, const char *fmt, ...)
+{
+	if (argv->len + 2 > argv->cap) {
+		size_t cap = argv->cap ? argv->cap * 2 : 32;
+		char **items = realloc(argv->items, cap * sizeof *items);
+		if (!items)
+			return -ENOMEM;
+		argv->items = items;
+		argv->cap = cap;
+	}
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&argv->items[argv->len], fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		return -ENOMEM;
+	argv->items[++argv->len] = NULL;
+	return 0;
+}
+
+void argv_free(struct argv_list *argv)
+{
+	for (size_t i = 0; i < argv->len; i++)
+		free(argv->items[i]);
+	free(argv->items);
+	memset(argv, 0, sizeof *argv);
+}
+
+static bool path_exists(const char *path)
+{
+	return access(path, F_OK) == 0;
+}
+
+bool host_kvm_usable(char *why, size_t why_len)
+{
+	int fd = open("/dev/kvm", O_RDWR | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(why, why_len, "/dev/kvm: %s", strerror(errno));
+		return false;
+	}
+	close(fd);
+	/* kvm_pvm is software virtualization without VT-x/AMD-V: guest ring 0 is interpreted and
+	 * Linux stops on instructions it cannot emulate, so no Linux guest runs on it. */
+	if (path_exists("/sys/module/kvm_pvm")) {
+		snprintf(why, why_len,
+			 "/dev/kvm is kvm_pvm (software virtualization, no VT-x/AMD-V): it cannot "
+			 "run a Linux guest");
+		return false;
+	}
+	if (path_exists("/sys/module/kvm_intel") || path_exists("/sys/module/kvm_amd")) {
+		snprintf(why, why_len, "/dev/kvm is backed by %s",
+			 path_exists("/sys/module/kvm_intel") ? "kvm_intel" : "kvm_amd");
+		return true;
+	}
+	snprintf(why, why_len, "/dev/kvm opens but neither kvm_intel nor kvm_amd is loaded");
+	return false;
+}
+
+int launcher_select(const char *backend, const struct launcher **out, char *why, size_t why_len)
+{
+	char kvm_why[256];
+	if (strcmp(backend, "kvm") == 0) {
+		bool usable = host_kvm_usable(kvm_why, sizeof kvm_why);
+		snprintf(why, why_len,
+			 "the kvm backend (airlock-vmm) is not part of this build yet (%s%s); use "
+			 "--backend tcg",
+			 kvm_why, usable ? "" : ", so it could not run here anyway");
+		return -ENOTSUP;
+	}
+	if (strcmp(backend, "tcg") != 0 && strcmp(backend, "auto") != 0) {
+		snprintf(why, why_len, "unknown backend '%s' (use auto, kvm or tcg)", backend);
+		return -EINVAL;
+	}
+	int rc = launcher_tcg.probe(why, why_len);
+	if (rc)
+		return rc;
+	*out = &launcher_tcg;
+	return 0;
+}

@@ -1,0 +1,48 @@
+/* The launcher interface: what differs between backends is only the command that starts a VM.
+ * sandbox.c owns the process's life (spawn, channel, deadlines, kill) for every backend.
+ *   tcg  QEMU full-system emulation (launcher_tcg.c), portable
+ *   kvm  airlock-vmm, our own KVM monitor (its own issue; not in this build yet)
+ */
+#ifndef AIRLOCK_LAUNCHER_H
+#define AIRLOCK_LAUNCHER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct vm_spec {
+	const char *kernel;     /* ELF vmlinux */
+	const char *rootfs;     /* ext4 image, attached read-only */
+	const char *serial_log; /* file that receives the guest's boot log */
+	unsigned memory_mb;
+	unsigned vcpus;
+	int channel_fd; /* fd number of the host channel in the VM process */
+};
+
+struct argv_list {
+	char **items; /* NULL-terminated once non-empty */
+	size_t len, cap;
+};
+
+/* Appends a printf-formatted argument. Returns 0 or -ENOMEM. */
+int argv_push(struct argv_list *argv, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void argv_free(struct argv_list *argv);
+
+struct launcher {
+	const char *name;
+	/* Returns 0 when this backend can run a guest here, else -errno; why gets one line either
+	 * way (what was found, or what is missing and how to fix it). */
+	int (*probe)(char *why, size_t why_len);
+	/* Builds the command line that starts one VM as spec says. Returns 0 or -errno. */
+	int (*command)(const struct vm_spec *spec, struct argv_list *argv);
+};
+
+extern const struct launcher launcher_tcg;
+
+/* Picks the backend: "tcg", "kvm" or "auto" (kvm only where KVM can really run a guest).
+ * Returns 0 with *out set, or -errno with why explaining the refusal and its fix. */
+int launcher_select(const char *backend, const struct launcher **out, char *why, size_t why_len);
+
+/* Whether this host's /dev/kvm can run a Linux guest; why says what was found. */
+bool host_kvm_usable(char *why, size_t why_len);
+
+#endif

@@ -1,0 +1,128 @@
+/* The tcg backend: QEMU full-system emulation of a `microvm` machine. Same kernel, root file
+ * system and agent as the kvm backend; the host channel is a virtio-console port on a socket the
+ * host passes in as an fd. No network device, no firmware tables, QEMU's own seccomp sandbox.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "launcher.h"
+
+static const char *qemu_binary(void)
+{
+	const char *env = getenv("AIRLOCK_QEMU");
+	return env && *env ? env : "qemu-system-x86_64";
+}
+
+/* Resolves a command name through PATH the way execvp would. */
+static bool find_in_path(const char *name, char *out, size_t out_len)
+{
+	if (strchr(name, '/')) {
+		snprintf(out, out_len, "%s", name);
+		return access(name, X_OK) == 0;
+	}
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/usr/local/bin:/usr/bin:/bin";
+	while (*path) {
+		const char *colon = strchr(path, ':');
+		size_t n = colon ? (size_t)(colon - path) : strlen(path);
+		if ((size_t)snprintf(out, out_len, "%.*s/%s", (int)n, path, name) < out_len &&
+		    access(out, X_OK) == 0)
+			return true;
+		path += n + (colon ? 1 : 0);
+	}
+	return false;
+}
+
+static int tcg_probe(char *why, size_t why_len)
+{
+	char path[4096];
+	if (!find_in_path(qemu_binary(), path, sizeof path)) {
+		snprintf(why, why_len,
+			 "%s not found: install Debian's qemu-system-x86 package "
+			 "(apt-get install qemu-system-x86)",
+			 qemu_binary());
+		return -ENOENT;
+	}
+	snprintf(why, why_len, "QEMU TCG emulation with %s", path);
+	return 0;
+}
+
+/* QEMU splits option values at commas; a literal comma in a path is written twice. */
+static char *qemu_escape(const char *path)
+{
+	size_t n = strlen(path), commas = 0;
+	for (size_t i = 0; i < n; i++)
+		commas += path[i] == ',';
+	char *out = malloc(n + commas + 1);
+	if (!out)
+		return NULL;
+	char *o = out;
+	for (size_t i = 0; i < n; i++) {
+		*o++ = path[i];
+		if (path[i] == ',')
+			*o++ = ',';
+	}
+	*o = '\0';
+	return out;
+}
+
+static int tcg_command(const struct vm_spec *s, struct argv_list *a)
+{
+	char *rootfs = qemu_escape(s->rootfs), *serial_log = qemu_escape(s->serial_log);
+	if (!rootfs || !serial_log) {
+		free(rootfs);
+		free(serial_log);
+		return -ENOMEM;
+	}
+	int rc = 0;
+	rc |= argv_push(a, "%s", qemu_binary());
+	/* microvm without ACPI: QEMU then declares the virtio-mmio devices on the kernel command
+	 * line itself, which our kernel (no ACPI) needs. */
+	rc |= argv_push(a, "-M");
+	rc |= argv_push(a, "microvm,acpi=off,x-option-roms=off");
+	rc |= argv_push(a, "-accel");
+	rc |= argv_push(a, "tcg");
+	rc |= argv_push(a, "-cpu");
+	rc |= argv_push(a, "max");
+	rc |= argv_push(a, "-m");
+	rc |= argv_push(a, "%u", s->memory_mb);
+	rc |= argv_push(a, "-smp");
+	rc |= argv_push(a, "%u", s->vcpus);
+	rc |= argv_push(a, "-nodefaults");
+	rc |= argv_push(a, "-no-user-config");
+	rc |= argv_push(a, "-nographic");
+	/* The guest ends by rebooting (reboot=t): make that the end of the QEMU process. */
+	rc |= argv_push(a, "-no-reboot");
+	rc |= argv_push(a, "-sandbox");
+	rc |= argv_push(a, "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny");
+	rc |= argv_push(a, "-kernel");
+	rc |= argv_push(a, "%s", s->kernel);
+	rc |= argv_push(a, "-append");
+	rc |= argv_push(a, "console=ttyS0 quiet reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 "
+			   "init=/sbin/init");
+	rc |= argv_push(a, "-drive");
+	rc |= argv_push(a, "id=root,file=%s,format=raw,if=none,read-only=on", rootfs);
+	rc |= argv_push(a, "-device");
+	rc |= argv_push(a, "virtio-blk-device,drive=root");
+	rc |= argv_push(a, "-device");
+	rc |= argv_push(a, "virtio-serial-device,max_ports=1");
+	rc |= argv_push(a, "-chardev");
+	rc |= argv_push(a, "socket,id=channel,fd=%d", s->channel_fd);
+	rc |= argv_push(a, "-device");
+	rc |= argv_push(a, "virtconsole,chardev=channel");
+	rc |= argv_push(a, "-serial");
+	rc |= argv_push(a, "file:%s", serial_log);
+	free(rootfs);
+	free(serial_log);
+	return rc ? -ENOMEM : 0;
+}
+
+const struct launcher launcher_tcg = {
+	.name = "tcg",
+	.probe = tcg_probe,
+	.command = tcg_command,
+};

@@ -1,0 +1,172 @@
+/* The structured result of a run (see result.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "result.h"
+
+/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not one. Rejects overlong
+ * forms, surrogates and code points past U+10FFFF, as RFC 3629 does. */
+static size_t utf8_sequence(const uint8_t *p, size_t avail)
+{
+	uint8_t c = p[0];
+	if (c < 0x80)
+		return 1;
+	size_t n;
+	uint8_t lo = 0x80, hi = 0xBF;
+	if (c >= 0xC2 && c <= 0xDF)
+		n = 2;
+	else if (c >= 0xE0 && c <= 0xEF) {
+		n = 3;
+		if (c == 0xE0)
+			lo = 0xA0; /* overlong */
+		if (c == 0xED)
+			hi = 0x9F; /* surrogates */
+	} else if (c >= 0xF0 && c <= 0xF4) {
+		n = 4;
+		if (c == 0xF0)
+			lo = 0x90; /* overlong */
+		if (c == 0xF4)
+			hi = 0x8F; /* past U+10FFFF */
+	} else
+		return 0;
+	if (avail < n)
+		return 0;
+	if (p[1] < lo || p[1] > hi)
+		return 0;
+	for (size_t i = 2; i < n; i++)
+		if (p[i] < 0x80 || p[i] > 0xBF)
+			return 0;
+	return n;
+}
+
+char *utf8_sanitize(const uint8_t *data, size_t len, size_t *out_len)
+{
+	/* worst case: every byte becomes the 3-byte U+FFFD */
+	char *out = malloc(len * 3 + 1);
+	if (!out)
+		return NULL;
+	size_t o = 0;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_sequence(data + i, len - i);
+		if (n) {
+			memcpy(out + o, data + i, n);
+			o += n;
+			i += n;
+		} else {
+			memcpy(out + o, "\xEF\xBF\xBD", 3);
+			o += 3;
+			i++;
+		}
+	}
+	out[o] = '\0';
+	*out_len = o;
+	return out;
+}
+
+const char *signal_name(int signal, char *buf, size_t buf_len)
+{
+	const char *abbrev = sigabbrev_np(signal);
+	if (abbrev)
+		snprintf(buf, buf_len, "SIG%s", abbrev);
+	else
+		snprintf(buf, buf_len, "SIG%d", signal);
+	return buf;
+}
+
+const char *mime_type_for(const char *path)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+		{"png", "image/png"},        {"jpg", "image/jpeg"},        {"jpeg", "image/jpeg"},
+		{"gif", "image/gif"},        {"svg", "image/svg+xml"},     {"webp", "image/webp"},
+		{"txt", "text/plain"},       {"log", "text/plain"},        {"md", "text/markdown"},
+		{"csv", "text/csv"},         {"tsv", "text/tab-separated-values"},
+		{"json", "application/json"}, {"html", "text/html"},       {"htm", "text/html"},
+		{"xml", "application/xml"},  {"pdf", "application/pdf"},   {"py", "text/x-python"},
+		{"js", "text/javascript"},   {"sh", "text/x-shellscript"}, {"yaml", "application/yaml"},
+		{"yml", "application/yaml"}, {"zip", "application/zip"},   {"gz", "application/gzip"},
+	};
+	const char *slash = strrchr(path, '/');
+	const char *dot = strrchr(slash ? slash : path, '.');
+	if (dot)
+		for (size_t i = 0; i < sizeof types / sizeof types[0]; i++)
+			if (strcasecmp(dot + 1, types[i].ext) == 0)
+				return types[i].type;
+	return "application/octet-stream";
+}
+
+int result_output_files(const struct sandbox_result *r, struct file_list *files)
+{
+	if (r->files_len) {
+		int rc = archive_unpack(r->files_tar, r->files_len, RESULT_MAX_FILES, files);
+		if (rc)
+			return rc;
+	}
+	/* "SIZE PATH\n" lines from the guest: parse defensively */
+	const char *p = r->skipped, *end = r->skipped ? r->skipped + r->skipped_len : NULL;
+	while (p && p < end && files->len < RESULT_MAX_FILES) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		if (!nl)
+			break;
+		char line[ARCHIVE_MAX_PATH + 32];
+		size_t n = (size_t)(nl - p);
+		if (n < sizeof line) {
+			memcpy(line, p, n);
+			line[n] = '\0';
+			char *space = strchr(line, ' ');
+			char *num_end;
+			unsigned long long size = strtoull(line, &num_end, 10);
+			char why[64];
+			if (space && num_end == space && archive_path_ok(space + 1, why, sizeof why)) {
+				int rc = file_list_add(files, space + 1, NULL, 0, false);
+				if (rc)
+					return rc;
+				files->items[files->len - 1].size = (size_t)size;
+			}
+		}
+		p = nl + 1;
+	}
+	return 0;
+}
+
+static json_t *utf8_json_string(const struct byte_buffer *b)
+{
+	size_t len;
+	char *s = utf8_sanitize(b->data ? b->data : (const uint8_t *)"", b->len, &len);
+	if (!s)
+		return NULL;
+	json_t *j = json_stringn_nocheck(s, len);
+	free(s);
+	return j;
+}
+
+json_t *result_structured(const struct sandbox_result *r, const struct file_list *files)
+{
+	char sig[32];
+	json_t *list = json_array();
+	for (size_t i = 0; list && files && i < files->len; i++) {
+		const struct file_entry *f = &files->items[i];
+		json_array_append_new(list, json_pack("{s:s, s:I, s:s, s:b}", "path", f->path,
+						      "size", (json_int_t)f->size, "mime_type",
+						      mime_type_for(f->path), "returned",
+						      f->returned));
+	}
+	json_t *out = utf8_json_string(&r->out), *err = utf8_json_string(&r->err);
+	if (!list || !out || !err) {
+		json_decref(list);
+		json_decref(out);
+		json_decref(err);
+		return NULL;
+	}
+	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:b, s:b, s:f, s:o}",
+			 "exit_code", r->exited ? json_integer(r->exit_code) : json_null(),
+			 "signal", r->signal ? json_string(signal_name(r->signal, sig, sizeof sig))
+					     : json_null(),
+			 "timed_out", r->timed_out, "stdout", out, "stderr", err,
+			 "stdout_truncated", r->stdout_truncated, "stderr_truncated",
+			 r->stderr_truncated, "duration_ms", r->duration_ms, "files", list);
+}

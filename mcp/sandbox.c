@@ -1,0 +1,548 @@
+/* One VM's life (see sandbox.h). The phases:
+ *
+ *   BOOTING   VM process spawned; waiting for READY (deadline: boot_timeout_ms)
+ *   RUNNING   RUN sent; collecting STDOUT/STDERR (deadline: timeout + RUN_GRACE_MS)
+ *   ENDING    the result is known; the VM is killed and every handle closed
+ *
+ * The result is delivered only after the VM process has been reaped and every libuv handle has
+ * been closed, so a finished sandbox never leaves a process or an fd behind.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "frame.h"
+#include "sandbox.h"
+
+/* After the program's limit the agent kills it and reports; the host waits this much longer for
+ * that report before killing the VM itself. */
+#define RUN_GRACE_MS 2000
+#define CHANNEL_FD_IN_VM 3
+
+enum phase { PHASE_BOOTING, PHASE_RUNNING, PHASE_ENDING };
+
+struct sandbox {
+	uv_loop_t *loop;
+	uv_process_t process;
+	uv_pipe_t channel;
+	uv_timer_t timer;
+	uv_write_t write_req;
+	enum phase phase;
+	bool process_running;
+	int64_t exit_status; /* of the VM process, once it has exited */
+	int exit_signal;
+	int open_handles; /* closed ones call back into on_handle_closed */
+
+	struct sandbox_vm vm;
+	struct al_run run;
+	uint8_t *request; /* the whole RUN frame, kept until the write completes */
+	size_t request_len;
+	struct frame_decoder decoder;
+	uint8_t *exit_payload; /* owns the files tar and skipped list of the result */
+
+	char tmpdir[64];
+	char serial_log[128];
+	uint64_t spawned_ns, run_sent_ns;
+
+	struct sandbox_result res;
+	sandbox_done_fn done;
+	void *ctx;
+};
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void end(struct sandbox *sb);
+
+/* Records a sandbox failure (the first one wins) and ends the VM. */
+static void fail(struct sandbox *sb, int error, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static void boot_log_tail(const struct sandbox *sb, char *out, size_t out_len)
+{
+	out[0] = '\0';
+	FILE *f = fopen(sb->serial_log, "r");
+	if (!f)
+		return;
+	char buf[4096];
+	fseek(f, 0, SEEK_END);
+	long size = ftell(f);
+	fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);
+	size_t n = fread(buf, 1, sizeof buf - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	/* A panic says the most; otherwise the last non-empty line. */
+	char *line = strstr(buf, "Kernel panic");
+	if (!line) {
+		while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+			buf[--n] = '\0';
+		line = strrchr(buf, '\n');
+		line = line ? line + 1 : buf;
+	}
+	size_t i = 0;
+	for (; line[i] && line[i] != '\n' && i + 1 < out_len; i++)
+		out[i] = (line[i] >= 0x20 && line[i] < 0x7f) ? line[i] : '?';
+	out[i] = '\0';
+}
+
+static void fail(struct sandbox *sb, int error, const char *fmt, ...)
+{
+	if (sb->phase == PHASE_ENDING)
+		return;
+	sb->res.error = error;
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(sb->res.message, sizeof sb->res.message, fmt, ap);
+	va_end(ap);
+	if (error != -ECANCELED) {
+		char tail[256];
+		boot_log_tail(sb, tail, sizeof tail);
+		size_t len = strlen(sb->res.message);
+		if (tail[0] && len + 20 < sizeof sb->res.message)
+			snprintf(sb->res.message + len, sizeof sb->res.message - len,
+				 " (guest log: %s)", tail);
+	}
+	end(sb);
+}
+
+static void copy_boot_log_to_stderr(const struct sandbox *sb)
+{
+	FILE *f = fopen(sb->serial_log, "r");
+	if (!f)
+		return;
+	char buf[4096];
+	size_t n;
+	fprintf(stderr, "---- guest boot log ----\n");
+	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+		fwrite(buf, 1, n, stderr);
+	fprintf(stderr, "---- end of guest boot log ----\n");
+	fclose(f);
+}
+
+static void release(struct sandbox *sb)
+{
+	frame_decoder_free(&sb->decoder);
+	free(sb->request);
+	free(sb->exit_payload);
+	free(sb->res.out.data);
+	free(sb->res.err.data);
+	unlink(sb->serial_log);
+	rmdir(sb->tmpdir);
+	free(sb);
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+	struct sandbox *sb = handle->data;
+	if (--sb->open_handles > 0)
+		return;
+	if (sb->vm.verbose)
+		copy_boot_log_to_stderr(sb);
+	sb->done(sb, &sb->res, sb->ctx);
+	release(sb);
+}
+
+static void close_handles_when_reaped(struct sandbox *sb)
+{
+	if (sb->process_running || sb->phase != PHASE_ENDING)
+		return;
+	if (!uv_is_closing((uv_handle_t *)&sb->process))
+		uv_close((uv_handle_t *)&sb->process, on_handle_closed);
+	if (!uv_is_closing((uv_handle_t *)&sb->channel))
+		uv_close((uv_handle_t *)&sb->channel, on_handle_closed);
+	if (!uv_is_closing((uv_handle_t *)&sb->timer))
+		uv_close((uv_handle_t *)&sb->timer, on_handle_closed);
+}
+
+/* The result is known (or the run failed): kill the VM; handles close once it is reaped. */
+static void end(struct sandbox *sb)
+{
+	if (sb->phase == PHASE_ENDING)
+		return;
+	sb->phase = PHASE_ENDING;
+	uv_timer_stop(&sb->timer);
+	uv_read_stop((uv_stream_t *)&sb->channel);
+	if (sb->process_running)
+		uv_process_kill(&sb->process, SIGKILL);
+	close_handles_when_reaped(sb);
+}
+
+static void on_process_exit(uv_process_t *process, int64_t status, int term_signal)
+{
+	struct sandbox *sb = process->data;
+	sb->process_running = false;
+	sb->exit_status = status;
+	sb->exit_signal = term_signal;
+	/* Not a failure yet: the agent may have sent EXIT just before the VM ended, and those bytes
+	 * can still sit in the socket. The channel's end-of-file decides (on_read). */
+	close_handles_when_reaped(sb);
+}
+
+static void on_timeout(uv_timer_t *timer)
+{
+	struct sandbox *sb = timer->data;
+	if (sb->phase == PHASE_BOOTING) {
+		fail(sb, -ETIMEDOUT,
+		     "the guest did not become ready within %u s; run `airlock doctor`",
+		     sb->vm.boot_timeout_ms / 1000);
+		return;
+	}
+	/* The agent should have killed the program and reported by now: the guest is stuck or
+	 * hostile. What it sent so far is the result. */
+	sb->res.timed_out = true;
+	sb->res.duration_ms = (double)(now_ns() - sb->run_sent_ns) / 1e6;
+	end(sb);
+}
+
+static void on_request_written(uv_write_t *req, int status)
+{
+	struct sandbox *sb = req->data;
+	free(sb->request);
+	sb->request = NULL;
+	if (status < 0 && status != UV_ECANCELED)
+		fail(sb, -EIO, "cannot send the request to the guest: %s", uv_strerror(status));
+}
+
+static int send_request(struct sandbox *sb)
+{
+	if (getrandom(sb->run.entropy, sizeof sb->run.entropy, 0) != sizeof sb->run.entropy)
+		return -errno;
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	sb->run.wall_clock_ns = (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec;
+	int rc = frame_encode_run_header(&sb->run, sb->request, sb->request_len);
+	if (rc)
+		return rc;
+	uv_buf_t buf = uv_buf_init((char *)sb->request, (unsigned)sb->request_len);
+	sb->write_req.data = sb;
+	rc = uv_write(&sb->write_req, (uv_stream_t *)&sb->channel, &buf, 1, on_request_written);
+	if (rc)
+		return rc;
+	sb->run_sent_ns = now_ns();
+	sb->phase = PHASE_RUNNING;
+	uv_timer_start(&sb->timer, on_timeout, (uint64_t)sb->run.timeout_ms + RUN_GRACE_MS, 0);
+	return 0;
+}
+
+/* Appends output, never past the cap (the guest's own cap is not trusted). */
+static int append_output(struct byte_buffer *b, uint64_t cap, bool *truncated, const uint8_t *data,
+			 size_t len)
+{
+	size_t room = b->len < cap ? (size_t)(cap - b->len) : 0;
+	if (len > room) {
+		*truncated = true;
+		len = room;
+	}
+	if (len == 0)
+		return 0;
+	if (b->len + len > b->cap) {
+		size_t new_cap = b->cap ? b->cap : 4096;
+		while (new_cap < b->len + len)
+			new_cap *= 2;
+		uint8_t *p = realloc(b->data, new_cap);
+		if (!p)
+			return -ENOMEM;
+		b->data = p;
+		b->cap = new_cap;
+	}
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+	return 0;
+}
+
+static int take_exit(struct sandbox *sb, const uint8_t *payload, size_t len)
+{
+	struct al_exit e;
+	const uint8_t *files, *skipped;
+	if (frame_parse_exit(payload, len, &e, &files, &skipped) != 0)
+		return -EPROTO;
+	sb->exit_payload = malloc(len ? len : 1);
+	if (!sb->exit_payload)
+		return -ENOMEM;
+	memcpy(sb->exit_payload, payload, len);
+	struct sandbox_result *r = &sb->res;
+	r->exited = e.signal == 0 && e.exit_code >= 0;
+	r->exit_code = e.exit_code;
+	r->signal = e.signal;
+	r->timed_out = (e.flags & AL_EXIT_TIMED_OUT) != 0;
+	r->stdout_truncated |= (e.flags & AL_EXIT_STDOUT_TRUNCATED) != 0;
+	r->stderr_truncated |= (e.flags & AL_EXIT_STDERR_TRUNCATED) != 0;
+	r->files_truncated = (e.flags & AL_EXIT_FILES_TRUNCATED) != 0;
+	r->stdout_total = e.stdout_bytes;
+	r->stderr_total = e.stderr_bytes;
+	r->files_tar = e.files_len ? sb->exit_payload + (files - payload) : NULL;
+	r->files_len = e.files_len;
+	r->skipped = e.skipped_len ? (const char *)sb->exit_payload + (skipped - payload) : NULL;
+	r->skipped_len = e.skipped_len;
+	r->duration_ms = (double)(now_ns() - sb->run_sent_ns) / 1e6;
+	return 0;
+}
+
+static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len)
+{
+	struct sandbox *sb = ctx;
+	struct sandbox_result *r = &sb->res;
+	if (sb->phase == PHASE_BOOTING && type != AL_FRAME_READY && type != AL_FRAME_ERROR) {
+		fail(sb, -EPROTO, "the guest sent frame type %u before READY", type);
+		return -EPROTO;
+	}
+	switch (type) {
+	case AL_FRAME_READY: {
+		struct al_ready ready;
+		memcpy(&ready, payload, sizeof ready);
+		if (sb->phase != PHASE_BOOTING || ready.version != AL_PROTO_VERSION) {
+			fail(sb, -EPROTO, "unexpected READY from the guest (protocol version %u)",
+			     ready.version);
+			return -EPROTO;
+		}
+		r->boot_ms = (double)(now_ns() - sb->spawned_ns) / 1e6;
+		int rc = send_request(sb);
+		if (rc) {
+			fail(sb, -EIO, "cannot send the request: %s", strerror(rc < 0 ? -rc : rc));
+			return rc;
+		}
+		return 0;
+	}
+	case AL_FRAME_STDOUT:
+	case AL_FRAME_STDERR: {
+		bool is_out = type == AL_FRAME_STDOUT;
+		int rc = append_output(is_out ? &r->out : &r->err,
+				       is_out ? sb->run.stdout_cap : sb->run.stderr_cap,
+				       is_out ? &r->stdout_truncated : &r->stderr_truncated, payload,
+				       len);
+		if (rc)
+			fail(sb, rc, "out of memory collecting output");
+		return rc;
+	}
+	case AL_FRAME_EXIT: {
+		int rc = take_exit(sb, payload, len);
+		if (rc) {
+			fail(sb, rc, "the guest sent a malformed EXIT frame");
+			return rc;
+		}
+		end(sb);
+		return 1; /* nothing may follow EXIT */
+	}
+	case AL_FRAME_ERROR: {
+		char text[AL_FRAME_MAX_ERROR_TEXT + 1];
+		size_t i = 0;
+		for (; i < len && i < AL_FRAME_MAX_ERROR_TEXT; i++)
+			text[i] = (payload[i] >= 0x20 && payload[i] < 0x7f) ? (char)payload[i] : '?';
+		text[i] = '\0';
+		fail(sb, -EIO, "the guest agent could not run the program: %s", text);
+		return 1;
+	}
+	}
+	return -EPROTO; /* unreachable: the decoder admits only the types above */
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	(void)handle;
+	(void)suggested;
+	static char slab[256 * 1024]; /* decoded synchronously before the next read */
+	*buf = uv_buf_init(slab, sizeof slab);
+}
+
+static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct sandbox *sb = stream->data;
+	if (nread == 0 || sb->phase == PHASE_ENDING)
+		return;
+	if (nread < 0) {
+		if (sb->process_running)
+			fail(sb, -EIO, "the VM closed its channel before the program finished (%s)",
+			     uv_strerror((int)nread));
+		else if (sb->exit_signal)
+			fail(sb, -EIO,
+			     "the VM process was killed by signal %d before the program finished",
+			     sb->exit_signal);
+		else
+			fail(sb, -EIO, "the VM stopped (exit status %lld) before the program finished",
+			     (long long)sb->exit_status);
+		return;
+	}
+	int rc = frame_decoder_feed(&sb->decoder, (const uint8_t *)buf->base, (size_t)nread,
+				    on_frame, sb);
+	if (rc == -EPROTO && sb->decoder.error)
+		fail(sb, -EPROTO, "the guest sent a malformed frame: %s", sb->decoder.error);
+}
+
+static int build_request(struct sandbox *sb, const struct sandbox_request *req)
+{
+	uint64_t body = (uint64_t)req->code_len + req->stdin_len + req->files_len;
+	if (body + sizeof(struct al_run) > AL_FRAME_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	sb->run = (struct al_run){
+		.version = AL_PROTO_VERSION,
+		.language = req->language,
+		.timeout_ms = req->timeout_ms,
+		.stdout_cap = req->stdout_cap,
+		.stderr_cap = req->stderr_cap,
+		.out_files_cap = req->out_files_cap,
+		.code_len = (uint32_t)req->code_len,
+		.stdin_len = (uint32_t)req->stdin_len,
+		.files_len = (uint32_t)req->files_len,
+	};
+	sb->request_len = AL_FRAME_HEADER_SIZE + sizeof(struct al_run) + body;
+	sb->request = malloc(sb->request_len);
+	if (!sb->request)
+		return -ENOMEM;
+	uint8_t *p = sb->request + AL_FRAME_HEADER_SIZE + sizeof(struct al_run);
+	if (req->code_len)
+		memcpy(p, req->code, req->code_len);
+	p += req->code_len;
+	if (req->stdin_len)
+		memcpy(p, req->stdin_data, req->stdin_len);
+	p += req->stdin_len;
+	if (req->files_len)
+		memcpy(p, req->files_tar, req->files_len);
+	return 0;
+}
+
+static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t err_len)
+{
+	struct vm_spec spec = {
+		.kernel = sb->vm.kernel,
+		.rootfs = sb->vm.rootfs,
+		.serial_log = sb->serial_log,
+		.memory_mb = sb->vm.memory_mb,
+		.vcpus = sb->vm.vcpus,
+		.channel_fd = CHANNEL_FD_IN_VM,
+	};
+	struct argv_list argv = {0};
+	int rc = sb->vm.launcher->command(&spec, &argv);
+	if (rc) {
+		argv_free(&argv);
+		snprintf(err, err_len, "cannot build the %s command line", sb->vm.launcher->name);
+		return rc;
+	}
+	uv_stdio_container_t stdio[CHANNEL_FD_IN_VM + 1] = {
+		{.flags = UV_IGNORE},
+		{.flags = UV_INHERIT_FD, .data.fd = log_fd},
+		{.flags = UV_INHERIT_FD, .data.fd = log_fd},
+		{.flags = UV_INHERIT_FD, .data.fd = vm_fd},
+	};
+	uv_process_options_t options = {
+		.exit_cb = on_process_exit,
+		.file = argv.items[0],
+		.args = argv.items,
+		.stdio_count = CHANNEL_FD_IN_VM + 1,
+		.stdio = stdio,
+	};
+	sb->process.data = sb;
+	rc = uv_spawn(sb->loop, &sb->process, &options);
+	if (rc)
+		snprintf(err, err_len, "cannot start %s: %s", argv.items[0], uv_strerror(rc));
+	argv_free(&argv);
+	return rc;
+}
+
+int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct sandbox_request *req,
+		  sandbox_done_fn done, void *ctx, struct sandbox **out, char *err, size_t err_len)
+{
+	struct sandbox *sb = calloc(1, sizeof *sb);
+	if (!sb) {
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
+	sb->loop = loop;
+	sb->vm = *vm;
+	sb->done = done;
+	sb->ctx = ctx;
+	frame_decoder_init(&sb->decoder);
+	int rc = build_request(sb, req);
+	if (rc) {
+		snprintf(err, err_len, "request too large (code + stdin + files over %u MiB)",
+			 (AL_FRAME_MAX_PAYLOAD >> 20) - 1);
+		free(sb->request);
+		free(sb);
+		return rc;
+	}
+
+	const char *tmp = getenv("TMPDIR");
+	snprintf(sb->tmpdir, sizeof sb->tmpdir, "%s/airlock-vm-XXXXXX",
+		 tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
+	int fds[2] = {-1, -1};
+	int log_fd = -1;
+	if (!mkdtemp(sb->tmpdir)) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot create a directory under %s: %s", sb->tmpdir,
+			 strerror(errno));
+		free(sb->request);
+		free(sb);
+		return rc;
+	}
+	snprintf(sb->serial_log, sizeof sb->serial_log, "%s/serial.log", sb->tmpdir);
+	log_fd = open(sb->serial_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (log_fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot set up the VM channel: %s", strerror(errno));
+		goto fail_early;
+	}
+
+	/* From here on every failure is reported through done(), after the handles close. */
+	uv_timer_init(loop, &sb->timer);
+	sb->timer.data = sb;
+	uv_pipe_init(loop, &sb->channel, 0);
+	sb->channel.data = sb;
+	sb->open_handles = 3; /* timer, channel, process (uv_spawn initialises it even on failure) */
+	sb->spawned_ns = now_ns();
+	char spawn_err[256];
+	rc = spawn_vm(sb, fds[1], log_fd, spawn_err, sizeof spawn_err);
+	close(fds[1]);
+	close(log_fd);
+	if (rc == 0) {
+		sb->process_running = true;
+		rc = uv_pipe_open(&sb->channel, fds[0]);
+		if (rc == 0)
+			rc = uv_read_start((uv_stream_t *)&sb->channel, on_alloc, on_read);
+		if (rc)
+			snprintf(spawn_err, sizeof spawn_err, "cannot watch the VM channel: %s",
+				 uv_strerror(rc));
+	} else {
+		close(fds[0]);
+	}
+	if (out)
+		*out = sb;
+	if (rc)
+		fail(sb, -EIO, "%s", spawn_err);
+	else
+		uv_timer_start(&sb->timer, on_timeout, vm->boot_timeout_ms, 0);
+	return 0;
+
+fail_early:
+	if (log_fd >= 0)
+		close(log_fd);
+	if (fds[0] >= 0)
+		close(fds[0]);
+	if (fds[1] >= 0)
+		close(fds[1]);
+	unlink(sb->serial_log);
+	rmdir(sb->tmpdir);
+	free(sb->request);
+	free(sb);
+	return rc;
+}
+
+void sandbox_cancel(struct sandbox *sb)
+{
+	fail(sb, -ECANCELED, "cancelled");
+}
+
+uint64_t sandbox_output_bytes(const struct sandbox *sb)
+{
+	return sb->res.out.len + sb->res.err.len;
+}

@@ -1,0 +1,78 @@
+/* One VM's life, on a libuv loop: spawn the backend's VM process with the host channel, wait for
+ * the agent's READY, send the run request, collect output within the caps, enforce the boot and
+ * run deadlines, kill the VM, and report one result. Every VM serves exactly one run.
+ */
+#ifndef AIRLOCK_SANDBOX_H
+#define AIRLOCK_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "launcher.h"
+#include "proto.h"
+
+struct sandbox;
+
+/* What to boot. */
+struct sandbox_vm {
+	const struct launcher *launcher;
+	const char *kernel;
+	const char *rootfs;
+	unsigned memory_mb;
+	unsigned vcpus;
+	uint32_t boot_timeout_ms; /* spawn until the agent is READY */
+	bool verbose;             /* copy the guest's boot log to stderr at the end */
+};
+
+/* What to run. The sandbox copies everything it needs before sandbox_start() returns. */
+struct sandbox_request {
+	enum al_language language;
+	const void *code;
+	size_t code_len;
+	const void *stdin_data;
+	size_t stdin_len;
+	const void *files_tar; /* ustar archive unpacked under /work, or NULL */
+	size_t files_len;
+	uint32_t timeout_ms;
+	uint64_t stdout_cap, stderr_cap, out_files_cap;
+};
+
+struct byte_buffer {
+	uint8_t *data;
+	size_t len, cap;
+};
+
+struct sandbox_result {
+	int error;          /* 0 when the program ran (whatever its exit); -errno for a sandbox
+			       failure, -ECANCELED after sandbox_cancel() */
+	char message[1024]; /* for a failure: one line saying what happened and what to do */
+	bool exited;        /* exit_code is valid */
+	int exit_code;
+	int signal;         /* signal that ended the program, 0 if none */
+	bool timed_out, stdout_truncated, stderr_truncated, files_truncated;
+	uint64_t stdout_total, stderr_total; /* bytes the program wrote, dropped ones included */
+	struct byte_buffer out, err;
+	const uint8_t *files_tar; /* returned files under /work/out (ustar) */
+	size_t files_len;
+	const char *skipped; /* "SIZE PATH\n" lines: files under /work/out not returned */
+	size_t skipped_len;
+	double boot_ms;     /* spawn to READY */
+	double duration_ms; /* request sent to result received */
+};
+
+/* Called once per sandbox, after its VM process is gone. The result and everything it points to
+ * are freed when the callback returns. */
+typedef void (*sandbox_done_fn)(struct sandbox *sb, const struct sandbox_result *res, void *ctx);
+
+/* Starts a VM and runs req in it. Returns 0 (done will be called) or -errno with err set (done
+ * will not be called). Later failures, a VM that cannot start included, arrive through done. */
+int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct sandbox_request *req,
+		  sandbox_done_fn done, void *ctx, struct sandbox **out, char *err, size_t err_len);
+/* Kills the VM now; done follows with error -ECANCELED. Safe to call more than once. */
+void sandbox_cancel(struct sandbox *sb);
+/* Output bytes received so far (for progress reports). */
+uint64_t sandbox_output_bytes(const struct sandbox *sb);
+
+#endif
