@@ -240,6 +240,8 @@ static int write_all(int fd, const void *data, size_t len)
 /* Writes the returned output files under dir (paths were checked when unpacked). */
 static void save_output_files(const char *dir, const struct file_list *files)
 {
+	if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+		fprintf(stderr, "airlock: cannot create %s: %s\n", dir, strerror(errno));
 	for (size_t i = 0; i < files->len; i++) {
 		const struct file_entry *f = &files->items[i];
 		if (!f->returned) {
