@@ -29,6 +29,17 @@
 #define OUT_FILES_CAP (1u << 20)
 #define BOOT_TIMEOUT_MS 60000 /* cold boot under emulation on a loaded 2-core host */
 
+/* $AIRLOCK_BOOT_TIMEOUT (seconds) overrides the boot deadline, for slow hosts and for tests. */
+static uint32_t boot_timeout_ms(void)
+{
+	const char *env = getenv("AIRLOCK_BOOT_TIMEOUT");
+	char *end;
+	double s = env ? strtod(env, &end) : 0;
+	if (!env || *end || !(s > 0) || s > 3600)
+		return BOOT_TIMEOUT_MS;
+	return (uint32_t)(s * 1000);
+}
+
 struct run_options {
 	const char *backend, *language, *file, *code_arg, *images_dir, *out_dir;
 	double timeout_s;
@@ -418,7 +429,7 @@ int cli_run(int argc, char **argv)
 		.rootfs = im.rootfs,
 		.memory_mb = o.memory_mb,
 		.vcpus = o.vcpus,
-		.boot_timeout_ms = BOOT_TIMEOUT_MS,
+		.boot_timeout_ms = boot_timeout_ms(),
 		.verbose = o.verbose,
 	};
 	struct sandbox_request req = {

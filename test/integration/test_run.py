@@ -1,0 +1,284 @@
+#!/usr/bin/env python3
+"""`airlock run` end to end: each test boots a fresh microVM on the backend named by
+$AIRLOCK_TEST_BACKEND (default tcg) and checks what the guest program saw and returned."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import BUILD, airlock, expect, main, run_code, run_json, test  # noqa: E402
+
+
+@test
+def python_hello():
+    r = run_code('print("hello from python")')
+    expect(r.status == 0 and r.stdout == b"hello from python\n", "python hello", r)
+
+
+@test
+def javascript_hello():
+    r = run_code('console.log("hello from " + "node")', "--lang", "javascript")
+    expect(r.status == 0 and r.stdout == b"hello from node\n", "node hello", r)
+
+
+@test
+def bash_hello():
+    r = run_code('echo "hello from $0" | sed s/main.sh/bash/ | tr a-z A-Z', "--lang", "bash")
+    expect(r.status == 0 and b"HELLO FROM" in r.stdout, "bash hello", r)
+
+
+@test
+def exit_code_is_passed_through():
+    r = run_code("import sys; print('bye'); sys.exit(3)")
+    expect(r.status == 3 and r.stdout == b"bye\n", "exit 3", r)
+    r, j = run_json("exit 42", "--lang", "bash")
+    expect(j["exit_code"] == 42 and j["signal"] is None and not j["timed_out"], "json exit", r)
+
+
+@test
+def stderr_is_separate():
+    r, j = run_json("import sys; print('out'); print('err', file=sys.stderr); raise ValueError('x')")
+    expect(j["stdout"] == "out\n", "stdout only has out", r)
+    expect("err\n" in j["stderr"] and "ValueError: x" in j["stderr"], "stderr has err", r)
+    expect(j["exit_code"] == 1, "exception exits 1", r)
+
+
+@test
+def stdin_reaches_the_program():
+    r = run_code("import sys; data = sys.stdin.read(); print(len(data), data.upper())",
+                 stdin=b"some input")
+    expect(r.stdout == b"10 SOME INPUT\n", "stdin", r)
+
+
+@test
+def files_go_in_and_out():
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "in.csv")
+        with open(src, "w") as f:
+            f.write("x,y\n1,2\n3,4\n")
+        out = os.path.join(tmp, "out")
+        code = ("import csv, os\n"
+                "rows = list(csv.DictReader(open('data/in.csv')))\n"
+                "print(sum(int(r['y']) for r in rows))\n"
+                "os.makedirs('out/sub', exist_ok=True)\n"
+                "open('out/sub/result.txt', 'w').write('six')\n"
+                "open('out/big.bin', 'wb').write(b'\\0' * (2 << 20))\n")
+        r = airlock("run", "--json", "--put", "data/in.csv=" + src, "--out", out, code)
+        j = r.json()
+        expect(j["stdout"] == "6\n", "read the file", r)
+        files = {f["path"]: f for f in j["files"]}
+        expect(files["sub/result.txt"]["returned"] and files["sub/result.txt"]["size"] == 3,
+               "small output file returned", j["files"])
+        expect(not files["big.bin"]["returned"] and files["big.bin"]["size"] == 2 << 20,
+               "2 MiB file listed, not returned", j["files"])
+        with open(os.path.join(out, "sub", "result.txt")) as f:
+            expect(f.read() == "six", "output file saved by --out")
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def bad_file_path_is_refused():
+    for path in ("../escape", "/etc/x", "a/../../b"):
+        r = airlock("run", "--put", path + "=/etc/hostname", "print(1)")
+        expect(r.status == 2 and b"--put" in r.stderr, "refused " + path, r)
+
+
+@test
+def timeout_kills_an_infinite_loop():
+    r, j = run_json("print('started', flush=True)\nwhile True: pass", "--timeout", "2")
+    expect(j["timed_out"] and j["exit_code"] is None, "timed out", r)
+    expect(j["stdout"] == "started\n", "output before the timeout kept", r)
+    expect(r.seconds < 5, "returned in under 5 s (took %.1f)" % r.seconds)
+    r = run_code("import time; time.sleep(60)", "--timeout", "1")
+    expect(r.status == 124 and b"timed out" in r.stderr, "exit 124 like timeout(1)", r)
+
+
+@test
+def output_flood_is_capped():
+    code = ("import sys\nchunk = 'x' * 1023 + '\\n'\n"
+            "for i in range(100 * 1024): sys.stdout.write(chunk)\n"
+            "print('done', file=sys.stderr)")
+    r, j = run_json(code, timeout=120)
+    expect(j["stdout_truncated"] and len(j["stdout"]) == 1 << 20, "stdout cut at 1 MiB", j.keys())
+    expect(j["stderr"] == "done\n" and j["exit_code"] == 0, "program ran to the end", r.stderr)
+    expect(r.seconds < 30, "100 MB flood returned in %.1f s" % r.seconds)
+
+
+@test
+def a_signal_is_reported():
+    r, j = run_json("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
+    expect(j["signal"] == "SIGKILL" and j["exit_code"] is None, "SIGKILL reported", r)
+    r = run_code("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    expect(r.status == 128 + 11, "exit 128+11", r)
+
+
+@test
+def runs_as_unprivileged_user():
+    r = run_code("import os; print(os.getuid(), os.getgid(), os.getcwd(), os.environ['HOME'])")
+    expect(r.stdout == b"1000 1000 /work /work\n", "uid 1000 in /work", r)
+
+
+@test
+def root_fs_is_read_only():
+    code = ("import os\n"
+            "for p in ('/usr/evil', '/etc/evil', '/evil'):\n"
+            "    try:\n"
+            "        open(p, 'w'); print('WROTE', p)\n"
+            "    except OSError as e: print(e.errno)\n"
+            "open('/tmp/ok', 'w').write('x'); open('/work/ok', 'w').write('x'); print('tmp ok')")
+    r = run_code(code)
+    expect(b"WROTE" not in r.stdout and b"tmp ok" in r.stdout, "read-only root", r)
+
+
+@test
+def only_loopback_network():
+    code = ("import os, socket\nprint(sorted(os.listdir('/sys/class/net')))\n"
+            "s = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+            "c = socket.create_connection(s.getsockname()); print('loopback ok')\n"
+            "try:\n    socket.create_connection(('10.0.2.2', 80), timeout=2)\n"
+            "except OSError as e: print('outside:', e.errno)\n")
+    r = run_code(code)
+    expect(r.stdout.startswith(b"['lo']\nloopback ok\noutside:"), "only lo", r)
+
+
+@test
+def scientific_python_imports():
+    code = ("import numpy as np, pandas as pd, scipy.linalg, matplotlib\n"
+            "matplotlib.use('Agg'); import matplotlib.pyplot as plt\n"
+            "df = pd.DataFrame({'a': np.arange(4)})\n"
+            "print(int(df.a.sum()), round(float(scipy.linalg.det(np.eye(3))), 1))")
+    r = run_code(code, "--timeout", "60")
+    expect(r.stdout == b"6 1.0\n", "numpy, pandas, scipy, matplotlib", r)
+
+
+@test
+def background_processes_do_not_outlive_the_program():
+    code = ("import os, time\n"
+            "if os.fork() == 0:\n"
+            "    os.setsid()\n"
+            "    if os.fork() == 0:\n"
+            "        time.sleep(100)\n"
+            "    os._exit(0)\n"
+            "print('parent done')")
+    r = run_code(code, "--timeout", "30")
+    expect(r.status == 0 and r.stdout == b"parent done\n", "parent output", r)
+    expect(r.seconds < 15, "did not wait for the daemon (%.1f s)" % r.seconds)
+
+
+@test
+def entropy_differs_between_runs():
+    code = "import os, random; print(os.urandom(8).hex(), random.random())"
+    a, b = run_code(code), run_code(code)
+    expect(a.status == 0 and a.stdout != b.stdout, "two runs differ", (a, b))
+
+
+@test
+def bad_arguments_are_refused():
+    r = airlock("run", "--lang", "cobol", "x")
+    expect(r.status == 2 and b"--lang" in r.stderr, "unknown language", r)
+    r = airlock("run", "--timeout", "-1", "x")
+    expect(r.status == 2 and b"--timeout" in r.stderr, "negative timeout", r)
+    r = airlock("run")
+    expect(r.status == 2, "no code", r)
+    r = airlock("run", "--backend", "warp", "print(1)")
+    expect(r.status == 125 and b"unknown backend" in r.stderr, "unknown backend", r)
+
+
+@test
+def doctor_explains_the_host():
+    r = airlock("doctor")
+    out = r.stdout.decode()
+    expect(r.status == 0 and re.search(r"^->\s+auto\s+\S+", out, re.M), "auto pick", r)
+    expect(re.search(r"^ok\s+tcg\s", out, re.M), "tcg usable", r)
+    if os.path.exists("/sys/module/kvm_pvm"):
+        expect(re.search(r"^no\s+kvm-host\s.*kvm_pvm.*cannot run a Linux guest", out, re.M),
+               "kvm_pvm recognised", r)
+
+
+@test
+def image_list_shows_the_current_recipe():
+    r = airlock("image", "list")
+    out = r.stdout.decode()
+    expect(r.status == 0 and "ready: yes" in out, "images ready", r)
+    expect(re.search(r"^kernel-[0-9a-f]{16} .* current$", out, re.M), "kernel listed", r)
+
+
+# ---- broken and hostile guests: the run must end with a clear error, never hang ----
+
+def misbehaving_images(mode):
+    """An image directory whose kernel is the real one and whose root file system holds only a
+    misbehaving /sbin/init (test/guests/misbehave.c)."""
+    listing = airlock("image", "list").stdout.decode()
+    m = re.search(r"kernel-([0-9a-f]{16}) base-[0-9a-f]{16} rootfs-([0-9a-f]{16})", listing)
+    image_dir = re.search(r"image directory: (.*)", listing).group(1)
+    tmp = tempfile.mkdtemp(prefix="airlock-badguest-")
+    os.symlink(os.path.join(image_dir, "kernel-" + m.group(1)),
+               os.path.join(tmp, "kernel-" + m.group(1)))
+    tree = os.path.join(tmp, "tree")
+    for d in ("sbin", "dev", "proc"):
+        os.makedirs(os.path.join(tree, d))
+    shutil.copy(os.path.join(BUILD, "test", "guests", "misbehave"),
+                os.path.join(tree, "sbin", "init"))
+    with open(os.path.join(tree, "misbehave"), "w") as f:
+        f.write(mode)
+    rootfs = os.path.join(tmp, "rootfs-" + m.group(2))
+    os.makedirs(rootfs)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-d", tree,
+                    os.path.join(rootfs, "rootfs.ext4"), "8M"], check=True, stdout=subprocess.DEVNULL)
+    return tmp
+
+
+def run_on_bad_guest(mode, env=None):
+    tmp = misbehaving_images(mode)
+    try:
+        return airlock("run", "--images", tmp, "--timeout", "5", "print(1)", env=env)
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def guest_that_never_answers_ends_with_an_error():
+    r = run_on_bad_guest("hang", env={"AIRLOCK_BOOT_TIMEOUT": "5"})
+    expect(r.status == 125 and b"did not become ready within 5 s" in r.stderr, "boot deadline", r)
+    expect(r.seconds < 10, "ended in %.1f s" % r.seconds)
+
+
+@test
+def agent_crash_ends_with_an_error():
+    r = run_on_bad_guest("exit-ready")
+    expect(r.status == 125 and b"before the program finished" in r.stderr, "VM ended", r)
+    expect(b"Kernel panic" in r.stderr, "the guest's panic is quoted", r)
+
+
+@test
+def kernel_panic_ends_with_an_error():
+    tmp = misbehaving_images("hang")
+    try:
+        os.unlink(os.path.join(tmp, "tree", "sbin", "init"))  # not in the image already built
+        rootfs = [d for d in os.listdir(tmp) if d.startswith("rootfs-")][0]
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-d", os.path.join(tmp, "tree"),
+                        os.path.join(tmp, rootfs, "rootfs.ext4"), "8M"], check=True,
+                       stdout=subprocess.DEVNULL)
+        r = airlock("run", "--images", tmp, "print(1)")
+    finally:
+        shutil.rmtree(tmp)
+    expect(r.status == 125 and b"Kernel panic" in r.stderr, "no init: panic reported", r)
+    expect(r.seconds < 30, "ended in %.1f s" % r.seconds)
+
+
+@test
+def malformed_frames_end_the_vm():
+    for mode, why in (("garbage", b"unknown frame type"),
+                      ("oversize", b"frame longer than its type allows")):
+        r = run_on_bad_guest(mode)
+        expect(r.status == 125 and b"malformed frame" in r.stderr and why in r.stderr, mode, r)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
