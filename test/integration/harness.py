@@ -11,8 +11,10 @@ import time
 import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("AIRLOCK_BUILD", os.path.join(ROOT, "build"))
-AIRLOCK = os.path.join(BUILD, "mcp", "airlock")
+BUILD = os.path.join(ROOT, "build")  # the agent and the guest fixtures come from here
+# The airlock binary under test: build/ by default; the sanitizer build's with AIRLOCK_BUILD.
+AIRLOCK = os.path.join(os.environ.get("AIRLOCK_BUILD", BUILD), "mcp", "airlock")
+os.environ.setdefault("AIRLOCK_AGENT", os.path.join(BUILD, "agent", "airlock-agent"))
 
 _tests = []
 

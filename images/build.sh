@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Sets up everything airlock needs on a Debian 12 host, from nothing:
+#   images/build.sh all      packages + build + guest images (the README's quick start runs this)
+#   images/build.sh deps     Debian packages (apt-get; needs root; skipped when all are present)
+#   images/build.sh host     meson/ninja builds: build/ (release) and build-asan/ (ASan/UBSan)
+#   images/build.sh images   guest kernel + root file system into the image cache
+#                            (`airlock image build`; an unchanged recipe is never rebuilt)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# What building, running and testing airlock needs, by purpose.
+packages=(
+  # the build
+  meson ninja-build pkg-config gcc libc6-dev libjansson-dev libuv1-dev libseccomp-dev libarchive-dev
+  # the guest kernel (linux-source-6.1) and root file system (debootstrap, mkfs.ext4)
+  linux-source-6.1 make bc flex bison libelf-dev libssl-dev xz-utils cpio debootstrap e2fsprogs
+  # the tcg backend
+  qemu-system-x86
+  # the tests
+  python3 valgrind procps
+)
+
+deps() {
+  local missing=()
+  for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  [ "$(id -u)" = 0 ] || { echo "build.sh: need root to install: ${missing[*]}" >&2; exit 1; }
+  echo "build.sh: installing ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -q >/dev/null
+  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+host() {
+  [ -d build ] || meson setup build >/dev/null
+  ninja -C build >/dev/null
+  [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
+  ninja -C build-asan >/dev/null
+}
+
+images() {
+  build/mcp/airlock image build
+}
+
+case "${1:-all}" in
+  all) deps; host; images ;;
+  deps) deps ;;
+  host) host ;;
+  images) images ;;
+  *) echo "usage: images/build.sh [all|deps|host|images]" >&2; exit 2 ;;
+esac
