@@ -309,6 +309,9 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 		st->exit_status = st->interrupted ? 130 : EXIT_SANDBOX_FAILURE;
 		return;
 	}
+	if (o->verbose)
+		fprintf(stderr, "airlock: boot to ready %.1f ms, request to result %.1f ms\n",
+			r->boot_ms, r->duration_ms);
 	struct file_list files = {0};
 	if (result_output_files(r, &files) != 0)
 		fprintf(stderr, "airlock: the guest returned a malformed file archive\n");
