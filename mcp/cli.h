@@ -2,6 +2,7 @@
 #ifndef AIRLOCK_CLI_H
 #define AIRLOCK_CLI_H
 
+int cli_mcp(int argc, char **argv);    /* airlock mcp    (cli_mcp.c) */
 int cli_run(int argc, char **argv);    /* airlock run    (cli_run.c) */
 int cli_image(int argc, char **argv);  /* airlock image  (cli_image.c) */
 int cli_doctor(int argc, char **argv); /* airlock doctor (cli_doctor.c) */

@@ -313,11 +313,11 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 		fprintf(stderr, "airlock: boot to ready %.1f ms, request to result %.1f ms\n",
 			r->boot_ms, r->duration_ms);
 	struct file_list files = {0};
-	if (result_output_files(r, &files) != 0)
+	if (result_output_files(r, OUT_FILES_CAP, &files) != 0)
 		fprintf(stderr, "airlock: the guest returned a malformed file archive\n");
 	if (o->json) {
 		json_t *j = result_structured(r, &files);
-		if (!j || json_dumpf(j, stdout, JSON_COMPACT) != 0)
+		if (!j || json_dumpf(j, stdout, JSON_COMPACT | JSON_REAL_PRECISION(12)) != 0)
 			fprintf(stderr, "airlock: cannot write the JSON result\n");
 		putchar('\n');
 		json_decref(j);

@@ -11,6 +11,7 @@ static void usage(FILE *out)
 		"airlock %s: run untrusted code in a fresh microVM\n"
 		"\n"
 		"usage:\n"
+		"  airlock mcp [--backend auto|kvm|tcg] [--max-concurrent N] [--max-timeout S]\n"
 		"  airlock run [--backend auto|kvm|tcg] [--lang python|javascript|bash]\n"
 		"              [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
 		"              (--file F | CODE)\n"
@@ -30,6 +31,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	const char *cmd = argv[1];
+	if (strcmp(cmd, "mcp") == 0)
+		return cli_mcp(argc - 1, argv + 1);
 	if (strcmp(cmd, "run") == 0)
 		return cli_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "image") == 0)

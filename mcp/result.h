@@ -23,8 +23,9 @@ const char *signal_name(int signal, char *buf, size_t buf_len);
 /* A MIME type from a file name's extension ("application/octet-stream" when unknown). */
 const char *mime_type_for(const char *path);
 
-/* Collects the output files: those returned in the tar, then those listed as skipped. */
-int result_output_files(const struct sandbox_result *r, struct file_list *files);
+/* Collects the output files: those returned in the tar (at most cap bytes of content; files past
+ * it are marked not returned), then those the guest listed as skipped. */
+int result_output_files(const struct sandbox_result *r, uint64_t cap, struct file_list *files);
 
 /* Builds the structured result (new reference, NULL when out of memory). */
 json_t *result_structured(const struct sandbox_result *r, const struct file_list *files);

@@ -72,7 +72,7 @@ static void builds_the_structured_result(void)
 		.skipped = skipped, .skipped_len = sizeof skipped - 1,
 	};
 	struct file_list files = {0};
-	CHECK(result_output_files(&r, &files) == 0);
+	CHECK(result_output_files(&r, 1 << 20, &files) == 0);
 	CHECK(files.len == 2); /* the malformed and the unsafe lines are dropped */
 	json_t *j = result_structured(&r, &files);
 	CHECK(j != NULL);

@@ -1,0 +1,175 @@
+/* airlock mcp: the MCP server on stdin/stdout. Arguments, the loop, signals. Logs go to stderr
+ * only. Exits 0 on stdin EOF or SIGTERM, after killing every VM it started.
+ */
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "cli.h"
+#include "server.h"
+
+struct mcp_state {
+	uv_loop_t *loop;
+	uv_signal_t sigterm, sigint;
+	struct server *server;
+	bool stopped;
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out, "usage: airlock mcp [--backend auto|kvm|tcg] [--vcpus N] [--memory-mb N]\n"
+		     "                   [--max-concurrent N] [--max-timeout S] [--images DIR] "
+		     "[--verbose]\n"
+		     "MCP server on stdin/stdout (one JSON-RPC message per line).\n");
+}
+
+static int parse_unsigned(const char *name, const char *text, unsigned lo, unsigned hi,
+			  unsigned *out)
+{
+	char *end;
+	unsigned long v = strtoul(text, &end, 10);
+	if (*end || *text == '\0' || v < lo || v > hi) {
+		fprintf(stderr, "airlock: --%s wants %u..%u, got '%s'\n", name, lo, hi, text);
+		return -1;
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int parse_options(int argc, char **argv, struct server_config *cfg, const char **backend,
+			 const char **images_dir)
+{
+	static const struct option options[] = {
+		{"backend", required_argument, NULL, 'b'},
+		{"vcpus", required_argument, NULL, 'c'},
+		{"memory-mb", required_argument, NULL, 'm'},
+		{"max-concurrent", required_argument, NULL, 'n'},
+		{"max-timeout", required_argument, NULL, 't'},
+		{"images", required_argument, NULL, 'i'},
+		{"verbose", no_argument, NULL, 'v'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	int c;
+	char *end;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (c) {
+		case 'b': *backend = optarg; break;
+		case 'i': *images_dir = optarg; break;
+		case 'v': cfg->verbose = true; break;
+		case 'c':
+			if (parse_unsigned("vcpus", optarg, 1, 1, &cfg->vcpus))
+				return -1;
+			break;
+		case 'm':
+			if (parse_unsigned("memory-mb", optarg, 128, 16384, &cfg->memory_mb))
+				return -1;
+			break;
+		case 'n':
+			if (parse_unsigned("max-concurrent", optarg, 1, 1024, &cfg->max_concurrent))
+				return -1;
+			break;
+		case 't':
+			cfg->max_timeout_s = strtod(optarg, &end);
+			if (*end || !(cfg->max_timeout_s > 0) || !isfinite(cfg->max_timeout_s) ||
+			    cfg->max_timeout_s > 86400) {
+				fprintf(stderr, "airlock: --max-timeout wants seconds in (0, 86400]\n");
+				return -1;
+			}
+			break;
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "airlock: unexpected argument '%s'\n", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+static uint32_t boot_timeout_ms(void)
+{
+	const char *env = getenv("AIRLOCK_BOOT_TIMEOUT");
+	char *end;
+	double s = env ? strtod(env, &end) : 0;
+	if (!env || *end || !(s > 0) || s > 3600)
+		return 60000;
+	return (uint32_t)(s * 1000);
+}
+
+static void on_stopped(void *ctx)
+{
+	struct mcp_state *st = ctx;
+	st->stopped = true;
+	st->server = NULL;
+	uv_close((uv_handle_t *)&st->sigterm, NULL);
+	uv_close((uv_handle_t *)&st->sigint, NULL);
+	uv_stop(st->loop); /* a first-use image build may still run in the thread pool */
+}
+
+static void on_signal(uv_signal_t *handle, int signum)
+{
+	struct mcp_state *st = handle->data;
+	fprintf(stderr, "airlock: %s: shutting down\n", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+	if (st->server)
+		server_shutdown(st->server);
+}
+
+int cli_mcp(int argc, char **argv)
+{
+	struct server_config cfg = {
+		.memory_mb = 512,
+		.vcpus = 1,
+		.max_concurrent = 8,
+		.max_timeout_s = 300,
+		.boot_timeout_ms = boot_timeout_ms(),
+	};
+	const char *backend = "auto", *images_dir = NULL;
+	if (parse_options(argc, argv, &cfg, &backend, &images_dir) != 0)
+		return 2;
+	signal(SIGPIPE, SIG_IGN); /* a host that closes our stdout ends us through EOF instead */
+
+	char why[512];
+	if (launcher_select(backend, &cfg.launcher, why, sizeof why) != 0)
+		snprintf(cfg.unavailable, sizeof cfg.unavailable, "%s", why);
+	else if (images_init(&cfg.images, images_dir, why, sizeof why) != 0)
+		snprintf(cfg.unavailable, sizeof cfg.unavailable, "%s", why);
+	if (cfg.unavailable[0])
+		fprintf(stderr, "airlock: no sandbox can run: %s (run `airlock doctor`)\n",
+			cfg.unavailable);
+	else
+		fprintf(stderr, "airlock: MCP server on stdio, backend %s, up to %u VMs at once\n",
+			cfg.launcher->name, cfg.max_concurrent);
+
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct mcp_state st = {.loop = &loop};
+	uv_signal_init(&loop, &st.sigterm);
+	uv_signal_init(&loop, &st.sigint);
+	st.sigterm.data = st.sigint.data = &st;
+	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
+	uv_signal_start(&st.sigint, on_signal, SIGINT);
+
+	int rc = server_start(&loop, &cfg, 0, 1, on_stopped, &st, &st.server);
+	if (rc) {
+		fprintf(stderr, "airlock: cannot serve on stdin/stdout: %s\n", uv_strerror(rc));
+		return 1;
+	}
+	while (!st.stopped && uv_run(&loop, UV_RUN_DEFAULT) != 0)
+		;
+	uv_run(&loop, UV_RUN_NOWAIT); /* let the closes just issued complete */
+	if (uv_loop_close(&loop) != 0 && cfg.verbose)
+		fprintf(stderr, "airlock: an image build was still running at exit\n");
+	return 0;
+}

@@ -1,0 +1,348 @@
+/* The execute_code tool: checks the arguments (naming the field at fault), waits for a VM slot,
+ * runs the program in a fresh VM, reports progress, and answers with the CallToolResult.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "archive_files.h"
+#include "base64.h"
+#include "content.h"
+#include "result.h"
+#include "sandbox.h"
+#include "tools.h"
+
+#define DEFAULT_TIMEOUT_S 30.0
+#define MAX_FILES 1000
+#define OUTPUT_CAP (1u << 20)
+#define OUT_FILES_CAP (1u << 20)
+#define PROGRESS_INTERVAL_MS 1000
+
+struct execution {
+	struct call *call;
+	enum al_language language;
+	double timeout_s;
+	char *code, *stdin_data;
+	size_t code_len, stdin_len;
+	uint8_t *tar;
+	size_t tar_len;
+	struct sandbox *sandbox;
+	uv_timer_t progress;
+	json_t *result; /* held until the progress timer has closed */
+};
+
+static void execution_free(struct execution *e)
+{
+	free(e->code);
+	free(e->stdin_data);
+	free(e->tar);
+	free(e);
+}
+
+/* ---- arguments ---- */
+
+static char *copy_string(json_t *s, size_t *len)
+{
+	*len = json_string_length(s);
+	char *copy = malloc(*len + 1);
+	if (copy)
+		memcpy(copy, json_string_value(s), *len + 1);
+	return copy;
+}
+
+static int language_from(const char *name, enum al_language *out)
+{
+	static const struct {
+		const char *name;
+		enum al_language lang;
+	} names[] = {{"python", AL_LANG_PYTHON}, {"javascript", AL_LANG_JAVASCRIPT},
+		     {"bash", AL_LANG_BASH}};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(name, names[i].name) == 0) {
+			*out = names[i].lang;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* One `files` item into the list; why names the problem. */
+static int take_file(json_t *item, size_t index, struct file_list *list, char *why, size_t why_len)
+{
+	const char *key;
+	json_t *value;
+	if (!json_is_object(item)) {
+		snprintf(why, why_len, "files[%zu]: must be an object {path, content, encoding?}",
+			 index);
+		return -EINVAL;
+	}
+	json_object_foreach(item, key, value)
+	{
+		if (strcmp(key, "path") && strcmp(key, "content") && strcmp(key, "encoding")) {
+			snprintf(why, why_len, "files[%zu]: unknown field '%.64s' (allowed: path, "
+					       "content, encoding)",
+				 index, key);
+			return -EINVAL;
+		}
+	}
+	json_t *path = json_object_get(item, "path"), *content = json_object_get(item, "content");
+	json_t *encoding = json_object_get(item, "encoding");
+	char path_why[64];
+	if (!json_is_string(path)) {
+		snprintf(why, why_len, "files[%zu].path: required, a string", index);
+		return -EINVAL;
+	}
+	if (strlen(json_string_value(path)) != json_string_length(path) ||
+	    !archive_path_ok(json_string_value(path), path_why, sizeof path_why)) {
+		snprintf(why, why_len, "files[%zu].path: '%.100s' %s", index,
+			 json_string_value(path),
+			 strlen(json_string_value(path)) != json_string_length(path)
+				 ? "contains a NUL byte"
+				 : path_why);
+		return -EINVAL;
+	}
+	if (!json_is_string(content)) {
+		snprintf(why, why_len, "files[%zu].content: required, a string", index);
+		return -EINVAL;
+	}
+	const char *enc = encoding ? json_string_value(encoding) : "utf-8";
+	if (!enc || (strcmp(enc, "utf-8") && strcmp(enc, "base64"))) {
+		snprintf(why, why_len, "files[%zu].encoding: must be \"utf-8\" or \"base64\"", index);
+		return -EINVAL;
+	}
+	if (strcmp(enc, "base64") == 0) {
+		uint8_t *data;
+		size_t len;
+		int rc = base64_decode(json_string_value(content), json_string_length(content), &data,
+				       &len);
+		if (rc) {
+			snprintf(why, why_len, "files[%zu].content: %s", index,
+				 rc == -EINVAL ? "not valid base64" : "out of memory");
+			return rc;
+		}
+		rc = file_list_add(list, json_string_value(path), data, len, true);
+		free(data);
+		return rc;
+	}
+	return file_list_add(list, json_string_value(path), json_string_value(content),
+			     json_string_length(content), true);
+}
+
+static int take_files(json_t *files, struct execution *e, char *why, size_t why_len)
+{
+	if (!json_is_array(files)) {
+		snprintf(why, why_len, "files: must be an array of {path, content, encoding?}");
+		return -EINVAL;
+	}
+	if (json_array_size(files) > MAX_FILES) {
+		snprintf(why, why_len, "files: at most %d files", MAX_FILES);
+		return -EINVAL;
+	}
+	if (json_array_size(files) == 0)
+		return 0;
+	struct file_list list = {0};
+	size_t i;
+	json_t *item;
+	int rc = 0;
+	json_array_foreach(files, i, item)
+	{
+		if ((rc = take_file(item, i, &list, why, why_len)) != 0)
+			break;
+	}
+	if (rc == 0)
+		rc = archive_pack(&list, &e->tar, &e->tar_len, why, why_len);
+	file_list_free(&list);
+	return rc;
+}
+
+/* Fills e from the arguments. Returns 0, or -errno with why naming the field at fault. */
+static int take_arguments(json_t *args, double max_timeout_s, struct execution *e, char *why,
+			  size_t why_len)
+{
+	const char *key;
+	json_t *value;
+	json_object_foreach(args, key, value)
+	{
+		if (strcmp(key, "code") && strcmp(key, "language") && strcmp(key, "timeout_s") &&
+		    strcmp(key, "stdin") && strcmp(key, "files")) {
+			snprintf(why, why_len, "unknown argument '%.64s' (allowed: code, language, "
+					       "timeout_s, stdin, files)",
+				 key);
+			return -EINVAL;
+		}
+	}
+	json_t *code = json_object_get(args, "code"), *language = json_object_get(args, "language");
+	json_t *timeout = json_object_get(args, "timeout_s"), *input = json_object_get(args, "stdin");
+	json_t *files = json_object_get(args, "files");
+	if (!json_is_string(code)) {
+		snprintf(why, why_len, code ? "code: must be a string" : "code: required");
+		return -EINVAL;
+	}
+	e->language = AL_LANG_PYTHON;
+	if (language && (!json_is_string(language) ||
+			 language_from(json_string_value(language), &e->language) != 0)) {
+		snprintf(why, why_len, "language: must be \"python\", \"javascript\" or \"bash\"");
+		return -EINVAL;
+	}
+	e->timeout_s = DEFAULT_TIMEOUT_S;
+	if (timeout) {
+		double t = json_number_value(timeout);
+		if (!json_is_number(timeout) || !(t > 0) || !isfinite(t)) {
+			snprintf(why, why_len, "timeout_s: must be a number of seconds > 0");
+			return -EINVAL;
+		}
+		e->timeout_s = t;
+	}
+	if (e->timeout_s > max_timeout_s)
+		e->timeout_s = max_timeout_s;
+	if (input && !json_is_string(input)) {
+		snprintf(why, why_len, "stdin: must be a string");
+		return -EINVAL;
+	}
+	if (files && take_files(files, e, why, why_len) != 0)
+		return -EINVAL;
+	e->code = copy_string(code, &e->code_len);
+	e->stdin_data = input ? copy_string(input, &e->stdin_len) : NULL;
+	if (!e->code || (input && !e->stdin_data)) {
+		snprintf(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* ---- the run ---- */
+
+static void on_progress_closed(uv_handle_t *handle)
+{
+	struct execution *e = handle->data;
+	struct call *call = e->call;
+	json_t *result = e->result;
+	execution_free(e);
+	if (result)
+		call_finish(call, result);
+	else
+		call_drop(call);
+}
+
+static void on_progress_tick(uv_timer_t *timer)
+{
+	struct execution *e = timer->data;
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	double elapsed = (double)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 -
+				  e->call->started_ms) / 1000.0;
+	char message[128];
+	snprintf(message, sizeof message, "running for %.1f s, %llu bytes of output so far", elapsed,
+		 (unsigned long long)(e->sandbox ? sandbox_output_bytes(e->sandbox) : 0));
+	server_progress(e->call, elapsed, message);
+}
+
+static void on_sandbox_done(struct sandbox *sb, const struct sandbox_result *r, void *ctx)
+{
+	(void)sb;
+	struct execution *e = ctx;
+	struct call *call = e->call;
+	e->sandbox = NULL;
+	if (call->cancelled || r->error == -ECANCELED) {
+		e->result = NULL; /* no reply for a cancelled request */
+	} else if (r->error) {
+		server_log(call->srv, LOG_WARNING, "sandbox failure: %s", r->message);
+		e->result = content_error("Sandbox error (not your code's fault): %s. Check the host "
+					  "with `airlock doctor`.",
+					  r->message);
+	} else {
+		struct file_list files = {0};
+		if (result_output_files(r, OUT_FILES_CAP, &files) != 0)
+			server_log(call->srv, LOG_WARNING, "the guest returned a malformed archive");
+		e->result = content_run_result(r, &files, e->timeout_s);
+		file_list_free(&files);
+		if (!e->result)
+			e->result = content_error("Sandbox error: out of memory building the result");
+	}
+	uv_timer_stop(&e->progress);
+	uv_close((uv_handle_t *)&e->progress, on_progress_closed);
+}
+
+static void cancel_execution(struct call *call)
+{
+	struct execution *e = call->state;
+	if (e->sandbox)
+		sandbox_cancel(e->sandbox); /* on_sandbox_done follows and drops the call */
+}
+
+static void release_execution(struct call *call)
+{
+	execution_free(call->state);
+}
+
+static void start_execution(struct call *call)
+{
+	struct execution *e = call->state;
+	struct server *srv = call->srv;
+	const struct server_config *cfg = server_config(srv);
+	char err[1024];
+	if (!server_images_ready(srv, err, sizeof err)) {
+		struct call *c = e->call;
+		execution_free(e);
+		call_finish(c, content_error("Sandbox error: %s", err));
+		return;
+	}
+	uv_timer_init(server_loop(srv), &e->progress);
+	e->progress.data = e;
+	struct sandbox_vm vm = {
+		.launcher = cfg->launcher,
+		.kernel = cfg->images.kernel,
+		.rootfs = cfg->images.rootfs,
+		.memory_mb = cfg->memory_mb,
+		.vcpus = cfg->vcpus,
+		.boot_timeout_ms = cfg->boot_timeout_ms,
+		.verbose = cfg->verbose,
+	};
+	struct sandbox_request req = {
+		.language = e->language,
+		.code = e->code,
+		.code_len = e->code_len,
+		.stdin_data = e->stdin_data,
+		.stdin_len = e->stdin_len,
+		.files_tar = e->tar,
+		.files_len = e->tar_len,
+		.timeout_ms = (uint32_t)llround(e->timeout_s * 1000),
+		.stdout_cap = OUTPUT_CAP,
+		.stderr_cap = OUTPUT_CAP,
+		.out_files_cap = OUT_FILES_CAP,
+	};
+	if (sandbox_start(server_loop(srv), &vm, &req, on_sandbox_done, e, &e->sandbox, err,
+			  sizeof err) != 0) {
+		e->result = content_error("Sandbox error: %s. Check the host with `airlock doctor`.",
+					  err);
+		uv_close((uv_handle_t *)&e->progress, on_progress_closed);
+		return;
+	}
+	if (call->progress_token)
+		uv_timer_start(&e->progress, on_progress_tick, PROGRESS_INTERVAL_MS,
+			       PROGRESS_INTERVAL_MS);
+}
+
+void execute_code(struct call *call, json_t *arguments)
+{
+	struct execution *e = calloc(1, sizeof *e);
+	if (!e) {
+		call_finish(call, content_error("Sandbox error: out of memory"));
+		return;
+	}
+	e->call = call;
+	char why[512];
+	if (take_arguments(arguments, server_config(call->srv)->max_timeout_s, e, why,
+			   sizeof why) != 0) {
+		execution_free(e);
+		call_finish(call, content_error("Invalid arguments: %s", why));
+		return;
+	}
+	call->state = e;
+	call->start = start_execution;
+	call->cancel = cancel_execution;
+	call->release = release_execution;
+	call_run_when_ready(call);
+}

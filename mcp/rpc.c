@@ -1,0 +1,416 @@
+/* JSON-RPC line framing on stdio (see rpc.h). libuv streams for pipes, sockets and ttys; for a
+ * plain file (stdin redirected from a file, or /dev/null) reads go through uv_fs_read and writes
+ * are plain blocking writes, because libuv cannot poll regular files.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "rpc.h"
+
+#define READ_CHUNK (64u * 1024)
+
+union stream_handle {
+	uv_handle_t handle;
+	uv_stream_t stream;
+	uv_pipe_t pipe;
+	uv_tcp_t tcp;
+	uv_tty_t tty;
+};
+
+struct rpc {
+	uv_loop_t *loop;
+	struct rpc_handlers handlers;
+	void *ctx;
+
+	/* input */
+	int in_fd;
+	bool in_is_file;
+	union stream_handle in;
+	uv_fs_t file_read;
+	bool file_read_busy;
+	int64_t file_offset; /* -1: read at the current position (pipes given as files) */
+	char file_buf[READ_CHUNK];
+	char *line;
+	size_t line_len, line_cap;
+	bool skipping; /* inside an oversized line: drop bytes until its newline */
+	bool input_done;
+
+	/* output */
+	int out_fd;
+	bool out_is_file;
+	union stream_handle out;
+	size_t pending_bytes;
+	unsigned pending_writes;
+
+	/* closing */
+	bool closing;
+	bool handles_closing; /* past this point nothing more can be written */
+	int in_callback;      /* >0 while handlers run: closing waits until they return */
+	int open_handles;
+	void (*closed)(void *ctx);
+};
+
+struct write_req {
+	uv_write_t req;
+	struct rpc *rpc;
+	size_t len;
+	char data[];
+};
+
+/* ---- output ---- */
+
+static void maybe_finish_close(struct rpc *rpc);
+
+static void on_written(uv_write_t *req, int status)
+{
+	struct write_req *w = (struct write_req *)req;
+	struct rpc *rpc = w->rpc;
+	(void)status; /* a reader that went away: nothing left to tell it */
+	rpc->pending_bytes -= w->len;
+	rpc->pending_writes--;
+	free(w);
+	maybe_finish_close(rpc);
+}
+
+static int write_line(struct rpc *rpc, const char *text, size_t len)
+{
+	if (rpc->handles_closing)
+		return UV_EPIPE;
+	struct write_req *w = malloc(sizeof *w + len + 1);
+	if (!w)
+		return UV_ENOMEM;
+	memcpy(w->data, text, len);
+	w->data[len] = '\n';
+	w->len = len + 1;
+	w->rpc = rpc;
+	if (rpc->out_is_file) {
+		const char *p = w->data;
+		size_t left = w->len;
+		int rc = 0;
+		while (left > 0) {
+			ssize_t n = write(rpc->out_fd, p, left);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n < 0) {
+				rc = uv_translate_sys_error(errno);
+				break;
+			}
+			p += n;
+			left -= (size_t)n;
+		}
+		free(w);
+		return rc;
+	}
+	uv_buf_t buf = uv_buf_init(w->data, (unsigned)w->len);
+	int rc = uv_write(&w->req, &rpc->out.stream, &buf, 1, on_written);
+	if (rc) {
+		free(w);
+		return rc;
+	}
+	rpc->pending_bytes += w->len;
+	rpc->pending_writes++;
+	return 0;
+}
+
+int rpc_send(struct rpc *rpc, json_t *msg)
+{
+	char *text = json_dumps(msg, JSON_COMPACT | JSON_REAL_PRECISION(12));
+	if (!text)
+		return UV_ENOMEM;
+	int rc = write_line(rpc, text, strlen(text));
+	free(text);
+	return rc;
+}
+
+int rpc_send_result(struct rpc *rpc, json_t *id, json_t *result)
+{
+	json_t *msg = json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id, "result",
+				result ? result : json_object());
+	if (!msg)
+		return UV_ENOMEM;
+	int rc = rpc_send(rpc, msg);
+	json_decref(msg);
+	return rc;
+}
+
+int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message)
+{
+	json_t *msg = json_pack("{s:s, s:O?, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error",
+				"code", code, "message", message);
+	if (!msg)
+		return UV_ENOMEM;
+	int rc = rpc_send(rpc, msg);
+	json_decref(msg);
+	return rc;
+}
+
+int rpc_notify(struct rpc *rpc, const char *method, json_t *params)
+{
+	json_t *msg = params ? json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method,
+					 "params", params)
+			     : json_pack("{s:s, s:s}", "jsonrpc", "2.0", "method", method);
+	if (!msg)
+		return UV_ENOMEM;
+	int rc = rpc_send(rpc, msg);
+	json_decref(msg);
+	return rc;
+}
+
+size_t rpc_pending_bytes(const struct rpc *rpc)
+{
+	return rpc->pending_bytes;
+}
+
+/* ---- input ---- */
+
+static void handle_line(struct rpc *rpc, const char *line, size_t len)
+{
+	while (len > 0 && (line[len - 1] == '\r' || line[len - 1] == ' ' || line[len - 1] == '\t'))
+		len--;
+	size_t start = 0;
+	while (start < len && (line[start] == ' ' || line[start] == '\t'))
+		start++;
+	if (start == len)
+		return; /* blank lines are not messages */
+	json_error_t error;
+	json_t *msg = json_loadb(line + start, len - start, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES,
+				 &error);
+	if (!msg) {
+		rpc_send_error(rpc, NULL, RPC_PARSE_ERROR, "Parse error: not a JSON text");
+		return;
+	}
+	rpc->handlers.message(rpc->ctx, msg);
+	json_decref(msg);
+}
+
+static int line_reserve(struct rpc *rpc, size_t need)
+{
+	if (need <= rpc->line_cap)
+		return 0;
+	size_t cap = rpc->line_cap ? rpc->line_cap : 64 * 1024;
+	while (cap < need)
+		cap *= 2;
+	char *p = realloc(rpc->line, cap);
+	if (!p)
+		return -ENOMEM;
+	rpc->line = p;
+	rpc->line_cap = cap;
+	return 0;
+}
+
+static void feed(struct rpc *rpc, const char *data, size_t len)
+{
+	while (len > 0 && !rpc->closing) {
+		const char *nl = memchr(data, '\n', len);
+		size_t take = nl ? (size_t)(nl - data) : len;
+		if (rpc->skipping) {
+			if (nl)
+				rpc->skipping = false;
+		} else if (rpc->line_len + take > RPC_MAX_LINE) {
+			rpc->line_len = 0;
+			rpc->skipping = nl == NULL;
+			rpc_send_error(rpc, NULL, RPC_INVALID_REQUEST,
+				       "Invalid Request: message longer than 16 MiB");
+		} else if (nl && rpc->line_len == 0) {
+			handle_line(rpc, data, take); /* whole line in this chunk: no copy */
+		} else {
+			if (line_reserve(rpc, rpc->line_len + take) != 0) {
+				rpc->line_len = 0;
+				rpc->skipping = nl == NULL;
+				rpc_send_error(rpc, NULL, RPC_INTERNAL_ERROR, "out of memory");
+			} else {
+				memcpy(rpc->line + rpc->line_len, data, take);
+				rpc->line_len += take;
+				if (nl) {
+					handle_line(rpc, rpc->line, rpc->line_len);
+					rpc->line_len = 0;
+				}
+			}
+		}
+		if (!nl)
+			return;
+		data = nl + 1;
+		len -= take + 1;
+	}
+}
+
+static void input_ended(struct rpc *rpc)
+{
+	if (rpc->input_done)
+		return;
+	rpc->input_done = true;
+	/* a last line without its newline is still a message */
+	if (!rpc->skipping && rpc->line_len > 0 && !rpc->closing) {
+		handle_line(rpc, rpc->line, rpc->line_len);
+		rpc->line_len = 0;
+	}
+	if (!rpc->closing)
+		rpc->handlers.input_closed(rpc->ctx);
+}
+
+static void on_alloc(uv_handle_t *handle, size_t suggested, uv_buf_t *buf)
+{
+	(void)suggested;
+	struct rpc *rpc = handle->data;
+	*buf = uv_buf_init(rpc->file_buf, sizeof rpc->file_buf);
+}
+
+static void on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
+{
+	struct rpc *rpc = stream->data;
+	rpc->in_callback++;
+	if (nread > 0)
+		feed(rpc, buf->base, (size_t)nread);
+	else if (nread < 0) {
+		uv_read_stop(stream);
+		input_ended(rpc);
+	}
+	rpc->in_callback--;
+	maybe_finish_close(rpc);
+}
+
+static void start_file_read(struct rpc *rpc);
+
+static void on_file_read(uv_fs_t *req)
+{
+	struct rpc *rpc = req->data;
+	ssize_t n = req->result;
+	uv_fs_req_cleanup(req);
+	rpc->file_read_busy = false;
+	rpc->in_callback++;
+	if (n <= 0 && !rpc->closing) {
+		input_ended(rpc);
+	} else if (n > 0 && !rpc->closing) {
+		if (rpc->file_offset >= 0)
+			rpc->file_offset += n;
+		feed(rpc, rpc->file_buf, (size_t)n);
+		if (!rpc->closing)
+			start_file_read(rpc);
+	}
+	rpc->in_callback--;
+	maybe_finish_close(rpc);
+}
+
+static void start_file_read(struct rpc *rpc)
+{
+	uv_buf_t buf = uv_buf_init(rpc->file_buf, sizeof rpc->file_buf);
+	rpc->file_read.data = rpc;
+	if (uv_fs_read(rpc->loop, &rpc->file_read, rpc->in_fd, &buf, 1, rpc->file_offset,
+		       on_file_read) == 0)
+		rpc->file_read_busy = true;
+	else
+		input_ended(rpc);
+}
+
+/* ---- set-up and tear-down ---- */
+
+static int open_stream(struct rpc *rpc, int fd, union stream_handle *h, bool readable,
+		       bool *is_file)
+{
+	int rc;
+	switch (uv_guess_handle(fd)) {
+	case UV_TTY:
+		rc = uv_tty_init(rpc->loop, &h->tty, fd, readable);
+		break;
+	case UV_NAMED_PIPE:
+		rc = uv_pipe_init(rpc->loop, &h->pipe, 0);
+		if (rc == 0 && (rc = uv_pipe_open(&h->pipe, fd)) != 0)
+			uv_close(&h->handle, NULL);
+		break;
+	case UV_TCP:
+		rc = uv_tcp_init(rpc->loop, &h->tcp);
+		if (rc == 0 && (rc = uv_tcp_open(&h->tcp, fd)) != 0)
+			uv_close(&h->handle, NULL);
+		break;
+	case UV_FILE:
+		*is_file = true;
+		return 0;
+	default:
+		return UV_EINVAL;
+	}
+	if (rc == 0) {
+		h->handle.data = rpc;
+		rpc->open_handles++;
+	}
+	return rc;
+}
+
+int rpc_start(uv_loop_t *loop, int in_fd, int out_fd, const struct rpc_handlers *handlers,
+	      void *ctx, struct rpc **out)
+{
+	struct rpc *rpc = calloc(1, sizeof *rpc);
+	if (!rpc)
+		return UV_ENOMEM;
+	rpc->loop = loop;
+	rpc->handlers = *handlers;
+	rpc->ctx = ctx;
+	rpc->in_fd = in_fd;
+	rpc->out_fd = out_fd;
+	int rc = open_stream(rpc, out_fd, &rpc->out, false, &rpc->out_is_file);
+	if (rc == 0)
+		rc = open_stream(rpc, in_fd, &rpc->in, true, &rpc->in_is_file);
+	if (rc) {
+		free(rpc);
+		return rc; /* only reachable before any handle is open, or for an unusable fd */
+	}
+	if (rpc->in_is_file) {
+		/* a regular file is read from the start; a character device at its position */
+		rpc->file_offset = lseek(in_fd, 0, SEEK_CUR) == 0 ? 0 : -1;
+		start_file_read(rpc);
+	} else {
+		rc = uv_read_start(&rpc->in.stream, on_alloc, on_stream_read);
+		if (rc)
+			input_ended(rpc);
+	}
+	*out = rpc;
+	return 0;
+}
+
+static void finish_close(struct rpc *rpc)
+{
+	void (*closed)(void *) = rpc->closed;
+	void *ctx = rpc->ctx;
+	free(rpc->line);
+	free(rpc);
+	if (closed)
+		closed(ctx);
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+	struct rpc *rpc = handle->data;
+	if (--rpc->open_handles == 0)
+		finish_close(rpc);
+}
+
+static void maybe_finish_close(struct rpc *rpc)
+{
+	if (!rpc->closing || rpc->handles_closing || rpc->in_callback > 0 ||
+	    rpc->pending_writes > 0 || rpc->file_read_busy)
+		return;
+	rpc->handles_closing = true;
+	if (rpc->open_handles == 0) {
+		finish_close(rpc); /* plain files on both sides: no handle to close */
+		return;
+	}
+	if (!rpc->in_is_file && !uv_is_closing(&rpc->in.handle))
+		uv_close(&rpc->in.handle, on_handle_closed);
+	if (!rpc->out_is_file && !uv_is_closing(&rpc->out.handle))
+		uv_close(&rpc->out.handle, on_handle_closed);
+}
+
+void rpc_close(struct rpc *rpc, void (*closed)(void *ctx))
+{
+	if (rpc->closing)
+		return;
+	rpc->closing = true;
+	rpc->closed = closed;
+	if (!rpc->in_is_file)
+		uv_read_stop(&rpc->in.stream);
+	else if (rpc->file_read_busy)
+		uv_cancel((uv_req_t *)&rpc->file_read); /* fails harmlessly once it runs */
+	maybe_finish_close(rpc);
+}
