@@ -117,7 +117,7 @@ static char *const user_environment[] = {
 	/* unbuffered, so output printed before a timeout or a crash is not lost */
 	"PYTHONUNBUFFERED=1",
 	"PYTHONDONTWRITEBYTECODE=1",
-	"MPLBACKEND=Agg",
+	"MPLBACKEND=module://airlock_plot", /* plt.show() saves PNGs to /work/out */
 	"MPLCONFIGDIR=/tmp/.matplotlib",
 	NULL,
 };

@@ -14,6 +14,7 @@
 #include <sys/mount.h>
 #include <sys/reboot.h>
 #include <sys/socket.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -21,6 +22,8 @@
 #include "agent.h"
 
 #define CHANNEL_PATH "/dev/hvc0"
+#define TMP_SEED "/usr/share/airlock/tmp-seed" /* caches built with the image, e.g. matplotlib's */
+#define TMP_SEED_MAX_DEPTH 4
 #define CHANNEL_WAIT_MS 10000 /* virtio-console may register its port after init starts */
 
 struct mount_point {
@@ -62,6 +65,52 @@ static int mount_all(void)
 		return -errno;
 	}
 	return 0;
+}
+
+static int copy_file(const char *src, const char *dst)
+{
+	int in = open(src, O_RDONLY | O_CLOEXEC), out = -1, rc = 0;
+	if (in >= 0)
+		out = open(dst, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+	char buf[65536];
+	ssize_t n;
+	while (out >= 0 && (n = read(in, buf, sizeof buf)) > 0)
+		if (write(out, buf, (size_t)n) != n)
+			rc = -EIO;
+	if (in < 0 || out < 0 || fchown(out, AGENT_USER_UID, AGENT_USER_GID) != 0)
+		rc = -errno;
+	if (in >= 0)
+		close(in);
+	if (out >= 0)
+		close(out);
+	return rc;
+}
+
+/* Copies the image's seed tree into the fresh /tmp, owned by the sandbox user. */
+static void seed_tmp(const char *src, const char *dst, int depth)
+{
+	DIR *dir = opendir(src);
+	if (!dir)
+		return;
+	struct dirent *e;
+	while ((e = readdir(dir)) != NULL) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		char from[512], to[512];
+		if ((size_t)snprintf(from, sizeof from, "%s/%s", src, e->d_name) >= sizeof from ||
+		    (size_t)snprintf(to, sizeof to, "%s/%s", dst, e->d_name) >= sizeof to)
+			continue;
+		struct stat st;
+		if (lstat(from, &st) != 0)
+			continue;
+		if (S_ISDIR(st.st_mode) && depth < TMP_SEED_MAX_DEPTH) {
+			if (mkdir(to, 0755) == 0 && chown(to, AGENT_USER_UID, AGENT_USER_GID) == 0)
+				seed_tmp(from, to, depth + 1);
+		} else if (S_ISREG(st.st_mode) && copy_file(from, to) != 0) {
+			log_error(to);
+		}
+	}
+	closedir(dir);
 }
 
 /* Loopback is the only network interface; programs may still talk to themselves over it. */
@@ -133,6 +182,7 @@ int main(void)
 		fprintf(stderr, "airlock-agent: not PID 1; this program is the guest's init\n");
 	sethostname("sandbox", 7);
 	if (mount_all() == 0) {
+		seed_tmp(TMP_SEED, "/tmp", 0);
 		bring_up_loopback();
 		int fd = open_channel();
 		if (fd < 0)

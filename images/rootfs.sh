@@ -27,6 +27,15 @@ install_file "$agent" sbin/init 0755
   install_file "$here/overlay/$f" "${f#./}" 0644
 done
 
+# matplotlib builds its font list on first use (seconds under emulation): build it once here.
+# The agent copies /usr/share/airlock/tmp-seed into each VM's fresh /tmp.
+seed=usr/share/airlock/tmp-seed/.matplotlib
+mkdir -p "$stage/$seed"
+chroot "$stage" env -i PATH=/usr/bin:/bin HOME=/nonexistent MPLCONFIGDIR="/$seed" \
+  PYTHONDONTWRITEBYTECODE=1 /usr/bin/python3 -c 'import matplotlib.font_manager' \
+  || { echo "rootfs: cannot build the matplotlib font cache" >&2; exit 1; }
+ls "$stage/$seed"/fontlist-*.json >/dev/null
+
 # The unprivileged user that runs the program.
 for f in etc/passwd etc/group; do
   cp "$stage/$f" "$out/$(basename $f)"; rm -f "$stage/$f"; cp "$out/$(basename $f)" "$stage/$f"

@@ -1,0 +1,373 @@
+#!/usr/bin/env python3
+"""`airlock mcp` at the wire: raw lines in, replies checked one by one. Malformed, oversized,
+binary and out-of-order lines; concurrency; progress; cancellation; shutdown on EOF and SIGTERM.
+VMs run on $AIRLOCK_TEST_BACKEND (default tcg)."""
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import AIRLOCK, expect, main, test  # noqa: E402
+
+BACKEND = os.environ.get("AIRLOCK_TEST_BACKEND", "tcg")
+INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
+        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                   "clientInfo": {"name": "raw-test", "version": "1"}}}
+
+
+class Server:
+    """One `airlock mcp` process on pipes."""
+
+    def __init__(self, *args, stdin=subprocess.PIPE):
+        self.proc = subprocess.Popen([AIRLOCK, "mcp", "--backend", BACKEND] + list(args),
+                                     stdin=stdin, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE)
+        self.buf = b""
+        self.messages = []  # read but not yet taken
+
+    def send_raw(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def send(self, msg):
+        self.send_raw(json.dumps(msg).encode() + b"\n")
+
+    def _read_line(self, deadline):
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            ready, _, _ = select.select([self.proc.stdout], [], [], left)
+            if not ready:
+                return None
+            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
+            if not chunk:
+                return None
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\n", 1)
+        return json.loads(line)
+
+    def take(self, pred, timeout=60):
+        """The first message (read or queued) for which pred holds."""
+        for m in self.messages:
+            if pred(m):
+                self.messages.remove(m)
+                return m
+        deadline = time.monotonic() + timeout
+        while True:
+            m = self._read_line(deadline)
+            if m is None:
+                raise AssertionError("no matching message within %ss; queued: %r"
+                                     % (timeout, self.messages[-5:]))
+            if pred(m):
+                return m
+            self.messages.append(m)
+
+    def reply(self, id, timeout=60):
+        return self.take(lambda m: m.get("id") == id and "method" not in m, timeout)
+
+    def request(self, id, method, params=None, timeout=60):
+        msg = {"jsonrpc": "2.0", "id": id, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+        return self.reply(id, timeout)
+
+    def call(self, id, arguments, meta=None, timeout=120):
+        params = {"name": "execute_code", "arguments": arguments}
+        if meta:
+            params["_meta"] = meta
+        return self.request(id, "tools/call", params, timeout)
+
+    def vms(self):
+        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
+                             text=True).stdout
+        return out.split()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            if f:
+                f.close()
+
+
+def started(*args):
+    s = Server(*args)
+    r = s.request(0, "initialize", INIT["params"])
+    expect(r["result"]["protocolVersion"] == "2025-11-25", "initialize", r)
+    s.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+    return s
+
+
+def wait_for_vm(s, timeout=30):
+    deadline = time.monotonic() + timeout
+    while not s.vms():
+        expect(time.monotonic() < deadline, "a VM started")
+        time.sleep(0.01)
+
+
+@test
+def version_negotiation():
+    s = Server()
+    try:
+        for asked, answered in (("2025-11-25", "2025-11-25"), ("2025-06-18", "2025-06-18"),
+                                ("2025-03-26", "2025-03-26"), ("2024-11-05", "2024-11-05"),
+                                ("1999-01-01", "2025-11-25")):
+            r = s.request(asked, "initialize", dict(INIT["params"], protocolVersion=asked))
+            res = r["result"]
+            expect(res["protocolVersion"] == answered, asked, r)
+            expect(res["serverInfo"]["name"] == "airlock" and res["instructions"], "info", r)
+            expect(res["capabilities"] == {"tools": {"listChanged": False}, "logging": {}},
+                   "capabilities", r)
+    finally:
+        s.close()
+
+
+@test
+def bad_lines_get_errors_and_the_server_keeps_serving():
+    s = started()
+    try:
+        cases = [
+            (b"{not json\n", -32700, None),
+            (b"\xff\xfe\x00binary\x01\n", -32700, None),
+            (b'{"jsonrpc":"2.0","id":1,"method":"ping"\n', -32700, None),   # cut short
+            (b"[1,2]\n", -32600, None),                                      # a batch
+            (b"42\n", -32600, None),
+            (b'{"id":5,"method":"ping"}\n', -32600, 5),                      # no jsonrpc
+            (b'{"jsonrpc":"1.0","id":6,"method":"ping"}\n', -32600, 6),
+            (b'{"jsonrpc":"2.0","id":{"x":1},"method":"ping"}\n', -32600, None),
+            (b'{"jsonrpc":"2.0","id":7,"method":3}\n', -32600, 7),
+            (b'{"jsonrpc":"2.0","id":8}\n', -32600, 8),                       # no method
+            (b'{"jsonrpc":"2.0","id":9,"method":"ping","params":[1]}\n', -32602, 9),
+            (b'{"jsonrpc":"2.0","id":10,"method":"resources/list"}\n', -32601, 10),
+            (b'{"jsonrpc":"2.0","id":11,"method":"tools/call","params":{"name":"rm_rf"}}\n',
+             -32602, 11),
+            (b'{"jsonrpc":"2.0","id":12,"method":"tools/call","params":{}}\n', -32602, 12),
+        ]
+        for line, code, id in cases:
+            s.send_raw(line)
+            r = s.take(lambda m: "error" in m)
+            expect(r["error"]["code"] == code and r.get("id") == id, repr(line), r)
+            expect(s.request("alive", "ping")["result"] == {}, "still serving after " + repr(line))
+        # messages that get no reply at all
+        s.send_raw(b"\n   \n\r\n")
+        s.send({"jsonrpc": "2.0", "method": "notifications/whatever"})
+        s.send({"jsonrpc": "2.0", "id": 99, "result": {}})  # a response to nothing
+        s.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": "never-sent"}})
+        r = s.request("after", "ping")
+        expect(r["result"] == {} and not s.messages, "no reply to those", s.messages)
+    finally:
+        s.close()
+
+
+@test
+def oversized_line_is_refused_and_skipped():
+    s = started()
+    try:
+        big = b'{"jsonrpc":"2.0","id":1,"method":"ping","params":{"x":"' + b"a" * (16 << 20) + b'"}}\n'
+        s.send_raw(big)
+        r = s.take(lambda m: "error" in m)
+        expect(r["error"]["code"] == -32600 and r["id"] is None and "16 MiB" in r["error"]["message"],
+               "oversized", r)
+        expect(s.request(2, "ping")["result"] == {}, "serving after it")
+    finally:
+        s.close()
+
+
+@test
+def requests_before_initialize_are_served():
+    s = Server()
+    try:
+        r = s.request(1, "tools/list")
+        tool = r["result"]["tools"][0]
+        expect(tool["name"] == "execute_code", "tools/list", r)
+        schema = tool["inputSchema"]
+        expect(schema["additionalProperties"] is False and schema["required"] == ["code"],
+               "input schema", schema)
+        expect(set(tool["outputSchema"]["properties"]) == {
+            "exit_code", "signal", "timed_out", "stdout", "stderr", "stdout_truncated",
+            "stderr_truncated", "duration_ms", "files"}, "output schema", tool)
+    finally:
+        s.close()
+
+
+@test
+def argument_errors_name_the_field():
+    s = started()
+    try:
+        for args, field in (({}, "code"), ({"code": 1}, "code"),
+                            ({"code": "1", "language": "cobol"}, "language"),
+                            ({"code": "1", "timeout_s": 0}, "timeout_s"),
+                            ({"code": "1", "timeout_s": "10"}, "timeout_s"),
+                            ({"code": "1", "stdin": 5}, "stdin"),
+                            ({"code": "1", "extra": True}, "extra"),
+                            ({"code": "1", "files": {}}, "files"),
+                            ({"code": "1", "files": [{"path": "../x", "content": ""}]}, "files[0].path"),
+                            ({"code": "1", "files": [{"path": "/etc/x", "content": ""}]}, "files[0].path"),
+                            ({"code": "1", "files": [{"path": "a", "content": "!", "encoding": "base64"}]},
+                             "files[0].content"),
+                            ({"code": "1", "files": [{"path": "a", "content": "", "mode": 7}]}, "mode")):
+            r = s.call("a", args)["result"]
+            text = r["content"][0]["text"]
+            expect(r["isError"] and field in text and "Invalid arguments" in text, field, r)
+    finally:
+        s.close()
+
+
+@test
+def slow_call_does_not_block_ping_or_other_calls():
+    s = started()
+    try:
+        s.send({"jsonrpc": "2.0", "id": "slow", "method": "tools/call",
+                "params": {"name": "execute_code",
+                           "arguments": {"code": "import time; time.sleep(4); print('slow')"}}})
+        wait_for_vm(s)
+        t = time.monotonic()
+        expect(s.request("p", "ping")["result"] == {}, "ping")
+        expect(time.monotonic() - t < 0.5, "ping answered in %.3f s" % (time.monotonic() - t))
+        fast = s.call("fast", {"code": "print('fast')"})["result"]
+        expect(fast["structuredContent"]["stdout"] == "fast\n", "fast call", fast)
+        expect(not any(m.get("id") == "slow" for m in s.messages), "fast finished first")
+        slow = s.reply("slow")["result"]
+        expect(slow["structuredContent"]["stdout"] == "slow\n", "slow call", slow)
+    finally:
+        s.close()
+
+
+@test
+def progress_is_reported_every_second():
+    s = started()
+    try:
+        r = s.call(1, {"code": "import time\nfor i in range(4):\n    print(i, flush=True); time.sleep(1)"},
+                   meta={"progressToken": "tok"})
+        progress = [m for m in s.messages if m.get("method") == "notifications/progress"]
+        expect(len(progress) >= 3, "at least 3 progress notifications in ~4 s", progress)
+        values = [p["params"]["progress"] for p in progress]
+        expect(all(p["params"]["progressToken"] == "tok" for p in progress), "token echoed")
+        expect(values == sorted(values) and len(set(values)) == len(values), "increasing", values)
+        expect("bytes of output" in progress[-1]["params"]["message"], "message", progress[-1])
+        expect(r["result"]["structuredContent"]["stdout"] == "0\n1\n2\n3\n", "result", r)
+    finally:
+        s.close()
+
+
+@test
+def cancellation_kills_the_vm_quickly_and_sends_no_result():
+    s = started()
+    try:
+        s.send({"jsonrpc": "2.0", "id": "victim", "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": "import time; time.sleep(30)"}}})
+        wait_for_vm(s)
+        time.sleep(0.5)
+        t = time.monotonic()
+        s.send({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                "params": {"requestId": "victim", "reason": "test"}})
+        while s.vms():
+            time.sleep(0.002)
+        took = time.monotonic() - t
+        expect(took < 0.1, "VM gone %.0f ms after the cancel" % (took * 1000))
+        r = s.call("next", {"code": "print('after')"})
+        expect(r["result"]["structuredContent"]["stdout"] == "after\n", "next call works", r)
+        time.sleep(0.3)
+        expect(not any(m.get("id") == "victim" for m in s.messages), "no result for it", s.messages)
+    finally:
+        s.close()
+
+
+@test
+def eof_kills_running_vms_and_exits_zero_within_a_second():
+    s = started()
+    try:
+        s.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": "import time; time.sleep(30)"}}})
+        wait_for_vm(s)
+        vms = s.vms()
+        t = time.monotonic()
+        s.proc.stdin.close()
+        s.proc.stdin = None
+        status = s.proc.wait(timeout=5)
+        took = time.monotonic() - t
+        expect(status == 0 and took < 1.0, "exit %s after %.2f s" % (status, took))
+        alive = [p for p in vms if os.path.exists("/proc/%s" % p)]
+        expect(not alive, "VMs killed", alive)
+    finally:
+        s.close()
+
+
+@test
+def sigterm_kills_running_vms_and_exits_zero():
+    s = started()
+    try:
+        s.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": "import time; time.sleep(30)"}}})
+        wait_for_vm(s)
+        vms = s.vms()
+        t = time.monotonic()
+        s.proc.send_signal(signal.SIGTERM)
+        status = s.proc.wait(timeout=5)
+        took = time.monotonic() - t
+        expect(status == 0 and took < 1.0, "exit %s after %.2f s" % (status, took))
+        expect(not [p for p in vms if os.path.exists("/proc/%s" % p)], "VMs killed")
+        expect(b"SIGTERM" in s.proc.stderr.read(), "logged on stderr")
+    finally:
+        s.close()
+
+
+@test
+def stdin_may_be_a_plain_file():
+    with tempfile.TemporaryFile() as f:
+        f.write(json.dumps(INIT).encode() + b"\n")
+        f.write(b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n{"jsonrpc":"2.0","id":2,"method":"tools/list"}')
+        f.seek(0)
+        p = subprocess.run([AIRLOCK, "mcp", "--backend", BACKEND], stdin=f, capture_output=True,
+                           timeout=30)
+    lines = [json.loads(x) for x in p.stdout.decode().splitlines()]
+    expect(p.returncode == 0 and [m["id"] for m in lines] == [0, 1, 2], "replies", lines)
+    expect(lines[2]["result"]["tools"][0]["name"] == "execute_code", "last line without newline")
+
+
+@test
+def a_crashing_vm_is_an_error_result_and_the_server_lives_on():
+    s = started()
+    try:
+        # The guest kernel is made to panic from inside: the program cannot do that as uid
+        # 1000, so kill the VM process from the host instead, as a crash would end it.
+        s.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": "import time; time.sleep(30)"}}})
+        wait_for_vm(s)
+        time.sleep(0.3)
+        for pid in s.vms():
+            os.kill(int(pid), signal.SIGKILL)
+        r = s.reply(1)["result"]
+        text = r["content"][0]["text"]
+        expect(r["isError"] and "Sandbox error" in text and "airlock doctor" in text, "error", r)
+        r = s.call(2, {"code": "print('alive')"})
+        expect(r["result"]["structuredContent"]["stdout"] == "alive\n", "still serving", r)
+    finally:
+        s.close()
+
+
+@test
+def logging_level_can_be_set():
+    s = started()
+    try:
+        expect(s.request(1, "logging/setLevel", {"level": "debug"})["result"] == {}, "debug")
+        r = s.request(2, "logging/setLevel", {"level": "loud"})
+        expect(r["error"]["code"] == -32602, "bad level", r)
+        s.call(3, {"code": "print(1)"})
+        logs = [m for m in s.messages if m.get("method") == "notifications/message"]
+        expect(all(m["params"]["logger"] == "airlock" for m in logs), "log shape", logs)
+    finally:
+        s.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
