@@ -2,7 +2,8 @@
 # Sets up everything airlock needs on a Debian 12 host, from nothing:
 #   images/build.sh all      packages + build + guest images (the README's quick start runs this)
 #   images/build.sh deps     Debian packages (apt-get; needs root; skipped when all are present)
-#   images/build.sh host     meson/ninja builds: build/ (release) and build-asan/ (ASan/UBSan)
+#   images/build.sh host     meson/ninja builds: build/ (release) and build-asan/ (ASan/UBSan),
+#                            and the tests' npm packages (test/node_modules, from the lock file)
 #   images/build.sh images   guest kernel + root file system into the image cache
 #                            (`airlock image build`; an unchanged recipe is never rebuilt)
 set -euo pipefail
@@ -16,8 +17,8 @@ packages=(
   linux-source-6.1 make bc flex bison libelf-dev libssl-dev xz-utils cpio debootstrap e2fsprogs
   # the tcg backend
   qemu-system-x86
-  # the tests
-  python3 valgrind procps
+  # the tests (and the Node example client): python3, node and the MCP SDK from npm
+  python3 valgrind procps nodejs
 )
 
 deps() {
@@ -33,11 +34,22 @@ deps() {
   apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+npm_deps() {
+  # Debian's npm, unless the node installed already brings its own (NodeSource's does)
+  command -v npm >/dev/null || {
+    [ "$(id -u)" = 0 ] || { echo "build.sh: need root to install npm" >&2; exit 1; }
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >/dev/null
+  }
+}
+
 host() {
   [ -d build ] || meson setup build >/dev/null
   ninja -C build >/dev/null
   [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
   ninja -C build-asan >/dev/null
+  if [ ! -d test/node_modules ] || [ test/package-lock.json -nt test/node_modules ]; then
+    (cd test && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
 }
 
 images() {
@@ -45,8 +57,8 @@ images() {
 }
 
 case "${1:-all}" in
-  all) deps; host; images ;;
-  deps) deps ;;
+  all) deps; npm_deps; host; images ;;
+  deps) deps; npm_deps ;;
   host) host ;;
   images) images ;;
   *) echo "usage: images/build.sh [all|deps|host|images]" >&2; exit 2 ;;

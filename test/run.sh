@@ -33,10 +33,10 @@ unit "unit tests" build
 unit "unit tests under valgrind" build --setup valgrind
 unit "unit tests with ASan/UBSan" build-asan
 
-run_integration() { # NAME BACKEND [test names...]
-  local name=$1 backend=$2 out
-  shift 2
-  out=$(AIRLOCK_TEST_BACKEND=$backend $python test/integration/test_run.py "$@" 2>&1)
+run_integration() { # NAME BACKEND SCRIPT [test names...]
+  local name=$1 backend=$2 script=$3 out
+  shift 3
+  out=$(AIRLOCK_TEST_BACKEND=$backend $python "test/integration/$script" "$@" 2>&1)
   echo "$out" | grep -vE '^PASS |^[0-9]+ passed, [0-9]+ failed$'
   local summary
   summary=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
@@ -47,12 +47,39 @@ run_integration() { # NAME BACKEND [test names...]
   fi
 }
 
-run_integration "VM tests (tcg)" tcg
-# The host's VM code (sandbox, decoder, archive) built with ASan/UBSan, on runs that exercise
-# every path: output, files both ways, a flood, a timeout and hostile guests.
-AIRLOCK_BUILD=build-asan run_integration "VM tests (tcg, airlock built with ASan/UBSan)" tcg \
+# The official MCP SDK client (node's test runner prints "# pass N" / "# fail N").
+run_sdk() { # NAME BACKEND
+  local out
+  out=$(AIRLOCK_TEST_BACKEND=$2 node --test test/integration/mcp_sdk.test.mjs 2>&1)
+  echo "$out" | grep -E '^not ok|concurrent sleep' || true
+  local p f
+  p=$(echo "$out" | sed -n 's/^# pass \([0-9]*\)$/\1/p')
+  f=$(echo "$out" | sed -n 's/^# fail \([0-9]*\)$/\1/p')
+  if [ -z "$p" ] || [ -z "$f" ]; then
+    echo "$out" | tail -30
+    tally "$1" 0 1
+  else
+    [ "$f" = 0 ] || echo "$out" | grep -A30 '^not ok'
+    tally "$1" "$p" "$f"
+  fi
+}
+
+run_integration "airlock run, VM tests (tcg)" tcg test_run.py
+run_integration "airlock mcp, wire tests (tcg)" tcg test_mcp_raw.py
+run_sdk "airlock mcp, official SDK client (tcg)" tcg
+
+# The host code built with ASan/UBSan, on runs that exercise every path: output, files both
+# ways, a flood, a timeout, hostile guests; JSON-RPC framing on real pipes, cancel, shutdown.
+export AIRLOCK_BUILD=build-asan
+run_integration "airlock run with ASan/UBSan (tcg)" tcg test_run.py \
   python_hello files_go_in_and_out output_flood_is_capped timeout_kills_an_infinite_loop \
   malformed_frames_end_the_vm agent_crash_ends_with_an_error
+run_integration "airlock mcp with ASan/UBSan (tcg)" tcg test_mcp_raw.py \
+  bad_lines_get_errors_and_the_server_keeps_serving oversized_line_is_refused_and_skipped \
+  argument_errors_name_the_field cancellation_kills_the_vm_quickly_and_sends_no_result \
+  eof_kills_running_vms_and_exits_zero_within_a_second stdin_may_be_a_plain_file \
+  a_crashing_vm_is_an_error_result_and_the_server_lives_on
+unset AIRLOCK_BUILD
 
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
