@@ -3,7 +3,8 @@
 #   images/build.sh all      packages + build + guest images (the README's quick start runs this)
 #   images/build.sh deps     Debian packages (apt-get; needs root; skipped when all are present)
 #   images/build.sh host     meson/ninja builds: build/ (release) and build-asan/ (ASan/UBSan),
-#                            and the tests' npm packages (test/node_modules, from the lock file)
+#                            and the MCP SDK from npm for the tests and the Node example (from
+#                            their lock files)
 #   images/build.sh images   guest kernel + root file system into the image cache
 #                            (`airlock image build`; an unchanged recipe is never rebuilt)
 set -euo pipefail
@@ -47,9 +48,11 @@ host() {
   ninja -C build >/dev/null
   [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
   ninja -C build-asan >/dev/null
-  if [ ! -d test/node_modules ] || [ test/package-lock.json -nt test/node_modules ]; then
-    (cd test && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-  fi
+  for dir in test examples; do
+    if [ ! -d $dir/node_modules ] || [ $dir/package-lock.json -nt $dir/node_modules ]; then
+      (cd $dir && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+    fi
+  done
 }
 
 images() {

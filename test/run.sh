@@ -68,6 +68,20 @@ run_integration "airlock run, VM tests (tcg)" tcg test_run.py
 run_integration "airlock mcp, wire tests (tcg)" tcg test_mcp_raw.py
 run_sdk "airlock mcp, official SDK client (tcg)" tcg
 
+# The examples a newcomer runs first must work too.
+run_example() { # NAME COMMAND...
+  local name=$1 out
+  shift
+  if out=$(cd "$(mktemp -d)" && "$@" 2>&1); then
+    tally "$name" 1 0
+  else
+    echo "$out" | tail -20
+    tally "$name" 0 1
+  fi
+}
+run_example "examples/client.py (stdlib MCP client session)" $python "$PWD/examples/client.py"
+run_example "examples/client.mjs (MCP SDK client)" node "$PWD/examples/client.mjs"
+
 # The host code built with ASan/UBSan, on runs that exercise every path: output, files both
 # ways, a flood, a timeout, hostile guests; JSON-RPC framing on real pipes, cancel, shutdown.
 export AIRLOCK_BUILD=build-asan
