@@ -94,9 +94,8 @@ int cli_doctor(int argc, char **argv)
 	bool kvm = host_kvm_usable(why, sizeof why);
 	report(kvm ? "ok" : "no", "kvm-host", why);
 	const struct launcher *chosen = NULL;
-	char kvm_why[512];
-	launcher_select("kvm", &chosen, kvm_why, sizeof kvm_why);
-	report("no", "kvm", kvm_why);
+	bool kvm_backend = launcher_kvm.probe(why, sizeof why) == 0;
+	report(kvm_backend ? "ok" : "no", "kvm", why);
 
 	bool tcg = launcher_tcg.probe(why, sizeof why) == 0;
 	report(tcg ? "ok" : "no", "tcg", why);
@@ -108,8 +107,10 @@ int cli_doctor(int argc, char **argv)
 	if (launcher_select("auto", &chosen, why, sizeof why) == 0) {
 		char detail[600];
 		snprintf(detail, sizeof detail, "%s (%s)", chosen->name,
-			 kvm ? "the kvm backend is not built yet"
-			     : "KVM cannot run a guest here; QEMU emulation is the fallback");
+			 chosen == &launcher_kvm
+				 ? "KVM can run a guest here"
+				 : (kvm ? "airlock-vmm is missing; QEMU emulation is the fallback"
+					: "KVM cannot run a guest here; QEMU emulation is the fallback"));
 		report("->", "auto", detail);
 		return 0;
 	}

@@ -18,6 +18,7 @@
 
 #include "config.h"
 #include "images.h"
+#include "paths.h"
 
 #define KERNEL_SOURCE "/usr/src/linux-source-6.1.tar.xz"
 
@@ -158,30 +159,6 @@ static int compute_keys(struct images *im)
 
 /* ---- locating things ---- */
 
-static int find_agent(char *out, size_t out_len)
-{
-	const char *env = getenv("AIRLOCK_AGENT");
-	if (env && *env) {
-		snprintf(out, out_len, "%s", env);
-		return access(out, R_OK) == 0 ? 0 : -errno;
-	}
-	/* Run from the build tree: <build>/mcp/airlock beside <build>/agent/airlock-agent. */
-	char self[PATH_MAX];
-	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-	if (n > 0) {
-		self[n] = '\0';
-		char *slash = strrchr(self, '/');
-		if (slash) {
-			*slash = '\0';
-			if (pathf(out, out_len, "%s/../agent/airlock-agent", self) == 0 &&
-			    access(out, R_OK) == 0)
-				return 0;
-		}
-	}
-	snprintf(out, out_len, "%s/airlock-agent", AIRLOCK_LIBEXEC_DIR);
-	return access(out, R_OK) == 0 ? 0 : -ENOENT;
-}
-
 int images_init(struct images *im, const char *dir_override, char *err, size_t err_len)
 {
 	memset(im, 0, sizeof *im);
@@ -201,7 +178,8 @@ int images_init(struct images *im, const char *dir_override, char *err, size_t e
 	const char *recipes = getenv("AIRLOCK_RECIPES");
 	snprintf(im->recipe_dir, sizeof im->recipe_dir, "%s",
 		 recipes && *recipes ? recipes : AIRLOCK_RECIPE_DIR);
-	if (find_agent(im->agent, sizeof im->agent) != 0) {
+	if (locate_program("AIRLOCK_AGENT", "../agent/airlock-agent", "airlock-agent", im->agent,
+			   sizeof im->agent) != 0) {
 		snprintf(err, err_len, "airlock-agent not found (looked beside this program and in "
 				       "%s; set AIRLOCK_AGENT)",
 			 AIRLOCK_LIBEXEC_DIR);

@@ -69,22 +69,35 @@ bool host_kvm_usable(char *why, size_t why_len)
 
 int launcher_select(const char *backend, const struct launcher **out, char *why, size_t why_len)
 {
-	char kvm_why[256];
-	if (strcmp(backend, "kvm") == 0) {
-		bool usable = host_kvm_usable(kvm_why, sizeof kvm_why);
-		snprintf(why, why_len,
-			 "the kvm backend (airlock-vmm) is not part of this build yet (%s%s); use "
-			 "--backend tcg",
-			 kvm_why, usable ? "" : ", so it could not run here anyway");
-		return -ENOTSUP;
-	}
-	if (strcmp(backend, "tcg") != 0 && strcmp(backend, "auto") != 0) {
+	const struct launcher *order[2] = {NULL, NULL};
+	if (strcmp(backend, "kvm") == 0)
+		order[0] = &launcher_kvm;
+	else if (strcmp(backend, "tcg") == 0)
+		order[0] = &launcher_tcg;
+	else if (strcmp(backend, "auto") == 0) {
+		order[0] = &launcher_kvm; /* kvm only where it can really run a guest */
+		order[1] = &launcher_tcg;
+	} else {
 		snprintf(why, why_len, "unknown backend '%s' (use auto, kvm or tcg)", backend);
 		return -EINVAL;
 	}
-	int rc = launcher_tcg.probe(why, why_len);
-	if (rc)
-		return rc;
-	*out = &launcher_tcg;
-	return 0;
+	char first_why[512] = "";
+	int rc = -ENODEV;
+	for (int i = 0; i < 2 && order[i]; i++) {
+		rc = order[i]->probe(why, why_len);
+		if (rc == 0) {
+			*out = order[i];
+			return 0;
+		}
+		if (i == 0)
+			snprintf(first_why, sizeof first_why, "%s", why);
+	}
+	if (order[1]) { /* auto: say why neither backend can run */
+		char tcg_why[512];
+		snprintf(tcg_why, sizeof tcg_why, "%s", why);
+		snprintf(why, why_len, "kvm: %s; tcg: %s", first_why, tcg_why);
+	} else
+		snprintf(why + strlen(why), why_len - strlen(why), "%s",
+			 order[0] == &launcher_kvm ? " (--backend tcg runs without KVM)" : "");
+	return rc;
 }

@@ -1,7 +1,7 @@
 /* The launcher interface: what differs between backends is only the command that starts a VM.
  * sandbox.c owns the process's life (spawn, channel, deadlines, kill) for every backend.
  *   tcg  QEMU full-system emulation (launcher_tcg.c), portable
- *   kvm  airlock-vmm, our own KVM monitor (its own issue; not in this build yet)
+ *   kvm  airlock-vmm, our own KVM monitor (launcher_kvm.c), where KVM can run a guest
  */
 #ifndef AIRLOCK_LAUNCHER_H
 #define AIRLOCK_LAUNCHER_H
@@ -37,6 +37,7 @@ struct launcher {
 };
 
 extern const struct launcher launcher_tcg;
+extern const struct launcher launcher_kvm;
 
 /* Picks the backend: "tcg", "kvm" or "auto" (kvm only where KVM can really run a guest).
  * Returns 0 with *out set, or -errno with why explaining the refusal and its fix. */

@@ -1,0 +1,33 @@
+/* Companion programs (see paths.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "paths.h"
+
+int locate_program(const char *env_var, const char *build_relative, const char *name, char *out,
+		   size_t out_len)
+{
+	const char *env = getenv(env_var);
+	if (env && *env) {
+		snprintf(out, out_len, "%s", env);
+		return access(out, R_OK) == 0 ? 0 : -ENOENT;
+	}
+	char self[4096];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+	if (n > 0) {
+		self[n] = '\0';
+		char *slash = strrchr(self, '/');
+		if (slash) {
+			*slash = '\0';
+			int len = snprintf(out, out_len, "%s/%s", self, build_relative);
+			if (len > 0 && (size_t)len < out_len && access(out, R_OK) == 0)
+				return 0;
+		}
+	}
+	snprintf(out, out_len, "%s/%s", AIRLOCK_LIBEXEC_DIR, name);
+	return access(out, R_OK) == 0 ? 0 : -ENOENT;
+}

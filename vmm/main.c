@@ -1,0 +1,197 @@
+/* airlock-vmm: one process per microVM, started by airlock (never by users). Boots the guest's
+ * vmlinux on /dev/kvm with a read-only virtio-blk root disk, a virtio-console port on the host
+ * channel (an fd it inherits) and an 8250 UART for the boot log, and runs until the guest ends.
+ * Exit status: 0 when the guest shut down, 1 when the VM failed, 2 for bad arguments.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "layout.h"
+#include "vmm.h"
+
+#define VIRTIO_BLK_BASE LAYOUT_MMIO_BASE
+#define VIRTIO_CONSOLE_BASE (LAYOUT_MMIO_BASE + LAYOUT_VIRTIO_MMIO_SIZE)
+
+struct options {
+	const char *kernel, *rootfs, *serial_log, *cmdline_extra;
+	int channel_fd;
+	unsigned memory_mb;
+	bool verbose;
+};
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: airlock-vmm --kernel VMLINUX --rootfs IMAGE --channel-fd N\n"
+			"                   [--memory-mb N] [--vcpus 1] [--serial-log FILE]\n"
+			"                   [--cmdline-extra ARGS] [--verbose]\n");
+}
+
+static int parse_options(int argc, char **argv, struct options *o)
+{
+	static const struct option options[] = {
+		{"kernel", required_argument, NULL, 'k'},
+		{"rootfs", required_argument, NULL, 'r'},
+		{"channel-fd", required_argument, NULL, 'c'},
+		{"memory-mb", required_argument, NULL, 'm'},
+		{"vcpus", required_argument, NULL, 'n'},
+		{"serial-log", required_argument, NULL, 's'},
+		{"cmdline-extra", required_argument, NULL, 'x'},
+		{"verbose", no_argument, NULL, 'v'},
+		{NULL, 0, NULL, 0},
+	};
+	*o = (struct options){.channel_fd = -1, .memory_mb = 512};
+	int c;
+	char *end;
+	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		switch (c) {
+		case 'k': o->kernel = optarg; break;
+		case 'r': o->rootfs = optarg; break;
+		case 's': o->serial_log = optarg; break;
+		case 'x': o->cmdline_extra = optarg; break;
+		case 'v': o->verbose = true; break;
+		case 'c':
+			o->channel_fd = (int)strtol(optarg, &end, 10);
+			if (*end || o->channel_fd < 0 || fcntl(o->channel_fd, F_GETFD) < 0) {
+				vmm_log("--channel-fd: '%s' is not an open file descriptor", optarg);
+				return -EINVAL;
+			}
+			break;
+		case 'm':
+			o->memory_mb = (unsigned)strtoul(optarg, &end, 10);
+			if (*end || o->memory_mb < 64 || o->memory_mb > (LAYOUT_MAX_RAM >> 20)) {
+				vmm_log("--memory-mb: want 64..%llu", LAYOUT_MAX_RAM >> 20);
+				return -EINVAL;
+			}
+			break;
+		case 'n':
+			if (strcmp(optarg, "1") != 0) {
+				vmm_log("--vcpus: only 1 vCPU is supported");
+				return -EINVAL;
+			}
+			break;
+		default:
+			return -EINVAL;
+		}
+	}
+	if (!o->kernel || !o->rootfs || o->channel_fd < 0 || optind < argc)
+		return -EINVAL;
+	return 0;
+}
+
+/* Maps the whole vmlinux read-only. */
+static int map_file(const char *path, const uint8_t **data, size_t *len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		int err = -errno;
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	void *p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (p == MAP_FAILED)
+		return -errno;
+	*data = p;
+	*len = (size_t)st.st_size;
+	return 0;
+}
+
+static int boot(struct vm *vm, const struct options *o)
+{
+	const uint8_t *image = NULL;
+	size_t image_len = 0;
+	int rc = map_file(o->kernel, &image, &image_len);
+	if (rc) {
+		vmm_log("cannot read the kernel %s: %s", o->kernel, strerror(-rc));
+		return rc;
+	}
+	uint64_t entry;
+	rc = boot_load_elf(&vm->mem, image, image_len, &entry);
+	munmap((void *)image, image_len);
+	if (rc) {
+		vmm_log("cannot load %s: %s", o->kernel,
+			rc == -ENOEXEC ? "not an x86_64 ELF vmlinux" : "it does not fit in guest RAM");
+		return rc;
+	}
+	char cmdline[LAYOUT_CMDLINE_MAX];
+	int n = snprintf(cmdline, sizeof cmdline,
+			 "console=ttyS0 %s reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 "
+			 "init=/sbin/init virtio_mmio.device=4K@0x%llx:%d "
+			 "virtio_mmio.device=4K@0x%llx:%d %s",
+			 o->verbose ? "" : "quiet", (unsigned long long)VIRTIO_BLK_BASE,
+			 LAYOUT_IRQ_VIRTIO_FIRST, (unsigned long long)VIRTIO_CONSOLE_BASE,
+			 LAYOUT_IRQ_VIRTIO_FIRST + 1, o->cmdline_extra ? o->cmdline_extra : "");
+	if (n < 0 || (size_t)n >= sizeof cmdline) {
+		vmm_log("kernel command line too long");
+		return -E2BIG;
+	}
+	if ((rc = boot_write_page_tables(&vm->mem)) != 0 ||
+	    (rc = boot_write_zero_page(&vm->mem, cmdline)) != 0) {
+		vmm_log("cannot write the boot structures: %s", strerror(-rc));
+		return rc;
+	}
+	return vcpu_setup_x86_64(vm, entry);
+}
+
+static int attach_devices(struct vm *vm, const struct options *o)
+{
+	int log_fd = -1;
+	if (o->serial_log) {
+		log_fd = open(o->serial_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (log_fd < 0)
+			vmm_log("cannot open %s: %s (boot log dropped)", o->serial_log, strerror(errno));
+	} else if (o->verbose) {
+		log_fd = STDERR_FILENO;
+	}
+	int disk_fd = open(o->rootfs, O_RDONLY | O_CLOEXEC);
+	if (disk_fd < 0) {
+		int err = -errno;
+		vmm_log("cannot open the root disk %s: %s", o->rootfs, strerror(errno));
+		return err;
+	}
+	int rc = serial_create(vm, log_fd);
+	if (rc == 0)
+		rc = i8042_create(vm);
+	if (rc == 0)
+		rc = virtio_blk_create(vm, disk_fd, VIRTIO_BLK_BASE, LAYOUT_IRQ_VIRTIO_FIRST);
+	if (rc == 0)
+		rc = virtio_console_create(vm, o->channel_fd, VIRTIO_CONSOLE_BASE,
+					   LAYOUT_IRQ_VIRTIO_FIRST + 1);
+	if (rc)
+		vmm_log("cannot set up the devices: %s", strerror(-rc));
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	/* airlock owns this VM: if airlock dies, the VM goes with it */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	signal(SIGPIPE, SIG_IGN);
+	struct options o;
+	if (parse_options(argc, argv, &o) != 0) {
+		usage();
+		return 2;
+	}
+	struct vm vm;
+	int rc = vm_create(&vm, (uint64_t)o.memory_mb << 20);
+	vm.verbose = o.verbose;
+	if (rc == 0)
+		rc = boot(&vm, &o);
+	if (rc == 0)
+		rc = attach_devices(&vm, &o);
+	int status = rc == 0 ? vm_run(&vm) : 1;
+	/* Other threads may still be in a device; exit without unwinding them. */
+	fflush(stderr);
+	_exit(status);
+}

@@ -1,0 +1,150 @@
+/* The 8250 UART at 0x3f8 (the guest's console, ttyS0) for the boot log, and the i8042 reset
+ * line. Output only: nothing is ever received. The THRE interrupt is emulated, since the
+ * kernel's tty layer waits for it before sending more.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "layout.h"
+#include "vmm.h"
+
+#define SERIAL_BASE 0x3f8
+#define UART_LCR_DLAB 0x80
+#define UART_IER_THRI 0x02
+#define UART_MCR_LOOP 0x10
+#define UART_LSR_IDLE 0x60 /* THRE | TEMT: always ready to send */
+#define UART_IIR_NONE 0x01
+#define UART_IIR_THRI 0x02
+
+struct serial {
+	struct io_device io;
+	struct irq_line irq;
+	int log_fd;
+	uint8_t ier, lcr, mcr, scr, dll, dlm;
+	bool thri_pending;
+	char line[256];
+	size_t line_len;
+};
+
+static void flush_line(struct serial *s)
+{
+	if (s->log_fd >= 0 && s->line_len)
+		(void)!write(s->log_fd, s->line, s->line_len);
+	s->line_len = 0;
+}
+
+static void raise_thri(struct serial *s)
+{
+	if (s->ier & UART_IER_THRI) {
+		s->thri_pending = true;
+		irq_raise(&s->irq);
+	}
+}
+
+static uint8_t modem_status(const struct serial *s)
+{
+	if (!(s->mcr & UART_MCR_LOOP))
+		return 0xb0; /* DCD, DSR, CTS */
+	/* loopback: the outputs appear on the inputs (the kernel's probe checks this) */
+	return (uint8_t)(((s->mcr & 0x02) ? 0x10 : 0) | ((s->mcr & 0x01) ? 0x20 : 0) |
+			 ((s->mcr & 0x04) ? 0x40 : 0) | ((s->mcr & 0x08) ? 0x80 : 0));
+}
+
+static void serial_read(struct io_device *io, uint64_t offset, void *data, unsigned len)
+{
+	struct serial *s = io->state;
+	uint8_t v = 0;
+	bool dlab = s->lcr & UART_LCR_DLAB;
+	switch (offset) {
+	case 0: v = dlab ? s->dll : 0; break;
+	case 1: v = dlab ? s->dlm : s->ier; break;
+	case 2:
+		v = s->thri_pending ? UART_IIR_THRI : UART_IIR_NONE;
+		s->thri_pending = false;
+		break;
+	case 3: v = s->lcr; break;
+	case 4: v = s->mcr; break;
+	case 5: v = UART_LSR_IDLE; break;
+	case 6: v = modem_status(s); break;
+	case 7: v = s->scr; break;
+	}
+	memset(data, 0, len);
+	memcpy(data, &v, 1);
+}
+
+static void serial_write(struct io_device *io, uint64_t offset, const void *data, unsigned len)
+{
+	struct serial *s = io->state;
+	(void)len;
+	uint8_t v = *(const uint8_t *)data;
+	bool dlab = s->lcr & UART_LCR_DLAB;
+	switch (offset) {
+	case 0:
+		if (dlab) {
+			s->dll = v;
+			break;
+		}
+		if (s->line_len == sizeof s->line)
+			flush_line(s);
+		s->line[s->line_len++] = (char)v;
+		if (v == '\n')
+			flush_line(s);
+		raise_thri(s);
+		break;
+	case 1:
+		if (dlab) {
+			s->dlm = v;
+		} else {
+			s->ier = v & 0x0f;
+			raise_thri(s);
+		}
+		break;
+	case 3: s->lcr = v; break;
+	case 4: s->mcr = v; break;
+	case 7: s->scr = v; break;
+	}
+}
+
+int serial_create(struct vm *vm, int log_fd)
+{
+	struct serial *s = calloc(1, sizeof *s);
+	if (!s)
+		return -ENOMEM;
+	s->log_fd = log_fd;
+	int rc = vm_irq_line(vm, LAYOUT_IRQ_SERIAL, &s->irq);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	s->io = (struct io_device){.name = "serial", .is_port = true, .base = SERIAL_BASE,
+				   .size = 8, .read = serial_read, .write = serial_write, .state = s};
+	return vm_add_device(vm, &s->io);
+}
+
+/* ---- i8042: only the reset line ---- */
+
+static void i8042_read(struct io_device *io, uint64_t offset, void *data, unsigned len)
+{
+	(void)io;
+	(void)offset;
+	memset(data, 0, len); /* no data, controller idle */
+}
+
+static void i8042_write(struct io_device *io, uint64_t offset, const void *data, unsigned len)
+{
+	(void)len;
+	if (offset == 4 && *(const uint8_t *)data == 0xfe) /* pulse the CPU reset line */
+		vm_request_stop(io->state, 0);
+}
+
+int i8042_create(struct vm *vm)
+{
+	struct io_device *io = calloc(1, sizeof *io);
+	if (!io)
+		return -ENOMEM;
+	*io = (struct io_device){.name = "i8042", .is_port = true, .base = 0x60, .size = 5,
+				 .read = i8042_read, .write = i8042_write, .state = vm};
+	return vm_add_device(vm, io);
+}

@@ -1,0 +1,183 @@
+/* virtio-console, one port (no MULTIPORT): the guest's /dev/hvc0, carrying the host channel.
+ * transmitq (guest -> host) is served on the vCPU thread at the notify: bytes go straight to
+ * the channel socket. receiveq (host -> guest) is filled by an I/O thread that reads the socket
+ * whenever the guest has buffers posted; the guest's notify on receiveq wakes it.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include "virtio.h"
+
+enum { RECEIVEQ = 0, TRANSMITQ = 1 };
+
+struct console {
+	struct virtio_device dev;
+	struct vm *vm;
+	int channel_fd;
+	int kick_fd; /* eventfd: the guest posted receive buffers */
+	pthread_t thread;
+	struct virtq_chain tx_chain;
+	struct virtq_chain rx_chain;
+	bool rx_held; /* rx_chain was popped and still waits for bytes */
+};
+
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = send(fd, p, len, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static void transmit(struct console *con)
+{
+	struct virtio_device *dev = &con->dev;
+	struct virtqueue *q = &dev->queues[TRANSMITQ];
+	int rc;
+	bool done = false;
+	while ((rc = virtq_pop(dev->mem, q, &con->tx_chain)) == 1) {
+		for (unsigned i = 0; i < con->tx_chain.count; i++) {
+			const struct virtq_buffer *b = &con->tx_chain.bufs[i];
+			if (!b->writable && b->len && write_all(con->channel_fd, b->host, b->len)) {
+				vmm_log("virtio-console: the host closed the channel");
+				vm_request_stop(con->vm, 0);
+			}
+		}
+		if (virtq_push(dev->mem, q, con->tx_chain.head, 0) != 0) {
+			rc = -EINVAL;
+			break;
+		}
+		done = true;
+	}
+	if (rc < 0)
+		virtio_fail(dev, "malformed transmit queue");
+	else if (done)
+		virtio_notify_used(dev, q);
+}
+
+static void console_queue_notify(struct virtio_device *dev, unsigned q)
+{
+	struct console *con = dev->state;
+	if (q == TRANSMITQ) {
+		transmit(con);
+	} else {
+		uint64_t one = 1;
+		(void)!write(con->kick_fd, &one, sizeof one);
+	}
+}
+
+/* With dev->lock held: moves what the socket has into the guest's next receive chain.
+ * Returns -EPIPE at end of file, 0 otherwise. */
+static int receive(struct console *con)
+{
+	struct virtio_device *dev = &con->dev;
+	struct virtqueue *q = &dev->queues[RECEIVEQ];
+	if (!con->rx_held) {
+		int rc = virtq_pop(dev->mem, q, &con->rx_chain);
+		if (rc < 0)
+			virtio_fail(dev, "malformed receive queue");
+		if (rc != 1)
+			return 0;
+		con->rx_held = true;
+	}
+	struct iovec iov[VIRTQ_MAX_SIZE];
+	int n_iov = 0;
+	for (unsigned i = 0; i < con->rx_chain.count; i++)
+		if (con->rx_chain.bufs[i].writable && con->rx_chain.bufs[i].len)
+			iov[n_iov++] = (struct iovec){con->rx_chain.bufs[i].host,
+						      con->rx_chain.bufs[i].len};
+	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n_iov};
+	ssize_t n = n_iov ? recvmsg(con->channel_fd, &msg, MSG_DONTWAIT) : 0;
+	if (n == 0 && n_iov)
+		return -EPIPE;
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return 0;
+	if (n < 0)
+		return -EPIPE;
+	con->rx_held = false;
+	if (virtq_push(dev->mem, q, con->rx_chain.head, (uint32_t)n) != 0)
+		virtio_fail(dev, "malformed receive queue");
+	else
+		virtio_notify_used(dev, q);
+	return 0;
+}
+
+static void *console_io_thread(void *arg)
+{
+	struct console *con = arg;
+	struct virtio_device *dev = &con->dev;
+	for (;;) {
+		pthread_mutex_lock(&dev->lock);
+		bool can_receive = virtio_is_live(dev) &&
+				   (con->rx_held || virtq_has_avail(dev->mem, &dev->queues[RECEIVEQ]));
+		pthread_mutex_unlock(&dev->lock);
+		struct pollfd fds[2] = {{con->kick_fd, POLLIN, 0},
+					{can_receive ? con->channel_fd : -1, POLLIN, 0}};
+		if (poll(fds, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (fds[0].revents) {
+			uint64_t kicks;
+			(void)!read(con->kick_fd, &kicks, sizeof kicks);
+		}
+		if (fds[1].revents) {
+			pthread_mutex_lock(&dev->lock);
+			int rc = receive(con);
+			pthread_mutex_unlock(&dev->lock);
+			if (rc == -EPIPE) {
+				/* the host went away: nobody is left to serve */
+				vm_request_stop(con->vm, 0);
+				break;
+			}
+		}
+	}
+	return NULL;
+}
+
+static void console_reset(struct virtio_device *dev)
+{
+	struct console *con = dev->state;
+	con->rx_held = false;
+}
+
+static const struct virtio_device_ops console_ops = {
+	.name = "virtio-console",
+	.device_id = 3, /* VIRTIO_ID_CONSOLE */
+	.features = 0,  /* one port, no size, no emergency write */
+	.num_queues = 2,
+	.queue_notify = console_queue_notify,
+	.reset = console_reset,
+};
+
+int virtio_console_create(struct vm *vm, int channel_fd, uint64_t base, unsigned gsi)
+{
+	struct console *con = calloc(1, sizeof *con);
+	if (!con)
+		return -ENOMEM;
+	con->vm = vm;
+	con->channel_fd = channel_fd;
+	con->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct irq_line irq;
+	int rc = con->kick_fd < 0 ? -errno : vm_irq_line(vm, gsi, &irq);
+	if (rc) {
+		free(con);
+		return rc;
+	}
+	virtio_mmio_init(&con->dev, &console_ops, &vm->mem, base, irq, con);
+	rc = vm_add_device(vm, &con->dev.io);
+	if (rc == 0)
+		rc = -pthread_create(&con->thread, NULL, console_io_thread, con);
+	return rc;
+}

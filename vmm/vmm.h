@@ -1,0 +1,104 @@
+/* airlock-vmm: the one internal header. The VM (KVM fds, guest memory, devices), the checked
+ * guest-memory accessor every device goes through, the device interface, and the entry points
+ * of each part. No JSON, no libuv: this process only moves bytes.
+ */
+#ifndef AIRLOCK_VMM_H
+#define AIRLOCK_VMM_H
+
+#include <linux/kvm.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define VMM_MAX_DEVICES 8
+
+/* ---- guest memory ---- */
+
+struct guest_memory {
+	uint8_t *host; /* mapping of guest-physical [0, size) */
+	uint64_t size;
+};
+
+/* Host pointer for guest-physical [gpa, gpa + len), or NULL when any byte of it lies outside
+ * guest RAM (overflow-checked). Device and boot code touch guest memory only through this. */
+void *gpa_ptr(const struct guest_memory *mem, uint64_t gpa, uint64_t len);
+
+/* ---- devices on the guest's buses ---- */
+
+struct io_device {
+	const char *name;
+	bool is_port;       /* port I/O (in/out) or MMIO */
+	uint64_t base, size;
+	/* An access of len (1, 2, 4 or 8) bytes at offset from base. */
+	void (*read)(struct io_device *dev, uint64_t offset, void *data, unsigned len);
+	void (*write)(struct io_device *dev, uint64_t offset, const void *data, unsigned len);
+	void *state;
+};
+
+/* An interrupt line: an eventfd bound to a GSI with KVM_IRQFD (edge: one write, one pulse).
+ * Safe to raise from any thread. */
+struct irq_line {
+	int fd;
+	unsigned gsi;
+};
+void irq_raise(const struct irq_line *irq);
+
+/* ---- the VM ---- */
+
+struct vm {
+	int kvm_fd, vm_fd, vcpu_fd;
+	struct kvm_run *run;
+	size_t run_size;
+	struct guest_memory mem;
+	struct io_device *devices[VMM_MAX_DEVICES];
+	unsigned n_devices;
+	bool verbose;
+};
+
+/* kvm.c: KVM set-up and the run loop (knows no device). */
+
+/* Opens /dev/kvm, creates the VM with mem_size bytes of RAM, the in-kernel irqchip and PIT, and
+ * one vCPU. Returns 0 or -errno with a message on stderr. */
+int vm_create(struct vm *vm, uint64_t mem_size);
+/* Attaches a device to the guest's buses. */
+int vm_add_device(struct vm *vm, struct io_device *dev);
+/* Creates an irq_line for gsi. */
+int vm_irq_line(struct vm *vm, unsigned gsi, struct irq_line *irq);
+/* Runs the vCPU until the guest ends. Returns 0 when the guest shut down or reset itself, 1 for
+ * a VM that failed (a message naming the exit is printed). */
+int vm_run(struct vm *vm);
+void vm_destroy(struct vm *vm);
+/* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe. */
+void vm_request_stop(struct vm *vm, int status);
+
+/* kvm_x86_64.c: the x86 parts of a vCPU. */
+
+/* CPUID from KVM_GET_SUPPORTED_CPUID; 64-bit long mode at entry with rsi = zero page. */
+int vcpu_setup_x86_64(struct vm *vm, uint64_t entry);
+
+/* boot.c: vmlinux and the zero page. */
+
+/* Loads an ELF64 vmlinux's PT_LOAD segments at their physical addresses. *entry gets e_entry.
+ * Every segment is checked against guest RAM. Returns 0 or -errno (-ENOEXEC: not a vmlinux). */
+int boot_load_elf(struct guest_memory *mem, const uint8_t *image, size_t len, uint64_t *entry);
+/* Writes the command line, the e820 map and the setup header into the zero page. */
+int boot_write_zero_page(struct guest_memory *mem, const char *cmdline);
+/* Identity page tables for the first 1 GiB (2 MiB pages) and the boot GDT. */
+int boot_write_page_tables(struct guest_memory *mem);
+
+/* serial.c, virtio_blk.c, virtio_console.c: the devices. */
+
+/* The 8250 UART at 0x3f8: output to log_fd (-1 drops it), input never arrives. */
+int serial_create(struct vm *vm, int log_fd);
+/* i8042 port 0x64: the keyboard-controller reset (reboot=k) ends the VM. */
+int i8042_create(struct vm *vm);
+/* virtio-blk at an MMIO window, backed read-only by disk_fd. */
+int virtio_blk_create(struct vm *vm, int disk_fd, uint64_t base, unsigned gsi);
+/* virtio-console at an MMIO window: port 0 (hvc0) carries bytes to and from channel_fd. */
+int virtio_console_create(struct vm *vm, int channel_fd, uint64_t base, unsigned gsi);
+
+/* One error-message shape: "airlock-vmm: <what>: <detail>". */
+void vmm_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif
