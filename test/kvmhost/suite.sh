@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Runs airlock's VM tests on the kvm backend inside the KVM test host (see README.md), from the
+# build tree: builds (or takes from the image cache) the test host's kernel and initramfs,
+# packs this build's programs, libraries, recipes and tests as the payload, boots the host with
+# the guest root file system as its disk, and runs test/kvmhost/inside.sh there.
+# Usage: test/kvmhost/suite.sh [SCRIPT [ARGS...]]   (default: the airlock run suite)
+# Output ends with the inner runner's "N passed, N failed"; the exit status is the inner one.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/../.." && pwd)
+build=$root/build
+images=${AIRLOCK_IMAGES:-$HOME/.cache/airlock}
+
+# The test host's reusable part, keyed by its recipe like the guest images.
+key=$(cat "$root/test/kvmhost/build.sh" "$root/test/kvmhost/init.c" | sha256sum | cut -c1-16)
+base=$images/kvmhost-$key
+if [ ! -f "$base/base.cpio" ]; then
+  echo "suite.sh: building the KVM test host (Debian's stock kernel + kvm_amd), ~10 s" >&2
+  rm -rf "$base.tmp"
+  mkdir -p "$base.tmp"
+  bash "$root/test/kvmhost/build.sh" "$base.tmp" "$build/test/kvmhost/kvmhost-init" >&2
+  rm -rf "$base"
+  mv "$base.tmp" "$base"
+fi
+
+payload=$(mktemp -d /tmp/airlock-kvm-payload-XXXXXX)
+trap 'rm -rf "$payload"' EXIT
+mkdir -p "$payload/build/mcp" "$payload/build/vmm" "$payload/build/agent" \
+  "$payload/build/test/guests" "$payload/test" "$payload/lib"
+cp "$build/mcp/airlock" "$payload/build/mcp/"
+cp "$build/vmm/airlock-vmm" "$payload/build/vmm/"
+cp "$build/agent/airlock-agent" "$payload/build/agent/"
+cp "$build/test/guests/misbehave" "$payload/build/test/guests/"
+cp -r "$root/test/integration" "$root/test/perf" "$payload/test/"
+cp "$root/test/kvmhost/inside.sh" "$payload/"
+cp -r "$root/images" "$payload/images"
+kernel=$("$build/mcp/airlock" image list | sed -n 's/^current recipe: *\(kernel-[0-9a-f]*\).*/\1/p')
+rootfs=$("$build/mcp/airlock" image list | sed -n 's/.*\(rootfs-[0-9a-f]*\)$/\1/p' | head -1)
+cp "$images/$kernel/vmlinux" "$payload/vmlinux"
+# airlock's shared libraries that the guest root file system (the test host's userland) lacks
+for lib in $(ldd "$build/mcp/airlock" | awk '/=> \//{print $3}'); do
+  case $(basename "$lib") in libc.so*|libm.so*|ld-linux*|libpthread.so*|libdl.so*) ;;
+    *) cp -L "$lib" "$payload/lib/" ;; esac
+done
+for f in "${EXTRA_PAYLOAD[@]:-}"; do [ -z "$f" ] || cp -r "$f" "$payload/"; done
+
+cmd="bash inside.sh ${*:-test/integration/test_run.py}"
+bash "$root/test/kvmhost/run.sh" --base "$base" --payload "$payload" \
+  --disk "$images/$rootfs/rootfs.ext4" --timeout "${KVMHOST_TIMEOUT:-2400}" -- "$cmd"
