@@ -68,6 +68,42 @@ run_integration "airlock run, VM tests (tcg)" tcg test_run.py
 run_integration "airlock mcp, wire tests (tcg)" tcg test_mcp_raw.py
 run_sdk "airlock mcp, official SDK client (tcg)" tcg
 
+# The kvm backend: directly where this machine's KVM runs guests, else inside the KVM test host
+# (QEMU TCG emulating AMD-V; see test/kvmhost/README.md). Same suite, same assertions.
+run_kvm() { # NAME SCRIPT
+  local name=$1 script=$2
+  if build/mcp/airlock doctor | grep -qE '^ok +kvm '; then
+    run_integration "$name, directly" kvm "$script"
+    return
+  fi
+  # In the test host: one fresh test host per test, with a deadline. The emulated AMD-V (QEMU
+  # TCG's nested SVM) now and then freezes the whole test host (its kernel stops scheduling);
+  # only then, when no result came out at all, is the test run again, at most twice, and said
+  # so. A test that fails its assertions fails.
+  local log=build/kvm-suite.log p=0 f=0 t tries out summary
+  : >"$log"
+  echo "== $name: in the KVM test host, one boot per test (log: $log)"
+  for t in $($python "test/integration/$script" --list); do
+    for tries in 1 2 3; do
+      out=$(KVMHOST_TIMEOUT=240 bash test/kvmhost/suite.sh "test/integration/$script" "$t" 2>&1)
+      echo "$out" >>"$log"
+      summary=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+      [ -n "$summary" ] && break
+      echo "   $t: the test host froze (no result; see $log), booting it again"
+    done
+    echo "$out" | grep -E '^(PASS|FAIL) ' | grep -v no_vm_process || true
+    echo "$out" | grep -A12 -E '^FAIL ' | grep -vE '^(PASS|FAIL) ' || true
+    if [ -z "$summary" ]; then
+      f=$((f + 1))
+    else
+      p=$((p + ${summary%% passed*}))
+      f=$((f + $(echo "$summary" | sed 's/.*, \([0-9]*\) failed.*/\1/')))
+    fi
+  done
+  tally "$name" "$p" "$f"
+}
+run_kvm "airlock run, VM tests (kvm)" test_run.py
+
 # The examples a newcomer runs first must work too.
 run_example() { # NAME COMMAND...
   local name=$1 out

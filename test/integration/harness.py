@@ -79,6 +79,9 @@ def vm_processes():
 
 
 def main():
+    if sys.argv[1:] == ["--list"]:
+        print("\n".join(fn.__name__ for fn in _tests))
+        return 0
     only = sys.argv[1:]
     passed = failed = 0
     before = set(vm_processes())

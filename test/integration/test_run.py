@@ -94,7 +94,8 @@ def timeout_kills_an_infinite_loop():
     r, j = run_json("print('started', flush=True)\nwhile True: pass", "--timeout", "2")
     expect(j["timed_out"] and j["exit_code"] is None, "timed out", r)
     expect(j["stdout"] == "started\n", "output before the timeout kept", r)
-    expect(r.seconds < 5, "returned in under 5 s (took %.1f)" % r.seconds)
+    # the run itself (request to result), not the boot before it, which emulation stretches
+    expect(j["duration_ms"] < 5000, "returned in under 5 s (took %.0f ms)" % j["duration_ms"])
     r = run_code("import time; time.sleep(60)", "--timeout", "1")
     expect(r.status == 124 and b"timed out" in r.stderr, "exit 124 like timeout(1)", r)
 

@@ -15,4 +15,7 @@ ln -sf /dev/vda "/tmp/images/$rootfs/rootfs.ext4"
 build/mcp/airlock doctor
 script=$1
 shift
-python3 "$script" "$@"
+case $script in
+  *.sh) bash "$script" "$@" ;;
+  *) python3 "$script" "$@" ;;
+esac

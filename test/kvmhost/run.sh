@@ -65,7 +65,7 @@ START=$(date +%s.%N)
 elapsed() { echo "$(date +%s.%N) $START" | awk '{printf "%.1f", $1 - $2}'; }
 echo "run.sh: booting test host (memory ${MEM} MiB, timeout ${TIMEOUT} s)"
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
-  -M q35 -accel tcg -cpu EPYC,+svm,+npt -smp 1 -m "$MEM" \
+  -M q35 -accel tcg -cpu "${KVMHOST_CPU:-EPYC,+svm,+npt}" -smp "${KVMHOST_SMP:-2}" -m "$MEM" \
   -nodefaults -display none -no-reboot \
   -kernel "$BASE/vmlinuz" -initrd "$TMP/initrd" -append "$APPEND" \
   -drive "file=$DISK,if=virtio,format=raw,readonly=on" \

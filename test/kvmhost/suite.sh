@@ -41,7 +41,9 @@ for lib in $(ldd "$build/mcp/airlock" | awk '/=> \//{print $3}'); do
   case $(basename "$lib") in libc.so*|libm.so*|ld-linux*|libpthread.so*|libdl.so*) ;;
     *) cp -L "$lib" "$payload/lib/" ;; esac
 done
-for f in "${EXTRA_PAYLOAD[@]:-}"; do [ -z "$f" ] || cp -r "$f" "$payload/"; done
+# $KVMHOST_EXTRA: colon-separated files to add to the payload (ad-hoc experiments)
+IFS=: read -ra extra <<<"${KVMHOST_EXTRA:-}"
+for f in "${extra[@]}"; do [ -z "$f" ] || cp -r "$f" "$payload/"; done
 
 cmd="bash inside.sh ${*:-test/integration/test_run.py}"
 bash "$root/test/kvmhost/run.sh" --base "$base" --payload "$payload" \
