@@ -164,6 +164,8 @@ static int attach_devices(struct vm *vm, const struct options *o)
 	if (rc == 0)
 		rc = i8042_create(vm);
 	if (rc == 0)
+		rc = rtc_create(vm);
+	if (rc == 0)
 		rc = virtio_blk_create(vm, disk_fd, VIRTIO_BLK_BASE, LAYOUT_IRQ_VIRTIO_FIRST);
 	if (rc == 0)
 		rc = virtio_console_create(vm, o->channel_fd, VIRTIO_CONSOLE_BASE,

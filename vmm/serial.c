@@ -129,7 +129,9 @@ static void i8042_read(struct io_device *io, uint64_t offset, void *data, unsign
 {
 	(void)io;
 	(void)offset;
-	memset(data, 0, len); /* no data, controller idle */
+	/* Reads as an absent controller, as on QEMU's microvm: a guest driver that probes gives
+	 * up at once instead of polling for a keyboard. Only the reset command is served. */
+	memset(data, 0xff, len);
 }
 
 static void i8042_write(struct io_device *io, uint64_t offset, const void *data, unsigned len)

@@ -87,11 +87,13 @@ int boot_write_zero_page(struct guest_memory *mem, const char *cmdline);
 /* Identity page tables for the first 1 GiB (2 MiB pages) and the boot GDT. */
 int boot_write_page_tables(struct guest_memory *mem);
 
-/* serial.c, virtio_blk.c, virtio_console.c: the devices. */
+/* serial.c, rtc.c, virtio_blk.c, virtio_console.c: the devices. */
 
 /* The 8250 UART at 0x3f8: output to log_fd (-1 drops it), input never arrives. */
 int serial_create(struct vm *vm, int log_fd);
 /* i8042 port 0x64: the keyboard-controller reset (reboot=k) ends the VM. */
+/* The CMOS clock at 0x70/0x71, reading the host's time (rtc.c). */
+int rtc_create(struct vm *vm);
 int i8042_create(struct vm *vm);
 /* virtio-blk at an MMIO window, backed read-only by disk_fd. */
 int virtio_blk_create(struct vm *vm, int disk_fd, uint64_t base, unsigned gsi);
