@@ -22,6 +22,19 @@ packages=(
   python3 valgrind procps nodejs
 )
 
+# Runs a step quietly; when it fails, shows its output and names it.
+quiet() {
+  local log
+  log=$(mktemp)
+  if ! "$@" >"$log" 2>&1; then
+    cat "$log" >&2
+    rm -f "$log"
+    echo "build.sh: failed: $*" >&2
+    return 1
+  fi
+  rm -f "$log"
+}
+
 deps() {
   local missing=()
   for p in "${packages[@]}"; do
@@ -31,26 +44,26 @@ deps() {
   [ "$(id -u)" = 0 ] || { echo "build.sh: need root to install: ${missing[*]}" >&2; exit 1; }
   echo "build.sh: installing ${missing[*]}" >&2
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -q >/dev/null
-  apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+  quiet apt-get update -q
+  quiet apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
 
 npm_deps() {
   # Debian's npm, unless the node installed already brings its own (NodeSource's does)
   command -v npm >/dev/null || {
     [ "$(id -u)" = 0 ] || { echo "build.sh: need root to install npm" >&2; exit 1; }
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends npm >/dev/null
+    DEBIAN_FRONTEND=noninteractive quiet apt-get install -y -q --no-install-recommends npm
   }
 }
 
 host() {
-  [ -d build ] || meson setup build >/dev/null
-  ninja -C build >/dev/null
-  [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false >/dev/null
-  ninja -C build-asan >/dev/null
+  [ -d build ] || quiet meson setup build
+  quiet ninja -C build
+  [ -d build-asan ] || quiet meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
+  quiet ninja -C build-asan
   for dir in test examples; do
     if [ ! -d $dir/node_modules ] || [ $dir/package-lock.json -nt $dir/node_modules ]; then
-      (cd $dir && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+      (cd $dir && quiet npm ci --no-audit --no-fund --loglevel=error)
     fi
   done
 }

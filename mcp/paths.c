@@ -11,6 +11,8 @@
 int locate_program(const char *env_var, const char *build_relative, const char *name, char *out,
 		   size_t out_len)
 {
+	if (!out || out_len == 0)
+		return -EINVAL;
 	const char *env = getenv(env_var);
 	if (env && *env) {
 		snprintf(out, out_len, "%s", env);
