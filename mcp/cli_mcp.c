@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "sandbox.h"
 #include "server.h"
 
 struct mcp_state {
@@ -98,16 +99,6 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 	return 0;
 }
 
-static uint32_t boot_timeout_ms(void)
-{
-	const char *env = getenv("AIRLOCK_BOOT_TIMEOUT");
-	char *end;
-	double s = env ? strtod(env, &end) : 0;
-	if (!env || *end || !(s > 0) || s > 3600)
-		return 60000;
-	return (uint32_t)(s * 1000);
-}
-
 static void on_stopped(void *ctx)
 {
 	struct mcp_state *st = ctx;
@@ -133,7 +124,7 @@ int cli_mcp(int argc, char **argv)
 		.vcpus = 1,
 		.max_concurrent = 8,
 		.max_timeout_s = 300,
-		.boot_timeout_ms = boot_timeout_ms(),
+		.boot_timeout_ms = sandbox_boot_timeout_ms(),
 	};
 	const char *backend = "auto", *images_dir = NULL;
 	if (parse_options(argc, argv, &cfg, &backend, &images_dir) != 0)

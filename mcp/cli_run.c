@@ -27,19 +27,6 @@
 #define MAX_INPUT_BYTES (16u << 20) /* code + stdin + files, as for an MCP request */
 #define OUTPUT_CAP (1u << 20)
 #define OUT_FILES_CAP (1u << 20)
-#define BOOT_TIMEOUT_MS 60000 /* cold boot under emulation on a loaded 2-core host */
-
-/* $AIRLOCK_BOOT_TIMEOUT (seconds) overrides the boot deadline, for slow hosts and for tests. */
-static uint32_t boot_timeout_ms(void)
-{
-	const char *env = getenv("AIRLOCK_BOOT_TIMEOUT");
-	char *end;
-	double s = env ? strtod(env, &end) : 0;
-	if (!env || *end || !(s > 0) || s > 3600)
-		return BOOT_TIMEOUT_MS;
-	return (uint32_t)(s * 1000);
-}
-
 struct run_options {
 	const char *backend, *language, *file, *code_arg, *images_dir, *out_dir;
 	double timeout_s;
@@ -222,17 +209,6 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 	return 0;
 }
 
-static int language_from_name(const char *name)
-{
-	if (strcmp(name, "python") == 0)
-		return AL_LANG_PYTHON;
-	if (strcmp(name, "javascript") == 0)
-		return AL_LANG_JAVASCRIPT;
-	if (strcmp(name, "bash") == 0)
-		return AL_LANG_BASH;
-	return -EINVAL;
-}
-
 static int write_all(int fd, const void *data, size_t len)
 {
 	const uint8_t *p = data;
@@ -378,11 +354,12 @@ int cli_run(int argc, char **argv)
 	uint8_t *code = NULL, *input = NULL, *tar = NULL;
 	size_t code_len = 0, input_len = 0, tar_len = 0;
 	char err[1024];
-	int lang = language_from_name(o.language);
+	enum al_language lang = AL_LANG_PYTHON;
+	int lang_rc = sandbox_language(o.language, &lang);
 	const struct launcher *launcher = NULL;
 	struct images im;
 
-	if (lang < 0) {
+	if (lang_rc != 0) {
 		fprintf(stderr, "airlock: --lang must be python, javascript or bash (got '%s')\n",
 			o.language);
 		status = 2;
@@ -432,11 +409,11 @@ int cli_run(int argc, char **argv)
 		.rootfs = im.rootfs,
 		.memory_mb = o.memory_mb,
 		.vcpus = o.vcpus,
-		.boot_timeout_ms = boot_timeout_ms(),
+		.boot_timeout_ms = sandbox_boot_timeout_ms(),
 		.verbose = o.verbose,
 	};
 	struct sandbox_request req = {
-		.language = (enum al_language)lang,
+		.language = lang,
 		.code = o.file ? (const void *)code : o.code_arg,
 		.code_len = o.file ? code_len : strlen(o.code_arg),
 		.stdin_data = input,

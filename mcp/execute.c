@@ -53,21 +53,6 @@ static char *copy_string(json_t *s, size_t *len)
 	return copy;
 }
 
-static int language_from(const char *name, enum al_language *out)
-{
-	static const struct {
-		const char *name;
-		enum al_language lang;
-	} names[] = {{"python", AL_LANG_PYTHON}, {"javascript", AL_LANG_JAVASCRIPT},
-		     {"bash", AL_LANG_BASH}};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (strcmp(name, names[i].name) == 0) {
-			*out = names[i].lang;
-			return 0;
-		}
-	return -EINVAL;
-}
-
 /* One `files` item into the list; why names the problem. */
 static int take_file(json_t *item, size_t index, struct file_list *list, char *why, size_t why_len)
 {
@@ -182,7 +167,7 @@ static int take_arguments(json_t *args, double max_timeout_s, struct execution *
 	}
 	e->language = AL_LANG_PYTHON;
 	if (language && (!json_is_string(language) ||
-			 language_from(json_string_value(language), &e->language) != 0)) {
+			 sandbox_language(json_string_value(language), &e->language) != 0)) {
 		snprintf(why, why_len, "language: must be \"python\", \"javascript\" or \"bash\"");
 		return -EINVAL;
 	}

@@ -26,6 +26,7 @@
  * that report before killing the VM itself. */
 #define RUN_GRACE_MS 2000
 #define CHANNEL_FD_IN_VM 3
+#define DEFAULT_BOOT_TIMEOUT_MS 60000 /* a cold boot under emulation on a loaded 2-core host */
 
 enum phase { PHASE_BOOTING, PHASE_RUNNING, PHASE_ENDING };
 
@@ -540,6 +541,31 @@ fail_early:
 void sandbox_cancel(struct sandbox *sb)
 {
 	fail(sb, -ECANCELED, "cancelled");
+}
+
+int sandbox_language(const char *name, enum al_language *out)
+{
+	static const struct {
+		const char *name;
+		enum al_language lang;
+	} names[] = {{"python", AL_LANG_PYTHON}, {"javascript", AL_LANG_JAVASCRIPT},
+		     {"bash", AL_LANG_BASH}};
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if (strcmp(name, names[i].name) == 0) {
+			*out = names[i].lang;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+uint32_t sandbox_boot_timeout_ms(void)
+{
+	const char *env = getenv("AIRLOCK_BOOT_TIMEOUT");
+	char *end;
+	double s = env ? strtod(env, &end) : 0;
+	if (!env || *end || !(s > 0) || s > 3600)
+		return DEFAULT_BOOT_TIMEOUT_MS;
+	return (uint32_t)(s * 1000);
 }
 
 uint64_t sandbox_output_bytes(const struct sandbox *sb)

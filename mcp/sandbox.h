@@ -72,6 +72,11 @@ int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct san
 		  sandbox_done_fn done, void *ctx, struct sandbox **out, char *err, size_t err_len);
 /* Kills the VM now; done follows with error -ECANCELED. Safe to call more than once. */
 void sandbox_cancel(struct sandbox *sb);
+/* "python", "javascript" or "bash" to its enum al_language. Returns 0 or -EINVAL. */
+int sandbox_language(const char *name, enum al_language *out);
+/* The boot deadline: $AIRLOCK_BOOT_TIMEOUT seconds when set (slow hosts, tests), else 60 s. */
+uint32_t sandbox_boot_timeout_ms(void);
+
 /* Output bytes received so far (for progress reports). */
 uint64_t sandbox_output_bytes(const struct sandbox *sb);
 
