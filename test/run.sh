@@ -78,14 +78,14 @@ run_kvm() { # NAME SCRIPT
   fi
   # In the test host: one fresh test host per test, with a deadline. The emulated AMD-V (QEMU
   # TCG's nested SVM) now and then freezes the whole test host (its kernel stops scheduling);
-  # only then, when no result came out at all, is the test run again, at most twice, and said
+  # only then, when no result came out at all, is the test run again, at most three times, and said
   # so. A test that fails its assertions fails.
   local log=build/kvm-suite.log p=0 f=0 t tries out summary
   : >"$log"
   echo "== $name: in the KVM test host, one boot per test (log: $log)"
   for t in $($python "test/integration/$script" --list); do
-    for tries in 1 2 3; do
-      out=$(KVMHOST_TIMEOUT=240 bash test/kvmhost/suite.sh "test/integration/$script" "$t" 2>&1)
+    for tries in 1 2 3 4; do
+      out=$(KVMHOST_TIMEOUT=120 bash test/kvmhost/suite.sh "test/integration/$script" "$t" 2>&1)
       echo "$out" >>"$log"
       summary=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
       [ -n "$summary" ] && break
