@@ -22,8 +22,6 @@
 int channel_open(const char *path);
 /* Writes one frame (header + payload). Returns 0 or -errno. */
 int channel_send(int fd, uint32_t type, const void *payload, size_t len);
-/* Writes one frame whose payload is the concatenation of two buffers. */
-int channel_send2(int fd, uint32_t type, const void *a, size_t alen, const void *b, size_t blen);
 /* Sends an ERROR frame with printf-style text (truncated to AL_FRAME_MAX_ERROR_TEXT). */
 void channel_send_error(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Reads one frame: *type, and a malloc'd payload (*payload, *len) the caller frees.

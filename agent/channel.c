@@ -67,22 +67,15 @@ static int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int channel_send2(int fd, uint32_t type, const void *a, size_t alen, const void *b, size_t blen)
-{
-	if (alen + blen > AL_FRAME_MAX_PAYLOAD)
-		return -EMSGSIZE;
-	struct al_frame_header h = {.type = type, .length = (uint32_t)(alen + blen)};
-	int rc = write_all(fd, &h, sizeof h);
-	if (rc == 0 && alen)
-		rc = write_all(fd, a, alen);
-	if (rc == 0 && blen)
-		rc = write_all(fd, b, blen);
-	return rc;
-}
-
 int channel_send(int fd, uint32_t type, const void *payload, size_t len)
 {
-	return channel_send2(fd, type, payload, len, NULL, 0);
+	if (len > AL_FRAME_MAX_PAYLOAD)
+		return -EMSGSIZE;
+	struct al_frame_header h = {.type = type, .length = (uint32_t)len};
+	int rc = write_all(fd, &h, sizeof h);
+	if (rc == 0 && len)
+		rc = write_all(fd, payload, len);
+	return rc;
 }
 
 void channel_send_error(int fd, const char *fmt, ...)

@@ -42,7 +42,6 @@ struct rpc {
 	int out_fd;
 	bool out_is_file;
 	union stream_handle out;
-	size_t pending_bytes;
 	unsigned pending_writes;
 
 	/* closing */
@@ -69,7 +68,6 @@ static void on_written(uv_write_t *req, int status)
 	struct write_req *w = (struct write_req *)req;
 	struct rpc *rpc = w->rpc;
 	(void)status; /* a reader that went away: nothing left to tell it */
-	rpc->pending_bytes -= w->len;
 	rpc->pending_writes--;
 	free(w);
 	maybe_finish_close(rpc);
@@ -110,7 +108,6 @@ static int write_line(struct rpc *rpc, const char *text, size_t len)
 		free(w);
 		return rc;
 	}
-	rpc->pending_bytes += w->len;
 	rpc->pending_writes++;
 	return 0;
 }
@@ -157,11 +154,6 @@ int rpc_notify(struct rpc *rpc, const char *method, json_t *params)
 	int rc = rpc_send(rpc, msg);
 	json_decref(msg);
 	return rc;
-}
-
-size_t rpc_pending_bytes(const struct rpc *rpc)
-{
-	return rpc->pending_bytes;
 }
 
 /* ---- input ---- */

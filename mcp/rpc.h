@@ -42,7 +42,5 @@ int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message);
 int rpc_notify(struct rpc *rpc, const char *method, json_t *params);
 /* Stops reading; closes the handles once queued writes are flushed; then calls closed(ctx). */
 void rpc_close(struct rpc *rpc, void (*closed)(void *ctx));
-/* Bytes queued for writing and not yet written. */
-size_t rpc_pending_bytes(const struct rpc *rpc);
 
 #endif

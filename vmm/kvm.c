@@ -248,18 +248,3 @@ int vm_run(struct vm *vm)
 		}
 	}
 }
-
-void vm_destroy(struct vm *vm)
-{
-	running = NULL;
-	if (vm->run)
-		munmap(vm->run, vm->run_size);
-	if (vm->mem.host)
-		munmap(vm->mem.host, vm->mem.size);
-	if (vm->vcpu_fd >= 0)
-		close(vm->vcpu_fd);
-	if (vm->vm_fd >= 0)
-		close(vm->vm_fd);
-	if (vm->kvm_fd >= 0)
-		close(vm->kvm_fd);
-}

@@ -289,6 +289,17 @@ static void mmio_write(struct io_device *io, uint64_t offset, const void *data, 
 	pthread_mutex_unlock(&dev->lock);
 }
 
+int virtio_mmio_attach(struct vm *vm, struct virtio_device *dev,
+		       const struct virtio_device_ops *ops, uint64_t base, unsigned gsi, void *state)
+{
+	struct irq_line irq;
+	int rc = vm_irq_line(vm, gsi, &irq);
+	if (rc)
+		return rc;
+	virtio_mmio_init(dev, ops, &vm->mem, base, irq, state);
+	return vm_add_device(vm, &dev->io);
+}
+
 void virtio_mmio_init(struct virtio_device *dev, const struct virtio_device_ops *ops,
 		      struct guest_memory *mem, uint64_t base, struct irq_line irq, void *state)
 {

@@ -68,9 +68,13 @@ struct virtio_device {
 	void *state; /* the device's own */
 };
 
-/* Sets up the transport for a device; the caller attaches dev->io to the VM. */
+/* Sets up the transport for a device (no VM: the unit tests use it on plain memory). */
 void virtio_mmio_init(struct virtio_device *dev, const struct virtio_device_ops *ops,
 		      struct guest_memory *mem, uint64_t base, struct irq_line irq, void *state);
+/* The one place a device meets the VM: an interrupt line on gsi, the transport at base, and
+ * the register window on the MMIO bus. Returns 0 or -errno. */
+int virtio_mmio_attach(struct vm *vm, struct virtio_device *dev,
+		       const struct virtio_device_ops *ops, uint64_t base, unsigned gsi, void *state);
 
 /* Takes the next chain from q's avail ring. Returns 1 with *chain filled, 0 when the ring is
  * empty or the queue not usable, -EINVAL for a malformed chain or ring (the caller fails the

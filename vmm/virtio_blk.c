@@ -142,12 +142,8 @@ int virtio_blk_create(struct vm *vm, int disk_fd, uint64_t base, unsigned gsi)
 	}
 	blk->fd = disk_fd;
 	blk->size = (uint64_t)size / SECTOR_SIZE * SECTOR_SIZE;
-	struct irq_line irq;
-	int rc = vm_irq_line(vm, gsi, &irq);
-	if (rc) {
+	int rc = virtio_mmio_attach(vm, &blk->dev, &blk_ops, base, gsi, blk);
+	if (rc)
 		free(blk);
-		return rc;
-	}
-	virtio_mmio_init(&blk->dev, &blk_ops, &vm->mem, base, irq, blk);
-	return vm_add_device(vm, &blk->dev.io);
+	return rc;
 }

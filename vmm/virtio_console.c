@@ -169,15 +169,9 @@ int virtio_console_create(struct vm *vm, int channel_fd, uint64_t base, unsigned
 	con->vm = vm;
 	con->channel_fd = channel_fd;
 	con->kick_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	struct irq_line irq;
-	int rc = con->kick_fd < 0 ? -errno : vm_irq_line(vm, gsi, &irq);
-	if (rc) {
-		free(con);
-		return rc;
-	}
-	virtio_mmio_init(&con->dev, &console_ops, &vm->mem, base, irq, con);
-	rc = vm_add_device(vm, &con->dev.io);
+	int rc = con->kick_fd < 0 ? -errno
+				  : virtio_mmio_attach(vm, &con->dev, &console_ops, base, gsi, con);
 	if (rc == 0)
 		rc = -pthread_create(&con->thread, NULL, console_io_thread, con);
-	return rc;
+	return rc; /* on failure the process exits: nothing to unwind */
 }

@@ -68,7 +68,6 @@ int vm_irq_line(struct vm *vm, unsigned gsi, struct irq_line *irq);
 /* Runs the vCPU until the guest ends. Returns 0 when the guest shut down or reset itself, 1 for
  * a VM that failed (a message naming the exit is printed). */
 int vm_run(struct vm *vm);
-void vm_destroy(struct vm *vm);
 /* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe. */
 void vm_request_stop(struct vm *vm, int status);
 
