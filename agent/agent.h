@@ -18,7 +18,8 @@
 
 /* ---- channel.c: frames over the host channel ---- */
 
-/* Opens the host channel (/dev/hvc0) in raw mode. Returns the fd or -errno. */
+/* Opens the host channel (a virtio-console port; raw mode when it is a tty). Returns the fd or
+ * -errno. */
 int channel_open(const char *path);
 /* Writes one frame (header + payload). Returns 0 or -errno. */
 int channel_send(int fd, uint32_t type, const void *payload, size_t len);
@@ -27,6 +28,31 @@ void channel_send_error(int fd, const char *fmt, ...) __attribute__((format(prin
 /* Reads one frame: *type, and a malloc'd payload (*payload, *len) the caller frees.
  * Returns 0, -EPROTO for a frame over AL_FRAME_MAX_PAYLOAD, or -errno. */
 int channel_recv(int fd, uint32_t *type, uint8_t **payload, size_t *len);
+
+/* ---- program.c: the user's program as a process, started before it is needed ---- */
+
+#define PROGRAM_START_TIMEOUT_MS 60000     /* an interpreter's start, under emulation */
+#define PROGRAM_PRELOAD_TIMEOUT_MS 600000  /* plus importing numpy, pandas, matplotlib */
+
+struct program {
+	pid_t pid;         /* 0 when there is none */
+	uint32_t language; /* enum al_language */
+	int stdin_fd;      /* write end of its stdin */
+	int stdout_fd;     /* read ends of its output */
+	int stderr_fd;
+	int go_fd;         /* written once: the program text is in place, run it */
+};
+
+/* Starts the interpreter for language as the sandbox user and waits until it is ready to run the
+ * program (python with preload also imports the common modules first). Returns 0, or -errno with
+ * *why saying what went wrong. */
+int program_start(struct program *p, uint32_t language, int preload, const char **why);
+/* Where the program text must be written for language. */
+const char *program_script_path(uint32_t language);
+/* Lets the waiting program run. Returns 0 or -errno. */
+int program_go(struct program *p);
+/* Kills a program that will not run and closes its pipes. */
+void program_discard(struct program *p);
 
 /* ---- exec.c: one program run ---- */
 
@@ -40,8 +66,9 @@ struct run_request {
 /* Parses a RUN payload; the pointers in *req point into payload. Returns 0 or -EPROTO. */
 int run_request_parse(const uint8_t *payload, size_t len, struct run_request *req);
 /* Runs the program as the sandbox user, streams its output to the channel and sends the EXIT
- * frame. Returns 0 when EXIT was sent, -errno otherwise (the caller reports an ERROR). */
-int run_program(int channel_fd, const struct run_request *req);
+ * frame. prog is the interpreter started ahead (or pid 0: one is started now). Returns 0 when EXIT
+ * was sent, -errno otherwise (the caller reports an ERROR). */
+int run_program(int channel_fd, const struct run_request *req, struct program *prog);
 
 /* ---- tar.c: ustar in and out ---- */
 

@@ -1,6 +1,6 @@
-/* One program run: prepare /work, start the interpreter as the sandbox user in its own session,
- * stream its output to the host within the caps, enforce the timeout, kill everything the user
- * left behind, and report the exit with the files under /work/out.
+/* One program run: prepare /work, let the interpreter (started ahead by program.c) run the
+ * program, feed its stdin, stream its output to the host within the caps, enforce the timeout,
+ * kill everything the user left behind, and report the exit with the files under /work/out.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -25,8 +25,6 @@
 
 #include "agent.h"
 
-#define USER_MAX_PROCESSES 256
-#define USER_MAX_OPEN_FILES 1024
 #define OUT_MAX_ENTRIES 1000 /* files listed from /work/out */
 #define OUT_MAX_DEPTH 16
 #define DRAIN_GRACE_MS 2000 /* after the last kill, how long to wait for pipes to close */
@@ -93,67 +91,6 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
 		len -= (size_t)n;
 	}
 	return close(fd) == 0 ? 0 : -errno;
-}
-
-struct interpreter {
-	const char *path;
-	const char *script; /* where the program text is written */
-};
-
-static const struct interpreter interpreters[] = {
-	[AL_LANG_PYTHON] = {"/usr/bin/python3", AGENT_RUN_DIR "/main.py"},
-	[AL_LANG_JAVASCRIPT] = {"/usr/bin/node", AGENT_RUN_DIR "/main.js"},
-	[AL_LANG_BASH] = {"/bin/bash", AGENT_RUN_DIR "/main.sh"},
-};
-
-static char *const user_environment[] = {
-	"PATH=/usr/local/bin:/usr/bin:/bin",
-	"HOME=" AGENT_WORK_DIR,
-	"USER=sandbox",
-	"LOGNAME=sandbox",
-	"LANG=C.UTF-8",
-	"TERM=dumb",
-	"TMPDIR=/tmp",
-	/* unbuffered, so output printed before a timeout or a crash is not lost */
-	"PYTHONUNBUFFERED=1",
-	"PYTHONDONTWRITEBYTECODE=1",
-	"MPLBACKEND=module://airlock_plot", /* plt.show() saves PNGs to /work/out */
-	"MPLCONFIGDIR=/tmp/.matplotlib",
-	NULL,
-};
-
-/* In the child: become the sandbox user in a new session and exec the interpreter.
- * Never returns; an exec failure is written to status_fd as an errno. */
-static void exec_child(const struct interpreter *interp, int stdin_fd, int out_fd, int err_fd,
-		       int status_fd)
-{
-	sigset_t none;
-	sigemptyset(&none);
-	sigprocmask(SIG_SETMASK, &none, NULL);
-	signal(SIGPIPE, SIG_DFL);
-
-	int err = 0;
-	if (dup2(stdin_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
-		err = errno;
-	struct rlimit nproc = {USER_MAX_PROCESSES, USER_MAX_PROCESSES};
-	struct rlimit nofile = {USER_MAX_OPEN_FILES, USER_MAX_OPEN_FILES};
-	struct rlimit nocore = {0, 0};
-	if (!err && (setsid() < 0 || setrlimit(RLIMIT_NPROC, &nproc) != 0 ||
-		     setrlimit(RLIMIT_NOFILE, &nofile) != 0 || setrlimit(RLIMIT_CORE, &nocore) != 0))
-		err = errno;
-	if (!err && (setgroups(0, NULL) != 0 || setgid(AGENT_USER_GID) != 0 ||
-		     setuid(AGENT_USER_UID) != 0))
-		err = errno;
-	if (!err && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || chdir(AGENT_WORK_DIR) != 0))
-		err = errno;
-	if (!err) {
-		umask(022);
-		char *const argv[] = {(char *)interp->path, (char *)interp->script, NULL};
-		execve(interp->path, argv, user_environment);
-		err = errno;
-	}
-	(void)!write(status_fd, &err, sizeof err);
-	_exit(127);
 }
 
 /* Kills every process of the sandbox user: a helper that takes the user's uid may signal exactly
@@ -350,8 +287,6 @@ static int64_t now_ms(void)
 static int prepare_work_dir(int channel_fd, const struct run_request *req, const char *script)
 {
 	int rc = write_file(script, req->code, req->header.code_len, 0644);
-	if (rc == 0)
-		rc = write_file(AGENT_RUN_DIR "/stdin", req->stdin_data, req->header.stdin_len, 0600);
 	if (rc) {
 		channel_send_error(channel_fd, "cannot write the program to %s: %s", AGENT_RUN_DIR,
 				   strerror(-rc));
@@ -376,52 +311,61 @@ static int prepare_work_dir(int channel_fd, const struct run_request *req, const
 	return 0;
 }
 
-int run_program(int channel_fd, const struct run_request *req)
+/* Feeds the program's stdin from the request without ever blocking the agent; closes it when
+ * all is written or the program stopped reading. */
+struct input_stream {
+	int fd; /* write end, -1 once closed */
+	const uint8_t *data;
+	size_t left;
+};
+
+static void pump_input(struct input_stream *in)
+{
+	while (in->left > 0) {
+		ssize_t n = write(in->fd, in->data, in->left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0)
+			break; /* EPIPE: the program closed its stdin */
+		in->data += n;
+		in->left -= (size_t)n;
+	}
+	close(in->fd);
+	in->fd = -1;
+}
+
+int run_program(int channel_fd, const struct run_request *req, struct program *prog)
 {
 	const struct al_run *h = &req->header;
-	const struct interpreter *interp = &interpreters[h->language];
+	const char *why = NULL;
+	int rc;
 
-	refresh_entropy_and_clock(h);
-	int rc = prepare_work_dir(channel_fd, req, interp->script);
-	if (rc)
-		return 0; /* already reported */
-
-	int stdin_fd = open(AGENT_RUN_DIR "/stdin", O_RDONLY | O_CLOEXEC);
-	int out_pipe[2], err_pipe[2], status_pipe[2];
-	if (stdin_fd < 0 || pipe2(out_pipe, O_CLOEXEC) || pipe2(err_pipe, O_CLOEXEC) ||
-	    pipe2(status_pipe, O_CLOEXEC)) {
-		channel_send_error(channel_fd, "cannot set up the program's stdio: %s",
-				   strerror(errno));
+	if (prog->pid > 0 && prog->language != h->language)
+		program_discard(prog); /* started for another language */
+	if (prog->pid <= 0 && (rc = program_start(prog, h->language, 0, &why)) != 0) {
+		channel_send_error(channel_fd, "the interpreter %s: %s", why, strerror(-rc));
 		return 0;
 	}
-
-	sigset_t chld;
+	refresh_entropy_and_clock(h);
+	rc = prepare_work_dir(channel_fd, req, program_script_path(h->language));
+	if (rc) {
+		program_discard(prog);
+		return 0; /* already reported */
+	}
+	sigset_t chld; /* blocked since the agent started (main.c), so no exit is missed */
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
-	sigprocmask(SIG_BLOCK, &chld, NULL);
 	int sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	int timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (sig_fd < 0 || timer_fd < 0) {
-		channel_send_error(channel_fd, "signalfd/timerfd: %s", strerror(errno));
+	if (sig_fd < 0 || timer_fd < 0 || fcntl(prog->stdin_fd, F_SETFL, O_NONBLOCK) != 0 ||
+	    program_go(prog) != 0) {
+		channel_send_error(channel_fd, "cannot start the program: %s", strerror(errno));
+		program_discard(prog);
 		return 0;
 	}
-
-	pid_t child = fork();
-	if (child < 0) {
-		channel_send_error(channel_fd, "fork: %s", strerror(errno));
-		return 0;
-	}
-	if (child == 0)
-		exec_child(interp, stdin_fd, out_pipe[1], err_pipe[1], status_pipe[1]);
-
-	close(stdin_fd);
-	close(out_pipe[1]);
-	close(err_pipe[1]);
-	close(status_pipe[1]);
-	int exec_errno = 0;
-	if (read(status_pipe[0], &exec_errno, sizeof exec_errno) != sizeof exec_errno)
-		exec_errno = 0; /* closed on exec: the interpreter is running */
-	close(status_pipe[0]);
+	pid_t child = prog->pid;
 
 	struct itimerspec its = {.it_value = {.tv_sec = h->timeout_ms / 1000,
 					      .tv_nsec = (long)(h->timeout_ms % 1000) * 1000000}};
@@ -429,23 +373,29 @@ int run_program(int channel_fd, const struct run_request *req)
 		its.it_value.tv_nsec = 1;
 	timerfd_settime(timer_fd, 0, &its, NULL);
 
-	struct output_stream out = {out_pipe[0], AL_FRAME_STDOUT, h->stdout_cap, 0, 0};
-	struct output_stream err = {err_pipe[0], AL_FRAME_STDERR, h->stderr_cap, 0, 0};
+	struct output_stream out = {prog->stdout_fd, AL_FRAME_STDOUT, h->stdout_cap, 0, 0};
+	struct output_stream err = {prog->stderr_fd, AL_FRAME_STDERR, h->stderr_cap, 0, 0};
+	struct input_stream in = {prog->stdin_fd, req->stdin_data, h->stdin_len};
+	*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+				 .go_fd = -1}; /* this function owns the process and its pipes now */
+	pump_input(&in);
 	int status = 0, child_done = 0, timed_out = 0;
 	int64_t drain_deadline = -1;
 
 	while (!child_done || out.fd >= 0 || err.fd >= 0) {
-		struct pollfd fds[4] = {
+		struct pollfd fds[5] = {
 			{out.fd, POLLIN, 0}, {err.fd, POLLIN, 0}, {sig_fd, POLLIN, 0},
-			{timer_fd, POLLIN, 0}};
+			{timer_fd, POLLIN, 0}, {in.fd, POLLOUT, 0}};
 		int wait_ms = -1;
 		if (drain_deadline >= 0) {
 			wait_ms = (int)(drain_deadline - now_ms());
 			if (wait_ms <= 0)
 				break; /* something unkillable holds the pipes: stop waiting */
 		}
-		if (poll(fds, 4, wait_ms) < 0 && errno != EINTR)
+		if (poll(fds, 5, wait_ms) < 0 && errno != EINTR)
 			break;
+		if (fds[4].revents)
+			pump_input(&in);
 		if (fds[0].revents && (rc = pump_output(channel_fd, &out)) != 0)
 			return rc;
 		if (fds[1].revents && (rc = pump_output(channel_fd, &err)) != 0)
@@ -477,14 +427,11 @@ int run_program(int channel_fd, const struct run_request *req)
 		close(out.fd);
 	if (err.fd >= 0)
 		close(err.fd);
+	if (in.fd >= 0)
+		close(in.fd);
 	close(sig_fd);
 	close(timer_fd);
 
-	if (exec_errno) {
-		channel_send_error(channel_fd, "cannot start %s: %s", interp->path,
-				   strerror(exec_errno));
-		return 0;
-	}
 	if (!child_done)
 		status = SIGKILL; /* reads as "killed by SIGKILL" */
 	return send_exit(channel_fd, status, timed_out, &out, &err, h->out_files_cap);

@@ -21,7 +21,7 @@
 
 #include "agent.h"
 
-#define CHANNEL_PATH "/dev/hvc0"
+#define CHANNEL_CONSOLE_PATH "/dev/hvc0"  /* virtio-console port 0 */
 #define TMP_SEED "/usr/share/airlock/tmp-seed" /* caches built with the image, e.g. matplotlib's */
 #define TMP_SEED_MAX_DEPTH 4
 #define CHANNEL_WAIT_MS 10000 /* virtio-console may register its port after init starts */
@@ -130,10 +130,33 @@ static void bring_up_loopback(void)
 	close(fd);
 }
 
+/* QEMU's port: /dev/vportNp1, N being the virtio device's index (the order of probing). */
+static int open_serial_port(void)
+{
+	DIR *dev = opendir("/dev");
+	int fd = -ENOENT;
+	struct dirent *e;
+	while (dev && fd < 0 && (e = readdir(dev)) != NULL) {
+		size_t n = strlen(e->d_name);
+		char path[300];
+		if (strncmp(e->d_name, "vport", 5) == 0 && n > 7 &&
+		    strcmp(e->d_name + n - 2, "p1") == 0) {
+			snprintf(path, sizeof path, "/dev/%s", e->d_name);
+			fd = channel_open(path);
+		}
+	}
+	if (dev)
+		closedir(dev);
+	return fd;
+}
+
+/* The host channel: virtio-console port 0 (airlock-vmm) or a virtio serial port (QEMU). */
 static int open_channel(void)
 {
 	for (int waited = 0;; waited += 2) {
-		int fd = channel_open(CHANNEL_PATH);
+		int fd = open_serial_port();
+		if (fd < 0)
+			fd = channel_open(CHANNEL_CONSOLE_PATH);
 		if (fd >= 0 || waited >= CHANNEL_WAIT_MS)
 			return fd;
 		struct timespec ts = {0, 2 * 1000 * 1000};
@@ -150,8 +173,42 @@ static void end_vm(void)
 	}
 }
 
+/* airlock.warm=LANG on the kernel command line: start that interpreter before READY (the VM
+ * that makes a snapshot). Returns the language, or 0. */
+static uint32_t warm_language(void)
+{
+	static const char *const names[] = {[AL_LANG_PYTHON] = "python",
+					    [AL_LANG_JAVASCRIPT] = "javascript",
+					    [AL_LANG_BASH] = "bash"};
+	char cmdline[4096];
+	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd >= 0 ? read(fd, cmdline, sizeof cmdline - 1) : -1;
+	if (fd >= 0)
+		close(fd);
+	if (n <= 0)
+		return 0;
+	cmdline[n] = '\0';
+	for (char *tok = strtok(cmdline, " \n"); tok; tok = strtok(NULL, " \n")) {
+		if (strncmp(tok, "airlock.warm=", 13) != 0)
+			continue;
+		for (uint32_t lang = AL_LANG_PYTHON; lang <= AL_LANG_BASH; lang++)
+			if (!strcmp(tok + 13, names[lang]))
+				return lang;
+	}
+	return 0;
+}
+
 static void serve_one_run(int channel_fd)
 {
+	struct program prog = {.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+			       .go_fd = -1};
+	uint32_t warm = warm_language();
+	const char *why;
+	int started = warm ? program_start(&prog, warm, 1, &why) : 0;
+	if (started != 0) /* not fatal: the request will start one */
+		fprintf(stderr, "airlock-agent: the interpreter started ahead %s: %s\n", why,
+			strerror(-started));
+
 	struct al_ready ready = {.version = AL_PROTO_VERSION};
 	if (channel_send(channel_fd, AL_FRAME_READY, &ready, sizeof ready) != 0) {
 		log_error("send READY");
@@ -160,7 +217,16 @@ static void serve_one_run(int channel_fd)
 	uint32_t type;
 	uint8_t *payload;
 	size_t len;
-	int rc = channel_recv(channel_fd, &type, &payload, &len);
+	int rc;
+	/* PINGs come first when the VM was restored from a snapshot (its READY is in the snapshot) */
+	while ((rc = channel_recv(channel_fd, &type, &payload, &len)) == 0 &&
+	       type == AL_FRAME_PING) {
+		free(payload);
+		if (channel_send(channel_fd, AL_FRAME_READY, &ready, sizeof ready) != 0) {
+			log_error("send READY");
+			return;
+		}
+	}
 	if (rc) {
 		fprintf(stderr, "airlock-agent: reading the request: %s\n", strerror(-rc));
 		return;
@@ -169,15 +235,22 @@ static void serve_one_run(int channel_fd)
 	if (type != AL_FRAME_RUN || run_request_parse(payload, len, &req) != 0) {
 		channel_send_error(channel_fd, "malformed request (frame type %u, %zu bytes)", type,
 				   len);
-	} else if ((rc = run_program(channel_fd, &req)) != 0) {
+	} else if ((rc = run_program(channel_fd, &req, &prog)) != 0) {
 		channel_send_error(channel_fd, "run failed: %s", strerror(-rc));
 	}
 	free(payload);
+	program_discard(&prog);
 }
 
 int main(void)
 {
 	signal(SIGPIPE, SIG_IGN);
+	/* SIGCHLD stays blocked: exec.c reads it from a signalfd, also for a program started ahead
+	 * of the request that might end before the request comes */
+	sigset_t chld;
+	sigemptyset(&chld);
+	sigaddset(&chld, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &chld, NULL);
 	if (getpid() != 1)
 		fprintf(stderr, "airlock-agent: not PID 1; this program is the guest's init\n");
 	sethostname("sandbox", 7);
@@ -186,7 +259,8 @@ int main(void)
 		bring_up_loopback();
 		int fd = open_channel();
 		if (fd < 0)
-			fprintf(stderr, "airlock-agent: %s: %s\n", CHANNEL_PATH, strerror(-fd));
+			fprintf(stderr, "airlock-agent: no host channel (%s or /dev/vport*p1): %s\n",
+				CHANNEL_CONSOLE_PATH, strerror(-fd));
 		else
 			serve_one_run(fd);
 	}

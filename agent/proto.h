@@ -1,6 +1,7 @@
 /* The wire format between the host (airlock) and the guest agent (airlock-agent).
  *
- * It runs over one byte stream: virtio-console port 0 (/dev/hvc0, in raw mode) in the guest, one
+ * It runs over one byte stream: a virtio-console port in the guest (/dev/hvc0 in raw mode with
+ * airlock-vmm, /dev/vportNp1 with QEMU, whose console port drops bytes under load), one
  * socket on the host. The VMM in between only moves bytes. This header is the whole contract and
  * is shared by both ends; it depends on nothing but <stdint.h>.
  *
@@ -16,6 +17,9 @@
  * A conversation (one VM serves exactly one run, then is destroyed):
  *
  *     guest: READY                          the agent is up and waits for work
+ *     host:  PING ...                       optional, any number: "are you there?"
+ *     guest: READY                          one per PING (how the host sees a VM restored from a
+ *                                           snapshot answer: its first READY is in the snapshot)
  *     host:  RUN                            struct al_run, then code, stdin, files (ustar)
  *     guest: STDOUT / STDERR ...            program output as it comes, up to the caps
  *     guest: EXIT                           struct al_exit, then /work/out (ustar), then the list
@@ -48,7 +52,8 @@ enum al_frame_type {
 	AL_FRAME_EXIT = 4,   /* struct al_exit + files tar + skipped list */
 	AL_FRAME_ERROR = 5,  /* UTF-8 text, at most AL_FRAME_MAX_ERROR_TEXT */
 	/* host -> guest */
-	AL_FRAME_RUN = 0x81, /* struct al_run + code + stdin + files tar */
+	AL_FRAME_RUN = 0x81,  /* struct al_run + code + stdin + files tar */
+	AL_FRAME_PING = 0x82, /* empty; answered with READY */
 };
 
 enum al_language {

@@ -6,17 +6,21 @@
 
 #include "cli.h"
 #include "images.h"
+#include "launcher.h"
+#include "snapshot.h"
 
 int cli_image(int argc, char **argv)
 {
 	static const struct option options[] = {
 		{"force", no_argument, NULL, 'f'},
+		{"backend", required_argument, NULL, 'b'},
+		{"no-snapshots", no_argument, NULL, 'n'},
 		{"images", required_argument, NULL, 'i'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	bool force = false;
-	const char *dir = NULL;
+	bool force = false, snapshots = true;
+	const char *dir = NULL, *backend = "auto";
 	int c;
 	if (argc < 2) {
 		fprintf(stderr, "usage: airlock image build [--force] | airlock image list\n");
@@ -32,8 +36,15 @@ int cli_image(int argc, char **argv)
 		case 'i':
 			dir = optarg;
 			break;
+		case 'b':
+			backend = optarg;
+			break;
+		case 'n':
+			snapshots = false;
+			break;
 		default:
-			fprintf(stderr, "usage: airlock image build [--force] [--images DIR] | "
+			fprintf(stderr, "usage: airlock image build [--force] [--images DIR] "
+					"[--backend auto|kvm|tcg] [--no-snapshots] | "
 					"airlock image list [--images DIR]\n");
 			return c == 'h' ? 0 : 2;
 		}
@@ -48,6 +59,17 @@ int cli_image(int argc, char **argv)
 		return images_list(&im, stdout) == 0 ? 0 : 1;
 	if (strcmp(action, "build") == 0) {
 		if (images_build(&im, force, err, sizeof err) != 0) {
+			fprintf(stderr, "airlock: %s\n", err);
+			return 1;
+		}
+		/* the snapshots of the backend this host uses, at the default VM size */
+		const struct launcher *launcher;
+		if (snapshots && launcher_select(backend, &launcher, err, sizeof err) != 0) {
+			fprintf(stderr, "airlock: no snapshots: %s\n", err);
+			return 1;
+		}
+		if (snapshots && snapshot_ensure_all(launcher, &im, VM_DEFAULT_MEMORY_MB,
+						     VM_DEFAULT_VCPUS, err, sizeof err) != 0) {
 			fprintf(stderr, "airlock: %s\n", err);
 			return 1;
 		}

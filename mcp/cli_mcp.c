@@ -14,6 +14,9 @@
 #include "sandbox.h"
 #include "server.h"
 
+/* One warm VM per language: a call finds one waiting; the next is restored behind it. */
+#define DEFAULT_POOL_SIZE 1u
+
 struct mcp_state {
 	uv_loop_t *loop;
 	uv_signal_t sigterm, sigint;
@@ -23,10 +26,13 @@ struct mcp_state {
 
 static void usage(FILE *out)
 {
-	fprintf(out, "usage: airlock mcp [--backend auto|kvm|tcg] [--vcpus N] [--memory-mb N]\n"
+	fprintf(out, "usage: airlock mcp [--backend auto|kvm|tcg] [--pool N] [--vcpus N] "
+		     "[--memory-mb N]\n"
 		     "                   [--max-concurrent N] [--max-timeout S] [--images DIR] "
 		     "[--verbose]\n"
-		     "MCP server on stdin/stdout (one JSON-RPC message per line).\n");
+		     "MCP server on stdin/stdout (one JSON-RPC message per line).\n"
+		     "--pool N keeps N VMs per language restored and waiting (default %u, 0: none).\n",
+		DEFAULT_POOL_SIZE);
 }
 
 static int parse_unsigned(const char *name, const char *text, unsigned lo, unsigned hi,
@@ -50,6 +56,7 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		{"vcpus", required_argument, NULL, 'c'},
 		{"memory-mb", required_argument, NULL, 'm'},
 		{"max-concurrent", required_argument, NULL, 'n'},
+		{"pool", required_argument, NULL, 'p'},
 		{"max-timeout", required_argument, NULL, 't'},
 		{"images", required_argument, NULL, 'i'},
 		{"verbose", no_argument, NULL, 'v'},
@@ -70,6 +77,10 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 			break;
 		case 'm':
 			if (parse_unsigned("memory-mb", optarg, 128, 16384, &cfg->memory_mb))
+				return -1;
+			break;
+		case 'p':
+			if (parse_unsigned("pool", optarg, 0, 64, &cfg->pool_size))
 				return -1;
 			break;
 		case 'n':
@@ -120,9 +131,10 @@ static void on_signal(uv_signal_t *handle, int signum)
 int cli_mcp(int argc, char **argv)
 {
 	struct server_config cfg = {
-		.memory_mb = 512,
-		.vcpus = 1,
+		.memory_mb = VM_DEFAULT_MEMORY_MB,
+		.vcpus = VM_DEFAULT_VCPUS,
 		.max_concurrent = 8,
+		.pool_size = DEFAULT_POOL_SIZE,
 		.max_timeout_s = 300,
 		.boot_timeout_ms = sandbox_boot_timeout_ms(),
 	};

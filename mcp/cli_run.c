@@ -21,6 +21,7 @@
 #include "launcher.h"
 #include "result.h"
 #include "sandbox.h"
+#include "snapshot.h"
 
 #define DEFAULT_TIMEOUT_S 30.0
 #define MAX_TIMEOUT_S 300.0
@@ -31,7 +32,7 @@ struct run_options {
 	const char *backend, *language, *file, *code_arg, *images_dir, *out_dir;
 	double timeout_s;
 	unsigned memory_mb, vcpus;
-	bool json, verbose;
+	bool json, verbose, cold;
 	struct file_list files;
 };
 
@@ -48,9 +49,11 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: airlock run [--backend auto|kvm|tcg] [--lang python|javascript|bash]\n"
 		"                   [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
-		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--verbose]\n"
+		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--verbose] [--cold]\n"
 		"                   (--file F | CODE)\n"
-		"Standard input, when it is not a terminal, is fed to the program.\n");
+		"Standard input, when it is not a terminal, is fed to the program.\n"
+		"The VM is restored from the language's snapshot when `airlock image build` made one\n"
+		"(for this backend and VM size), else booted; --cold always boots.\n");
 }
 
 /* Reads a whole file (or fd) up to limit bytes. Returns 0 or -errno (-EFBIG past the limit). */
@@ -146,10 +149,11 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		{"out", required_argument, NULL, 'o'},     {"memory-mb", required_argument, NULL, 'm'},
 		{"vcpus", required_argument, NULL, 'c'},   {"images", required_argument, NULL, 'i'},
 		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+		{"cold", no_argument, NULL, 'C'},          {NULL, 0, NULL, 0},
 	};
 	*o = (struct run_options){.backend = "auto", .language = "python",
-				  .timeout_s = DEFAULT_TIMEOUT_S, .memory_mb = 512, .vcpus = 1};
+				  .timeout_s = DEFAULT_TIMEOUT_S, .memory_mb = VM_DEFAULT_MEMORY_MB,
+				  .vcpus = VM_DEFAULT_VCPUS};
 	int c;
 	char *end;
 	optind = 1;
@@ -162,6 +166,7 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		case 'o': o->out_dir = optarg; break;
 		case 'i': o->images_dir = optarg; break;
 		case 'v': o->verbose = true; break;
+		case 'C': o->cold = true; break;
 		case 'p':
 			if (add_put(o, optarg) != 0)
 				return -EINVAL;
@@ -412,6 +417,15 @@ int cli_run(int argc, char **argv)
 		.boot_timeout_ms = sandbox_boot_timeout_ms(),
 		.verbose = o.verbose,
 	};
+	char snapshot[PATH_MAX];
+	struct snapshot_spec snap = {launcher, &im, o.language, o.memory_mb, o.vcpus, 0};
+	if (!o.cold && snapshot_locate(&snap, snapshot, sizeof snapshot) == 0 &&
+	    snapshot_check(&snap, snapshot, err, sizeof err) == 0) {
+		vm.snapshot_dir = snapshot;
+		vm.snapshot_language = o.language;
+	} else if (!o.cold && o.verbose) {
+		fprintf(stderr, "airlock: booting (no snapshot: %s)\n", err);
+	}
 	struct sandbox_request req = {
 		.language = lang,
 		.code = o.file ? (const void *)code : o.code_arg,

@@ -266,7 +266,6 @@ static void start_execution(struct call *call)
 {
 	struct execution *e = call->state;
 	struct server *srv = call->srv;
-	const struct server_config *cfg = server_config(srv);
 	char err[1024];
 	if (!server_images_ready(srv, err, sizeof err)) {
 		struct call *c = e->call;
@@ -276,15 +275,6 @@ static void start_execution(struct call *call)
 	}
 	uv_timer_init(server_loop(srv), &e->progress);
 	e->progress.data = e;
-	struct sandbox_vm vm = {
-		.launcher = cfg->launcher,
-		.kernel = cfg->images.kernel,
-		.rootfs = cfg->images.rootfs,
-		.memory_mb = cfg->memory_mb,
-		.vcpus = cfg->vcpus,
-		.boot_timeout_ms = cfg->boot_timeout_ms,
-		.verbose = cfg->verbose,
-	};
 	struct sandbox_request req = {
 		.language = e->language,
 		.code = e->code,
@@ -298,8 +288,13 @@ static void start_execution(struct call *call)
 		.stderr_cap = OUTPUT_CAP,
 		.out_files_cap = OUT_FILES_CAP,
 	};
-	if (sandbox_start(server_loop(srv), &vm, &req, on_sandbox_done, e, &e->sandbox, err,
-			  sizeof err) != 0) {
+	/* a warm VM from the pool, else one restored (or booted) now */
+	struct sandbox_vm vm;
+	server_vm_spec(srv, e->language, &vm);
+	if ((e->sandbox = server_take_vm(srv, e->language)) != NULL) {
+		sandbox_submit(e->sandbox, &req, on_sandbox_done, e);
+	} else if (sandbox_start(server_loop(srv), &vm, &req, on_sandbox_done, e, &e->sandbox, err,
+				 sizeof err) != 0) {
 		e->result = content_error("Sandbox error: %s. Check the host with `airlock doctor`.",
 					  err);
 		uv_close((uv_handle_t *)&e->progress, on_progress_closed);

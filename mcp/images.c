@@ -103,6 +103,14 @@ static void hash_hex(const struct hash *h, char out[IMAGE_KEY_LEN + 1])
 	snprintf(out, IMAGE_KEY_LEN + 1, "%016llx", (unsigned long long)h->h);
 }
 
+int images_file_hash(const char *path, char out[IMAGE_KEY_LEN + 1])
+{
+	struct hash h = {0xcbf29ce484222325ULL};
+	int rc = hash_file(&h, path);
+	hash_hex(&h, out);
+	return rc;
+}
+
 static int recipe_file(const struct images *im, const char *name, char *out, size_t out_len)
 {
 	return pathf(out, out_len, "%s/%s", im->recipe_dir, name);
@@ -398,6 +406,46 @@ static int add_entry_size(const char *path, const struct stat *st, int flag, str
 	return 0;
 }
 
+int images_snapshot_dir(const struct images *im, const struct snapshot_recipe *r, char *out,
+			size_t out_len)
+{
+	struct hash h = {0xcbf29ce484222325ULL};
+	char number[32];
+	hash_string(&h, im->kernel_key);
+	hash_string(&h, im->rootfs_key);
+	hash_string(&h, r->backend);
+	hash_string(&h, r->language);
+	snprintf(number, sizeof number, "%u/%u", r->memory_mb, r->vcpus);
+	hash_string(&h, number);
+	/* the program that writes and reads the state: QEMU's stream and ours are versioned by it */
+	struct stat st;
+	if (stat(r->program, &st) != 0)
+		return -errno;
+	snprintf(number, sizeof number, "%lld/%lld", (long long)st.st_size,
+		 (long long)st.st_mtime);
+	hash_string(&h, r->program);
+	hash_string(&h, number);
+	char key[IMAGE_KEY_LEN + 1];
+	hash_hex(&h, key);
+	return pathf(out, out_len, "%s/snapshot-%s-%s-%s", im->dir, r->language, r->backend, key);
+}
+
+/* A snapshot is current when it was made from the current root file system (its manifest
+ * says which). */
+static bool snapshot_is_current(const struct images *im, const char *dir)
+{
+	char path[PATH_MAX], line[256];
+	if (pathf(path, sizeof path, "%s/manifest", dir) != 0)
+		return false;
+	FILE *f = fopen(path, "r");
+	bool current = false;
+	while (f && !current && fgets(line, sizeof line, f))
+		current = strncmp(line, "rootfs ", 7) == 0 && strstr(line, im->rootfs_key);
+	if (f)
+		fclose(f);
+	return current;
+}
+
 int images_list(const struct images *im, FILE *out)
 {
 	fprintf(out, "image directory: %s\n", im->dir);
@@ -420,8 +468,9 @@ int images_list(const struct images *im, FILE *out)
 				nftw(path, add_entry_size, 32, FTW_PHYS);
 			const char *key = dash + 1;
 			bool current = !strcmp(key, im->kernel_key) || !strcmp(key, im->base_key) ||
-				       !strcmp(key, im->rootfs_key);
-			fprintf(out, "%-28s %8.1f MiB  %s\n", name, (double)tree_bytes / (1 << 20),
+				       !strcmp(key, im->rootfs_key) ||
+				       (!strncmp(name, "snapshot-", 9) && snapshot_is_current(im, path));
+			fprintf(out, "%-40s %8.1f MiB  %s\n", name, (double)tree_bytes / (1 << 20),
 				current ? "current" : "stale (an older recipe)");
 		}
 		free(names[i]);

@@ -32,6 +32,20 @@ bool images_ready(const struct images *im);
 /* Builds whatever of the current recipe is missing (everything when force), with a progress line
  * on stderr for each step. Returns 0 or -errno with err naming the failed step and its log. */
 int images_build(const struct images *im, bool force, char *err, size_t err_len);
+/* What a snapshot depends on besides the images (see snapshot.h). */
+struct snapshot_recipe {
+	const char *backend;  /* "tcg" or "kvm" */
+	const char *program;  /* the VM program (qemu-system-x86_64, airlock-vmm), full path */
+	const char *language; /* "python", "javascript", "bash" */
+	unsigned memory_mb, vcpus;
+};
+
+/* Where the snapshot of recipe r for the current images lives: <dir>/snapshot-LANG-BACKEND-KEY.
+ * Returns 0 or -errno. */
+int images_snapshot_dir(const struct images *im, const struct snapshot_recipe *r, char *out,
+			size_t out_len);
+/* The 64-bit FNV-1a hash of a file's name and content, as hex. Returns 0 or -errno. */
+int images_file_hash(const char *path, char out[IMAGE_KEY_LEN + 1]);
 /* Prints what the cache holds: one line per artifact with its size and whether it is current. */
 int images_list(const struct images *im, FILE *out);
 

@@ -9,6 +9,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#define VM_DEFAULT_MEMORY_MB 512
+#define VM_DEFAULT_VCPUS 1
+
 struct vm_spec {
 	const char *kernel;     /* ELF vmlinux */
 	const char *rootfs;     /* ext4 image, attached read-only */
@@ -16,6 +19,15 @@ struct vm_spec {
 	unsigned memory_mb;
 	unsigned vcpus;
 	int channel_fd; /* fd number of the host channel in the VM process */
+
+	/* Snapshots (snapshot.c). Making one: boot with warm_language set, snapshot_dir receiving
+	 * it. Restoring one: restore set, snapshot_dir holding it. Either way the directory holds
+	 * `memory` (guest RAM) and `state` (everything else). */
+	const char *warm_language; /* the agent starts this interpreter before READY */
+	const char *snapshot_dir;
+	bool restore;
+	int control_fd; /* tcg: fd number of QEMU's QMP monitor socket in the VM process, else -1 */
+	int state_fd;   /* tcg: fd number of the migration stream (written or read), else -1 */
 };
 
 struct argv_list {
@@ -34,6 +46,8 @@ struct launcher {
 	int (*probe)(char *why, size_t why_len);
 	/* Builds the command line that starts one VM as spec says. Returns 0 or -errno. */
 	int (*command)(const struct vm_spec *spec, struct argv_list *argv);
+	/* The VM program's full path (a snapshot is only as good as the program that wrote it). */
+	int (*program)(char *out, size_t out_len);
 };
 
 extern const struct launcher launcher_tcg;

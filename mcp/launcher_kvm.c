@@ -35,12 +35,21 @@ static int kvm_command(const struct vm_spec *s, struct argv_list *a)
 		return -ENOENT;
 	int rc = 0;
 	rc |= argv_push(a, "%s", path);
-	rc |= argv_push(a, "--kernel=%s", s->kernel);
+	if (s->restore) {
+		rc |= argv_push(a, "--restore=%s", s->snapshot_dir);
+	} else {
+		rc |= argv_push(a, "--kernel=%s", s->kernel);
+		rc |= argv_push(a, "--memory-mb=%u", s->memory_mb);
+		rc |= argv_push(a, "--vcpus=%u", s->vcpus);
+	}
 	rc |= argv_push(a, "--rootfs=%s", s->rootfs);
 	rc |= argv_push(a, "--channel-fd=%d", s->channel_fd);
-	rc |= argv_push(a, "--memory-mb=%u", s->memory_mb);
-	rc |= argv_push(a, "--vcpus=%u", s->vcpus);
 	rc |= argv_push(a, "--serial-log=%s", s->serial_log);
+	if (s->warm_language && !s->restore) {
+		/* the snapshot is taken on SIGUSR2, once the host has seen READY */
+		rc |= argv_push(a, "--cmdline-extra=airlock.warm=%s", s->warm_language);
+		rc |= argv_push(a, "--snapshot-to=%s", s->snapshot_dir);
+	}
 	return rc ? -ENOMEM : 0;
 }
 
@@ -48,4 +57,5 @@ const struct launcher launcher_kvm = {
 	.name = "kvm",
 	.probe = kvm_probe,
 	.command = kvm_command,
+	.program = vmm_path,
 };

@@ -20,7 +20,10 @@ static const char *qemu_binary(void)
 static bool find_in_path(const char *name, char *out, size_t out_len)
 {
 	if (strchr(name, '/')) {
-		snprintf(out, out_len, "%s", name);
+		size_t n = strlen(name);
+		if (n >= out_len)
+			return false;
+		memcpy(out, name, n + 1);
 		return access(name, X_OK) == 0;
 	}
 	const char *path = getenv("PATH");
@@ -70,6 +73,38 @@ static char *qemu_escape(const char *path)
 	return out;
 }
 
+static int tcg_program(char *out, size_t out_len)
+{
+	return find_in_path(qemu_binary(), out, out_len) ? 0 : -ENOENT;
+}
+
+/* Snapshots: guest RAM is the file DIR/memory. Making one, QEMU maps it shared, so the file is
+ * the RAM and the migration stream (x-ignore-shared, driven over QMP by snapshot.c) carries only
+ * device state. Restoring, it maps the file private: copy-on-write over the page cache that
+ * every VM of the snapshot shares, and only the device state is loaded (-incoming defer, then
+ * migrate-incoming from state_fd, sent by sandbox.c). The rest of the command line must be the
+ * same both times, kernel and command line included (they size the ROMs in the stream). */
+static int push_snapshot_args(const struct vm_spec *s, struct argv_list *a)
+{
+	char *dir = qemu_escape(s->snapshot_dir);
+	if (!dir)
+		return -ENOMEM;
+	int rc = 0;
+	rc |= argv_push(a, "-object");
+	rc |= argv_push(a, "memory-backend-file,id=ram,size=%uM,mem-path=%s/memory,share=%s",
+			s->memory_mb, dir, s->restore ? "off" : "on");
+	rc |= argv_push(a, "-chardev");
+	rc |= argv_push(a, "socket,id=control,fd=%d", s->control_fd);
+	rc |= argv_push(a, "-mon");
+	rc |= argv_push(a, "chardev=control,mode=control");
+	if (s->restore) {
+		rc |= argv_push(a, "-incoming");
+		rc |= argv_push(a, "defer");
+	}
+	free(dir);
+	return rc ? -ENOMEM : 0;
+}
+
 static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 {
 	char *rootfs = qemu_escape(s->rootfs), *serial_log = qemu_escape(s->serial_log);
@@ -83,7 +118,8 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 	/* microvm without ACPI: QEMU then declares the virtio-mmio devices on the kernel command
 	 * line itself, which our kernel (no ACPI) needs. */
 	rc |= argv_push(a, "-M");
-	rc |= argv_push(a, "microvm,acpi=off,x-option-roms=off");
+	rc |= argv_push(a, "microvm,acpi=off,x-option-roms=off%s",
+			s->snapshot_dir ? ",memory-backend=ram" : "");
 	rc |= argv_push(a, "-accel");
 	rc |= argv_push(a, "tcg");
 	rc |= argv_push(a, "-cpu");
@@ -105,19 +141,26 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 	 * boot; the PIT that microvm provides serves as the tick instead. */
 	rc |= argv_push(a, "-append");
 	rc |= argv_push(a, "console=ttyS0 quiet reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 "
-			   "init=/sbin/init nolapic_timer");
+			   "init=/sbin/init nolapic_timer%s%s",
+			s->warm_language ? " airlock.warm=" : "",
+			s->warm_language ? s->warm_language : "");
 	rc |= argv_push(a, "-drive");
 	rc |= argv_push(a, "id=root,file=%s,format=raw,if=none,read-only=on", rootfs);
 	rc |= argv_push(a, "-device");
 	rc |= argv_push(a, "virtio-blk-device,drive=root");
+	/* A serial port, not a console: QEMU drops console bytes it cannot write at once (a host
+	 * slower than the guest's output would lose frames), but throttles a port instead. Ports
+	 * other than 0 need the multiport feature; the guest sees /dev/vport0p1. */
 	rc |= argv_push(a, "-device");
-	rc |= argv_push(a, "virtio-serial-device,max_ports=1");
+	rc |= argv_push(a, "virtio-serial-device,max_ports=2");
 	rc |= argv_push(a, "-chardev");
 	rc |= argv_push(a, "socket,id=channel,fd=%d", s->channel_fd);
 	rc |= argv_push(a, "-device");
-	rc |= argv_push(a, "virtconsole,chardev=channel");
+	rc |= argv_push(a, "virtserialport,chardev=channel,nr=1,name=airlock");
 	rc |= argv_push(a, "-serial");
 	rc |= argv_push(a, "file:%s", serial_log);
+	if (s->snapshot_dir)
+		rc |= push_snapshot_args(s, a);
 	free(rootfs);
 	free(serial_log);
 	return rc ? -ENOMEM : 0;
@@ -127,4 +170,5 @@ const struct launcher launcher_tcg = {
 	.name = "tcg",
 	.probe = tcg_probe,
 	.command = tcg_command,
+	.program = tcg_program,
 };

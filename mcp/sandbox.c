@@ -1,6 +1,8 @@
 /* One VM's life (see sandbox.h). The phases:
  *
- *   BOOTING   VM process spawned; waiting for READY (deadline: boot_timeout_ms)
+ *   BOOTING   VM process spawned (booting, or restoring a snapshot and asked PING); waiting for
+ *             READY (deadline: boot_timeout_ms)
+ *   IDLE      READY came before a request (the warm pool); no deadline, the guest sits in HLT
  *   RUNNING   RUN sent; collecting STDOUT/STDERR (deadline: timeout + RUN_GRACE_MS)
  *   ENDING    the result is known; the VM is killed and every handle closed
  *
@@ -9,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -20,15 +23,18 @@
 #include <unistd.h>
 
 #include "frame.h"
+#include "qmp.h"
 #include "sandbox.h"
 
 /* After the program's limit the agent kills it and reports; the host waits this much longer for
  * that report before killing the VM itself. */
 #define RUN_GRACE_MS 2000
 #define CHANNEL_FD_IN_VM 3
+#define CONTROL_FD_IN_VM 4 /* tcg restore: QEMU's QMP monitor */
+#define STATE_FD_IN_VM 5   /* tcg restore: the migration stream */
 #define DEFAULT_BOOT_TIMEOUT_MS 60000 /* a cold boot under emulation on a loaded 2-core host */
 
-enum phase { PHASE_BOOTING, PHASE_RUNNING, PHASE_ENDING };
+enum phase { PHASE_BOOTING, PHASE_IDLE, PHASE_RUNNING, PHASE_ENDING };
 
 struct sandbox {
 	uv_loop_t *loop;
@@ -36,7 +42,11 @@ struct sandbox {
 	uv_pipe_t channel;
 	uv_timer_t timer;
 	uv_write_t write_req;
+	uv_write_t ping_req;
 	enum phase phase;
+	bool has_request;
+	sandbox_ready_fn ready;
+	int control_fd; /* tcg restore: our end of QEMU's QMP socket, open while the VM lives */
 	bool process_running;
 	int64_t exit_status; /* of the VM process, once it has exited */
 	int exit_signal;
@@ -139,6 +149,8 @@ static void release(struct sandbox *sb)
 	free(sb->exit_payload);
 	free(sb->res.out.data);
 	free(sb->res.err.data);
+	if (sb->control_fd >= 0)
+		close(sb->control_fd);
 	unlink(sb->serial_log);
 	rmdir(sb->tmpdir);
 	free(sb);
@@ -295,8 +307,9 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 {
 	struct sandbox *sb = ctx;
 	struct sandbox_result *r = &sb->res;
-	if (sb->phase == PHASE_BOOTING && type != AL_FRAME_READY && type != AL_FRAME_ERROR) {
-		fail(sb, -EPROTO, "the guest sent frame type %u before READY", type);
+	if ((sb->phase == PHASE_BOOTING && type != AL_FRAME_READY && type != AL_FRAME_ERROR) ||
+	    (sb->phase == PHASE_IDLE)) {
+		fail(sb, -EPROTO, "the guest sent frame type %u before it had a request", type);
 		return -EPROTO;
 	}
 	switch (type) {
@@ -309,6 +322,13 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 			return -EPROTO;
 		}
 		r->boot_ms = (double)(now_ns() - sb->spawned_ns) / 1e6;
+		if (!sb->has_request) {
+			sb->phase = PHASE_IDLE;
+			uv_timer_stop(&sb->timer);
+			if (sb->ready)
+				sb->ready(sb, sb->ctx);
+			return 0;
+		}
 		int rc = send_request(sb);
 		if (rc) {
 			fail(sb, -EIO, "cannot send the request: %s", strerror(rc < 0 ? -rc : rc));
@@ -413,8 +433,27 @@ static int build_request(struct sandbox *sb, const struct sandbox_request *req)
 	return 0;
 }
 
+/* A tcg restore: QEMU waits (-incoming defer) for the commands that load the stream from
+ * STATE_FD_IN_VM. They are queued on the QMP socket at once; QEMU's answers are not read (a
+ * failed load ends QEMU, and its message reaches the boot log). */
+static int open_restore_fds(struct sandbox *sb, int control[2], int *state_fd)
+{
+	char path[PATH_MAX + 8], commands[512];
+	snprintf(path, sizeof path, "%s/state", sb->vm.snapshot_dir);
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0)
+		return -errno;
+	*state_fd = open(path, O_RDONLY | O_CLOEXEC);
+	int rc = *state_fd < 0 ? -errno : qmp_restore_commands(STATE_FD_IN_VM, commands,
+							       sizeof commands);
+	if (rc == 0 && write(control[0], commands, strlen(commands)) != (ssize_t)strlen(commands))
+		rc = -errno;
+	return rc;
+}
+
 static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t err_len)
 {
+	bool restore = sb->vm.snapshot_dir != NULL;
+	bool tcg_restore = restore && strcmp(sb->vm.launcher->name, "tcg") == 0;
 	struct vm_spec spec = {
 		.kernel = sb->vm.kernel,
 		.rootfs = sb->vm.rootfs,
@@ -422,25 +461,38 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		.memory_mb = sb->vm.memory_mb,
 		.vcpus = sb->vm.vcpus,
 		.channel_fd = CHANNEL_FD_IN_VM,
+		.warm_language = restore ? sb->vm.snapshot_language : NULL,
+		.snapshot_dir = sb->vm.snapshot_dir,
+		.restore = restore,
+		.control_fd = tcg_restore ? CONTROL_FD_IN_VM : -1,
+		.state_fd = tcg_restore ? STATE_FD_IN_VM : -1,
 	};
-	struct argv_list argv = {0};
-	int rc = sb->vm.launcher->command(&spec, &argv);
+	int control[2] = {-1, -1}, state_fd = -1;
+	int rc = tcg_restore ? open_restore_fds(sb, control, &state_fd) : 0;
 	if (rc) {
+		snprintf(err, err_len, "cannot open the snapshot %s: %s", sb->vm.snapshot_dir,
+			 strerror(-rc));
+		goto out;
+	}
+	struct argv_list argv = {0};
+	if ((rc = sb->vm.launcher->command(&spec, &argv)) != 0) {
 		argv_free(&argv);
 		snprintf(err, err_len, "cannot build the %s command line", sb->vm.launcher->name);
-		return rc;
+		goto out;
 	}
-	uv_stdio_container_t stdio[CHANNEL_FD_IN_VM + 1] = {
+	uv_stdio_container_t stdio[STATE_FD_IN_VM + 1] = {
 		{.flags = UV_IGNORE},
 		{.flags = UV_INHERIT_FD, .data.fd = log_fd},
 		{.flags = UV_INHERIT_FD, .data.fd = log_fd},
 		{.flags = UV_INHERIT_FD, .data.fd = vm_fd},
+		{.flags = UV_INHERIT_FD, .data.fd = control[1]},
+		{.flags = UV_INHERIT_FD, .data.fd = state_fd},
 	};
 	uv_process_options_t options = {
 		.exit_cb = on_process_exit,
 		.file = argv.items[0],
 		.args = argv.items,
-		.stdio_count = CHANNEL_FD_IN_VM + 1,
+		.stdio_count = tcg_restore ? STATE_FD_IN_VM + 1 : CHANNEL_FD_IN_VM + 1,
 		.stdio = stdio,
 	};
 	sb->process.data = sb;
@@ -448,10 +500,35 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 	if (rc)
 		snprintf(err, err_len, "cannot start %s: %s", argv.items[0], uv_strerror(rc));
 	argv_free(&argv);
+out:
+	if (control[1] >= 0)
+		close(control[1]);
+	if (state_fd >= 0)
+		close(state_fd);
+	if (rc == 0)
+		sb->control_fd = control[0];
+	else if (control[0] >= 0)
+		close(control[0]);
 	return rc;
 }
 
-int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct sandbox_request *req,
+static void on_ping_written(uv_write_t *req, int status)
+{
+	struct sandbox *sb = req->data;
+	if (status < 0 && status != UV_ECANCELED)
+		fail(sb, -EIO, "cannot reach the restored guest: %s", uv_strerror(status));
+}
+
+/* A restored guest's READY is in its snapshot; PING asks for a fresh one. */
+static int send_ping(struct sandbox *sb)
+{
+	static const struct al_frame_header ping = {.type = AL_FRAME_PING, .length = 0};
+	uv_buf_t buf = uv_buf_init((char *)&ping, sizeof ping);
+	sb->ping_req.data = sb;
+	return uv_write(&sb->ping_req, (uv_stream_t *)&sb->channel, &buf, 1, on_ping_written);
+}
+
+int sandbox_spawn(uv_loop_t *loop, const struct sandbox_vm *vm, sandbox_ready_fn ready,
 		  sandbox_done_fn done, void *ctx, struct sandbox **out, char *err, size_t err_len)
 {
 	struct sandbox *sb = calloc(1, sizeof *sb);
@@ -461,28 +538,21 @@ int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct san
 	}
 	sb->loop = loop;
 	sb->vm = *vm;
+	sb->ready = ready;
 	sb->done = done;
 	sb->ctx = ctx;
+	sb->control_fd = -1;
 	frame_decoder_init(&sb->decoder);
-	int rc = build_request(sb, req);
-	if (rc) {
-		snprintf(err, err_len, "request too large (code + stdin + files over %u MiB)",
-			 (AL_FRAME_MAX_PAYLOAD >> 20) - 1);
-		free(sb->request);
-		free(sb);
-		return rc;
-	}
 
 	const char *tmp = getenv("TMPDIR");
 	snprintf(sb->tmpdir, sizeof sb->tmpdir, "%s/airlock-vm-XXXXXX",
 		 tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
 	int fds[2] = {-1, -1};
-	int log_fd = -1;
+	int log_fd = -1, rc;
 	if (!mkdtemp(sb->tmpdir)) {
 		rc = -errno;
 		snprintf(err, err_len, "cannot create a directory under %s: %s", sb->tmpdir,
 			 strerror(errno));
-		free(sb->request);
 		free(sb);
 		return rc;
 	}
@@ -491,7 +561,12 @@ int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct san
 	if (log_fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
 		rc = -errno;
 		snprintf(err, err_len, "cannot set up the VM channel: %s", strerror(errno));
-		goto fail_early;
+		if (log_fd >= 0)
+			close(log_fd);
+		unlink(sb->serial_log);
+		rmdir(sb->tmpdir);
+		free(sb);
+		return rc;
 	}
 
 	/* From here on every failure is reported through done(), after the handles close. */
@@ -510,6 +585,8 @@ int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct san
 		rc = uv_pipe_open(&sb->channel, fds[0]);
 		if (rc == 0)
 			rc = uv_read_start((uv_stream_t *)&sb->channel, on_alloc, on_read);
+		if (rc == 0 && vm->snapshot_dir)
+			rc = send_ping(sb);
 		if (rc)
 			snprintf(spawn_err, sizeof spawn_err, "cannot watch the VM channel: %s",
 				 uv_strerror(rc));
@@ -523,19 +600,50 @@ int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct san
 	else
 		uv_timer_start(&sb->timer, on_timeout, vm->boot_timeout_ms, 0);
 	return 0;
+}
 
-fail_early:
-	if (log_fd >= 0)
-		close(log_fd);
-	if (fds[0] >= 0)
-		close(fds[0]);
-	if (fds[1] >= 0)
-		close(fds[1]);
-	unlink(sb->serial_log);
-	rmdir(sb->tmpdir);
-	free(sb->request);
-	free(sb);
-	return rc;
+void sandbox_submit(struct sandbox *sb, const struct sandbox_request *req, sandbox_done_fn done,
+		    void *ctx)
+{
+	sb->done = done;
+	sb->ctx = ctx;
+	if (sb->has_request || sb->phase == PHASE_ENDING) {
+		fail(sb, -EBUSY, "internal error: this VM cannot take a request any more");
+		return;
+	}
+	int rc = build_request(sb, req);
+	if (rc) {
+		free(sb->request);
+		sb->request = NULL;
+		fail(sb, rc, "%s", rc == -EMSGSIZE ? "request too large (code + stdin + files over "
+						     "the frame limit)"
+						   : "out of memory");
+		return;
+	}
+	sb->has_request = true;
+	if (sb->phase == PHASE_IDLE && (rc = send_request(sb)) != 0)
+		fail(sb, -EIO, "cannot send the request: %s", strerror(rc < 0 ? -rc : rc));
+}
+
+int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct sandbox_request *req,
+		  sandbox_done_fn done, void *ctx, struct sandbox **out, char *err, size_t err_len)
+{
+	if ((uint64_t)req->code_len + req->stdin_len + req->files_len + sizeof(struct al_run) >
+	    AL_FRAME_MAX_PAYLOAD) {
+		snprintf(err, err_len, "request too large (code + stdin + files over %u MiB)",
+			 (AL_FRAME_MAX_PAYLOAD >> 20) - 1);
+		return -EMSGSIZE;
+	}
+	struct sandbox *sb;
+	int rc = sandbox_spawn(loop, vm, NULL, done, ctx, &sb, err, err_len);
+	if (rc)
+		return rc;
+	if (out)
+		*out = sb;
+	/* an early spawn failure is already on its way to done(); the request then never goes */
+	if (sb->phase != PHASE_ENDING)
+		sandbox_submit(sb, req, done, ctx);
+	return 0;
 }
 
 void sandbox_cancel(struct sandbox *sb)

@@ -24,6 +24,10 @@ struct sandbox_vm {
 	unsigned vcpus;
 	uint32_t boot_timeout_ms; /* spawn until the agent is READY */
 	bool verbose;             /* copy the guest's boot log to stderr at the end */
+	/* Restore from this snapshot (snapshot.h) instead of booting, or NULL. The snapshot's
+	 * language is the only one its VM runs. */
+	const char *snapshot_dir;
+	const char *snapshot_language;
 };
 
 /* What to run. The sandbox copies everything it needs before sandbox_start() returns. */
@@ -66,10 +70,21 @@ struct sandbox_result {
  * are freed when the callback returns. */
 typedef void (*sandbox_done_fn)(struct sandbox *sb, const struct sandbox_result *res, void *ctx);
 
+/* Called when a VM started without a request is ready for one (its agent answered). */
+typedef void (*sandbox_ready_fn)(struct sandbox *sb, void *ctx);
+
 /* Starts a VM and runs req in it. Returns 0 (done will be called) or -errno with err set (done
  * will not be called). Later failures, a VM that cannot start included, arrive through done. */
 int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct sandbox_request *req,
 		  sandbox_done_fn done, void *ctx, struct sandbox **out, char *err, size_t err_len);
+/* Starts a VM without a request (the warm pool): ready() once it can take one, done() if it ends
+ * before. Same returns as sandbox_start(). */
+int sandbox_spawn(uv_loop_t *loop, const struct sandbox_vm *vm, sandbox_ready_fn ready,
+		  sandbox_done_fn done, void *ctx, struct sandbox **out, char *err, size_t err_len);
+/* Gives a spawned VM its one request; from now on done/ctx receive its result, failures (a
+ * request too large, say) included. */
+void sandbox_submit(struct sandbox *sb, const struct sandbox_request *req, sandbox_done_fn done,
+		    void *ctx);
 /* Kills the VM now; done follows with error -ECANCELED. Safe to call more than once. */
 void sandbox_cancel(struct sandbox *sb);
 /* "python", "javascript" or "bash" to its enum al_language. Returns 0 or -EINVAL. */

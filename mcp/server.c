@@ -8,8 +8,10 @@
 #include <time.h>
 
 #include "config.h"
+#include "pool.h"
 #include "rpc.h"
 #include "server.h"
+#include "snapshot.h"
 #include "tools.h"
 
 static const char *const supported_versions[] = {
@@ -29,6 +31,11 @@ struct server {
 	uv_work_t image_work;
 	bool images_building, images_failed;
 	char images_error[1024];
+
+	/* per language: the snapshot VMs restore from (empty: boot instead), and the warm pool */
+	char snapshots[AL_LANG_BASH + 1][PATH_MAX];
+	struct pool *pool;
+	bool pool_stopping;
 
 	struct call *calls; /* every call in flight, queued or running */
 	struct call *queue_head, *queue_tail;
@@ -96,9 +103,15 @@ static void on_rpc_closed(void *ctx)
 	stopped(stopped_ctx);
 }
 
+static void on_pool_stopped(void *ctx);
+
 static void close_if_done(struct server *srv)
 {
-	if (srv->shutting_down && !srv->calls && !srv->rpc_closing) {
+	if (srv->shutting_down && srv->pool && !srv->pool_stopping) {
+		srv->pool_stopping = true;
+		pool_stop(srv->pool, on_pool_stopped, srv);
+	}
+	if (srv->shutting_down && !srv->calls && !srv->pool && !srv->rpc_closing) {
 		srv->rpc_closing = true;
 		rpc_close(srv->rpc, on_rpc_closed);
 	}
@@ -217,13 +230,52 @@ void server_shutdown(struct server *srv)
 	close_if_done(srv);
 }
 
-/* ---- the first-use image build ---- */
+static void on_pool_stopped(void *ctx)
+{
+	struct server *srv = ctx;
+	srv->pool = NULL;
+	close_if_done(srv);
+}
+
+/* ---- the first-use image build, snapshots and the warm pool ---- */
 
 static void build_images(uv_work_t *work)
 {
 	struct server *srv = work->data;
-	if (images_build(&srv->cfg.images, false, srv->images_error, sizeof srv->images_error) != 0)
+	const struct server_config *cfg = &srv->cfg;
+	if (images_build(&cfg->images, false, srv->images_error, sizeof srv->images_error) != 0 ||
+	    snapshot_ensure_all(cfg->launcher, &cfg->images, cfg->memory_mb, cfg->vcpus,
+				srv->images_error, sizeof srv->images_error) != 0)
 		srv->images_failed = true;
+}
+
+static void pool_log(void *ctx, const char *message)
+{
+	server_log(ctx, LOG_WARNING, "%s", message);
+}
+
+/* Finds each language's snapshot and starts the warm pool. Without a snapshot a language's VMs
+ * boot (slowly, but they work), and that is said once. */
+static void start_pool(struct server *srv)
+{
+	static const char *const names[] = {[AL_LANG_PYTHON] = "python",
+					    [AL_LANG_JAVASCRIPT] = "javascript",
+					    [AL_LANG_BASH] = "bash"};
+	struct pool_config pc = {.size = srv->cfg.pool_size, .log = pool_log, .log_ctx = srv};
+	for (int l = AL_LANG_PYTHON; l <= AL_LANG_BASH; l++) {
+		struct snapshot_spec spec = {srv->cfg.launcher, &srv->cfg.images, names[l],
+					     srv->cfg.memory_mb, srv->cfg.vcpus, 0};
+		char why[512];
+		if (snapshot_locate(&spec, srv->snapshots[l], sizeof srv->snapshots[l]) != 0 ||
+		    snapshot_check(&spec, srv->snapshots[l], why, sizeof why) != 0) {
+			server_log(srv, LOG_WARNING, "%s VMs will boot instead of being restored: %s",
+				   names[l], why);
+			srv->snapshots[l][0] = '\0';
+		}
+		server_vm_spec(srv, (enum al_language)l, &pc.vm[l]);
+	}
+	if (srv->cfg.pool_size > 0 && pool_start(srv->loop, &pc, &srv->pool) != 0)
+		server_log(srv, LOG_WARNING, "cannot start the warm pool; VMs start on demand");
 }
 
 static void images_built(uv_work_t *work, int status)
@@ -239,11 +291,38 @@ static void images_built(uv_work_t *work, int status)
 		free(srv);
 		return;
 	}
-	if (srv->images_failed)
+	if (srv->images_failed) {
 		server_log(srv, LOG_ERROR, "%s", srv->images_error);
-	else
-		server_log(srv, LOG_INFO, "guest images built");
+	} else {
+		server_log(srv, LOG_DEBUG, "guest images and snapshots ready");
+		if (!srv->shutting_down)
+			start_pool(srv);
+	}
 	pump_queue(srv);
+}
+
+void server_vm_spec(const struct server *srv, enum al_language language, struct sandbox_vm *vm)
+{
+	static const char *const names[] = {[AL_LANG_PYTHON] = "python",
+					    [AL_LANG_JAVASCRIPT] = "javascript",
+					    [AL_LANG_BASH] = "bash"};
+	const struct server_config *cfg = &srv->cfg;
+	*vm = (struct sandbox_vm){
+		.launcher = cfg->launcher,
+		.kernel = cfg->images.kernel,
+		.rootfs = cfg->images.rootfs,
+		.memory_mb = cfg->memory_mb,
+		.vcpus = cfg->vcpus,
+		.boot_timeout_ms = cfg->boot_timeout_ms,
+		.verbose = cfg->verbose,
+		.snapshot_dir = srv->snapshots[language][0] ? srv->snapshots[language] : NULL,
+		.snapshot_language = names[language],
+	};
+}
+
+struct sandbox *server_take_vm(struct server *srv, enum al_language language)
+{
+	return srv->pool ? pool_take(srv->pool, language) : NULL;
 }
 
 bool server_images_ready(struct server *srv, char *err, size_t err_len)
@@ -425,9 +504,12 @@ int server_start(uv_loop_t *loop, const struct server_config *cfg, int in_fd, in
 	srv->client_level = LOG_WARNING;
 	srv->stopped = stopped;
 	srv->ctx = ctx;
-	if (!srv->cfg.unavailable[0] && !images_ready(&srv->cfg.images)) {
-		fprintf(stderr, "airlock: guest images are not built yet; building them now (first "
-				"use only, several minutes); calls wait for it\n");
+	/* the images, then the snapshots: built when missing (first use only; minutes), checked
+	 * otherwise (milliseconds); calls wait for it */
+	if (!srv->cfg.unavailable[0]) {
+		if (!images_ready(&srv->cfg.images))
+			fprintf(stderr, "airlock: guest images are not built yet; building them now "
+					"(first use only, several minutes); calls wait for it\n");
 		srv->images_building = true;
 		srv->image_work.data = srv;
 		int rc = uv_queue_work(loop, &srv->image_work, build_images, images_built);

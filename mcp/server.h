@@ -12,6 +12,7 @@
 
 #include "images.h"
 #include "launcher.h"
+#include "sandbox.h"
 
 #define MCP_PROTOCOL_LATEST "2025-11-25"
 
@@ -20,6 +21,7 @@ struct server_config {
 	struct images images;
 	unsigned memory_mb, vcpus;
 	unsigned max_concurrent; /* VMs running at once; further calls wait */
+	unsigned pool_size;      /* warm VMs waiting per language */
 	double max_timeout_s;    /* cap on execute_code's timeout_s */
 	uint32_t boot_timeout_ms;
 	bool verbose;
@@ -68,6 +70,11 @@ void server_progress(struct call *call, double progress, const char *message);
 
 /* Runs call->start once a VM slot is free and the guest images are built (FIFO). */
 void call_run_when_ready(struct call *call);
+/* The VM a call of language starts when the pool has none: restored from the language's
+ * snapshot when there is one, else booted. */
+void server_vm_spec(const struct server *srv, enum al_language language, struct sandbox_vm *vm);
+/* A warm VM for language from the pool (the caller's now), or NULL. */
+struct sandbox *server_take_vm(struct server *srv, enum al_language language);
 /* Whether the images are ready; when they are not, err explains (build running or failed). */
 bool server_images_ready(struct server *srv, char *err, size_t err_len);
 /* Ends the call with a result (stolen) and frees it; releases its VM slot. */

@@ -77,10 +77,12 @@ run_kvm() { # NAME SCRIPT
     return
   fi
   # In the test host: one fresh test host per test, with a deadline. The emulated AMD-V (QEMU
-  # TCG's nested SVM) now and then freezes the whole test host (its kernel stops scheduling);
-  # only then, when no result came out at all, is the test run again, at most three times, and said
-  # so. A test that fails its assertions fails.
+  # TCG's nested SVM) now and then stalls the test host's own kernel (it prints "soft lockup" or an
+  # RCU stall, or stops altogether). Only then, when no result came out or the test host's kernel
+  # reported such a stall while a test failed, is the test run again, at most three times, and said
+  # so. A test that fails its assertions on a healthy test host fails.
   local log=build/kvm-suite.log p=0 f=0 t tries out summary
+  local host_stall='soft lockup|rcu_(sched|preempt) self-detected stall|rcu: INFO: rcu_(sched|preempt) detected stalls'
   : >"$log"
   echo "== $name: in the KVM test host, one boot per test (log: $log)"
   for t in $($python "test/integration/$script" --list); do
@@ -88,11 +90,19 @@ run_kvm() { # NAME SCRIPT
       out=$(KVMHOST_TIMEOUT=120 bash test/kvmhost/suite.sh "test/integration/$script" "$t" 2>&1)
       echo "$out" >>"$log"
       summary=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
-      [ -n "$summary" ] && break
-      echo "   $t: the test host froze (no result; see $log), booting it again"
+      if [ -z "$summary" ]; then
+        echo "   $t: the test host froze (no result; see $log), booting it again"
+      elif [[ $summary != *", 0 failed"* ]] && echo "$out" | grep -qE "$host_stall"; then
+        echo "   $t: failed while the test host's kernel reported a stall:"
+        echo "$out" | grep -E "$host_stall" | head -2 | sed 's/^/     /'
+        echo "   booting it again"
+        summary=""
+      else
+        break
+      fi
     done
     echo "$out" | grep -E '^(PASS|FAIL) ' | grep -v no_vm_process || true
-    echo "$out" | grep -A12 -E '^FAIL ' | grep -vE '^(PASS|FAIL) ' || true
+    echo "$out" | grep -A30 -E '^FAIL ' | grep -vE '^(PASS|FAIL) ' || true
     if [ -z "$summary" ]; then
       f=$((f + 1))
     else

@@ -40,7 +40,7 @@ static int kvm_ioctl_failed(const char *what)
 	return err;
 }
 
-int vm_create(struct vm *vm, uint64_t mem_size)
+int vm_create(struct vm *vm, uint64_t mem_size, int mem_fd)
 {
 	memset(vm, 0, sizeof *vm);
 	vm->kvm_fd = vm->vm_fd = vm->vcpu_fd = -1;
@@ -74,8 +74,10 @@ int vm_create(struct vm *vm, uint64_t mem_size)
 	if (ioctl(vm->vm_fd, KVM_CREATE_PIT2, &pit) < 0)
 		return kvm_ioctl_failed("CREATE_PIT2");
 
+	/* a snapshot's memory file: its page cache is shared by every VM restored from it, and
+	 * each VM's writes are its own copies */
 	void *host = mmap(NULL, mem_size, PROT_READ | PROT_WRITE,
-			  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+			  MAP_PRIVATE | MAP_NORESERVE | (mem_fd < 0 ? MAP_ANONYMOUS : 0), mem_fd, 0);
 	if (host == MAP_FAILED) {
 		int err = -errno;
 		vmm_log("cannot map %llu MiB of guest memory: %s", (unsigned long long)mem_size >> 20,
@@ -198,6 +200,19 @@ static void handle_mmio(struct vm *vm)
 		dev->write(dev, run->mmio.phys_addr - dev->base, run->mmio.data, len);
 	else
 		dev->read(dev, run->mmio.phys_addr - dev->base, run->mmio.data, len);
+}
+
+int vcpu_complete_exit(struct vm *vm)
+{
+	vm->run->immediate_exit = 1;
+	int rc = ioctl(vm->vcpu_fd, KVM_RUN, 0);
+	int err = errno;
+	vm->run->immediate_exit = 0;
+	if (rc == 0 || err != EINTR) {
+		vmm_log("KVM: ioctl (RUN) with immediate_exit did not return EINTR");
+		return rc == 0 ? -EIO : -err;
+	}
+	return 0;
 }
 
 int vm_run(struct vm *vm)

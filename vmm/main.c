@@ -1,7 +1,10 @@
 /* airlock-vmm: one process per microVM, started by airlock (never by users). Boots the guest's
  * vmlinux on /dev/kvm with a read-only virtio-blk root disk, a virtio-console port on the host
  * channel (an fd it inherits) and an 8250 UART for the boot log, and runs until the guest ends.
- * Exit status: 0 when the guest shut down, 1 when the VM failed, 2 for bad arguments.
+ * With --snapshot-to DIR, SIGUSR2 stops the guest and writes a snapshot to DIR instead (exit 0
+ * once it is on disk); --restore DIR resumes a VM from one (snapshot.c) without booting.
+ * Exit status: 0 when the guest shut down (or the snapshot was written), 1 when the VM failed,
+ * 2 for bad arguments, 3 when a snapshot was refused (corrupt, or from another build or host).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +19,7 @@
 #include <unistd.h>
 
 #include "layout.h"
+#include "snapshot.h"
 #include "vmm.h"
 
 #define VIRTIO_BLK_BASE LAYOUT_MMIO_BASE
@@ -23,6 +27,7 @@
 
 struct options {
 	const char *kernel, *rootfs, *serial_log, *cmdline_extra;
+	const char *snapshot_to, *restore;
 	int channel_fd;
 	unsigned memory_mb;
 	bool verbose;
@@ -32,7 +37,9 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: airlock-vmm --kernel VMLINUX --rootfs IMAGE --channel-fd N\n"
 			"                   [--memory-mb N] [--vcpus 1] [--serial-log FILE]\n"
-			"                   [--cmdline-extra ARGS] [--verbose]\n");
+			"                   [--cmdline-extra ARGS] [--snapshot-to DIR] [--verbose]\n"
+			"       airlock-vmm --restore DIR --rootfs IMAGE --channel-fd N\n"
+			"                   [--serial-log FILE] [--verbose]\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -46,6 +53,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"serial-log", required_argument, NULL, 's'},
 		{"cmdline-extra", required_argument, NULL, 'x'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"snapshot-to", required_argument, NULL, 'S'},
+		{"restore", required_argument, NULL, 'R'},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){.channel_fd = -1, .memory_mb = 512};
@@ -58,6 +67,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 's': o->serial_log = optarg; break;
 		case 'x': o->cmdline_extra = optarg; break;
 		case 'v': o->verbose = true; break;
+		case 'S': o->snapshot_to = optarg; break;
+		case 'R': o->restore = optarg; break;
 		case 'c':
 			o->channel_fd = (int)strtol(optarg, &end, 10);
 			if (*end || o->channel_fd < 0 || fcntl(o->channel_fd, F_GETFD) < 0) {
@@ -82,7 +93,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 			return -EINVAL;
 		}
 	}
-	if (!o->kernel || !o->rootfs || o->channel_fd < 0 || optind < argc)
+	if (!o->rootfs || o->channel_fd < 0 || optind < argc)
+		return -EINVAL;
+	/* a restored VM has its kernel and memory size in the snapshot */
+	if (o->restore ? o->snapshot_to != NULL : o->kernel == NULL)
 		return -EINVAL;
 	return 0;
 }
@@ -175,6 +189,33 @@ static int attach_devices(struct vm *vm, const struct options *o)
 	return rc;
 }
 
+static void on_snapshot_signal(int sig)
+{
+	(void)sig;
+	vm_request_stop(NULL, VM_RUN_SNAPSHOT);
+}
+
+/* Restore: the snapshot is checked before any KVM state exists; whatever it holds that this
+ * host or these devices refuse is the snapshot's fault too (status 3). */
+static int restore(struct vm *vm, const struct options *o)
+{
+	struct snapshot snap;
+	if (snapshot_load(o->restore, &snap) != 0)
+		return SNAP_EXIT_REFUSED;
+	if (vm_create(vm, snap.img.mem_size, snap.mem_fd) != 0)
+		return 1;
+	close(snap.mem_fd); /* the mapping keeps the file */
+	vm->verbose = o->verbose;
+	if (attach_devices(vm, o) != 0)
+		return 1;
+	if (snapshot_restore(vm, &snap) != 0) {
+		vmm_log("snapshot %s refused: its state does not fit this VM or host", o->restore);
+		return SNAP_EXIT_REFUSED;
+	}
+	free(snap.file);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	/* airlock owns this VM: if airlock dies, the VM goes with it */
@@ -185,14 +226,25 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	if (o.snapshot_to) {
+		struct sigaction sa = {.sa_handler = on_snapshot_signal}; /* no SA_RESTART */
+		sigaction(SIGUSR2, &sa, NULL);
+	}
 	struct vm vm;
-	int rc = vm_create(&vm, (uint64_t)o.memory_mb << 20);
-	vm.verbose = o.verbose;
-	if (rc == 0)
-		rc = boot(&vm, &o);
-	if (rc == 0)
-		rc = attach_devices(&vm, &o);
-	int status = rc == 0 ? vm_run(&vm) : 1;
+	int rc;
+	if (o.restore) {
+		rc = restore(&vm, &o);
+	} else {
+		rc = vm_create(&vm, (uint64_t)o.memory_mb << 20, -1) != 0 ? 1 : 0;
+		vm.verbose = o.verbose;
+		if (rc == 0 && boot(&vm, &o) != 0)
+			rc = 1;
+		if (rc == 0 && attach_devices(&vm, &o) != 0)
+			rc = 1;
+	}
+	int status = rc == 0 ? vm_run(&vm) : rc;
+	if (status == VM_RUN_SNAPSHOT)
+		status = snapshot_save(&vm, o.snapshot_to) == 0 ? 0 : 1;
 	/* Other threads may still be in a device; exit without unwinding them. */
 	fflush(stderr);
 	_exit(status);

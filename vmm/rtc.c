@@ -57,12 +57,39 @@ static void rtc_write(struct io_device *io, uint64_t offset, const void *data, u
 		rtc->index = *(const uint8_t *)data & 0x7f; /* bit 7 is the NMI mask */
 }
 
+/* Snapshot: the selected register (the time itself is always the host's). */
+static int rtc_save(struct io_device *io, void *buf, size_t cap, size_t *len)
+{
+	struct rtc *rtc = io->state;
+	if (cap < 1)
+		return -E2BIG;
+	memcpy(buf, &rtc->index, 1);
+	*len = 1;
+	return 0;
+}
+
+static int rtc_restore(struct io_device *io, const void *buf, size_t len)
+{
+	struct rtc *rtc = io->state;
+	uint8_t index;
+	if (len != 1)
+		return -EINVAL;
+	memcpy(&index, buf, 1);
+	if (index > 0x7f) {
+		vmm_log("snapshot: rtc: bad register index");
+		return -EINVAL;
+	}
+	rtc->index = index;
+	return 0;
+}
+
 int rtc_create(struct vm *vm)
 {
 	struct rtc *rtc = calloc(1, sizeof *rtc);
 	if (!rtc)
 		return -ENOMEM;
 	rtc->io = (struct io_device){.name = "rtc", .is_port = true, .base = RTC_PORT, .size = 2,
-				     .read = rtc_read, .write = rtc_write, .state = rtc};
+				     .read = rtc_read, .write = rtc_write, .save = rtc_save,
+				     .restore = rtc_restore, .state = rtc};
 	return vm_add_device(vm, &rtc->io);
 }

@@ -107,6 +107,46 @@ static void serial_write(struct io_device *io, uint64_t offset, const void *data
 	}
 }
 
+/* Snapshot: the registers the guest wrote, and a pending THRE interrupt. A partial log line
+ * is flushed, not saved. */
+struct saved_serial {
+	uint8_t ier, lcr, mcr, scr, dll, dlm, thri_pending, reserved;
+};
+
+static int serial_save(struct io_device *io, void *buf, size_t cap, size_t *len)
+{
+	struct serial *s = io->state;
+	struct saved_serial v = {.ier = s->ier, .lcr = s->lcr, .mcr = s->mcr, .scr = s->scr,
+				 .dll = s->dll, .dlm = s->dlm, .thri_pending = s->thri_pending};
+	if (cap < sizeof v)
+		return -E2BIG;
+	flush_line(s);
+	memcpy(buf, &v, sizeof v);
+	*len = sizeof v;
+	return 0;
+}
+
+static int serial_restore(struct io_device *io, const void *buf, size_t len)
+{
+	struct serial *s = io->state;
+	struct saved_serial v;
+	if (len != sizeof v)
+		return -EINVAL;
+	memcpy(&v, buf, sizeof v);
+	if (v.ier & ~0x0fu || v.thri_pending > 1) {
+		vmm_log("snapshot: serial: bad register state");
+		return -EINVAL;
+	}
+	s->ier = v.ier;
+	s->lcr = v.lcr;
+	s->mcr = v.mcr;
+	s->scr = v.scr;
+	s->dll = v.dll;
+	s->dlm = v.dlm;
+	s->thri_pending = v.thri_pending;
+	return 0;
+}
+
 int serial_create(struct vm *vm, int log_fd)
 {
 	struct serial *s = calloc(1, sizeof *s);
@@ -119,11 +159,12 @@ int serial_create(struct vm *vm, int log_fd)
 		return rc;
 	}
 	s->io = (struct io_device){.name = "serial", .is_port = true, .base = SERIAL_BASE,
-				   .size = 8, .read = serial_read, .write = serial_write, .state = s};
+				   .size = 8, .read = serial_read, .write = serial_write,
+				   .save = serial_save, .restore = serial_restore, .state = s};
 	return vm_add_device(vm, &s->io);
 }
 
-/* ---- i8042: only the reset line ---- */
+/* ---- i8042: only the reset line (no state: nothing to snapshot) ---- */
 
 static void i8042_read(struct io_device *io, uint64_t offset, void *data, unsigned len)
 {

@@ -289,6 +289,132 @@ static void mmio_write(struct io_device *io, uint64_t offset, const void *data, 
 	pthread_mutex_unlock(&dev->lock);
 }
 
+/* ---- snapshot ----
+ *
+ * The transport's blob: struct saved_transport, then the device's own blob (ops->save). */
+
+struct saved_queue {
+	uint64_t desc_gpa, avail_gpa, used_gpa;
+	uint16_t size, last_avail, used_idx;
+	uint8_t ready, reserved;
+};
+
+struct saved_transport {
+	uint32_t device_id, num_queues;
+	uint32_t status, interrupt_status;
+	uint32_t device_features_sel, driver_features_sel, queue_sel, reserved;
+	uint64_t driver_features;
+	struct saved_queue queues[VIRTIO_MAX_QUEUES];
+};
+_Static_assert(sizeof(struct saved_queue) == 32, "saved_queue has no padding");
+_Static_assert(sizeof(struct saved_transport) == 40 + 32 * VIRTIO_MAX_QUEUES,
+	       "saved_transport has no padding");
+
+#define VIRTIO_STATUS_KNOWN 0xcf /* ACK, DRIVER, DRIVER_OK, FEATURES_OK, NEEDS_RESET, FAILED */
+
+int virtio_mmio_save(struct io_device *io, void *buf, size_t cap, size_t *len)
+{
+	struct virtio_device *dev = io->state;
+	if (cap < sizeof(struct saved_transport))
+		return -E2BIG;
+	pthread_mutex_lock(&dev->lock);
+	struct saved_transport t = {
+		.device_id = dev->ops->device_id, .num_queues = dev->ops->num_queues,
+		.status = dev->status, .interrupt_status = dev->interrupt_status,
+		.device_features_sel = dev->device_features_sel,
+		.driver_features_sel = dev->driver_features_sel, .queue_sel = dev->queue_sel,
+		.driver_features = dev->driver_features};
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		const struct virtqueue *q = &dev->queues[i];
+		t.queues[i] = (struct saved_queue){
+			.desc_gpa = q->desc_gpa, .avail_gpa = q->avail_gpa, .used_gpa = q->used_gpa,
+			.size = q->size, .last_avail = q->last_avail, .used_idx = q->used_idx,
+			.ready = q->ready};
+	}
+	memcpy(buf, &t, sizeof t);
+	size_t own = 0;
+	int rc = dev->ops->save ? dev->ops->save(dev, (uint8_t *)buf + sizeof t,
+						 cap - sizeof t, &own)
+				: 0;
+	pthread_mutex_unlock(&dev->lock);
+	*len = sizeof t + own;
+	return rc;
+}
+
+/* A live queue from a file must be one the driver could have set up: enable_queue's rules, and
+ * all three areas inside guest RAM. */
+static const char *check_saved_queue(const struct guest_memory *mem, const struct saved_queue *q)
+{
+	if (q->ready > 1)
+		return "queue ready flag";
+	if (!q->ready)
+		return NULL; /* checked again when the driver enables it */
+	if (!is_power_of_two(q->size) || q->size > VIRTQ_MAX_SIZE)
+		return "queue size";
+	if (q->desc_gpa % 16 || q->avail_gpa % 2 || q->used_gpa % 4)
+		return "misaligned queue";
+	if (!gpa_ptr(mem, q->desc_gpa, sizeof(struct vring_desc) * q->size) ||
+	    !gpa_ptr(mem, q->avail_gpa, sizeof(struct vring_avail) + 2u * q->size + 2) ||
+	    !gpa_ptr(mem, q->used_gpa,
+		     sizeof(struct vring_used) + sizeof(struct vring_used_elem) * q->size + 2))
+		return "queue outside guest memory";
+	return NULL;
+}
+
+int virtio_mmio_restore(struct io_device *io, const void *buf, size_t len)
+{
+	struct virtio_device *dev = io->state;
+	struct saved_transport t;
+	if (len < sizeof t) {
+		vmm_log("snapshot: %s: state is %zu bytes, too short", dev->ops->name, len);
+		return -EINVAL;
+	}
+	memcpy(&t, buf, sizeof t);
+	const char *bad = NULL;
+	if (t.device_id != dev->ops->device_id || t.num_queues != dev->ops->num_queues)
+		bad = "another kind of device";
+	else if (t.status & ~(uint32_t)VIRTIO_STATUS_KNOWN)
+		bad = "device status";
+	else if (t.driver_features & ~offered_features(dev))
+		bad = "features the device never offered";
+	else if (t.interrupt_status & ~(uint32_t)(VIRTIO_MMIO_INT_VRING | VIRTIO_MMIO_INT_CONFIG))
+		bad = "interrupt status";
+	for (unsigned i = 0; !bad && i < VIRTIO_MAX_QUEUES; i++) {
+		if (i >= t.num_queues)
+			bad = t.queues[i].ready ? "a queue the device does not have" : NULL;
+		else
+			bad = check_saved_queue(dev->mem, &t.queues[i]);
+	}
+	if (bad) {
+		vmm_log("snapshot: %s: bad transport state (%s)", dev->ops->name, bad);
+		return -EINVAL;
+	}
+	pthread_mutex_lock(&dev->lock);
+	dev->status = t.status;
+	dev->interrupt_status = t.interrupt_status;
+	dev->device_features_sel = t.device_features_sel;
+	dev->driver_features_sel = t.driver_features_sel;
+	dev->queue_sel = t.queue_sel;
+	dev->driver_features = t.driver_features;
+	for (unsigned i = 0; i < VIRTIO_MAX_QUEUES; i++) {
+		const struct saved_queue *s = &t.queues[i];
+		dev->queues[i] = (struct virtqueue){
+			.size = s->size, .ready = s->ready, .desc_gpa = s->desc_gpa,
+			.avail_gpa = s->avail_gpa, .used_gpa = s->used_gpa,
+			.last_avail = s->last_avail, .used_idx = s->used_idx};
+	}
+	int rc = 0;
+	const uint8_t *own = (const uint8_t *)buf + sizeof t;
+	if (dev->ops->restore)
+		rc = dev->ops->restore(dev, own, len - sizeof t);
+	else if (len != sizeof t)
+		rc = -EINVAL;
+	pthread_mutex_unlock(&dev->lock);
+	if (rc)
+		vmm_log("snapshot: %s: bad device state", dev->ops->name);
+	return rc;
+}
+
 int virtio_mmio_attach(struct vm *vm, struct virtio_device *dev,
 		       const struct virtio_device_ops *ops, uint64_t base, unsigned gsi, void *state)
 {
@@ -316,6 +442,8 @@ void virtio_mmio_init(struct virtio_device *dev, const struct virtio_device_ops 
 		.size = 0x1000,
 		.read = mmio_read,
 		.write = mmio_write,
+		.save = virtio_mmio_save,
+		.restore = virtio_mmio_restore,
 		.state = dev,
 	};
 }

@@ -11,6 +11,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "vmm.h"
@@ -31,6 +32,10 @@ struct virtio_device_ops {
 	void (*queue_notify)(struct virtio_device *dev, unsigned q);
 	/* The driver reset the device (called with dev->lock held). */
 	void (*reset)(struct virtio_device *dev);
+	/* Snapshot of the device's own state, optional; called with dev->lock held, after the
+	 * transport's state was saved or restored. restore checks what it reads (a file). */
+	int (*save)(struct virtio_device *dev, void *buf, size_t cap, size_t *len);
+	int (*restore)(struct virtio_device *dev, const void *buf, size_t len);
 };
 
 struct virtqueue {
@@ -75,6 +80,11 @@ void virtio_mmio_init(struct virtio_device *dev, const struct virtio_device_ops 
  * the register window on the MMIO bus. Returns 0 or -errno. */
 int virtio_mmio_attach(struct vm *vm, struct virtio_device *dev,
 		       const struct virtio_device_ops *ops, uint64_t base, unsigned gsi, void *state);
+
+/* The transport's snapshot (io_device save/restore of the register window): status, features,
+ * interrupt status and every queue, then the device's own (ops->save/restore). */
+int virtio_mmio_save(struct io_device *io, void *buf, size_t cap, size_t *len);
+int virtio_mmio_restore(struct io_device *io, const void *buf, size_t len);
 
 /* Takes the next chain from q's avail ring. Returns 1 with *chain filled, 0 when the ring is
  * empty or the queue not usable, -EINVAL for a malformed chain or ring (the caller fails the

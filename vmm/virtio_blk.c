@@ -119,6 +119,38 @@ static void blk_queue_notify(struct virtio_device *dev, unsigned q)
 		virtio_notify_used(dev, queue);
 }
 
+/* Snapshot: the disk's size. The guest's page cache holds blocks of the disk it saw, so the
+ * disk given at restore must be that one; its size is the check we can afford. */
+struct saved_blk {
+	uint64_t size;
+};
+
+static int blk_save(struct virtio_device *dev, void *buf, size_t cap, size_t *len)
+{
+	struct blk *blk = dev->state;
+	struct saved_blk s = {.size = blk->size};
+	if (cap < sizeof s)
+		return -E2BIG;
+	memcpy(buf, &s, sizeof s);
+	*len = sizeof s;
+	return 0;
+}
+
+static int blk_restore(struct virtio_device *dev, const void *buf, size_t len)
+{
+	struct blk *blk = dev->state;
+	struct saved_blk s;
+	if (len != sizeof s)
+		return -EINVAL;
+	memcpy(&s, buf, sizeof s);
+	if (s.size != blk->size) {
+		vmm_log("snapshot: virtio-blk: the snapshot's root disk had %llu bytes, this one %llu",
+			(unsigned long long)s.size, (unsigned long long)blk->size);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 static const struct virtio_device_ops blk_ops = {
 	.name = "virtio-blk",
 	.device_id = 2, /* VIRTIO_ID_BLOCK */
@@ -126,6 +158,8 @@ static const struct virtio_device_ops blk_ops = {
 	.num_queues = 1,
 	.config_read = blk_config_read,
 	.queue_notify = blk_queue_notify,
+	.save = blk_save,
+	.restore = blk_restore,
 };
 
 int virtio_blk_create(struct vm *vm, int disk_fd, uint64_t base, unsigned gsi)

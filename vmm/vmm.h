@@ -33,6 +33,11 @@ struct io_device {
 	/* An access of len (1, 2, 4 or 8) bytes at offset from base. */
 	void (*read)(struct io_device *dev, uint64_t offset, void *data, unsigned len);
 	void (*write)(struct io_device *dev, uint64_t offset, const void *data, unsigned len);
+	/* Snapshot, optional (a device without state leaves both NULL). save writes the device's
+	 * state into buf (cap bytes) and sets *len; restore checks a blob read from an untrusted
+	 * file and applies it. Both return 0 or -errno; restore logs why it refused. */
+	int (*save)(struct io_device *dev, void *buf, size_t cap, size_t *len);
+	int (*restore)(struct io_device *dev, const void *buf, size_t len);
 	void *state;
 };
 
@@ -59,17 +64,24 @@ struct vm {
 /* kvm.c: KVM set-up and the run loop (knows no device). */
 
 /* Opens /dev/kvm, creates the VM with mem_size bytes of RAM, the in-kernel irqchip and PIT, and
- * one vCPU. Returns 0 or -errno with a message on stderr. */
-int vm_create(struct vm *vm, uint64_t mem_size);
+ * one vCPU. RAM is anonymous, or with mem_fd >= 0 a private (copy-on-write) mapping of that
+ * file (a snapshot's memory). Returns 0 or -errno with a message on stderr. */
+int vm_create(struct vm *vm, uint64_t mem_size, int mem_fd);
 /* Attaches a device to the guest's buses. */
 int vm_add_device(struct vm *vm, struct io_device *dev);
 /* Creates an irq_line for gsi. */
 int vm_irq_line(struct vm *vm, unsigned gsi, struct irq_line *irq);
 /* Runs the vCPU until the guest ends. Returns 0 when the guest shut down or reset itself, 1 for
- * a VM that failed (a message naming the exit is printed). */
+ * a VM that failed (a message naming the exit is printed), VM_RUN_SNAPSHOT when a snapshot was
+ * requested (the vCPU is stopped, its last exit not yet completed). */
 int vm_run(struct vm *vm);
-/* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe. */
+#define VM_RUN_SNAPSHOT 0x100
+/* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe and
+ * async-signal-safe. vm_run returns status. */
 void vm_request_stop(struct vm *vm, int status);
+/* Re-enters the stopped vCPU with immediate_exit set so that KVM finishes the last I/O exit
+ * and the vCPU's state is consistent (api.rst, KVM_RUN). Returns 0 or -errno. */
+int vcpu_complete_exit(struct vm *vm);
 
 /* kvm_x86_64.c: the x86 parts of a vCPU. */
 

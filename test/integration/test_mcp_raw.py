@@ -261,7 +261,7 @@ def progress_is_reported_every_second():
 
 @test
 def cancellation_kills_the_vm_quickly_and_sends_no_result():
-    s = started()
+    s = started("--pool", "0")  # the victim is then the only VM
     try:
         s.send({"jsonrpc": "2.0", "id": "victim", "method": "tools/call",
                 "params": {"name": "execute_code", "arguments": {"code": "import time; time.sleep(30)"}}})
@@ -336,7 +336,7 @@ def stdin_may_be_a_plain_file():
 
 @test
 def a_crashing_vm_is_an_error_result_and_the_server_lives_on():
-    s = started()
+    s = started("--pool", "0")  # the call's VM is then the only one
     try:
         # The guest kernel is made to panic from inside: the program cannot do that as uid
         # 1000, so kill the VM process from the host instead, as a crash would end it.

@@ -1,0 +1,237 @@
+/* The user's program as a process: started as the sandbox user in its own session, waiting for
+ * "go" before it runs anything, so that it can be started before the request arrives (and before
+ * a snapshot is taken: the interpreter is then already up in every VM restored from it).
+ *
+ * The child's file descriptors:
+ *   0, 1, 2  pipes to the agent (stdin is fed by the agent, stdout/stderr are read by it)
+ *   3        the go pipe: the agent writes one line ("SEED\n") when the program text is in place
+ *   4        the ready pipe: the starter writes "R" once it waits for go, or the child writes an
+ *            int errno when it could not start the interpreter at all
+ *
+ * Python and bash wait for go themselves (the interpreter is running and has loaded what it
+ * loads); node is not started before go, because V8's Math.random and OpenSSL's DRBG are seeded
+ * at start-up and cannot be seeded again, so every VM of a snapshot would share them. Its child
+ * waits for go here, then execs node.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "agent.h"
+
+#define USER_MAX_PROCESSES 256
+#define USER_MAX_OPEN_FILES 1024
+#define GO_FD 3
+#define READY_FD 4
+
+struct interpreter {
+	const char *script;    /* where the agent writes the program text */
+	int waits_itself;      /* the interpreter reads the go line (else the child does, then execs) */
+	int preloads;          /* takes "--preload" (import the common modules before go) */
+	const char *argv[6];   /* NULL-terminated; "--preload" is appended when asked for */
+};
+
+/* bash: $RANDOM is seeded at start-up, so it is seeded again from the go line */
+#define BASH_STARTER                                                                               \
+	"printf R >&4; exec 4>&-; read -r seed <&3 || exit 125; exec 3<&-; RANDOM=$seed; "          \
+	"unset seed; . \"$0\""
+
+static const struct interpreter interpreters[] = {
+	[AL_LANG_PYTHON] = {AGENT_RUN_DIR "/main.py", 1, 1,
+			    {"/usr/bin/python3", "/usr/lib/airlock/start.py", AGENT_RUN_DIR "/main.py",
+			     NULL}},
+	[AL_LANG_JAVASCRIPT] = {AGENT_RUN_DIR "/main.js", 0, 0,
+				{"/usr/bin/node", AGENT_RUN_DIR "/main.js", NULL}},
+	[AL_LANG_BASH] = {AGENT_RUN_DIR "/main.sh", 1, 0,
+			  {"/bin/bash", "-c", BASH_STARTER, AGENT_RUN_DIR "/main.sh", NULL}},
+};
+
+static char *const user_environment[] = {
+	"PATH=/usr/local/bin:/usr/bin:/bin",
+	"HOME=" AGENT_WORK_DIR,
+	"USER=sandbox",
+	"LOGNAME=sandbox",
+	"LANG=C.UTF-8",
+	"TERM=dumb",
+	"TMPDIR=/tmp",
+	/* unbuffered, so output printed before a timeout or a crash is not lost */
+	"PYTHONUNBUFFERED=1",
+	"PYTHONDONTWRITEBYTECODE=1",
+	"MPLBACKEND=module://airlock_plot", /* plt.show() saves PNGs to /work/out */
+	"MPLCONFIGDIR=/tmp/.matplotlib",
+	NULL,
+};
+
+const char *program_script_path(uint32_t language)
+{
+	return interpreters[language].script;
+}
+
+/* Reads the go line on fd 3; returns 0 when it came. */
+static int wait_for_go(void)
+{
+	char c;
+	ssize_t n;
+	while ((n = read(GO_FD, &c, 1)) == 1 && c != '\n')
+		;
+	return n == 1 ? 0 : -1;
+}
+
+/* In the child: become the sandbox user in a new session and exec the interpreter. Never
+ * returns; a failure is written to the ready pipe as an errno. */
+static void exec_child(const struct interpreter *interp, int preload, const int fds[5])
+{
+	sigset_t none;
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	signal(SIGPIPE, SIG_DFL);
+
+	/* fds[] may sit on 0..4 themselves: move them out of the way first */
+	int high[5], err = 0;
+	for (int i = 0; i < 5 && !err; i++)
+		if ((high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 10)) < 0)
+			err = errno;
+	for (int i = 0; i < 5 && !err; i++)
+		if (dup2(high[i], i) < 0)
+			err = errno;
+	struct rlimit nproc = {USER_MAX_PROCESSES, USER_MAX_PROCESSES};
+	struct rlimit nofile = {USER_MAX_OPEN_FILES, USER_MAX_OPEN_FILES};
+	struct rlimit nocore = {0, 0};
+	if (!err && (setsid() < 0 || setrlimit(RLIMIT_NPROC, &nproc) != 0 ||
+		     setrlimit(RLIMIT_NOFILE, &nofile) != 0 || setrlimit(RLIMIT_CORE, &nocore) != 0))
+		err = errno;
+	if (!err && (setgroups(0, NULL) != 0 || setgid(AGENT_USER_GID) != 0 ||
+		     setuid(AGENT_USER_UID) != 0))
+		err = errno;
+	if (!err && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || chdir(AGENT_WORK_DIR) != 0))
+		err = errno;
+	if (!err) {
+		umask(022);
+		const char *argv[8];
+		size_t n = 0;
+		for (; interp->argv[n]; n++)
+			argv[n] = interp->argv[n];
+		if (preload && interp->preloads)
+			argv[n++] = "--preload";
+		argv[n] = NULL;
+		if (!interp->waits_itself) {
+			(void)!write(READY_FD, "R", 1);
+			close(READY_FD);
+			if (wait_for_go() != 0)
+				_exit(125);
+			close(GO_FD);
+		}
+		execve(argv[0], (char *const *)argv, user_environment);
+		err = errno;
+	}
+	(void)!write(READY_FD, &err, sizeof err);
+	_exit(127);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+void program_discard(struct program *p)
+{
+	if (p->pid > 0) {
+		kill(p->pid, SIGKILL);
+		(void)waitpid(p->pid, NULL, 0);
+	}
+	close_fd(&p->stdin_fd);
+	close_fd(&p->stdout_fd);
+	close_fd(&p->stderr_fd);
+	close_fd(&p->go_fd);
+	p->pid = 0;
+	p->language = 0;
+}
+
+/* Waits for the child's answer on the ready pipe. Returns 0 when it waits for go, else -errno. */
+static int wait_until_ready(int ready_fd, int timeout_ms, const char **why)
+{
+	struct pollfd pfd = {ready_fd, POLLIN, 0};
+	int n = poll(&pfd, 1, timeout_ms);
+	if (n == 0) {
+		*why = "did not get ready in time";
+		return -ETIMEDOUT;
+	}
+	int answer = 0;
+	ssize_t got = n > 0 ? read(ready_fd, &answer, sizeof answer) : -1;
+	if (got == 1 && (char)answer == 'R')
+		return 0;
+	if (got == (ssize_t)sizeof answer) {
+		*why = "could not be started";
+		return -answer;
+	}
+	*why = "ended while starting";
+	return -ECHILD;
+}
+
+int program_start(struct program *p, uint32_t language, int preload, const char **why)
+{
+	const struct interpreter *interp = &interpreters[language];
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, go[2] = {-1, -1},
+	    ready[2] = {-1, -1};
+	*p = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
+			      .go_fd = -1};
+	*why = "could not be set up";
+	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
+	    pipe2(go, O_CLOEXEC) || pipe2(ready, O_CLOEXEC)) {
+		int rc = -errno;
+		int *all[] = {in, out, err, go, ready};
+		for (size_t i = 0; i < 5; i++) {
+			close_fd(&all[i][0]);
+			close_fd(&all[i][1]);
+		}
+		return rc;
+	}
+	pid_t pid = fork();
+	if (pid == 0) {
+		const int child_fds[5] = {in[0], out[1], err[1], go[0], ready[1]};
+		exec_child(interp, preload, child_fds);
+	}
+	int rc = pid < 0 ? -errno : 0;
+	close(in[0]);
+	close(out[1]);
+	close(err[1]);
+	close(go[0]);
+	close(ready[1]);
+	*p = (struct program){.pid = pid, .language = language, .stdin_fd = in[1],
+			      .stdout_fd = out[0], .stderr_fd = err[0], .go_fd = go[1]};
+	if (rc == 0)
+		rc = wait_until_ready(ready[0], preload ? PROGRAM_PRELOAD_TIMEOUT_MS
+							: PROGRAM_START_TIMEOUT_MS, why);
+	close(ready[0]);
+	if (rc != 0) {
+		if (pid < 0)
+			p->pid = 0;
+		program_discard(p);
+	}
+	return rc;
+}
+
+int program_go(struct program *p)
+{
+	uint32_t seed = 0;
+	/* after the agent fed the host's entropy to the kernel, so fresh in every VM */
+	if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed)
+		seed = (uint32_t)p->pid;
+	char line[16];
+	int n = snprintf(line, sizeof line, "%u\n", seed & 0x7fff);
+	ssize_t w = write(p->go_fd, line, (size_t)n);
+	close_fd(&p->go_fd);
+	return w == n ? 0 : -EPIPE;
+}

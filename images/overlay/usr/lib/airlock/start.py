@@ -1,0 +1,113 @@
+"""airlock's Python starter: the interpreter that runs the user's program.
+
+The agent starts it as the sandbox user, with stdin/stdout/stderr already wired to the agent, and:
+  fd 3  the "go" pipe: one line arrives when the program text is in place
+  fd 4  the "ready" pipe: we write b"R" once we are waiting for go
+
+    python3 /usr/lib/airlock/start.py SCRIPT [--preload]
+
+With --preload (the interpreter of a snapshot) the common scientific modules are imported first,
+so a program that imports them finds them loaded. Every VM restored from that snapshot shares
+this process's memory, so after go the PRNGs that were seeded at import time are seeded again
+from the kernel, which the agent has just fed fresh host entropy.
+
+The program then runs as `python3 SCRIPT` would run it: its own __main__ module, sys.argv and
+sys.path[0], tracebacks that start at the program's own frames.
+"""
+import os
+import sys
+
+PRELOAD = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot")
+
+
+def _wait_for_go():
+    os.write(4, b"R")
+    os.close(4)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = os.read(3, 64)
+        if not chunk:
+            os._exit(125)  # the agent went away: there is nothing to run
+        line += chunk
+    os.close(3)
+
+
+def _reseed():
+    import random
+
+    random.seed()
+    numpy = sys.modules.get("numpy")
+    if numpy is not None:
+        numpy.random.seed()
+
+
+def _run(script):
+    import builtins
+    import types
+
+    with open(script, "rb") as f:
+        source = f.read()
+    sys.argv = [script]
+    sys.path[0] = os.path.dirname(script)
+    main = types.ModuleType("__main__")
+    main.__file__ = script
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    status = 0
+    try:
+        exec(compile(source, script, "exec"), main.__dict__)
+    except SystemExit as e:
+        status = _exit_status(e.code)
+    except BaseException as e:  # noqa: B902 - reported like the interpreter reports it
+        tb = e.__traceback__
+        tb = tb.tb_next if tb is not None else None  # drop this frame: start at the program's
+        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        status = 1
+    _exit(status)
+
+
+def _exit_status(code):
+    """What the interpreter does with SystemExit's code."""
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    print(code, file=sys.stderr)
+    return 1
+
+
+def _exit(status):
+    """Ends the process as the interpreter would, without its finalization.
+
+    Tearing down numpy, pandas and matplotlib module by module costs more than the program under
+    emulation, and the VM is destroyed next anyway. What a program can observe still happens:
+    non-daemon threads are joined, atexit functions run, and the standard streams are flushed.
+    """
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream: nothing more to say
+            pass
+    os._exit(status)
+
+
+def _start():
+    script = sys.argv[1]
+    if sys.argv[2:] == ["--preload"]:
+        for name in PRELOAD:
+            try:
+                __import__(name)
+            except Exception:  # a module that fails to load is simply not preloaded
+                pass
+    _wait_for_go()
+    _reseed()
+    _run(script)
+
+
+_start()

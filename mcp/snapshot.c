@@ -1,0 +1,402 @@
+/* Making and checking snapshots (see snapshot.h). Making is blocking and runs at image build
+ * time (`airlock image build`, or the server's first-use build on a worker thread).
+ *
+ * The manifest is text, one "key value" per line:
+ *     airlock-snapshot 1
+ *     language python
+ *     backend tcg
+ *     kernel KEY
+ *     rootfs KEY
+ *     memory_mb 512
+ *     memory_size BYTES     size of `memory`
+ *     state_size BYTES      size of `state`
+ *     state_hash HEX        FNV-1a of `state`
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "proto.h"
+#include "qmp.h"
+#include "snapshot.h"
+
+#define MANIFEST_VERSION 1
+#define CHANNEL_FD 3
+#define CONTROL_FD 4
+#define SAVE_TIMEOUT_MS 120000
+
+/* snprintf into a path buffer; a path that does not fit is an error, never a cut path */
+static int pathf(char *out, size_t out_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int pathf(char *out, size_t out_len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(out, out_len, fmt, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
+}
+
+static void copy_value(char *out, size_t out_len, const char *value)
+{
+	size_t n = strlen(value);
+	if (n >= out_len)
+		n = 0; /* too long to be right: leave it empty, the check then refuses it */
+	memcpy(out, value, n);
+	out[n] = '\0';
+}
+
+int snapshot_locate(const struct snapshot_spec *s, char *dir, size_t dir_len)
+{
+	char program[PATH_MAX];
+	int rc = s->launcher->program(program, sizeof program);
+	if (rc)
+		return rc;
+	struct snapshot_recipe r = {s->launcher->name, program, s->language, s->memory_mb,
+				    s->vcpus};
+	return images_snapshot_dir(s->images, &r, dir, dir_len);
+}
+
+static long long file_size(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	if (pathf(path, sizeof path, "%s/%s", dir, name) != 0 || stat(path, &st) != 0)
+		return -1;
+	return (long long)st.st_size;
+}
+
+static int state_hash(const char *dir, char out[IMAGE_KEY_LEN + 1])
+{
+	char path[PATH_MAX];
+	if (pathf(path, sizeof path, "%s/state", dir) != 0)
+		return -ENAMETOOLONG;
+	return images_file_hash(path, out);
+}
+
+int snapshot_check(const struct snapshot_spec *s, const char *dir, char *why, size_t why_len)
+{
+	char path[PATH_MAX];
+	pathf(path, sizeof path, "%s/manifest", dir);
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		snprintf(why, why_len, "no snapshot at %s", dir);
+		return -ENOENT;
+	}
+	char line[256], key[64], value[128], hash[IMAGE_KEY_LEN + 1] = "";
+	long long version = -1, memory = -1, state = -1;
+	char language[32] = "", rootfs[IMAGE_KEY_LEN + 1] = "", kernel[IMAGE_KEY_LEN + 1] = "";
+	while (fgets(line, sizeof line, f)) {
+		if (sscanf(line, "%63s %127s", key, value) != 2)
+			continue;
+		if (!strcmp(key, "airlock-snapshot"))
+			version = atoll(value);
+		else if (!strcmp(key, "language"))
+			copy_value(language, sizeof language, value);
+		else if (!strcmp(key, "rootfs"))
+			copy_value(rootfs, sizeof rootfs, value);
+		else if (!strcmp(key, "kernel"))
+			copy_value(kernel, sizeof kernel, value);
+		else if (!strcmp(key, "memory_size"))
+			memory = atoll(value);
+		else if (!strcmp(key, "state_size"))
+			state = atoll(value);
+		else if (!strcmp(key, "state_hash"))
+			copy_value(hash, sizeof hash, value);
+	}
+	fclose(f);
+	char actual_hash[IMAGE_KEY_LEN + 1];
+	const char *problem = NULL;
+	if (version != MANIFEST_VERSION)
+		problem = "unknown manifest version";
+	else if (strcmp(language, s->language) || strcmp(rootfs, s->images->rootfs_key) ||
+		 strcmp(kernel, s->images->kernel_key))
+		problem = "made for other images or another language";
+	else if (memory <= 0 || file_size(dir, "memory") != memory)
+		problem = "the memory file is missing or has the wrong size";
+	else if (state <= 0 || file_size(dir, "state") != state)
+		problem = "the state file is missing or has the wrong size";
+	else if (state_hash(dir, actual_hash) != 0 || strcmp(actual_hash, hash))
+		problem = "the state file does not match its hash";
+	if (problem) {
+		snprintf(why, why_len, "snapshot %s is damaged: %s", dir, problem);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
+}
+
+static void remove_tree(const char *dir)
+{
+	nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads exactly len bytes before the deadline. Returns 0 or -errno. */
+static int read_full(int fd, void *buf, size_t len, int64_t deadline)
+{
+	uint8_t *p = buf;
+	while (len > 0) {
+		struct pollfd pfd = {fd, POLLIN, 0};
+		int left = (int)(deadline - now_ms());
+		if (left <= 0 || poll(&pfd, 1, left) <= 0)
+			return -ETIMEDOUT;
+		ssize_t n = read(fd, p, len);
+		if (n <= 0)
+			return n == 0 ? -EPIPE : -errno;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Waits for the agent's READY: the interpreter is started and waits for code. */
+static int wait_ready(int channel, int64_t deadline)
+{
+	struct al_frame_header h;
+	struct al_ready ready;
+	int rc = read_full(channel, &h, sizeof h, deadline);
+	if (rc == 0 && (h.type != AL_FRAME_READY || h.length != sizeof ready))
+		rc = -EPROTO;
+	if (rc == 0)
+		rc = read_full(channel, &ready, sizeof ready, deadline);
+	if (rc == 0 && ready.version != AL_PROTO_VERSION)
+		rc = -EPROTO;
+	return rc;
+}
+
+/* Waits for the VM process; returns its exit status, or -ETIMEDOUT after killing it. */
+static int wait_exit(pid_t pid, int64_t deadline)
+{
+	int status;
+	for (;;) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+		if (r < 0)
+			return -errno;
+		if (now_ms() > deadline) {
+			kill(pid, SIGKILL);
+			waitpid(pid, &status, 0);
+			return -ETIMEDOUT;
+		}
+		struct timespec pause = {0, 10 * 1000000L};
+		nanosleep(&pause, NULL);
+	}
+}
+
+static pid_t spawn(char **argv, const int fds[3], int log_fd)
+{
+	pid_t pid = fork();
+	if (pid != 0)
+		return pid;
+	int high[3];
+	for (int i = 0; i < 3; i++)
+		high[i] = fds[i] >= 0 ? fcntl(fds[i], F_DUPFD, 10) : -1;
+	for (int i = 0; i < 3; i++)
+		if (high[i] >= 0)
+			dup2(high[i], CHANNEL_FD + i);
+	int null = open("/dev/null", O_RDONLY);
+	dup2(null, 0);
+	dup2(log_fd, 1);
+	dup2(log_fd, 2);
+	execvp(argv[0], argv);
+	fprintf(stderr, "cannot start %s: %s\n", argv[0], strerror(errno));
+	_exit(127);
+}
+
+static int write_manifest(const struct snapshot_spec *s, const char *dir)
+{
+	char path[PATH_MAX], hash[IMAGE_KEY_LEN + 1];
+	int rc = state_hash(dir, hash);
+	if (rc)
+		return rc;
+	pathf(path, sizeof path, "%s/manifest", dir);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		return -errno;
+	fprintf(f, "airlock-snapshot %d\nlanguage %s\nbackend %s\nkernel %s\nrootfs %s\n",
+		MANIFEST_VERSION, s->language, s->launcher->name, s->images->kernel_key,
+		s->images->rootfs_key);
+	fprintf(f, "memory_mb %u\nmemory_size %lld\nstate_size %lld\nstate_hash %s\n",
+		s->memory_mb, file_size(dir, "memory"), file_size(dir, "state"), hash);
+	rc = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
+	fclose(f);
+	return rc;
+}
+
+/* Boots the VM into tmp, waits for READY and has it saved. Returns 0 or -errno with err set. */
+static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const char *log,
+			 char *err, size_t err_len)
+{
+	bool tcg = strcmp(s->launcher->name, "tcg") == 0;
+	int channel[2] = {-1, -1}, control[2] = {-1, -1}, state_fd = -1, log_fd = -1, rc = 0;
+	char state[PATH_MAX], guest_log[PATH_MAX];
+	pathf(state, sizeof state, "%s/state", tmp);
+	pathf(guest_log, sizeof guest_log, "%s.guest", log); /* the guest's console */
+	log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (log_fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0 ||
+	    (tcg && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) ||
+	    (tcg && (state_fd = open(state, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot set up the snapshot VM: %s", strerror(errno));
+		goto out;
+	}
+	struct vm_spec spec = {
+		.kernel = s->images->kernel,
+		.rootfs = s->images->rootfs,
+		.serial_log = guest_log,
+		.memory_mb = s->memory_mb,
+		.vcpus = s->vcpus,
+		.channel_fd = CHANNEL_FD,
+		.warm_language = s->language,
+		.snapshot_dir = tmp,
+		.control_fd = tcg ? CONTROL_FD : -1,
+		.state_fd = -1, /* passed over QMP when saving */
+	};
+	struct argv_list argv = {0};
+	if ((rc = s->launcher->command(&spec, &argv)) != 0) {
+		argv_free(&argv);
+		snprintf(err, err_len, "cannot build the %s command line", s->launcher->name);
+		goto out;
+	}
+	const int fds[3] = {channel[1], control[1], -1};
+	/* QEMU writes its serial log itself; airlock-vmm's own messages go to the log too */
+	pid_t pid = spawn(argv.items, fds, log_fd);
+	argv_free(&argv);
+	if (pid < 0) {
+		rc = -errno;
+		snprintf(err, err_len, "cannot start the snapshot VM: %s", strerror(errno));
+		goto out;
+	}
+	close(channel[1]);
+	channel[1] = -1;
+	if (control[1] >= 0)
+		close(control[1]);
+	control[1] = -1;
+	int64_t deadline = now_ms() + s->timeout_ms;
+	if ((rc = wait_ready(channel[0], deadline)) != 0) {
+		snprintf(err, err_len, "the snapshot VM did not become ready: %s (log: %s)",
+			 strerror(-rc), log);
+		kill(pid, SIGKILL);
+		wait_exit(pid, deadline);
+		goto out;
+	}
+	if (tcg)
+		rc = qmp_save_and_quit(control[0], state_fd, SAVE_TIMEOUT_MS, err, err_len);
+	else
+		rc = kill(pid, SIGUSR2) == 0 ? 0 : -errno; /* airlock-vmm saves and exits 0 */
+	int status = wait_exit(pid, now_ms() + SAVE_TIMEOUT_MS);
+	if (rc == 0 && status != 0) {
+		rc = -EIO;
+		snprintf(err, err_len, "the VM program ended with status %d while saving (log: %s)",
+			 status, log);
+	}
+out:;
+	int fds_to_close[] = {channel[0], channel[1], control[0], control[1], state_fd, log_fd};
+	for (size_t i = 0; i < sizeof fds_to_close / sizeof fds_to_close[0]; i++)
+		if (fds_to_close[i] >= 0)
+			close(fds_to_close[i]);
+	return rc;
+}
+
+int snapshot_make(const struct snapshot_spec *s, const char *dir, char *err, size_t err_len)
+{
+	char tmp[PATH_MAX], log[PATH_MAX], why[512];
+	const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+	char logs[PATH_MAX];
+	if (pathf(tmp, sizeof tmp, "%s.tmp-%d", dir, (int)getpid()) ||
+	    pathf(log, sizeof log, "%s/logs/%s.log", s->images->dir, name) ||
+	    pathf(logs, sizeof logs, "%s/logs", s->images->dir)) {
+		snprintf(err, err_len, "the image directory's path is too long");
+		return -ENAMETOOLONG;
+	}
+	remove_tree(tmp);
+	mkdir(logs, 0755);
+	if (mkdir(tmp, 0755) != 0) {
+		snprintf(err, err_len, "cannot create %s: %s", tmp, strerror(errno));
+		return -errno;
+	}
+	fprintf(stderr, "airlock: making the %s snapshot (%s: boot, start the interpreter, save); "
+			"log: %s\n",
+		s->language, s->launcher->name, log);
+	int64_t started = now_ms();
+	int rc = boot_and_save(s, tmp, log, err, err_len);
+	if (rc == 0 && (rc = write_manifest(s, tmp)) != 0)
+		snprintf(err, err_len, "cannot write the snapshot manifest: %s", strerror(-rc));
+	if (rc == 0 && (rc = snapshot_check(s, tmp, why, sizeof why)) != 0)
+		snprintf(err, err_len, "the new snapshot does not check out: %s", why);
+	if (rc == 0) {
+		remove_tree(dir); /* a damaged one */
+		if (rename(tmp, dir) != 0) {
+			rc = -errno;
+			snprintf(err, err_len, "cannot move the snapshot to %s: %s", dir,
+				 strerror(errno));
+		}
+	}
+	if (rc) {
+		remove_tree(tmp);
+		return rc;
+	}
+	fprintf(stderr, "airlock: %s snapshot made in %.1f s\n", s->language,
+		(double)(now_ms() - started) / 1000);
+	return 0;
+}
+
+int snapshot_ensure(const struct snapshot_spec *s, char *dir, size_t dir_len, char *err,
+		    size_t err_len)
+{
+	int rc = snapshot_locate(s, dir, dir_len);
+	if (rc) {
+		snprintf(err, err_len, "cannot locate the %s snapshot: %s", s->language,
+			 strerror(-rc));
+		return rc;
+	}
+	char why[512];
+	rc = snapshot_check(s, dir, why, sizeof why);
+	if (rc == 0)
+		return 0;
+	if (rc == -EINVAL)
+		fprintf(stderr, "airlock: %s; making it again\n", why);
+	return snapshot_make(s, dir, err, err_len);
+}
+
+int snapshot_ensure_all(const struct launcher *launcher, const struct images *images,
+			unsigned memory_mb, unsigned vcpus, char *err, size_t err_len)
+{
+	static const char *const languages[] = {"python", "javascript", "bash"};
+	for (size_t i = 0; i < sizeof languages / sizeof languages[0]; i++) {
+		struct snapshot_spec spec = {launcher, images, languages[i], memory_mb, vcpus,
+					     SNAPSHOT_MAKE_TIMEOUT_MS};
+		char dir[PATH_MAX];
+		int rc = snapshot_ensure(&spec, dir, sizeof dir, err, err_len);
+		if (rc)
+			return rc;
+	}
+	return 0;
+}

@@ -1,0 +1,53 @@
+/* Snapshots: a VM booted once per language, its interpreter started and waiting for code,
+ * paused and saved, so that every later VM is restored instead of booted (no kernel boot, no
+ * interpreter start). One directory per snapshot in the image cache, keyed like the images:
+ *
+ *     snapshot-LANG-BACKEND-KEY/
+ *         memory     guest RAM (sparse); restores map it privately, copy-on-write
+ *         state      everything else: QEMU's migration stream (tcg) or airlock-vmm's state
+ *                    file (kvm, format documented in vmm/snapshot.c)
+ *         manifest   what it was made from, and the sizes and hash that prove it is whole
+ *
+ * A snapshot that is missing, truncated, corrupt or made for other images is refused by
+ * snapshot_check() and made again by snapshot_ensure(); it is never half-loaded.
+ */
+#ifndef AIRLOCK_SNAPSHOT_H
+#define AIRLOCK_SNAPSHOT_H
+
+#include <limits.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "images.h"
+#include "launcher.h"
+
+/* boot + importing numpy, pandas and matplotlib under emulation on a loaded host */
+#define SNAPSHOT_MAKE_TIMEOUT_MS 600000
+
+struct snapshot_spec {
+	const struct launcher *launcher;
+	const struct images *images;
+	const char *language; /* "python", "javascript", "bash" */
+	unsigned memory_mb, vcpus;
+	uint32_t timeout_ms; /* boot + interpreter start + save */
+};
+
+/* The snapshot's directory for spec. Returns 0 or -errno. */
+int snapshot_locate(const struct snapshot_spec *spec, char *dir, size_t dir_len);
+/* Whether dir holds a whole snapshot made from the current images. Returns 0, -ENOENT when there
+ * is none, or -EINVAL when it is damaged or mismatched; why says what is wrong. */
+int snapshot_check(const struct snapshot_spec *spec, const char *dir, char *why, size_t why_len);
+/* Makes the snapshot: boots, waits for READY, saves, checks, and moves it into place. Blocking;
+ * progress and failures on stderr too. Returns 0 or -errno with err set. */
+int snapshot_make(const struct snapshot_spec *spec, const char *dir, char *err, size_t err_len);
+/* Checks the snapshot and (re)makes it when it is missing or damaged. Returns 0 with dir set, or
+ * -errno with err set. */
+int snapshot_ensure(const struct snapshot_spec *spec, char *dir, size_t dir_len, char *err,
+		    size_t err_len);
+
+/* snapshot_ensure() for every language. Returns 0 or -errno with err set. */
+int snapshot_ensure_all(const struct launcher *launcher, const struct images *images,
+			unsigned memory_mb, unsigned vcpus, char *err, size_t err_len);
+
+#endif
