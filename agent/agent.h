@@ -21,6 +21,10 @@
 /* Opens the host channel (a virtio-console port; raw mode when it is a tty). Returns the fd or
  * -errno. */
 int channel_open(const char *path);
+/* Opens the host channel wherever the VMM put it: a virtio serial port (QEMU: /dev/vportNp1, N
+ * being the virtio device's probe order) or virtio-console port 0 (airlock-vmm: /dev/hvc0).
+ * Returns the fd or -errno (-ENOENT while the driver has not registered the port yet). */
+int channel_find(void);
 /* Writes one frame (header + payload). Returns 0 or -errno. */
 int channel_send(int fd, uint32_t type, const void *payload, size_t len);
 /* Sends an ERROR frame with printf-style text (truncated to AL_FRAME_MAX_ERROR_TEXT). */
@@ -40,7 +44,8 @@ struct program {
 	int stdin_fd;      /* write end of its stdin */
 	int stdout_fd;     /* read ends of its output */
 	int stderr_fd;
-	int go_fd;         /* written once: the program text is in place, run it */
+	int go_fd;         /* "P" (prepare: re-seed) any number of times, then "G" (go) once */
+	int ready_fd;      /* the program's "R": started, or prepared */
 };
 
 /* Starts the interpreter for language as the sandbox user and waits until it is ready to run the
@@ -49,6 +54,9 @@ struct program {
 int program_start(struct program *p, uint32_t language, int preload, const char **why);
 /* Where the program text must be written for language. */
 const char *program_script_path(uint32_t language);
+/* Has the waiting interpreter re-seed its PRNGs from the kernel (just fed fresh entropy) and
+ * warm up, and waits until it has. Returns 0 or -errno. */
+int program_prepare(struct program *p);
 /* Lets the waiting program run. Returns 0 or -errno. */
 int program_go(struct program *p);
 /* Kills a program that will not run and closes its pipes. */
@@ -63,6 +71,11 @@ struct run_request {
 	const uint8_t *files;
 };
 
+/* Feeds the host's entropy to the kernel's CRNG and sets the wall clock (every VM restored from
+ * a snapshot starts with the same CRNG state and a stale clock). */
+void refresh_entropy_and_clock(const uint8_t entropy[64], int64_t wall_clock_ns);
+/* Runs the paths of a request once, on nothing (an emulated CPU then has them translated). */
+void warm_up_run_path(void);
 /* Parses a RUN payload; the pointers in *req point into payload. Returns 0 or -EPROTO. */
 int run_request_parse(const uint8_t *payload, size_t len, struct run_request *req);
 /* Runs the program as the sandbox user, streams its output to the channel and sends the EXIT

@@ -48,25 +48,25 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 
 /* The snapshot issue relies on this: every VM starts from the same RAM, so the kernel's CRNG and
  * clock must be refreshed from the host before user code runs. */
-static void refresh_entropy_and_clock(const struct al_run *h)
+void refresh_entropy_and_clock(const uint8_t entropy[64], int64_t wall_clock_ns)
 {
 	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
 	if (fd >= 0) {
 		struct {
 			struct rand_pool_info info;
-			uint8_t buf[sizeof h->entropy];
+			uint8_t buf[64];
 		} seed;
-		seed.info.entropy_count = (int)sizeof h->entropy * 8;
-		seed.info.buf_size = (int)sizeof h->entropy;
-		memcpy(seed.buf, h->entropy, sizeof h->entropy);
+		seed.info.entropy_count = (int)sizeof seed.buf * 8;
+		seed.info.buf_size = (int)sizeof seed.buf;
+		memcpy(seed.buf, entropy, sizeof seed.buf);
 		if (ioctl(fd, RNDADDENTROPY, &seed) != 0)
 			perror("airlock-agent: RNDADDENTROPY");
 		(void)ioctl(fd, RNDRESEEDCRNG);
 		close(fd);
 	}
-	if (h->wall_clock_ns > 0) {
-		struct timespec ts = {.tv_sec = h->wall_clock_ns / 1000000000,
-				      .tv_nsec = h->wall_clock_ns % 1000000000};
+	if (wall_clock_ns > 0) {
+		struct timespec ts = {.tv_sec = wall_clock_ns / 1000000000,
+				      .tv_nsec = wall_clock_ns % 1000000000};
 		if (clock_settime(CLOCK_REALTIME, &ts) != 0)
 			perror("airlock-agent: clock_settime");
 	}
@@ -93,11 +93,18 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
 	return close(fd) == 0 ? 0 : -errno;
 }
 
-/* Kills every process of the sandbox user: a helper that takes the user's uid may signal exactly
- * those (kill(-1) skips init and the caller). Catches double-forked daemons that left the
- * program's session. */
+/* Kills every process of the sandbox user, double-forked daemons that left the program's session
+ * included. As PID 1, kill(-1) reaches every process but init itself, and in the guest those are
+ * all the user's (the agent starts nothing else that outlives a call). Anywhere else (a test
+ * run by hand) a helper that takes the user's uid signals exactly the user's processes. */
 static void kill_all_user_processes(void)
 {
+	if (getpid() == 1) {
+		/* twice: a process forking while the first pass runs is caught by the second */
+		for (int pass = 0; pass < 2; pass++)
+			(void)kill(-1, SIGKILL);
+		return;
+	}
 	pid_t pid = fork();
 	if (pid == 0) {
 		if (setgid(AGENT_USER_GID) != 0 || setuid(AGENT_USER_UID) != 0)
@@ -336,6 +343,25 @@ static void pump_input(struct input_stream *in)
 	in->fd = -1;
 }
 
+/* The python starter's "X<status>\n" on its ready pipe, written after it closed its output:
+ * returns 1 with *status set (as waitpid would) when it came; closes the fd on anything else. */
+static int read_exit_report(int *fd, int *status)
+{
+	char line[16];
+	ssize_t n = read(*fd, line, sizeof line - 1);
+	int code;
+	if (n > 1 && line[0] == 'X') {
+		line[n] = '\0';
+		if (sscanf(line + 1, "%d", &code) == 1 && code >= 0 && code <= 255) {
+			*status = W_EXITCODE(code, 0);
+			return 1;
+		}
+	}
+	close(*fd);
+	*fd = -1;
+	return 0;
+}
+
 int run_program(int channel_fd, const struct run_request *req, struct program *prog)
 {
 	const struct al_run *h = &req->header;
@@ -348,7 +374,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		channel_send_error(channel_fd, "the interpreter %s: %s", why, strerror(-rc));
 		return 0;
 	}
-	refresh_entropy_and_clock(h);
+	refresh_entropy_and_clock(h->entropy, h->wall_clock_ns);
 	rc = prepare_work_dir(channel_fd, req, program_script_path(h->language));
 	if (rc) {
 		program_discard(prog);
@@ -376,24 +402,31 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	struct output_stream out = {prog->stdout_fd, AL_FRAME_STDOUT, h->stdout_cap, 0, 0};
 	struct output_stream err = {prog->stderr_fd, AL_FRAME_STDERR, h->stderr_cap, 0, 0};
 	struct input_stream in = {prog->stdin_fd, req->stdin_data, h->stdin_len};
+	int report_fd = prog->ready_fd; /* the python starter's exit report */
 	*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-				 .go_fd = -1}; /* this function owns the process and its pipes now */
+				 .go_fd = -1, .ready_fd = -1}; /* this function owns the process now */
 	pump_input(&in);
 	int status = 0, child_done = 0, timed_out = 0;
 	int64_t drain_deadline = -1;
 
 	while (!child_done || out.fd >= 0 || err.fd >= 0) {
-		struct pollfd fds[5] = {
-			{out.fd, POLLIN, 0}, {err.fd, POLLIN, 0}, {sig_fd, POLLIN, 0},
-			{timer_fd, POLLIN, 0}, {in.fd, POLLOUT, 0}};
+		struct pollfd fds[6] = {
+			{out.fd, POLLIN, 0},   {err.fd, POLLIN, 0},     {sig_fd, POLLIN, 0},
+			{timer_fd, POLLIN, 0}, {in.fd, POLLOUT, 0}, {report_fd, POLLIN, 0}};
 		int wait_ms = -1;
 		if (drain_deadline >= 0) {
 			wait_ms = (int)(drain_deadline - now_ms());
 			if (wait_ms <= 0)
 				break; /* something unkillable holds the pipes: stop waiting */
 		}
-		if (poll(fds, 5, wait_ms) < 0 && errno != EINTR)
+		if (poll(fds, 6, wait_ms) < 0 && errno != EINTR)
 			break;
+		if (fds[5].revents && !child_done && read_exit_report(&report_fd, &status)) {
+			/* the program is over (its process is still being torn down) */
+			child_done = 1;
+			kill_all_user_processes();
+			drain_deadline = now_ms() + DRAIN_GRACE_MS;
+		}
 		if (fds[4].revents)
 			pump_input(&in);
 		if (fds[0].revents && (rc = pump_output(channel_fd, &out)) != 0)
@@ -429,10 +462,26 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		close(err.fd);
 	if (in.fd >= 0)
 		close(in.fd);
+	if (report_fd >= 0)
+		close(report_fd);
 	close(sig_fd);
 	close(timer_fd);
 
 	if (!child_done)
 		status = SIGKILL; /* reads as "killed by SIGKILL" */
 	return send_exit(channel_fd, status, timed_out, &out, &err, h->out_files_cap);
+}
+
+void warm_up_run_path(void)
+{
+	/* an emulated CPU translates code on first use: run the kernel's fork, exit and wait paths
+	 * (and the agent's) once while the VM waits in the pool, not during the request */
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(0);
+	if (pid > 0)
+		(void)waitpid(pid, NULL, 0);
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+	if (fd >= 0)
+		close(fd);
 }

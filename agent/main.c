@@ -21,7 +21,6 @@
 
 #include "agent.h"
 
-#define CHANNEL_CONSOLE_PATH "/dev/hvc0"  /* virtio-console port 0 */
 #define TMP_SEED "/usr/share/airlock/tmp-seed" /* caches built with the image, e.g. matplotlib's */
 #define TMP_SEED_MAX_DEPTH 4
 #define CHANNEL_WAIT_MS 10000 /* virtio-console may register its port after init starts */
@@ -130,33 +129,10 @@ static void bring_up_loopback(void)
 	close(fd);
 }
 
-/* QEMU's port: /dev/vportNp1, N being the virtio device's index (the order of probing). */
-static int open_serial_port(void)
-{
-	DIR *dev = opendir("/dev");
-	int fd = -ENOENT;
-	struct dirent *e;
-	while (dev && fd < 0 && (e = readdir(dev)) != NULL) {
-		size_t n = strlen(e->d_name);
-		char path[300];
-		if (strncmp(e->d_name, "vport", 5) == 0 && n > 7 &&
-		    strcmp(e->d_name + n - 2, "p1") == 0) {
-			snprintf(path, sizeof path, "/dev/%s", e->d_name);
-			fd = channel_open(path);
-		}
-	}
-	if (dev)
-		closedir(dev);
-	return fd;
-}
-
-/* The host channel: virtio-console port 0 (airlock-vmm) or a virtio serial port (QEMU). */
 static int open_channel(void)
 {
 	for (int waited = 0;; waited += 2) {
-		int fd = open_serial_port();
-		if (fd < 0)
-			fd = channel_open(CHANNEL_CONSOLE_PATH);
+		int fd = channel_find();
 		if (fd >= 0 || waited >= CHANNEL_WAIT_MS)
 			return fd;
 		struct timespec ts = {0, 2 * 1000 * 1000};
@@ -201,7 +177,7 @@ static uint32_t warm_language(void)
 static void serve_one_run(int channel_fd)
 {
 	struct program prog = {.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-			       .go_fd = -1};
+			       .go_fd = -1, .ready_fd = -1};
 	uint32_t warm = warm_language();
 	const char *why;
 	int started = warm ? program_start(&prog, warm, 1, &why) : 0;
@@ -221,6 +197,15 @@ static void serve_one_run(int channel_fd)
 	/* PINGs come first when the VM was restored from a snapshot (its READY is in the snapshot) */
 	while ((rc = channel_recv(channel_fd, &type, &payload, &len)) == 0 &&
 	       type == AL_FRAME_PING) {
+		struct al_ping ping;
+		if (len == sizeof ping) {
+			/* unique from here on, before any request: the PRNGs are seeded again now */
+			memcpy(&ping, payload, sizeof ping);
+			refresh_entropy_and_clock(ping.entropy, ping.wall_clock_ns);
+			if (prog.pid > 0 && program_prepare(&prog) != 0)
+				program_discard(&prog); /* the request will start a fresh one */
+			warm_up_run_path();
+		}
 		free(payload);
 		if (channel_send(channel_fd, AL_FRAME_READY, &ready, sizeof ready) != 0) {
 			log_error("send READY");
@@ -259,8 +244,8 @@ int main(void)
 		bring_up_loopback();
 		int fd = open_channel();
 		if (fd < 0)
-			fprintf(stderr, "airlock-agent: no host channel (%s or /dev/vport*p1): %s\n",
-				CHANNEL_CONSOLE_PATH, strerror(-fd));
+			fprintf(stderr, "airlock-agent: no host channel (/dev/hvc0 or /dev/vport*p1): %s\n",
+				strerror(-fd));
 		else
 			serve_one_run(fd);
 	}

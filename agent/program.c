@@ -4,9 +4,11 @@
  *
  * The child's file descriptors:
  *   0, 1, 2  pipes to the agent (stdin is fed by the agent, stdout/stderr are read by it)
- *   3        the go pipe: the agent writes one line ("SEED\n") when the program text is in place
- *   4        the ready pipe: the starter writes "R" once it waits for go, or the child writes an
- *            int errno when it could not start the interpreter at all
+ *   3        the go pipe: lines from the agent. "P<seed>": prepare (re-seed the PRNGs from the
+ *            kernel, which just got fresh host entropy, and warm up), any number of times;
+ *            "G<seed>": the program text is in place, run it.
+ *   4        the ready pipe: the starter writes "R" once it waits, and after each prepare; or the
+ *            child writes an int errno when it could not start the interpreter at all
  *
  * Python and bash wait for go themselves (the interpreter is running and has loaded what it
  * loads); node is not started before go, because V8's Math.random and OpenSSL's DRBG are seeded
@@ -41,10 +43,10 @@ struct interpreter {
 	const char *argv[6];   /* NULL-terminated; "--preload" is appended when asked for */
 };
 
-/* bash: $RANDOM is seeded at start-up, so it is seeded again from the go line */
+/* bash: $RANDOM is seeded at start-up, so it is seeded again from each line */
 #define BASH_STARTER                                                                               \
-	"printf R >&4; exec 4>&-; read -r seed <&3 || exit 125; exec 3<&-; RANDOM=$seed; "          \
-	"unset seed; . \"$0\""
+	"printf R >&4; while :; do read -r line <&3 || exit 125; RANDOM=${line#?}; "                 \
+	"case $line in G*) break;; esac; printf R >&4; done; exec 3<&- 4>&-; unset line; . \"$0\""
 
 static const struct interpreter interpreters[] = {
 	[AL_LANG_PYTHON] = {AGENT_RUN_DIR "/main.py", 1, 1,
@@ -77,14 +79,22 @@ const char *program_script_path(uint32_t language)
 	return interpreters[language].script;
 }
 
-/* Reads the go line on fd 3; returns 0 when it came. */
+/* The child that execs its interpreter only at go (node): answers prepares, returns 0 at "G". */
 static int wait_for_go(void)
 {
-	char c;
+	char c, first = 0;
 	ssize_t n;
-	while ((n = read(GO_FD, &c, 1)) == 1 && c != '\n')
-		;
-	return n == 1 ? 0 : -1;
+	while ((n = read(GO_FD, &c, 1)) == 1) {
+		if (!first)
+			first = c;
+		if (c != '\n')
+			continue;
+		if (first == 'G')
+			return 0;
+		(void)!write(READY_FD, "R", 1);
+		first = 0;
+	}
+	return -1;
 }
 
 /* In the child: become the sandbox user in a new session and exec the interpreter. Never
@@ -126,10 +136,10 @@ static void exec_child(const struct interpreter *interp, int preload, const int 
 		argv[n] = NULL;
 		if (!interp->waits_itself) {
 			(void)!write(READY_FD, "R", 1);
-			close(READY_FD);
 			if (wait_for_go() != 0)
 				_exit(125);
 			close(GO_FD);
+			close(READY_FD);
 		}
 		execve(argv[0], (char *const *)argv, user_environment);
 		err = errno;
@@ -155,6 +165,7 @@ void program_discard(struct program *p)
 	close_fd(&p->stdout_fd);
 	close_fd(&p->stderr_fd);
 	close_fd(&p->go_fd);
+	close_fd(&p->ready_fd);
 	p->pid = 0;
 	p->language = 0;
 }
@@ -186,7 +197,7 @@ int program_start(struct program *p, uint32_t language, int preload, const char 
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, go[2] = {-1, -1},
 	    ready[2] = {-1, -1};
 	*p = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-			      .go_fd = -1};
+			      .go_fd = -1, .ready_fd = -1};
 	*why = "could not be set up";
 	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
 	    pipe2(go, O_CLOEXEC) || pipe2(ready, O_CLOEXEC)) {
@@ -210,11 +221,11 @@ int program_start(struct program *p, uint32_t language, int preload, const char 
 	close(go[0]);
 	close(ready[1]);
 	*p = (struct program){.pid = pid, .language = language, .stdin_fd = in[1],
-			      .stdout_fd = out[0], .stderr_fd = err[0], .go_fd = go[1]};
+			      .stdout_fd = out[0], .stderr_fd = err[0], .go_fd = go[1],
+			      .ready_fd = ready[0]};
 	if (rc == 0)
 		rc = wait_until_ready(ready[0], preload ? PROGRAM_PRELOAD_TIMEOUT_MS
 							: PROGRAM_START_TIMEOUT_MS, why);
-	close(ready[0]);
 	if (rc != 0) {
 		if (pid < 0)
 			p->pid = 0;
@@ -223,15 +234,28 @@ int program_start(struct program *p, uint32_t language, int preload, const char 
 	return rc;
 }
 
-int program_go(struct program *p)
+/* Writes "<command><seed>\n" on the go pipe. */
+static int send_line(struct program *p, char command)
 {
 	uint32_t seed = 0;
 	/* after the agent fed the host's entropy to the kernel, so fresh in every VM */
 	if (getrandom(&seed, sizeof seed, GRND_NONBLOCK) != sizeof seed)
 		seed = (uint32_t)p->pid;
 	char line[16];
-	int n = snprintf(line, sizeof line, "%u\n", seed & 0x7fff);
-	ssize_t w = write(p->go_fd, line, (size_t)n);
+	int n = snprintf(line, sizeof line, "%c%u\n", command, seed & 0x7fff);
+	return write(p->go_fd, line, (size_t)n) == n ? 0 : -EPIPE;
+}
+
+int program_prepare(struct program *p)
+{
+	const char *why;
+	int rc = send_line(p, 'P');
+	return rc ? rc : wait_until_ready(p->ready_fd, PROGRAM_START_TIMEOUT_MS, &why);
+}
+
+int program_go(struct program *p)
+{
+	int rc = send_line(p, 'G');
 	close_fd(&p->go_fd);
-	return w == n ? 0 : -EPIPE;
+	return rc;
 }

@@ -17,9 +17,13 @@
  * A conversation (one VM serves exactly one run, then is destroyed):
  *
  *     guest: READY                          the agent is up and waits for work
- *     host:  PING ...                       optional, any number: "are you there?"
- *     guest: READY                          one per PING (how the host sees a VM restored from a
- *                                           snapshot answer: its first READY is in the snapshot)
+ *     host:  PING ...                       optional, any number: "are you there?", with fresh
+ *                                           entropy and the clock (struct al_ping)
+ *     guest: READY                          one per PING, once the guest took the entropy and the
+ *                                           waiting interpreter re-seeded its PRNGs (how the host
+ *                                           sees a VM restored from a snapshot answer, unique,
+ *                                           before any request; its first READY is in the
+ *                                           snapshot)
  *     host:  RUN                            struct al_run, then code, stdin, files (ustar)
  *     guest: STDOUT / STDERR ...            program output as it comes, up to the caps
  *     guest: EXIT                           struct al_exit, then /work/out (ustar), then the list
@@ -53,7 +57,7 @@ enum al_frame_type {
 	AL_FRAME_ERROR = 5,  /* UTF-8 text, at most AL_FRAME_MAX_ERROR_TEXT */
 	/* host -> guest */
 	AL_FRAME_RUN = 0x81,  /* struct al_run + code + stdin + files tar */
-	AL_FRAME_PING = 0x82, /* empty; answered with READY */
+	AL_FRAME_PING = 0x82, /* struct al_ping; answered with READY */
 };
 
 enum al_language {
@@ -88,6 +92,11 @@ struct al_run {
 	uint32_t reserved2;
 };
 
+struct al_ping {
+	int64_t wall_clock_ns; /* host CLOCK_REALTIME */
+	uint8_t entropy[64];   /* fresh host randomness for the guest kernel's CRNG */
+};
+
 enum al_exit_flags {
 	AL_EXIT_TIMED_OUT = 1u << 0,
 	AL_EXIT_STDOUT_TRUNCATED = 1u << 1,
@@ -110,6 +119,7 @@ _Static_assert(sizeof(struct al_frame_header) == 8, "frame header has no padding
 _Static_assert(sizeof(struct al_ready) == 8, "al_ready has no padding");
 _Static_assert(sizeof(struct al_run) == 128, "al_run has no padding");
 _Static_assert(sizeof(struct al_exit) == 40, "al_exit has no padding");
+_Static_assert(sizeof(struct al_ping) == 72, "al_ping has no padding");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");
 
 #endif

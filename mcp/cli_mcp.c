@@ -171,6 +171,8 @@ int cli_mcp(int argc, char **argv)
 	}
 	while (!st.stopped && uv_run(&loop, UV_RUN_DEFAULT) != 0)
 		;
+	while (sandbox_live_count() > 0) /* VMs killed at the end: wait until they are reaped */
+		uv_run(&loop, UV_RUN_ONCE);
 	uv_run(&loop, UV_RUN_NOWAIT); /* let the closes just issued complete */
 	if (uv_loop_close(&loop) != 0 && cfg.verbose)
 		fprintf(stderr, "airlock: an image build was still running at exit\n");

@@ -41,6 +41,7 @@ struct run_state {
 	uv_signal_t sigint, sigterm;
 	struct sandbox *sandbox;
 	bool interrupted;
+	bool restored;
 	int exit_status;
 };
 
@@ -291,8 +292,9 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 		return;
 	}
 	if (o->verbose)
-		fprintf(stderr, "airlock: boot to ready %.1f ms, request to result %.1f ms\n",
-			r->boot_ms, r->duration_ms);
+		fprintf(stderr, "airlock: boot to ready %.1f ms (%s), request to result %.1f ms\n",
+			r->boot_ms, st->restored ? "restored from the snapshot" : "booted",
+			r->duration_ms);
 	struct file_list files = {0};
 	if (result_output_files(r, OUT_FILES_CAP, &files) != 0)
 		fprintf(stderr, "airlock: the guest returned a malformed file archive\n");
@@ -423,6 +425,7 @@ int cli_run(int argc, char **argv)
 	    snapshot_check(&snap, snapshot, err, sizeof err) == 0) {
 		vm.snapshot_dir = snapshot;
 		vm.snapshot_language = o.language;
+		st.restored = true;
 	} else if (!o.cold && o.verbose) {
 		fprintf(stderr, "airlock: booting (no snapshot: %s)\n", err);
 	}

@@ -387,8 +387,11 @@ int images_build(const struct images *im, bool force, char *err, size_t err_len)
 		{"rootfs", im->rootfs_key, "root file system image with the agent, ~5 s",
 		 "rootfs.ext4"},
 	};
+	/* the base is only the root file system's input: not needed once that is built */
+	bool rootfs_built = !force && access(im->rootfs, R_OK) == 0;
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0] && rc == 0; i++)
-		rc = build_step(im, &steps[i], force, err, err_len);
+		if (!(rootfs_built && strcmp(steps[i].name, "base") == 0))
+			rc = build_step(im, &steps[i], force, err, err_len);
 	close(lock);
 	return rc;
 }

@@ -11,13 +11,15 @@ static void usage(FILE *out)
 		"airlock %s: run untrusted code in a fresh microVM\n"
 		"\n"
 		"usage:\n"
-		"  airlock mcp [--backend auto|kvm|tcg] [--max-concurrent N] [--max-timeout S]\n"
+		"  airlock mcp [--backend auto|kvm|tcg] [--pool N] [--max-concurrent N]\n"
+		"              [--max-timeout S]\n"
 		"  airlock run [--backend auto|kvm|tcg] [--lang python|javascript|bash]\n"
 		"              [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
-		"              (--file F | CODE)\n"
-		"  airlock image build [--force]\n"
+		"              [--cold] (--file F | CODE)\n"
+		"  airlock image build [--force] [--backend auto|kvm|tcg] [--no-snapshots]\n"
 		"  airlock image list\n"
 		"  airlock doctor\n"
+		"  airlock bench [--backend tcg|kvm] [--quick] [--json FILE]\n"
 		"\n"
 		"Common options: --images DIR (image cache, default ~/.cache/airlock),\n"
 		"--memory-mb N, --vcpus N, --verbose (guest boot log on stderr).\n",
@@ -39,6 +41,8 @@ int main(int argc, char **argv)
 		return cli_image(argc - 1, argv + 1);
 	if (strcmp(cmd, "doctor") == 0)
 		return cli_doctor(argc - 1, argv + 1);
+	if (strcmp(cmd, "bench") == 0)
+		return cli_bench(argc - 1, argv + 1);
 	if (strcmp(cmd, "--version") == 0 || strcmp(cmd, "version") == 0) {
 		printf("airlock %s\n", AIRLOCK_VERSION);
 		return 0;

@@ -43,8 +43,13 @@ struct sandbox {
 	uv_timer_t timer;
 	uv_write_t write_req;
 	uv_write_t ping_req;
+	struct {
+		struct al_frame_header header;
+		struct al_ping ping;
+	} ping; /* kept until written */
 	enum phase phase;
 	bool has_request;
+	bool delivered; /* done() has been called */
 	sandbox_ready_fn ready;
 	int control_fd; /* tcg restore: our end of QEMU's QMP socket, open while the VM lives */
 	bool process_running;
@@ -142,8 +147,16 @@ static void copy_boot_log_to_stderr(const struct sandbox *sb)
 	fclose(f);
 }
 
+static unsigned live_sandboxes; /* spawned and not yet released */
+
+unsigned sandbox_live_count(void)
+{
+	return live_sandboxes;
+}
+
 static void release(struct sandbox *sb)
 {
+	live_sandboxes--;
 	frame_decoder_free(&sb->decoder);
 	free(sb->request);
 	free(sb->exit_payload);
@@ -156,6 +169,15 @@ static void release(struct sandbox *sb)
 	free(sb);
 }
 
+/* Hands the result over, once. */
+static void deliver(struct sandbox *sb)
+{
+	if (sb->delivered)
+		return;
+	sb->delivered = true;
+	sb->done(sb, &sb->res, sb->ctx);
+}
+
 static void on_handle_closed(uv_handle_t *handle)
 {
 	struct sandbox *sb = handle->data;
@@ -163,7 +185,7 @@ static void on_handle_closed(uv_handle_t *handle)
 		return;
 	if (sb->vm.verbose)
 		copy_boot_log_to_stderr(sb);
-	sb->done(sb, &sb->res, sb->ctx);
+	deliver(sb);
 	release(sb);
 }
 
@@ -189,6 +211,10 @@ static void end(struct sandbox *sb)
 	uv_read_stop((uv_stream_t *)&sb->channel);
 	if (sb->process_running)
 		uv_process_kill(&sb->process, SIGKILL);
+	/* The result is final: the caller has it now, not after the kernel has torn down the VM
+	 * process (milliseconds for a QEMU). The sandbox lives on until it is reaped. */
+	if (!sb->vm.verbose)
+		deliver(sb);
 	close_handles_when_reaped(sb);
 }
 
@@ -519,11 +545,20 @@ static void on_ping_written(uv_write_t *req, int status)
 		fail(sb, -EIO, "cannot reach the restored guest: %s", uv_strerror(status));
 }
 
-/* A restored guest's READY is in its snapshot; PING asks for a fresh one. */
+/* A restored guest's READY is in its snapshot; PING asks for a fresh one, and makes the guest
+ * unique (fresh entropy, the clock) while it waits in the pool. */
 static int send_ping(struct sandbox *sb)
 {
-	static const struct al_frame_header ping = {.type = AL_FRAME_PING, .length = 0};
-	uv_buf_t buf = uv_buf_init((char *)&ping, sizeof ping);
+	_Static_assert(sizeof sb->ping == AL_FRAME_HEADER_SIZE + sizeof(struct al_ping),
+		       "the PING frame is sent as it lies in memory");
+	sb->ping.header = (struct al_frame_header){AL_FRAME_PING, sizeof(struct al_ping)};
+	if (getrandom(sb->ping.ping.entropy, sizeof sb->ping.ping.entropy, 0) !=
+	    sizeof sb->ping.ping.entropy)
+		return -errno;
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	sb->ping.ping.wall_clock_ns = (int64_t)wall.tv_sec * 1000000000 + wall.tv_nsec;
+	uv_buf_t buf = uv_buf_init((char *)&sb->ping, sizeof sb->ping);
 	sb->ping_req.data = sb;
 	return uv_write(&sb->ping_req, (uv_stream_t *)&sb->channel, &buf, 1, on_ping_written);
 }
@@ -569,7 +604,8 @@ int sandbox_spawn(uv_loop_t *loop, const struct sandbox_vm *vm, sandbox_ready_fn
 		return rc;
 	}
 
-	/* From here on every failure is reported through done(), after the handles close. */
+	/* From here on every failure is reported through done(). */
+	live_sandboxes++;
 	uv_timer_init(loop, &sb->timer);
 	sb->timer.data = sb;
 	uv_pipe_init(loop, &sb->channel, 0);

@@ -66,8 +66,9 @@ struct sandbox_result {
 	double duration_ms; /* request sent to result received */
 };
 
-/* Called once per sandbox, after its VM process is gone. The result and everything it points to
- * are freed when the callback returns. */
+/* Called once per sandbox, as soon as the result is final (the VM process is then being killed;
+ * it is reaped and every handle closed on the loop afterwards, see sandbox_live_count). The result
+ * and everything it points to may be freed when the callback returns. */
 typedef void (*sandbox_done_fn)(struct sandbox *sb, const struct sandbox_result *res, void *ctx);
 
 /* Called when a VM started without a request is ready for one (its agent answered). */
@@ -91,6 +92,10 @@ void sandbox_cancel(struct sandbox *sb);
 int sandbox_language(const char *name, enum al_language *out);
 /* The boot deadline: $AIRLOCK_BOOT_TIMEOUT seconds when set (slow hosts, tests), else 60 s. */
 uint32_t sandbox_boot_timeout_ms(void);
+
+/* Sandboxes whose VM process or handles are not gone yet: a program that ends runs its loop
+ * until this is 0, so that no VM outlives it. */
+unsigned sandbox_live_count(void);
 
 /* Output bytes received so far (for progress reports). */
 uint64_t sandbox_output_bytes(const struct sandbox *sb);

@@ -65,7 +65,8 @@ run_sdk() { # NAME BACKEND
 }
 
 run_integration "airlock run, VM tests (tcg)" tcg test_run.py
-run_integration "airlock mcp, wire tests (tcg)" tcg test_mcp_raw.py
+run_integration "snapshots and restore (tcg)" tcg test_snapshot.py
+run_integration "airlock mcp, wire tests and the warm pool (tcg)" tcg test_mcp_raw.py
 run_sdk "airlock mcp, official SDK client (tcg)" tcg
 
 # The kvm backend: directly where this machine's KVM runs guests, else inside the KVM test host
@@ -114,6 +115,41 @@ run_kvm() { # NAME SCRIPT
 }
 run_kvm "airlock run, VM tests (kvm)" test_run.py
 
+# Whole files in one test-host boot each: snapshots are made inside it first (a minute at
+# emulation speed), then restored many times. Rebooted, at most twice more, only when the test
+# host froze or its kernel reported a stall.
+run_kvm_file() { # NAME SCRIPT [ARGS...]
+  local name=$1 log=build/kvm-suite.log out summary tries
+  shift
+  if [[ $1 == */integration/* ]] && build/mcp/airlock doctor | grep -qE '^ok +kvm '; then
+    run_integration "$name, directly" kvm "$(basename "$1")"
+    return
+  fi
+  echo "== $name: in the KVM test host, one boot (log: $log)"
+  for tries in 1 2 3; do
+    out=$(KVMHOST_TIMEOUT=1500 bash test/kvmhost/suite.sh "$@" 2>&1)
+    echo "$out" >>"$log"
+    summary=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
+    if [ -n "$summary" ] && { [[ $summary == *", 0 failed"* ]] || ! echo "$out" | grep -qE "$host_stall"; }; then
+      break
+    fi
+    echo "   the test host froze or stalled (see $log), booting it again"
+    summary=""
+  done
+  echo "$out" | grep -E '^(PASS|FAIL) ' || true
+  echo "$out" | grep -A30 -E '^FAIL ' | grep -vE '^(PASS|FAIL) ' || true
+  if [ -z "$summary" ]; then
+    tally "$name" 0 1
+  else
+    tally "$name" "${summary%% passed*}" "$(echo "$summary" | sed 's/.*, \([0-9]*\) failed.*/\1/')"
+  fi
+}
+host_stall='soft lockup|rcu_(sched|preempt) self-detected stall|rcu: INFO: rcu_(sched|preempt) detected stalls'
+run_kvm_file "snapshots and restore through airlock (kvm)" test/integration/test_snapshot.py
+KVMHOST_EXTRA=test/kvmhost/snapshot_test.py \
+  run_kvm_file "airlock-vmm snapshot format and restores (kvm)" snapshot_test.py --restores 20 \
+  --measure 5
+
 # The examples a newcomer runs first must work too.
 run_example() { # NAME COMMAND...
   local name=$1 out
@@ -138,7 +174,10 @@ run_integration "airlock mcp with ASan/UBSan (tcg)" tcg test_mcp_raw.py \
   bad_lines_get_errors_and_the_server_keeps_serving oversized_line_is_refused_and_skipped \
   argument_errors_name_the_field cancellation_kills_the_vm_quickly_and_sends_no_result \
   eof_kills_running_vms_and_exits_zero_within_a_second stdin_may_be_a_plain_file \
-  a_crashing_vm_is_an_error_result_and_the_server_lives_on
+  a_crashing_vm_is_an_error_result_and_the_server_lives_on \
+  warm_pool_serves_calls_and_refills_after_a_burst
+run_integration "snapshots with ASan/UBSan (tcg)" tcg test_snapshot.py \
+  every_language_answers_after_restore_many_times damaged_snapshots_are_refused_and_made_again
 unset AIRLOCK_BUILD
 
 echo "$passed passed, $failed failed"

@@ -29,7 +29,7 @@ int main(void)
 	if (strcmp(mode, "hang") != 0) {
 		int fd = -1;
 		for (int i = 0; i < 5000 && fd < 0; i++) {
-			fd = channel_open("/dev/hvc0");
+			fd = channel_find();
 			if (fd < 0)
 				usleep(2000);
 		}

@@ -90,6 +90,18 @@ class Server:
         return out.split()
 
     def close(self):
+        # as an MCP host ends a server: stdin EOF (the server then kills its VMs, warm pool
+        # included); SIGKILL only if it does not go
+        if self.proc.poll() is None and self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            self.proc.stdin = None
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
@@ -365,6 +377,75 @@ def logging_level_can_be_set():
         s.call(3, {"code": "print(1)"})
         logs = [m for m in s.messages if m.get("method") == "notifications/message"]
         expect(all(m["params"]["logger"] == "airlock" for m in logs), "log shape", logs)
+    finally:
+        s.close()
+
+
+def wait_for_pool(s, count, timeout=60):
+    deadline = time.monotonic() + timeout
+    while len(s.vms()) < count:
+        expect(time.monotonic() < deadline, "the pool has %d VMs (has %d)" % (count, len(s.vms())))
+        time.sleep(0.05)
+
+
+@test
+def warm_pool_serves_calls_and_refills_after_a_burst():
+    s = started("--pool", "1", "--max-concurrent", "4")
+    try:
+        wait_for_pool(s, 3)  # one per language
+        seen = set(s.vms())
+        for i in range(3):
+            r = s.call("seq%d" % i, {"code": "print(%d)" % i})
+            expect(r["result"]["structuredContent"]["stdout"] == "%d\n" % i, "answered", r)
+        # a burst of 12 over 4 slots: every call answered, in fresh VMs, then the pool refills
+        for i in range(12):
+            s.send({"jsonrpc": "2.0", "id": "b%d" % i, "method": "tools/call",
+                    "params": {"name": "execute_code",
+                               "arguments": {"code": "echo $$ burst %d" % i, "language": "bash"}}})
+        for i in range(12):
+            r = s.reply("b%d" % i, timeout=120)
+            expect(r["result"]["structuredContent"]["stdout"].endswith("burst %d\n" % i), "burst", r)
+        wait_for_pool(s, 3)
+        time.sleep(0.5)
+        expect(len(s.vms()) == 3, "back to one idle VM per language", s.vms())
+        expect(not (set(s.vms()) & seen), "the VMs that served were destroyed", (seen, s.vms()))
+    finally:
+        s.close()
+
+
+@test
+def nothing_leaks_over_a_thousand_calls():
+    s = started("--pool", "2", "--max-concurrent", "8")
+    pid = s.proc.pid
+
+    def resources():
+        return len(os.listdir("/proc/%d/fd" % pid)), sum(1 for _ in open("/proc/%d/maps" % pid))
+
+    try:
+        wait_for_pool(s, 6)
+        total, window, sent, answered = 1000, 16, 0, 0
+        baseline = None
+        while answered < total:
+            while sent < total and sent - answered < window:
+                s.send({"jsonrpc": "2.0", "id": sent, "method": "tools/call",
+                        "params": {"name": "execute_code",
+                                   "arguments": {"code": "echo %d" % sent, "language": "bash"}}})
+                sent += 1
+            r = s.reply(answered, timeout=120)
+            expect(r["result"]["structuredContent"]["stdout"] == "%d\n" % answered, "answer", r)
+            answered += 1
+            if answered == 100:
+                baseline = resources()
+        wait_for_pool(s, 6)
+        time.sleep(1)
+        fds, maps = resources()
+        expect(fds <= baseline[0] and maps <= baseline[1] + 8,
+               "fds %d (after 100 calls: %d), mappings %d (%d)" % (fds, baseline[0], maps,
+                                                                   baseline[1]))
+        expect(len(s.vms()) == 6, "only the pool's VMs are left", s.vms())
+        zombies = subprocess.run(["ps", "--ppid", str(pid), "-o", "stat="], capture_output=True,
+                                 text=True).stdout.split()
+        expect("Z" not in "".join(zombies), "no zombies", zombies)
     finally:
         s.close()
 

@@ -1,15 +1,17 @@
 """airlock's Python starter: the interpreter that runs the user's program.
 
 The agent starts it as the sandbox user, with stdin/stdout/stderr already wired to the agent, and:
-  fd 3  the "go" pipe: one line arrives when the program text is in place
-  fd 4  the "ready" pipe: we write b"R" once we are waiting for go
+  fd 3  lines from the agent: "P<seed>" prepare (any number of times), then "G<seed>" go
+  fd 4  we write b"R" once we wait, and after each prepare
 
     python3 /usr/lib/airlock/start.py SCRIPT [--preload]
 
 With --preload (the interpreter of a snapshot) the common scientific modules are imported first,
 so a program that imports them finds them loaded. Every VM restored from that snapshot shares
-this process's memory, so after go the PRNGs that were seeded at import time are seeded again
-from the kernel, which the agent has just fed fresh host entropy.
+this process's memory, so the PRNGs seeded at import time are seeded again from the kernel,
+which the agent has just fed fresh host entropy: at prepare (a restored VM, before any request)
+and at go. Prepare also runs a little throwaway code, so that an emulated CPU has translated
+the interpreter's common paths before the program needs them.
 
 The program then runs as `python3 SCRIPT` would run it: its own __main__ module, sys.argv and
 sys.path[0], tracebacks that start at the program's own frames.
@@ -20,25 +22,46 @@ import sys
 PRELOAD = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot")
 
 
-def _wait_for_go():
-    os.write(4, b"R")
-    os.close(4)
+def _read_line():
     line = b""
     while not line.endswith(b"\n"):
-        chunk = os.read(3, 64)
+        chunk = os.read(3, 1)
         if not chunk:
             os._exit(125)  # the agent went away: there is nothing to run
         line += chunk
+    return line
+
+
+def _wait_for_go():
+    """Serves prepares until go. Returns whether the PRNGs were seeded by a prepare."""
+    prepared = False
+    os.write(4, b"R")
+    while not _read_line().startswith(b"G"):
+        _reseed()
+        _warm_up()
+        prepared = True
+        os.write(4, b"R")
     os.close(3)
+    os.set_inheritable(4, False)  # kept for the exit report (_exit), not for the program's children
+    return prepared
 
 
-def _reseed():
+def _reseed(numpy_too=True):
     import random
 
     random.seed()
     numpy = sys.modules.get("numpy")
-    if numpy is not None:
+    if numpy_too and numpy is not None:
         numpy.random.seed()
+
+
+def _warm_up():
+    """Compiles and runs a few lines as a program would, on throwaway objects."""
+    import io
+
+    sink = io.StringIO()
+    source = "import sys\nvalues = [i * 2 for i in range(64)]\nprint(sum(values), file=sink)\n"
+    exec(compile(source, "<warm-up>", "exec"), {"__name__": "__warm_up__", "sink": sink})
 
 
 def _run(script):
@@ -82,6 +105,8 @@ def _exit(status):
     Tearing down numpy, pandas and matplotlib module by module costs more than the program under
     emulation, and the VM is destroyed next anyway. What a program can observe still happens:
     non-daemon threads are joined, atexit functions run, and the standard streams are flushed.
+    Then the streams are closed and the status reported on fd 4, so that the agent can answer
+    while the kernel still frees this large process's memory.
     """
     threading = sys.modules.get("threading")
     if threading is not None:
@@ -94,6 +119,9 @@ def _exit(status):
             stream.flush()
         except Exception:  # a closed or broken stream: nothing more to say
             pass
+    os.close(1)
+    os.close(2)
+    os.write(4, b"X%d\n" % status)
     os._exit(status)
 
 
@@ -105,8 +133,8 @@ def _start():
                 __import__(name)
             except Exception:  # a module that fails to load is simply not preloaded
                 pass
-    _wait_for_go()
-    _reseed()
+    prepared = _wait_for_go()
+    _reseed(numpy_too=not prepared)
     _run(script)
 
 

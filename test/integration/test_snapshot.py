@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Snapshots through `airlock run`: every language answers after a restore, many times in a row;
+restored VMs are unique (entropy, PRNGs, clock); a damaged snapshot is refused and made again.
+Runs on the backend in $AIRLOCK_TEST_BACKEND (tcg here; kvm in the KVM test host). Makes the
+snapshots first (`airlock image build`): cached on tcg, a minute in the KVM test host.
+"""
+import glob
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import airlock, expect, main, run_code, test  # noqa: E402
+
+BACKEND = os.environ.get("AIRLOCK_TEST_BACKEND", "tcg")
+
+
+def image_dir():
+    out = airlock("image", "list").stdout.decode()
+    return out.split("image directory:")[1].split()[0]
+
+
+def restored(r):
+    return b"restored from the snapshot" in r.stderr
+
+
+@test
+def snapshots_are_made_for_every_language():
+    r = airlock("image", "build", "--backend", BACKEND, timeout=1200)
+    expect(r.status == 0, "image build", r)
+    listing = airlock("image", "list").stdout.decode()
+    for lang in ("python", "javascript", "bash"):
+        expect(any(line.startswith("snapshot-%s-%s-" % (lang, BACKEND)) and "current" in line
+                   for line in listing.splitlines()), "a current %s snapshot" % lang, listing)
+
+
+@test
+def every_language_answers_after_restore_many_times():
+    programs = {"python": ("import sys; print(sum(range(10)), sys.argv[0])",
+                           b"45 /run/airlock/main.py\n"),
+                "javascript": ("console.log(6 * 7)", b"42\n"),
+                "bash": ('echo "$((6 * 7)) $(id -un)"', b"42 sandbox\n")}
+    for lang, (code, want) in programs.items():
+        for i in range(5):
+            r = run_code(code, "--lang", lang, "--verbose")
+            expect(r.status == 0 and r.stdout == want and restored(r),
+                   "%s run %d restored and answered" % (lang, i + 1), r)
+
+
+@test
+def python_program_semantics_survive_the_warm_interpreter():
+    r = run_code("import sys\nprint(__name__, __file__)\nimport numpy\nsys.exit(3)")
+    expect(r.status == 3 and r.stdout == b"__main__ /run/airlock/main.py\n", "exit 3", r)
+    r = run_code("def f():\n    1/0\nf()")
+    expect(r.status == 1 and b"start.py" not in r.stderr and b"ZeroDivisionError" in r.stderr
+           and b'File "/run/airlock/main.py", line 3' in r.stderr, "traceback is the program's", r)
+    r = run_code("import atexit; atexit.register(lambda: print('bye'))\nprint(input())",
+                 stdin=b"fed\n")
+    expect(r.stdout == b"fed\nbye\n", "stdin and atexit", r)
+
+
+@test
+def restored_vms_are_unique():
+    code = ("import os, random, uuid, time, numpy\n"
+            "print(os.urandom(16).hex(), random.random(), uuid.uuid4(), numpy.random.random())\n"
+            "print(time.time())")
+    a, b = run_code(code, "--verbose"), run_code(code, "--verbose")
+    expect(a.status == 0 and b.status == 0 and restored(a) and restored(b), "ran restored", (a, b))
+    first_a, first_b = a.stdout.split(b"\n")[0].split(), b.stdout.split(b"\n")[0].split()
+    for i, what in enumerate(("os.urandom", "random.random", "uuid4", "numpy.random")):
+        expect(first_a[i] != first_b[i], "%s differs" % what, (a.stdout, b.stdout))
+    guest_time = float(a.stdout.split(b"\n")[1])
+    expect(abs(guest_time - time.time()) < 1.0 + a.seconds, "clock within a second of the host's",
+           (guest_time, time.time()))
+    a = run_code("echo $RANDOM $RANDOM $SRANDOM", "--lang", "bash")
+    b = run_code("echo $RANDOM $RANDOM $SRANDOM", "--lang", "bash")
+    expect(a.stdout != b.stdout, "bash $RANDOM differs", (a, b))
+    js = "console.log(Math.random(), require('crypto').randomBytes(8).toString('hex'))"
+    a, b = run_code(js, "--lang", "javascript"), run_code(js, "--lang", "javascript")
+    expect(a.status == 0 and a.stdout != b.stdout, "node's PRNGs differ", (a, b))
+
+
+@test
+def damaged_snapshots_are_refused_and_made_again():
+    cache = image_dir()
+    tmp = tempfile.mkdtemp(prefix="airlock-snaptest-")
+    try:
+        recipe = airlock("image", "list").stdout.decode().split("current recipe:")[1].split()
+        for name in (recipe[0], recipe[2]):  # kernel, rootfs: shared, read-only
+            os.symlink(os.path.join(cache, name), os.path.join(tmp, name))
+        for lang in ("python", "javascript", "bash"):
+            src = max(glob.glob(os.path.join(cache, "snapshot-%s-%s-*" % (lang, BACKEND))),
+                      key=os.path.getmtime)
+            subprocess.run(["cp", "-a", "--sparse=always", src, tmp], check=True)
+        bash = glob.glob(os.path.join(tmp, "snapshot-bash-*"))[0]
+        python = glob.glob(os.path.join(tmp, "snapshot-python-*"))[0]
+        with open(os.path.join(bash, "state"), "r+b") as f:  # one flipped byte
+            f.seek(100)
+            byte = f.read(1)
+            f.seek(100)
+            f.write(bytes([byte[0] ^ 0xFF]))
+        os.truncate(os.path.join(python, "memory"), 4096)  # a truncated memory file
+        for lang, code in (("bash", "echo ok"), ("python", "print('ok')")):
+            r = airlock("run", "--images", tmp, "--lang", lang, "--verbose", code)
+            expect(r.status == 0 and r.stdout == b"ok\n" and not restored(r)
+                   and b"damaged" in r.stderr, "%s: refused, booted instead" % lang, r)
+        r = airlock("image", "build", "--images", tmp, "--backend", BACKEND, timeout=1200)
+        expect(r.status == 0 and r.stderr.count(b"damaged") == 2
+               and b"making it again" in r.stderr, "both made again", r)
+        for lang, code in (("bash", "echo ok"), ("python", "print('ok')")):
+            r = airlock("run", "--images", tmp, "--lang", lang, "--verbose", code)
+            expect(r.status == 0 and r.stdout == b"ok\n" and restored(r),
+                   "%s: restored from the new snapshot" % lang, r)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def no_vm_process_outlives_the_suite():
+    out = subprocess.run(["pgrep", "-f", "qemu-system|airlock-vmm"], capture_output=True,
+                         text=True).stdout.split()
+    expect(not out, "no VM processes left", out)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
