@@ -104,10 +104,7 @@ static void on_member_done(struct sandbox *sb, const struct sandbox_result *res,
 	if (!p->stopping && res->error != -ECANCELED) {
 		lane->failures++;
 		logf_pool(p, "warm pool: a %s VM ended while waiting: %s%s",
-			  m->language == AL_LANG_PYTHON ? "python"
-			  : m->language == AL_LANG_BASH ? "bash"
-							: "javascript",
-			  res->message,
+			  sandbox_language_name(m->language), res->message,
 			  lane->failures >= FAILURES_BEFORE_GIVING_UP
 				  ? " (giving up on this language's pool; calls restore on demand)"
 				  : "");

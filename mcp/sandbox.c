@@ -687,19 +687,23 @@ void sandbox_cancel(struct sandbox *sb)
 	fail(sb, -ECANCELED, "cancelled");
 }
 
+static const char *const language_names[] = {
+	[AL_LANG_PYTHON] = "python", [AL_LANG_JAVASCRIPT] = "javascript", [AL_LANG_BASH] = "bash"};
+
 int sandbox_language(const char *name, enum al_language *out)
 {
-	static const struct {
-		const char *name;
-		enum al_language lang;
-	} names[] = {{"python", AL_LANG_PYTHON}, {"javascript", AL_LANG_JAVASCRIPT},
-		     {"bash", AL_LANG_BASH}};
-	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-		if (strcmp(name, names[i].name) == 0) {
-			*out = names[i].lang;
+	for (int l = AL_LANG_PYTHON; l <= AL_LANG_BASH; l++)
+		if (strcmp(name, language_names[l]) == 0) {
+			*out = (enum al_language)l;
 			return 0;
 		}
 	return -EINVAL;
+}
+
+const char *sandbox_language_name(enum al_language language)
+{
+	return language >= AL_LANG_PYTHON && language <= AL_LANG_BASH ? language_names[language]
+								       : "unknown";
 }
 
 uint32_t sandbox_boot_timeout_ms(void)

@@ -90,6 +90,8 @@ void sandbox_submit(struct sandbox *sb, const struct sandbox_request *req, sandb
 void sandbox_cancel(struct sandbox *sb);
 /* "python", "javascript" or "bash" to its enum al_language. Returns 0 or -EINVAL. */
 int sandbox_language(const char *name, enum al_language *out);
+/* And back: "python", "javascript" or "bash". */
+const char *sandbox_language_name(enum al_language language);
 /* The boot deadline: $AIRLOCK_BOOT_TIMEOUT seconds when set (slow hosts, tests), else 60 s. */
 uint32_t sandbox_boot_timeout_ms(void);
 

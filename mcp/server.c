@@ -258,18 +258,16 @@ static void pool_log(void *ctx, const char *message)
  * boot (slowly, but they work), and that is said once. */
 static void start_pool(struct server *srv)
 {
-	static const char *const names[] = {[AL_LANG_PYTHON] = "python",
-					    [AL_LANG_JAVASCRIPT] = "javascript",
-					    [AL_LANG_BASH] = "bash"};
 	struct pool_config pc = {.size = srv->cfg.pool_size, .log = pool_log, .log_ctx = srv};
 	for (int l = AL_LANG_PYTHON; l <= AL_LANG_BASH; l++) {
-		struct snapshot_spec spec = {srv->cfg.launcher, &srv->cfg.images, names[l],
+		const char *name = sandbox_language_name((enum al_language)l);
+		struct snapshot_spec spec = {srv->cfg.launcher, &srv->cfg.images, name,
 					     srv->cfg.memory_mb, srv->cfg.vcpus, 0};
 		char why[512];
 		if (snapshot_locate(&spec, srv->snapshots[l], sizeof srv->snapshots[l]) != 0 ||
 		    snapshot_check(&spec, srv->snapshots[l], why, sizeof why) != 0) {
 			server_log(srv, LOG_WARNING, "%s VMs will boot instead of being restored: %s",
-				   names[l], why);
+				   name, why);
 			srv->snapshots[l][0] = '\0';
 		}
 		server_vm_spec(srv, (enum al_language)l, &pc.vm[l]);
@@ -303,9 +301,6 @@ static void images_built(uv_work_t *work, int status)
 
 void server_vm_spec(const struct server *srv, enum al_language language, struct sandbox_vm *vm)
 {
-	static const char *const names[] = {[AL_LANG_PYTHON] = "python",
-					    [AL_LANG_JAVASCRIPT] = "javascript",
-					    [AL_LANG_BASH] = "bash"};
 	const struct server_config *cfg = &srv->cfg;
 	*vm = (struct sandbox_vm){
 		.launcher = cfg->launcher,
@@ -316,7 +311,7 @@ void server_vm_spec(const struct server *srv, enum al_language language, struct 
 		.boot_timeout_ms = cfg->boot_timeout_ms,
 		.verbose = cfg->verbose,
 		.snapshot_dir = srv->snapshots[language][0] ? srv->snapshots[language] : NULL,
-		.snapshot_language = names[language],
+		.snapshot_language = sandbox_language_name(language),
 	};
 }
 

@@ -408,7 +408,9 @@ def warm_pool_serves_calls_and_refills_after_a_burst():
         wait_for_pool(s, 3)
         time.sleep(0.5)
         expect(len(s.vms()) == 3, "back to one idle VM per language", s.vms())
-        expect(not (set(s.vms()) & seen), "the VMs that served were destroyed", (seen, s.vms()))
+        # python and bash served (their VMs are new); javascript's waits still
+        expect(len(set(s.vms()) & seen) == 1, "the VMs that served were destroyed",
+               (seen, s.vms()))
     finally:
         s.close()
 

@@ -1,0 +1,136 @@
+/* The host's snapshot check (mcp/snapshot.c): a whole snapshot passes; a missing, truncated,
+ * altered or mismatched one is refused with -EINVAL (or -ENOENT when there is none), so that it is
+ * made again instead of being half-loaded. No VM: the files are written here. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "../../mcp/snapshot.h" /* not vmm/snapshot.h, also on the path */
+
+static char dir[] = "/tmp/airlock-test-snapshot-XXXXXX";
+static struct images im;
+static struct snapshot_spec spec;
+
+static void write_file(const char *name, const char *content, size_t len)
+{
+	char path[512];
+	snprintf(path, sizeof path, "%s/%s", dir, name);
+	FILE *f = fopen(path, "w");
+	CHECK(f != NULL);
+	if (f) {
+		CHECK(fwrite(content, 1, len, f) == len);
+		fclose(f);
+	}
+}
+
+/* A whole snapshot: 64 KiB of memory, a small state file, the manifest that describes them. */
+static void make_whole(void)
+{
+	char path[512], hash[IMAGE_KEY_LEN + 1], manifest[1024];
+	static const char state[] = "device state that stands in for QEMU's stream";
+	write_file("state", state, sizeof state - 1);
+	snprintf(path, sizeof path, "%s/memory", dir);
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+	CHECK(fd >= 0 && ftruncate(fd, 65536) == 0);
+	close(fd);
+	snprintf(path, sizeof path, "%s/state", dir);
+	CHECK(images_file_hash(path, hash) == 0);
+	int n = snprintf(manifest, sizeof manifest,
+			 "airlock-snapshot 1\nlanguage python\nbackend tcg\nkernel %s\nrootfs %s\n"
+			 "memory_mb 512\nmemory_size 65536\nstate_size %zu\nstate_hash %s\n",
+			 im.kernel_key, im.rootfs_key, sizeof state - 1, hash);
+	write_file("manifest", manifest, (size_t)n);
+}
+
+static int check(void)
+{
+	char why[512];
+	return snapshot_check(&spec, dir, why, sizeof why);
+}
+
+static void whole_snapshot_passes(void)
+{
+	make_whole();
+	CHECK(check() == 0);
+}
+
+static void missing_manifest_is_no_snapshot(void)
+{
+	make_whole();
+	char path[512];
+	snprintf(path, sizeof path, "%s/manifest", dir);
+	unlink(path);
+	CHECK(check() == -ENOENT);
+}
+
+static void altered_state_is_refused(void)
+{
+	make_whole();
+	write_file("state", "device state that stands in for QEMU's streaM", 45);
+	CHECK(check() == -EINVAL);
+}
+
+static void truncated_files_are_refused(void)
+{
+	char path[512];
+	make_whole();
+	snprintf(path, sizeof path, "%s/memory", dir);
+	CHECK(truncate(path, 4096) == 0);
+	CHECK(check() == -EINVAL);
+	make_whole();
+	snprintf(path, sizeof path, "%s/state", dir);
+	CHECK(truncate(path, 10) == 0);
+	CHECK(check() == -EINVAL);
+}
+
+static void other_images_or_language_are_refused(void)
+{
+	make_whole();
+	spec.language = "bash";
+	CHECK(check() == -EINVAL);
+	spec.language = "python";
+	char saved[IMAGE_KEY_LEN + 1];
+	memcpy(saved, im.rootfs_key, sizeof saved);
+	memcpy(im.rootfs_key, "0123456789abcdef", sizeof saved);
+	CHECK(check() == -EINVAL);
+	memcpy(im.rootfs_key, saved, sizeof saved);
+	CHECK(check() == 0);
+}
+
+static void garbage_manifest_is_refused(void)
+{
+	make_whole();
+	write_file("manifest", "\x01\x02 nonsense\nstate_size -5\n", 24);
+	CHECK(check() == -EINVAL);
+	write_file("manifest", "", 0);
+	CHECK(check() == -EINVAL);
+}
+
+int main(void)
+{
+	if (!mkdtemp(dir)) {
+		perror("mkdtemp");
+		return 1;
+	}
+	memcpy(im.kernel_key, "00000000000000aa", IMAGE_KEY_LEN + 1);
+	memcpy(im.rootfs_key, "00000000000000bb", IMAGE_KEY_LEN + 1);
+	spec = (struct snapshot_spec){.images = &im, .language = "python", .memory_mb = 512};
+	TEST(whole_snapshot_passes);
+	TEST(missing_manifest_is_no_snapshot);
+	TEST(altered_state_is_refused);
+	TEST(truncated_files_are_refused);
+	TEST(other_images_or_language_are_refused);
+	TEST(garbage_manifest_is_refused);
+	const char *names[] = {"manifest", "memory", "state"};
+	for (size_t i = 0; i < 3; i++) {
+		char path[512];
+		snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+		unlink(path);
+	}
+	rmdir(dir);
+	return TEST_EXIT_STATUS();
+}
