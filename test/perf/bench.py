@@ -180,7 +180,7 @@ def mem_available_mib():
 
 # ---- the QEMU peer: a plain snapshot (RAM in the stream) restored with -incoming ----
 
-def qemu_plain_snapshot_peer(airlock, images, n):
+def qemu_plain_snapshot_peer(airlock, images, n, backend="tcg", qemu_dir=None):
     """Boots the guest in QEMU (python warm), saves it with a plain migration (all RAM in the
     stream, as QEMU does by default), then restores it n times: spawn until the agent answers."""
     listing = subprocess.run([airlock, "image", "list"] + (["--images", images] if images else []),
@@ -192,9 +192,18 @@ def qemu_plain_snapshot_peer(airlock, images, n):
     work = tempfile.mkdtemp(prefix="airlock-bench-")
     state = os.path.join(work, "state")
 
+    binary, env = "qemu-system-x86_64", None
+    firmware = []
+    if qemu_dir:  # a QEMU brought in beside the payload (the KVM test host has none of its own)
+        binary = os.path.join(qemu_dir, "qemu-system-x86_64")
+        firmware = ["-L", os.path.join(qemu_dir, "share")]
+        env = dict(os.environ, LD_LIBRARY_PATH=os.path.join(qemu_dir, "lib"))
+    accel, cpu = ("kvm", "host") if backend == "kvm" else ("tcg", "max")
+
     def argv(incoming):
-        a = ["qemu-system-x86_64", "-M", "microvm,acpi=off,x-option-roms=off", "-accel", "tcg",
-             "-cpu", "max", "-m", "512", "-smp", "1", "-nodefaults", "-no-user-config",
+        a = [binary] + firmware + [
+             "-M", "microvm,acpi=off,x-option-roms=off", "-accel", accel,
+             "-cpu", cpu, "-m", "512", "-smp", "1", "-nodefaults", "-no-user-config",
              "-nographic", "-no-reboot", "-kernel", kernel, "-append",
              "console=ttyS0 quiet reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 "
              "init=/sbin/init nolapic_timer airlock.warm=python",
@@ -216,7 +225,7 @@ def qemu_plain_snapshot_peer(airlock, images, n):
             for k in fds:
                 os.dup2(100 + k, k)
 
-        p = subprocess.Popen(argv(incoming), preexec_fn=wire, pass_fds=tuple(fds),
+        p = subprocess.Popen(argv(incoming), preexec_fn=wire, pass_fds=tuple(fds), env=env,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         channel[1].close()
         qmp[1].close()
@@ -281,6 +290,7 @@ def main():
     ap.add_argument("--images")
     ap.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("--qemu-dir", help="a QEMU to use as the peer (bin, lib/, share/)")
     a = ap.parse_args()
     n = 8 if a.quick else 30
     images = ["--images", a.images] if a.images else []
@@ -310,10 +320,13 @@ def main():
         peers["bubblewrap + python3 -c"] = stats(bwrap)
     results["restore_to_ready_no_pool"] = stats(restore)
     results["cold_boot_to_ready"] = stats(cold)
-    if a.backend == "tcg":
-        qemu, stream = qemu_plain_snapshot_peer(a.airlock, a.images, max(5, n // 3))
-        peers["QEMU -incoming restore (plain snapshot, %d MiB stream)" % (stream >> 20)] = \
-            stats(qemu)
+    if a.backend == "tcg" or a.qemu_dir:
+        qemu, stream = qemu_plain_snapshot_peer(a.airlock, a.images, max(5, n // 3), a.backend,
+                                                a.qemu_dir)
+        peers["QEMU%s -incoming restore (plain snapshot, %d MiB stream)" % (
+            "-KVM" if a.backend == "kvm" else "", stream >> 20)] = stats(qemu)
+    else:
+        print("(no QEMU here: the QEMU restore peer is left out; give --qemu-dir)")
 
     results["execute_code_warm_pool"] = stats(warm_round_trips(a.airlock, a.backend, n))
     results["vms_per_second_8_clients"] = concurrent_throughput(a.airlock, a.backend,
