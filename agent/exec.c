@@ -28,6 +28,7 @@
 #define OUT_MAX_ENTRIES 1000 /* files listed from /work/out */
 #define OUT_MAX_DEPTH 16
 #define DRAIN_GRACE_MS 2000 /* after the last kill, how long to wait for pipes to close */
+#define EXIT_REPORT_GRACE_MS 50 /* after the exit report, for the pipes' end before killing */
 
 int run_request_parse(const uint8_t *payload, size_t len, struct run_request *req)
 {
@@ -406,7 +407,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
 				 .go_fd = -1, .ready_fd = -1}; /* this function owns the process now */
 	pump_input(&in);
-	int status = 0, child_done = 0, timed_out = 0;
+	int status = 0, child_done = 0, timed_out = 0, kill_pending = 0;
 	int64_t drain_deadline = -1;
 
 	while (!child_done || out.fd >= 0 || err.fd >= 0) {
@@ -416,16 +417,29 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		int wait_ms = -1;
 		if (drain_deadline >= 0) {
 			wait_ms = (int)(drain_deadline - now_ms());
+			if (wait_ms <= 0 && kill_pending) {
+				/* something the program started still holds its output */
+				kill_all_user_processes();
+				kill_pending = 0;
+				drain_deadline = now_ms() + DRAIN_GRACE_MS;
+				continue;
+			}
 			if (wait_ms <= 0)
 				break; /* something unkillable holds the pipes: stop waiting */
 		}
 		if (poll(fds, 6, wait_ms) < 0 && errno != EINTR)
 			break;
-		if (fds[5].revents && !child_done && read_exit_report(&report_fd, &status)) {
-			/* the program is over (its process is still being torn down) */
+		if (fds[5].revents && child_done) {
+			close(report_fd); /* whatever more comes there (its end) means nothing now */
+			report_fd = -1;
+		} else if (fds[5].revents && read_exit_report(&report_fd, &status)) {
+			/* The program is over; the kernel is still freeing its process. Its output is
+			 * closed: once the pipes are at their end the result goes out, and what it left
+			 * behind is killed after that (a VM that answered is destroyed anyway), so that
+			 * the result does not wait for that process's teardown. */
 			child_done = 1;
-			kill_all_user_processes();
-			drain_deadline = now_ms() + DRAIN_GRACE_MS;
+			kill_pending = 1;
+			drain_deadline = now_ms() + EXIT_REPORT_GRACE_MS;
 		}
 		if (fds[4].revents)
 			pump_input(&in);
@@ -469,7 +483,10 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 
 	if (!child_done)
 		status = SIGKILL; /* reads as "killed by SIGKILL" */
-	return send_exit(channel_fd, status, timed_out, &out, &err, h->out_files_cap);
+	rc = send_exit(channel_fd, status, timed_out, &out, &err, h->out_files_cap);
+	if (kill_pending)
+		kill_all_user_processes();
+	return rc;
 }
 
 void warm_up_run_path(void)
@@ -484,4 +501,13 @@ void warm_up_run_path(void)
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (fd >= 0)
 		close(fd);
+	/* the file system paths a request takes: a file in the run directory, a directory in /work */
+	static const char warm_file[] = AGENT_RUN_DIR "/warm-up";
+	if (write_file(warm_file, "x", 1, 0600) == 0)
+		unlink(warm_file);
+	static const char warm_dir[] = AGENT_WORK_DIR "/.warm-up";
+	if (mkdir(warm_dir, 0755) == 0) {
+		(void)!chown(warm_dir, AGENT_USER_UID, AGENT_USER_GID);
+		rmdir(warm_dir);
+	}
 }

@@ -246,11 +246,27 @@ static int send_line(struct program *p, char command)
 	return write(p->go_fd, line, (size_t)n) == n ? 0 : -EPIPE;
 }
 
+/* Reads and drops what is waiting in a pipe (what a prepare printed is not the program's). */
+static void drop_pending(int fd)
+{
+	char buf[512];
+	int flags = fcntl(fd, F_GETFL);
+	if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) != 0)
+		return;
+	while (read(fd, buf, sizeof buf) > 0)
+		;
+	(void)fcntl(fd, F_SETFL, flags);
+}
+
 int program_prepare(struct program *p)
 {
 	const char *why;
 	int rc = send_line(p, 'P');
-	return rc ? rc : wait_until_ready(p->ready_fd, PROGRAM_START_TIMEOUT_MS, &why);
+	if (rc == 0)
+		rc = wait_until_ready(p->ready_fd, PROGRAM_START_TIMEOUT_MS, &why);
+	drop_pending(p->stdout_fd);
+	drop_pending(p->stderr_fd);
+	return rc;
 }
 
 int program_go(struct program *p)

@@ -114,6 +114,12 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 		return -ENOMEM;
 	}
 	int rc = 0;
+	/* QEMU does not end with its parent; through setpriv (util-linux, essential on Debian) the
+	 * kernel kills it when airlock dies, however it dies (airlock-vmm does this itself) */
+	rc |= argv_push(a, "setpriv");
+	rc |= argv_push(a, "--pdeathsig");
+	rc |= argv_push(a, "KILL");
+	rc |= argv_push(a, "--");
 	rc |= argv_push(a, "%s", qemu_binary());
 	/* microvm without ACPI: QEMU then declares the virtio-mmio devices on the kernel command
 	 * line itself, which our kernel (no ACPI) needs. */

@@ -452,5 +452,31 @@ def nothing_leaks_over_a_thousand_calls():
         s.close()
 
 
+@test
+def vms_die_with_a_killed_server():
+    s = started("--pool", "1")
+    try:
+        s.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": {"code": "import time; time.sleep(30)"}}})
+        wait_for_pool(s, 4)  # three waiting, one running
+        vms = s.vms()
+        s.proc.kill()  # no chance to clean up: the kernel must end its VMs
+        s.proc.wait()
+        def running(pid):  # a zombie left for init to reap counts as gone
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except OSError:
+                return False
+
+        deadline = time.monotonic() + 2
+        while [p for p in vms if running(p)] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        alive = [p for p in vms if running(p)]
+        expect(not alive, "VMs gone within 2 s of SIGKILL", alive)
+    finally:
+        s.close()
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -9,8 +9,8 @@ The agent starts it as the sandbox user, with stdin/stdout/stderr already wired 
 With --preload (the interpreter of a snapshot) the common scientific modules are imported first,
 so a program that imports them finds them loaded. Every VM restored from that snapshot shares
 this process's memory, so the PRNGs seeded at import time are seeded again from the kernel,
-which the agent has just fed fresh host entropy: at prepare (a restored VM, before any request)
-and at go. Prepare also runs a little throwaway code, so that an emulated CPU has translated
+which the agent has just fed fresh host entropy: at prepare (a restored VM, before any request),
+else at go. Prepare also runs a little throwaway code, so that an emulated CPU has translated
 the interpreter's common paths before the program needs them.
 
 The program then runs as `python3 SCRIPT` would run it: its own __main__ module, sys.argv and
@@ -25,7 +25,7 @@ PRELOAD = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot")
 def _read_line():
     line = b""
     while not line.endswith(b"\n"):
-        chunk = os.read(3, 1)
+        chunk = os.read(3, 64)  # a line comes in one write, and the next only after our answer
         if not chunk:
             os._exit(125)  # the agent went away: there is nothing to run
         line += chunk
@@ -46,22 +46,26 @@ def _wait_for_go():
     return prepared
 
 
-def _reseed(numpy_too=True):
+def _reseed():
     import random
 
     random.seed()
     numpy = sys.modules.get("numpy")
-    if numpy_too and numpy is not None:
+    if numpy is not None:
         numpy.random.seed()
 
 
 def _warm_up():
-    """Compiles and runs a few lines as a program would, on throwaway objects."""
+    """Compiles and runs a few lines as a program would, on throwaway objects, and prints one
+    newline to the real stdout (the agent drops what a prepare prints)."""
     import io
 
     sink = io.StringIO()
     source = "import sys\nvalues = [i * 2 for i in range(64)]\nprint(sum(values), file=sink)\n"
     exec(compile(source, "<warm-up>", "exec"), {"__name__": "__warm_up__", "sink": sink})
+    with open(__file__, "rb") as f:
+        f.read()
+    print()
 
 
 def _run(script):
@@ -133,8 +137,8 @@ def _start():
                 __import__(name)
             except Exception:  # a module that fails to load is simply not preloaded
                 pass
-    prepared = _wait_for_go()
-    _reseed(numpy_too=not prepared)
+    if not _wait_for_go():  # a prepare has re-seeded since the VM became unique
+        _reseed()
     _run(script)
 
 
