@@ -201,6 +201,11 @@ static void close_handles_when_reaped(struct sandbox *sb)
 		uv_close((uv_handle_t *)&sb->timer, on_handle_closed);
 }
 
+static void on_deliver_due(uv_timer_t *timer)
+{
+	deliver(timer->data);
+}
+
 /* The result is known (or the run failed): kill the VM; handles close once it is reaped. */
 static void end(struct sandbox *sb)
 {
@@ -211,10 +216,12 @@ static void end(struct sandbox *sb)
 	uv_read_stop((uv_stream_t *)&sb->channel);
 	if (sb->process_running)
 		uv_process_kill(&sb->process, SIGKILL);
-	/* The result is final: the caller has it now, not after the kernel has torn down the VM
-	 * process (milliseconds for a QEMU). The sandbox lives on until it is reaped. */
+	/* The result is final: the caller gets it on the next turn of the loop, not after the
+	 * kernel has torn down the VM process (milliseconds for a QEMU); the sandbox lives on until
+	 * it is reaped. Never from inside end() itself: its callers (the caller's own cancel or
+	 * start, say) must not see their state freed under them. */
 	if (!sb->vm.verbose)
-		deliver(sb);
+		uv_timer_start(&sb->timer, on_deliver_due, 0, 0);
 	close_handles_when_reaped(sb);
 }
 
