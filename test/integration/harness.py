@@ -61,9 +61,12 @@ def run_code(code, *args, **kw):
 def run_json(code, *args, **kw):
     r = airlock("run", "--json", *args, code, **kw)
     try:
-        return r, r.json()
+        j = r.json()
     except ValueError:
         raise AssertionError("not JSON: %r" % r)
+    if "error" in j:  # the sandbox failed: say how, not which key is missing
+        raise AssertionError("sandbox error: %s" % j["error"])
+    return r, j
 
 
 def expect(cond, what, ctx=None):
