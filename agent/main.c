@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -237,12 +236,7 @@ int main(void)
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
 	sigprocmask(SIG_BLOCK, &chld, NULL);
-	/* The agent always runs before the user's processes when it has work (the output, the
-	 * deadline, the answer), however busy they keep the one vCPU; its children start as
-	 * ordinary processes (RESET_ON_FORK). */
-	struct sched_param fifo = {.sched_priority = 1};
-	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &fifo) != 0)
-		log_error("sched_setscheduler");
+
 	if (getpid() != 1)
 		fprintf(stderr, "airlock-agent: not PID 1; this program is the guest's init\n");
 	sethostname("sandbox", 7);
