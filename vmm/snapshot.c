@@ -35,7 +35,8 @@
  * complete memory file; an existing memory file is replaced, never truncated (VMs restored
  * from it may still map it).
  * Restore: check the state file and the memory file's size, create the VM over the memory,
- * attach the same devices, restore their state, then KVM's (VM-wide, then the vCPU).
+ * attach the same devices, restore KVM's state (VM-wide, then the vCPU), then the devices' (a
+ * device may raise an interrupt as soon as it is restored; the irqchip must be in place by then).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -520,8 +521,11 @@ int snapshot_restore(struct vm *vm, const struct snapshot *snap)
 {
 	if (vm->mem.size != snap->img.mem_size)
 		return -EINVAL;
-	int rc = restore_devices(vm, &snap->img);
+	/* KVM's state first: a device restored first may already take host bytes and raise its
+	 * interrupt (the console wakes its I/O thread), which restoring the irqchip afterwards
+	 * would wipe, leaving the guest waiting for an interrupt that never comes */
+	int rc = kvm_state_restore(vm, &snap->img);
 	if (rc == 0)
-		rc = kvm_state_restore(vm, &snap->img);
+		rc = restore_devices(vm, &snap->img);
 	return rc;
 }
