@@ -5,7 +5,6 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <ftw.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -22,18 +21,6 @@
 
 #define KERNEL_SOURCE "/usr/src/linux-source-6.1.tar.xz"
 
-/* snprintf for paths: -ENAMETOOLONG instead of a silently cut path. */
-static int pathf(char *out, size_t out_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int pathf(char *out, size_t out_len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(out, out_len, fmt, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
-}
 
 /* ---- recipe hashing ---- */
 
@@ -84,7 +71,7 @@ static int hash_tree(struct hash *h, const char *dir)
 		char path[PATH_MAX];
 		struct stat st;
 		if (!rc && strcmp(name, ".") && strcmp(name, "..") &&
-		    pathf(path, sizeof path, "%s/%s", dir, name) == 0 &&
+		    path_printf(path, sizeof path, "%s/%s", dir, name) == 0 &&
 		    lstat(path, &st) == 0) {
 			hash_string(h, name);
 			if (S_ISDIR(st.st_mode))
@@ -113,7 +100,7 @@ int images_file_hash(const char *path, char out[IMAGE_KEY_LEN + 1])
 
 static int recipe_file(const struct images *im, const char *name, char *out, size_t out_len)
 {
-	return pathf(out, out_len, "%s/%s", im->recipe_dir, name);
+	return path_printf(out, out_len, "%s/%s", im->recipe_dir, name);
 }
 
 static int hash_recipe_files(struct hash *h, const struct images *im, const char *const *names)
@@ -199,9 +186,9 @@ int images_init(struct images *im, const char *dir_override, char *err, size_t e
 			 strerror(-rc));
 		return rc;
 	}
-	if (pathf(im->kernel, sizeof im->kernel, "%s/kernel-%s/vmlinux", im->dir, im->kernel_key) ||
-	    pathf(im->base, sizeof im->base, "%s/base-%s/root", im->dir, im->base_key) ||
-	    pathf(im->rootfs, sizeof im->rootfs, "%s/rootfs-%s/rootfs.ext4", im->dir,
+	if (path_printf(im->kernel, sizeof im->kernel, "%s/kernel-%s/vmlinux", im->dir, im->kernel_key) ||
+	    path_printf(im->base, sizeof im->base, "%s/base-%s/root", im->dir, im->base_key) ||
+	    path_printf(im->rootfs, sizeof im->rootfs, "%s/rootfs-%s/rootfs.ext4", im->dir,
 		  im->rootfs_key)) {
 		snprintf(err, err_len, "image directory path too long: %s", im->dir);
 		return -ENAMETOOLONG;
@@ -287,14 +274,14 @@ static int build_step(const struct images *im, const struct build_step *step, bo
 {
 	char final[PATH_MAX], tmp[PATH_MAX], log[PATH_MAX], product[PATH_MAX], script[PATH_MAX],
 		work[PATH_MAX], old[PATH_MAX];
-	if (pathf(final, sizeof final, "%s/%s-%s", im->dir, step->name, step->key) ||
-	    pathf(tmp, sizeof tmp, "%s/.tmp-%s-%s", im->dir, step->name, step->key) ||
-	    pathf(log, sizeof log, "%s/logs/%s-%s.log", im->dir, step->name, step->key) ||
-	    pathf(product, sizeof product, "%s/%s", final, step->product) ||
-	    pathf(old, sizeof old, "%s.old", final) ||
-	    pathf(script, sizeof script, "%s/%s.sh", im->recipe_dir,
+	if (path_printf(final, sizeof final, "%s/%s-%s", im->dir, step->name, step->key) ||
+	    path_printf(tmp, sizeof tmp, "%s/.tmp-%s-%s", im->dir, step->name, step->key) ||
+	    path_printf(log, sizeof log, "%s/logs/%s-%s.log", im->dir, step->name, step->key) ||
+	    path_printf(product, sizeof product, "%s/%s", final, step->product) ||
+	    path_printf(old, sizeof old, "%s.old", final) ||
+	    path_printf(script, sizeof script, "%s/%s.sh", im->recipe_dir,
 		  strcmp(step->name, "base") == 0 ? "rootfs-base" : step->name) ||
-	    pathf(work, sizeof work, "%s/work", im->dir)) {
+	    path_printf(work, sizeof work, "%s/work", im->dir)) {
 		snprintf(err, err_len, "image directory path too long: %s", im->dir);
 		return -ENAMETOOLONG;
 	}
@@ -361,8 +348,8 @@ static int make_dirs(const char *dir)
 int images_build(const struct images *im, bool force, char *err, size_t err_len)
 {
 	char logs[PATH_MAX], lock_path[PATH_MAX];
-	if (pathf(logs, sizeof logs, "%s/logs", im->dir) ||
-	    pathf(lock_path, sizeof lock_path, "%s/.lock", im->dir)) {
+	if (path_printf(logs, sizeof logs, "%s/logs", im->dir) ||
+	    path_printf(lock_path, sizeof lock_path, "%s/.lock", im->dir)) {
 		snprintf(err, err_len, "image directory path too long: %s", im->dir);
 		return -ENAMETOOLONG;
 	}
@@ -430,7 +417,7 @@ int images_snapshot_dir(const struct images *im, const struct snapshot_recipe *r
 	hash_string(&h, number);
 	char key[IMAGE_KEY_LEN + 1];
 	hash_hex(&h, key);
-	return pathf(out, out_len, "%s/snapshot-%s-%s-%s", im->dir, r->language, r->backend, key);
+	return path_printf(out, out_len, "%s/snapshot-%s-%s-%s", im->dir, r->language, r->backend, key);
 }
 
 /* A snapshot is current when it was made from the current root file system (its manifest
@@ -438,7 +425,7 @@ int images_snapshot_dir(const struct images *im, const struct snapshot_recipe *r
 static bool snapshot_is_current(const struct images *im, const char *dir)
 {
 	char path[PATH_MAX], line[256];
-	if (pathf(path, sizeof path, "%s/manifest", dir) != 0)
+	if (path_printf(path, sizeof path, "%s/manifest", dir) != 0)
 		return false;
 	FILE *f = fopen(path, "r");
 	bool current = false;
@@ -467,7 +454,7 @@ int images_list(const struct images *im, FILE *out)
 		if (artifact) {
 			char path[PATH_MAX];
 			tree_bytes = 0;
-			if (pathf(path, sizeof path, "%s/%s", im->dir, name) == 0)
+			if (path_printf(path, sizeof path, "%s/%s", im->dir, name) == 0)
 				nftw(path, add_entry_size, 32, FTW_PHYS);
 			const char *key = dash + 1;
 			bool current = !strcmp(key, im->kernel_key) || !strcmp(key, im->base_key) ||

@@ -1,5 +1,6 @@
 /* Companion programs (see paths.h). */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,4 +33,13 @@ int locate_program(const char *env_var, const char *build_relative, const char *
 	}
 	snprintf(out, out_len, "%s/%s", AIRLOCK_LIBEXEC_DIR, name);
 	return access(out, R_OK) == 0 ? 0 : -ENOENT;
+}
+
+int path_printf(char *out, size_t out_len, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(out, out_len, fmt, ap);
+	va_end(ap);
+	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
 }

@@ -10,4 +10,8 @@
 int locate_program(const char *env_var, const char *build_relative, const char *name, char *out,
 		   size_t out_len);
 
+/* snprintf for paths: -ENAMETOOLONG instead of a silently cut path, 0 when it fits. */
+int path_printf(char *out, size_t out_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
 #endif

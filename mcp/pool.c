@@ -175,7 +175,7 @@ struct sandbox *pool_take(struct pool *p, enum al_language language)
 	struct lane *lane = &p->lanes[language];
 	struct member *oldest = NULL;
 	for (struct member *m = lane->members; m; m = m->next)
-		if (m->ready)
+		if (m->ready && sandbox_idle(m->sb)) /* not one that died and is not yet dropped */
 			oldest = m; /* members are pushed at the front: the last ready is the oldest */
 	struct sandbox *sb = NULL;
 	if (oldest) {

@@ -723,6 +723,11 @@ uint32_t sandbox_boot_timeout_ms(void)
 	return (uint32_t)(s * 1000);
 }
 
+bool sandbox_idle(const struct sandbox *sb)
+{
+	return sb->phase == PHASE_IDLE;
+}
+
 uint64_t sandbox_output_bytes(const struct sandbox *sb)
 {
 	return sb->res.out.len + sb->res.err.len;

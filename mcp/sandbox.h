@@ -99,6 +99,9 @@ uint32_t sandbox_boot_timeout_ms(void);
  * until this is 0, so that no VM outlives it. */
 unsigned sandbox_live_count(void);
 
+/* Whether a VM started without a request is ready for one and has not ended since. */
+bool sandbox_idle(const struct sandbox *sb);
+
 /* Output bytes received so far (for progress reports). */
 uint64_t sandbox_output_bytes(const struct sandbox *sb);
 

@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
-#include <stdarg.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -28,6 +27,7 @@
 #include <unistd.h>
 
 #include "proto.h"
+#include "paths.h"
 #include "qmp.h"
 #include "snapshot.h"
 
@@ -35,19 +35,6 @@
 #define CHANNEL_FD 3
 #define CONTROL_FD 4
 #define SAVE_TIMEOUT_MS 120000
-
-/* snprintf into a path buffer; a path that does not fit is an error, never a cut path */
-static int pathf(char *out, size_t out_len, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int pathf(char *out, size_t out_len, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vsnprintf(out, out_len, fmt, ap);
-	va_end(ap);
-	return n < 0 || (size_t)n >= out_len ? -ENAMETOOLONG : 0;
-}
 
 static void copy_value(char *out, size_t out_len, const char *value)
 {
@@ -73,7 +60,7 @@ static long long file_size(const char *dir, const char *name)
 {
 	char path[PATH_MAX];
 	struct stat st;
-	if (pathf(path, sizeof path, "%s/%s", dir, name) != 0 || stat(path, &st) != 0)
+	if (path_printf(path, sizeof path, "%s/%s", dir, name) != 0 || stat(path, &st) != 0)
 		return -1;
 	return (long long)st.st_size;
 }
@@ -81,7 +68,7 @@ static long long file_size(const char *dir, const char *name)
 static int state_hash(const char *dir, char out[IMAGE_KEY_LEN + 1])
 {
 	char path[PATH_MAX];
-	if (pathf(path, sizeof path, "%s/state", dir) != 0)
+	if (path_printf(path, sizeof path, "%s/state", dir) != 0)
 		return -ENAMETOOLONG;
 	return images_file_hash(path, out);
 }
@@ -89,7 +76,7 @@ static int state_hash(const char *dir, char out[IMAGE_KEY_LEN + 1])
 int snapshot_check(const struct snapshot_spec *s, const char *dir, char *why, size_t why_len)
 {
 	char path[PATH_MAX];
-	pathf(path, sizeof path, "%s/manifest", dir);
+	path_printf(path, sizeof path, "%s/manifest", dir);
 	FILE *f = fopen(path, "r");
 	if (!f) {
 		snprintf(why, why_len, "no snapshot at %s", dir);
@@ -236,7 +223,7 @@ static int write_manifest(const struct snapshot_spec *s, const char *dir)
 	int rc = state_hash(dir, hash);
 	if (rc)
 		return rc;
-	pathf(path, sizeof path, "%s/manifest", dir);
+	path_printf(path, sizeof path, "%s/manifest", dir);
 	FILE *f = fopen(path, "w");
 	if (!f)
 		return -errno;
@@ -257,8 +244,8 @@ static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const c
 	bool tcg = strcmp(s->launcher->name, "tcg") == 0;
 	int channel[2] = {-1, -1}, control[2] = {-1, -1}, state_fd = -1, log_fd = -1, rc = 0;
 	char state[PATH_MAX], guest_log[PATH_MAX];
-	pathf(state, sizeof state, "%s/state", tmp);
-	pathf(guest_log, sizeof guest_log, "%s.guest", log); /* the guest's console */
+	path_printf(state, sizeof state, "%s/state", tmp);
+	path_printf(guest_log, sizeof guest_log, "%s.guest", log); /* the guest's console */
 	log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (log_fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0 ||
 	    (tcg && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) ||
@@ -330,9 +317,9 @@ int snapshot_make(const struct snapshot_spec *s, const char *dir, char *err, siz
 	char tmp[PATH_MAX], log[PATH_MAX], why[512];
 	const char *name = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
 	char logs[PATH_MAX];
-	if (pathf(tmp, sizeof tmp, "%s.tmp-%d", dir, (int)getpid()) ||
-	    pathf(log, sizeof log, "%s/logs/%s.log", s->images->dir, name) ||
-	    pathf(logs, sizeof logs, "%s/logs", s->images->dir)) {
+	if (path_printf(tmp, sizeof tmp, "%s.tmp-%d", dir, (int)getpid()) ||
+	    path_printf(log, sizeof log, "%s/logs/%s.log", s->images->dir, name) ||
+	    path_printf(logs, sizeof logs, "%s/logs", s->images->dir)) {
 		snprintf(err, err_len, "the image directory's path is too long");
 		return -ENAMETOOLONG;
 	}
