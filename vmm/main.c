@@ -39,7 +39,7 @@ static void usage(void)
 			"                   [--memory-mb N] [--vcpus 1] [--serial-log FILE]\n"
 			"                   [--cmdline-extra ARGS] [--snapshot-to DIR] [--verbose]\n"
 			"       airlock-vmm --restore DIR --rootfs IMAGE --channel-fd N\n"
-			"                   [--serial-log FILE] [--verbose]\n");
+			"                   [--serial-log FILE] [--snapshot-to DIR] [--verbose]\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -95,8 +95,9 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (!o->rootfs || o->channel_fd < 0 || optind < argc)
 		return -EINVAL;
-	/* a restored VM has its kernel and memory size in the snapshot */
-	if (o->restore ? o->snapshot_to != NULL : o->kernel == NULL)
+	/* a restored VM has its kernel and memory size in the snapshot (and may be snapshotted
+	 * again: a snapshot of a restored VM shows its state, e.g. when it stopped answering) */
+	if (!o->restore && o->kernel == NULL)
 		return -EINVAL;
 	return 0;
 }

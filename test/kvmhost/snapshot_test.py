@@ -5,7 +5,8 @@ Boots the guest with --snapshot-to, waits for the agent's READY, sends SIGUSR2 a
 with DIR/memory (sparse) and DIR/state written; then restores it 20 times in a row, each time
 PING -> READY, a python RUN that sleeps 0.1 s (timer interrupts survive the restore) and prints
 "ok", the EXIT frame with code 0, and the VM process ending with status 0; a bash RUN; two
-restores whose os.urandom/random differ; a corrupt, a truncated, a foreign and a mismatched
+restores whose os.urandom/random differ; a restored VM snapshotted again, and that snapshot
+restored; a corrupt, a truncated, a foreign and a mismatched
 snapshot refused with exit status 3. Then measures (test/perf/kvm_restore.py) restore-to-READY
 against QEMU-KVM restoring the same guest from a migration file, and the memory an idle
 restored VM costs. One PASS/FAIL line per check, then "N passed, N failed".
@@ -210,6 +211,27 @@ def restore_and_run(snap, name, language, code, expect_out, log="/tmp/restore.lo
         vm.close()
 
 
+def snapshot_of_restored(snap, again):
+    """A restored VM snapshotted again (SIGUSR2 after its READY): how a hung VM's state is
+    kept for a look (restore_stress.py). The second snapshot must restore and run too."""
+    shutil.rmtree(again, ignore_errors=True)
+    vm = Vm(restore_args(snap) + ["--snapshot-to", again], "/tmp/resnapshot.log")
+    try:
+        vm.chan.send(FRAME_PING)
+        kind, _ = vm.chan.recv(30)
+        vm.proc.send_signal(signal.SIGUSR2)
+        status = vm.wait(60)
+        ok = kind == FRAME_READY and status == 0 and os.path.isfile(os.path.join(again, "state"))
+        report(ok, "snapshot of a restored VM written", "READY %s, exit %s, %s" % (
+            kind == FRAME_READY, status, vm.stderr_tail()))
+        return ok
+    except (TimeoutError, EOFError, OSError) as e:
+        report(False, "snapshot of a restored VM written", "%s; %s" % (e, vm.stderr_tail()))
+        return False
+    finally:
+        vm.close()
+
+
 def expect_refused(name, snap_dir):
     vm = Vm(restore_args(snap_dir), "/tmp/refused.log")
     try:
@@ -274,6 +296,11 @@ def main():
                    "%s %s / %s %s" % (ua[:8], ra, ub[:8], rb))
             report(abs(float(tb) - time.time()) < 5, "restored guest wall clock is the host's",
                    "guest %.1f, host %.1f" % (float(tb), time.time()))
+
+        again = "/tmp/airlock-snapshot-again"
+        if snapshot_of_restored(snap, again):
+            restore_and_run(again, "restore of that second snapshot: python run", LANG_PYTHON,
+                            "print('again')", b"again\n")
 
         expect_refused("corrupt state (a flipped byte) refused with 3",
                        damaged_copy(snap, "corrupt", flip(200)))
