@@ -1,6 +1,7 @@
 /* The warm pool: per language, up to N VMs restored from the language's snapshot and waiting
  * for a request (the guest idles in HLT). A call takes one and the pool restores a replacement in
- * the background. Every VM still serves exactly one call and is destroyed; the pool only moves the
+ * the background, starting a moment later (REFILL_AFTER_TAKE_MS) so as not to slow that call
+ * down. Every VM still serves exactly one call and is destroyed; the pool only moves the
  * restore out of the call's path. A VM that dies while it waits is dropped and replaced; a
  * language whose restores keep failing stops being refilled (calls then restore or boot on
  * demand and report what went wrong).
