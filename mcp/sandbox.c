@@ -29,6 +29,9 @@
 /* After the program's limit the agent kills it and reports; the host waits this much longer for
  * that report before killing the VM itself. */
 #define RUN_GRACE_MS 2000
+/* After the channel's end-of-file, how long the VM process has to end, so that the error can say
+ * how it ended (a signal, its status, its last log line) rather than only that it went silent. */
+#define VM_END_AFTER_EOF_MS 2000
 #define CHANNEL_FD_IN_VM 3
 #define CONTROL_FD_IN_VM 4 /* tcg restore: QEMU's QMP monitor */
 #define STATE_FD_IN_VM 5   /* tcg restore: the migration stream */
@@ -53,6 +56,7 @@ struct sandbox {
 	sandbox_ready_fn ready;
 	int control_fd; /* tcg restore: our end of QEMU's QMP socket, open while the VM lives */
 	bool process_running;
+	bool channel_eof; /* the VM closed the channel while its process still ran */
 	int64_t exit_status; /* of the VM process, once it has exited */
 	int exit_signal;
 	int open_handles; /* closed ones call back into on_handle_closed */
@@ -225,14 +229,37 @@ static void end(struct sandbox *sb)
 	close_handles_when_reaped(sb);
 }
 
+/* The VM ended before the program's EXIT: says how. */
+static void fail_vm_ended(struct sandbox *sb)
+{
+	if (sb->process_running)
+		fail(sb, -EIO, "the VM closed its channel before the program finished");
+	else if (sb->exit_signal)
+		fail(sb, -EIO, "the VM process was killed by signal %d (%s) before the program finished",
+		     sb->exit_signal, strsignal(sb->exit_signal));
+	else if (sb->exit_status != 0)
+		fail(sb, -EIO, "the VM stopped (exit status %lld) before the program finished",
+		     (long long)sb->exit_status);
+	else
+		fail(sb, -EIO, "the guest shut down before the program finished");
+}
+
+static void on_vm_end_overdue(uv_timer_t *timer)
+{
+	fail_vm_ended(timer->data);
+}
+
 static void on_process_exit(uv_process_t *process, int64_t status, int term_signal)
 {
 	struct sandbox *sb = process->data;
 	sb->process_running = false;
 	sb->exit_status = status;
 	sb->exit_signal = term_signal;
-	/* Not a failure yet: the agent may have sent EXIT just before the VM ended, and those bytes
-	 * can still sit in the socket. The channel's end-of-file decides (on_read). */
+	/* Not a failure yet, unless the channel is already at its end: the agent may have sent EXIT
+	 * just before the VM ended, and those bytes can still sit in the socket. The channel's
+	 * end-of-file decides (on_read). */
+	if (sb->channel_eof)
+		fail_vm_ended(sb);
 	close_handles_when_reaped(sb);
 }
 
@@ -416,16 +443,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0 || sb->phase == PHASE_ENDING)
 		return;
 	if (nread < 0) {
-		if (sb->process_running)
-			fail(sb, -EIO, "the VM closed its channel before the program finished (%s)",
-			     uv_strerror((int)nread));
-		else if (sb->exit_signal)
-			fail(sb, -EIO,
-			     "the VM process was killed by signal %d before the program finished",
-			     sb->exit_signal);
-		else
-			fail(sb, -EIO, "the VM stopped (exit status %lld) before the program finished",
-			     (long long)sb->exit_status);
+		if (!sb->process_running) {
+			fail_vm_ended(sb);
+			return;
+		}
+		/* the process is ending, or is about to: wait for it to say how */
+		sb->channel_eof = true;
+		uv_read_stop(stream);
+		uv_timer_start(&sb->timer, on_vm_end_overdue, VM_END_AFTER_EOF_MS, 0);
 		return;
 	}
 	int rc = frame_decoder_feed(&sb->decoder, (const uint8_t *)buf->base, (size_t)nread,

@@ -33,10 +33,11 @@ unit "unit tests" build
 unit "unit tests under valgrind" build --setup valgrind
 unit "unit tests with ASan/UBSan" build-asan
 
-run_integration() { # NAME BACKEND SCRIPT [test names...]
+run_integration() { # NAME BACKEND SCRIPT [test names...]   (SCRIPT: in test/integration, or a path)
   local name=$1 backend=$2 script=$3 out
   shift 3
-  out=$(AIRLOCK_TEST_BACKEND=$backend $python "test/integration/$script" "$@" 2>&1)
+  [[ $script == */* ]] || script=test/integration/$script
+  out=$(AIRLOCK_TEST_BACKEND=$backend $python "$script" "$@" 2>&1)
   echo "$out" | grep -vE '^PASS |^[0-9]+ passed, [0-9]+ failed$'
   local summary
   summary=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
@@ -72,6 +73,7 @@ run_integration "airlock run, VM tests (tcg)" tcg test_run.py
 run_integration "snapshots and restore (tcg)" tcg test_snapshot.py
 run_integration "airlock mcp, wire tests and the warm pool (tcg)" tcg test_mcp_raw.py
 run_sdk "airlock mcp, official SDK client (tcg)" tcg
+run_integration "hostile user code is contained (tcg)" tcg test/security/test_user_code.py
 
 # The kvm backend: directly where this machine's KVM runs guests, else inside the KVM test host
 # (QEMU TCG emulating AMD-V; see test/kvmhost/README.md). Same suite, same assertions.
@@ -126,8 +128,8 @@ run_kvm "airlock run, VM tests (kvm)" test_run.py
 run_kvm_file() { # NAME SCRIPT [ARGS...]
   local name=$1 log=build/kvm-suite.log out summary tries
   shift
-  if [[ $1 == */integration/* ]] && build/mcp/airlock doctor | grep -qE '^ok +kvm '; then
-    run_integration "$name, directly" kvm "$(basename "$1")"
+  if [[ $1 == test/* ]] && build/mcp/airlock doctor | grep -qE '^ok +kvm '; then
+    run_integration "$name, directly" kvm "$1"
     return
   fi
   echo "== $name: in the KVM test host, one boot (log: $log)"
@@ -156,6 +158,7 @@ run_kvm_file() { # NAME SCRIPT [ARGS...]
 # host). Rebooted like a stall, and said.
 restore_hang='timed out waiting for (PING|RUN)'
 run_kvm_file "snapshots and restore through airlock (kvm)" test/integration/test_snapshot.py
+run_kvm_file "hostile user code is contained (kvm)" test/security/test_user_code.py
 KVMHOST_EXTRA=test/kvmhost/snapshot_test.py \
   run_kvm_file "airlock-vmm snapshot format and restores (kvm)" snapshot_test.py --restores 20 \
   --measure 5

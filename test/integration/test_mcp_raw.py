@@ -4,7 +4,6 @@ binary and out-of-order lines; concurrency; progress; cancellation; shutdown on 
 VMs run on $AIRLOCK_TEST_BACKEND (default tcg)."""
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
@@ -13,109 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import AIRLOCK, expect, main, test  # noqa: E402
-
-BACKEND = os.environ.get("AIRLOCK_TEST_BACKEND", "tcg")
-INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
-        "params": {"protocolVersion": "2025-11-25", "capabilities": {},
-                   "clientInfo": {"name": "raw-test", "version": "1"}}}
-
-
-class Server:
-    """One `airlock mcp` process on pipes."""
-
-    def __init__(self, *args, stdin=subprocess.PIPE):
-        self.proc = subprocess.Popen([AIRLOCK, "mcp", "--backend", BACKEND] + list(args),
-                                     stdin=stdin, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
-        self.buf = b""
-        self.messages = []  # read but not yet taken
-
-    def send_raw(self, data):
-        self.proc.stdin.write(data)
-        self.proc.stdin.flush()
-
-    def send(self, msg):
-        self.send_raw(json.dumps(msg).encode() + b"\n")
-
-    def _read_line(self, deadline):
-        while b"\n" not in self.buf:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None
-            ready, _, _ = select.select([self.proc.stdout], [], [], left)
-            if not ready:
-                return None
-            chunk = os.read(self.proc.stdout.fileno(), 1 << 20)
-            if not chunk:
-                return None
-            self.buf += chunk
-        line, self.buf = self.buf.split(b"\n", 1)
-        return json.loads(line)
-
-    def take(self, pred, timeout=60):
-        """The first message (read or queued) for which pred holds."""
-        for m in self.messages:
-            if pred(m):
-                self.messages.remove(m)
-                return m
-        deadline = time.monotonic() + timeout
-        while True:
-            m = self._read_line(deadline)
-            if m is None:
-                raise AssertionError("no matching message within %ss; queued: %r"
-                                     % (timeout, self.messages[-5:]))
-            if pred(m):
-                return m
-            self.messages.append(m)
-
-    def reply(self, id, timeout=60):
-        return self.take(lambda m: m.get("id") == id and "method" not in m, timeout)
-
-    def request(self, id, method, params=None, timeout=60):
-        msg = {"jsonrpc": "2.0", "id": id, "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.send(msg)
-        return self.reply(id, timeout)
-
-    def call(self, id, arguments, meta=None, timeout=120):
-        params = {"name": "execute_code", "arguments": arguments}
-        if meta:
-            params["_meta"] = meta
-        return self.request(id, "tools/call", params, timeout)
-
-    def vms(self):
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                             text=True).stdout
-        return out.split()
-
-    def close(self):
-        # as an MCP host ends a server: stdin EOF (the server then kills its VMs, warm pool
-        # included); SIGKILL only if it does not go
-        if self.proc.poll() is None and self.proc.stdin:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-            self.proc.stdin = None
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        for f in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if f:
-                f.close()
-
-
-def started(*args):
-    s = Server(*args)
-    r = s.request(0, "initialize", INIT["params"])
-    expect(r["result"]["protocolVersion"] == "2025-11-25", "initialize", r)
-    s.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-    return s
+from mcp_session import BACKEND, INIT, Server, started  # noqa: E402
 
 
 def wait_for_vm(s, timeout=30):

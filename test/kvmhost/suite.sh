@@ -30,7 +30,7 @@ cp "$build/mcp/airlock" "$payload/build/mcp/"
 cp "$build/vmm/airlock-vmm" "$payload/build/vmm/"
 cp "$build/agent/airlock-agent" "$payload/build/agent/"
 cp "$build/test/guests/misbehave" "$payload/build/test/guests/"
-cp -r "$root/test/integration" "$root/test/perf" "$payload/test/"
+cp -r "$root/test/integration" "$root/test/perf" "$root/test/security" "$payload/test/"
 cp "$root/test/kvmhost/inside.sh" "$payload/"
 cp -r "$root/images" "$payload/images"
 kernel=$("$build/mcp/airlock" image list | sed -n 's/^current recipe: *\(kernel-[0-9a-f]*\).*/\1/p')
