@@ -88,13 +88,18 @@ def damaged_snapshots_are_refused_and_made_again():
     cache = image_dir()
     tmp = tempfile.mkdtemp(prefix="airlock-snaptest-")
     try:
-        recipe = airlock("image", "list").stdout.decode().split("current recipe:")[1].split()
+        listing = airlock("image", "list").stdout.decode()
+        recipe = listing.split("current recipe:")[1].split()
         for name in (recipe[0], recipe[2]):  # kernel, rootfs: shared, read-only
             os.symlink(os.path.join(cache, name), os.path.join(tmp, name))
         for lang in ("python", "javascript", "bash"):
-            src = max(glob.glob(os.path.join(cache, "snapshot-%s-%s-*" % (lang, BACKEND))),
-                      key=os.path.getmtime)
-            subprocess.run(["cp", "-a", "--sparse=always", src, tmp], check=True)
+            # the current recipe's snapshot (the cache may hold older ones, some newer on disk)
+            current = [line.split()[0] for line in listing.splitlines()
+                       if line.startswith("snapshot-%s-%s-" % (lang, BACKEND))
+                       and line.rstrip().endswith("current")]
+            expect(len(current) == 1, "one current %s snapshot" % lang, listing)
+            subprocess.run(["cp", "-a", "--sparse=always", os.path.join(cache, current[0]), tmp],
+                           check=True)
         bash = glob.glob(os.path.join(tmp, "snapshot-bash-*"))[0]
         python = glob.glob(os.path.join(tmp, "snapshot-python-*"))[0]
         with open(os.path.join(bash, "state"), "r+b") as f:  # one flipped byte
