@@ -163,7 +163,11 @@ restore_hang='timed out waiting for (PING|RUN)|FAIL boot to READY: timed out|the
 # e.g. a restored VM that stopped answering as above): only the latter is run again.
 vm_failed='Sandbox error'
 run_kvm_file "snapshots and restore through airlock (kvm)" test/integration/test_snapshot.py
-run_kvm_file "hostile user code is contained (kvm)" test/security/test_user_code.py
+# The fork bomb is left to tcg here: in the KVM test host it crashed the test host's own kernel
+# in four runs of five on 2026-11-22 ("stack guard page was hit ... airlock-vmm", then "corrupted
+# stack end detected inside scheduler"), QEMU's emulated SVM again; the guest it attacks is the same.
+run_kvm_file "hostile user code is contained (kvm)" test/security/test_user_code.py \
+  $($python test/security/test_user_code.py --list | grep -v '^fork_bomb_is_contained$')
 KVMHOST_EXTRA=test/kvmhost/snapshot_test.py \
   run_kvm_file "airlock-vmm snapshot format and restores (kvm)" snapshot_test.py --restores 20 \
   --measure 5
