@@ -163,11 +163,15 @@ restore_hang='timed out waiting for (PING|RUN)|FAIL boot to READY: timed out|the
 # e.g. a restored VM that stopped answering as above): only the latter is run again.
 vm_failed='Sandbox error'
 run_kvm_file "snapshots and restore through airlock (kvm)" test/integration/test_snapshot.py
-# The fork bomb is left to tcg here: in the KVM test host it crashed the test host's own kernel
-# in four runs of five on 2026-11-22 ("stack guard page was hit ... airlock-vmm", then "corrupted
-# stack end detected inside scheduler"), QEMU's emulated SVM again; the guest it attacks is the same.
+# The heavy attacks (fork and memory bombs, disk fill, many files, output flood) run on tcg only:
+# in the KVM test host they crashed the test host's own kernel in most runs on 2026-11-22 ("stack
+# guard page was hit ... airlock-vmm", then "corrupted stack end detected inside scheduler"), and
+# the memory bomb twice ended the guest itself ("the guest shut down before the program
+# finished"), an open problem (README, "What user code meets").
 run_kvm_file "hostile user code is contained (kvm)" test/security/test_user_code.py \
-  $($python test/security/test_user_code.py --list | grep -v '^fork_bomb_is_contained$')
+  outside_network_is_unreachable host_paths_are_not_there privileged_operations_are_refused \
+  kill_all_reaches_only_the_users_processes infinite_loop_and_sleep_end_at_the_timeout \
+  closing_stdout_early_keeps_the_exit_status nothing_outlives_a_call the_server_ends_cleanly
 KVMHOST_EXTRA=test/kvmhost/snapshot_test.py \
   run_kvm_file "airlock-vmm snapshot format and restores (kvm)" snapshot_test.py --restores 20 \
   --measure 5
