@@ -67,8 +67,8 @@ def files_go_in_and_out():
                 "os.makedirs('out/sub', exist_ok=True)\n"
                 "open('out/sub/result.txt', 'w').write('six')\n"
                 "open('out/big.bin', 'wb').write(b'\\0' * (2 << 20))\n")
-        r = airlock("run", "--json", "--put", "data/in.csv=" + src, "--out", out, code)
-        j = r.json()
+        # run_json: a sandbox failure is reported as itself, not as a missing key
+        r, j = run_json(code, "--put", "data/in.csv=" + src, "--out", out)
         expect(j["stdout"] == "6\n", "read the file", r)
         files = {f["path"]: f for f in j["files"]}
         expect(files["sub/result.txt"]["returned"] and files["sub/result.txt"]["size"] == 3,
