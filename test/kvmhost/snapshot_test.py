@@ -6,8 +6,8 @@ with DIR/memory (sparse) and DIR/state written; then restores it 20 times in a r
 PING -> READY, a python RUN that sleeps 0.1 s (timer interrupts survive the restore) and prints
 "ok", the EXIT frame with code 0, and the VM process ending with status 0; a bash RUN; two
 restores whose os.urandom/random differ; a restored VM snapshotted again, and that snapshot
-restored; a corrupt, a truncated, a foreign and a mismatched
-snapshot refused with exit status 3. Then measures (test/perf/kvm_restore.py) restore-to-READY
+restored; a corrupt, a truncated, a foreign and a mismatched snapshot refused with exit
+status 3. Then measures (test/perf/kvm_restore.py) restore-to-READY
 against QEMU-KVM restoring the same guest from a migration file, and the memory an idle
 restored VM costs. One PASS/FAIL line per check, then "N passed, N failed".
 
