@@ -54,13 +54,13 @@ void refresh_entropy_and_clock(const uint8_t entropy[64], int64_t wall_clock_ns)
 {
 	int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
 	if (fd >= 0) {
-		struct {
+		union { /* the header and its flexible array's 64 bytes */
 			struct rand_pool_info info;
-			uint8_t buf[64];
+			uint8_t bytes[sizeof(struct rand_pool_info) + 64];
 		} seed;
-		seed.info.entropy_count = (int)sizeof seed.buf * 8;
-		seed.info.buf_size = (int)sizeof seed.buf;
-		memcpy(seed.buf, entropy, sizeof seed.buf);
+		seed.info.entropy_count = 64 * 8;
+		seed.info.buf_size = 64;
+		memcpy(seed.info.buf, entropy, 64);
 		if (ioctl(fd, RNDADDENTROPY, &seed) != 0)
 			perror("airlock-agent: RNDADDENTROPY");
 		(void)ioctl(fd, RNDRESEEDCRNG);

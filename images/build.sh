@@ -20,6 +20,8 @@ packages=(
   qemu-system-x86
   # the tests (and the Node example client): python3, node and the MCP SDK from npm
   python3 valgrind procps nodejs
+  # the fuzz targets (test/fuzz): clang with libFuzzer
+  clang libclang-rt-14-dev
   # airlock bench's peers (never needed by the product)
   bubblewrap
 )

@@ -33,6 +33,16 @@ unit "unit tests" build
 unit "unit tests under valgrind" build --setup valgrind
 unit "unit tests with ASan/UBSan" build-asan
 
+# The parsers of untrusted bytes under libFuzzer, 30 s each (test/fuzz/README.md).
+fuzz_out=$(bash test/fuzz/run.sh 30 2>&1)
+echo "$fuzz_out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$'
+fuzz_summary=$(echo "$fuzz_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
+if [ -n "$fuzz_summary" ]; then
+  tally "fuzzing" "${fuzz_summary%% passed*}" "$(echo "$fuzz_summary" | sed 's/.*, \([0-9]*\) failed/\1/')"
+else
+  tally "fuzzing" 0 1
+fi
+
 run_integration() { # NAME BACKEND SCRIPT [test names...]   (SCRIPT: in test/integration, or a path)
   local name=$1 backend=$2 script=$3 out
   shift 3

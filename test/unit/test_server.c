@@ -188,8 +188,8 @@ static void base64_round_trips_and_refuses_junk(void)
 	const uint8_t data[] = {0, 1, 2, 253, 254, 255, 'a'};
 	for (size_t n = 0; n <= sizeof data; n++) {
 		char *text = base64_encode(data, n);
-		uint8_t *back;
-		size_t len;
+		uint8_t *back = NULL;
+		size_t len = 0;
 		CHECK(text && base64_decode(text, strlen(text), &back, &len) == 0);
 		CHECK(len == n && memcmp(back, data, n) == 0);
 		free(back);

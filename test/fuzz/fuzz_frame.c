@@ -1,0 +1,95 @@
+/* libFuzzer target: everything the host does with bytes from the guest agent, the way sandbox.c
+ * does it: the frame decoder (fed in chunks whose size the input picks, as reads would split
+ * the stream), output frames appended under their caps, and an EXIT frame split, its files tar
+ * unpacked and its skipped-files list read into the structured result. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "frame.h"
+#include "result.h"
+
+#define OUTPUT_CAP 4096 /* small, so the truncation path runs */
+
+struct run {
+	struct sandbox_result res;
+};
+
+static void append(struct byte_buffer *b, bool *truncated, const uint8_t *data, size_t len)
+{
+	size_t room = b->len < OUTPUT_CAP ? OUTPUT_CAP - b->len : 0;
+	if (len > room) {
+		*truncated = true;
+		len = room;
+	}
+	if (!b->data && !(b->data = malloc(OUTPUT_CAP)))
+		abort();
+	memcpy(b->data + b->len, data, len);
+	b->len += len;
+}
+
+static void build_result(struct sandbox_result *r)
+{
+	struct file_list files = {0};
+	if (result_output_files(r, 1u << 20, &files) == 0) {
+		json_t *structured = result_structured(r, &files);
+		if (!structured)
+			abort();
+		json_decref(structured);
+	}
+	file_list_free(&files);
+}
+
+static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len)
+{
+	struct sandbox_result *r = &((struct run *)ctx)->res;
+	if (len > frame_max_payload(type))
+		abort(); /* the decoder let through more than the type allows */
+	switch (type) {
+	case AL_FRAME_STDOUT:
+		append(&r->out, &r->stdout_truncated, payload, len);
+		return 0;
+	case AL_FRAME_STDERR:
+		append(&r->err, &r->stderr_truncated, payload, len);
+		return 0;
+	case AL_FRAME_EXIT: {
+		struct al_exit e;
+		const uint8_t *files, *skipped;
+		if (frame_parse_exit(payload, len, &e, &files, &skipped) != 0)
+			return -EPROTO;
+		r->exited = e.signal == 0 && e.exit_code >= 0;
+		r->exit_code = e.exit_code;
+		r->signal = e.signal;
+		r->files_tar = e.files_len ? files : NULL;
+		r->files_len = e.files_len;
+		r->skipped = e.skipped_len ? (const char *)skipped : NULL;
+		r->skipped_len = e.skipped_len;
+		build_result(r); /* while the payload is valid, as the server does with its copy */
+		return 1;
+	}
+	default:
+		return 0;
+	}
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	if (size < 1)
+		return 0;
+	size_t chunk = (size_t)data[0] % 64 + 1;
+	data++;
+	size--;
+	struct run run = {0};
+	struct frame_decoder d;
+	frame_decoder_init(&d);
+	for (size_t at = 0; at < size; at += chunk) {
+		size_t n = size - at < chunk ? size - at : chunk;
+		if (frame_decoder_feed(&d, data + at, n, on_frame, &run) != 0)
+			break;
+	}
+	frame_decoder_free(&d);
+	free(run.res.out.data);
+	free(run.res.err.data);
+	return 0;
+}

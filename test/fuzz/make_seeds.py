@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Writes the hand-made seeds of each fuzz target's corpus (test/fuzz/corpus/<target>/seed-*):
+well-formed inputs that reach deep paths at once, which the fuzzer then mutates. The rest of
+each corpus is what fuzzing found and `run.sh --merge` kept. Run again after changing a format."""
+import io
+import json
+import os
+import struct
+import tarfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, "seed-" + name), "wb") as f:
+        f.write(data)
+
+
+def rpc_seeds():
+    def lines(*msgs):
+        return "".join(json.dumps(m) + "\n" for m in msgs).encode()
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-11-25", "capabilities": {},
+                       "clientInfo": {"name": "fuzz", "version": "0"}}}
+    inited = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+    call = {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+            "params": {"name": "execute_code", "_meta": {"progressToken": 7},
+                       "arguments": {"language": "python", "code": "print(1)", "stdin": "x",
+                                     "timeout_s": 5,
+                                     "files": [{"path": "in/a.txt", "content_base64": "aGk="}]}}}
+    write("rpc", "session", lines(init, inited, {"jsonrpc": "2.0", "id": "p", "method": "ping"},
+                                  {"jsonrpc": "2.0", "id": 3, "method": "tools/list"}, call))
+    write("rpc", "cancel", lines(init, call, {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                                              "params": {"requestId": 2, "reason": "x"}}))
+    write("rpc", "logging", lines({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel",
+                                   "params": {"level": "debug"}}))
+    write("rpc", "batch-and-junk", b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]\n{oops\r\n\n')
+
+
+def frame(kind, payload):
+    return struct.pack("<II", kind, len(payload)) + payload
+
+
+def frame_seeds():
+    ready = frame(1, struct.pack("<II", 1, 0))
+    out = frame(2, b"hello\n") + frame(3, b"\xff\xfe not utf-8\n")
+    tar_bytes = io.BytesIO()
+    with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for path, data in (("plot.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 32), ("a/b.txt", b"hi")):
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    files = tar_bytes.getvalue()
+    skipped = b"123456789 big.bin\n"
+    exit_head = struct.pack("<iiIIQQII", 0, 0, 2, 0, 6, 14, len(files), len(skipped))
+    exit_frame = frame(4, exit_head + files + skipped)
+    write("frame", "run", b"\x07" + ready + out + exit_frame)
+    write("frame", "error", b"\x00" + ready + frame(5, b"cannot start python"))
+    killed = struct.pack("<iiIIQQII", -1, 9, 1, 0, 0, 0, 0, 0)
+    write("frame", "killed", b"\x3f" + frame(4, killed))
+
+
+def virtq_seeds():
+    """A driver bringing up queue 0 of size 4 (rings at 0x1000/0x2000/0x3000), offering a chain
+    of a readable and a writable buffer, and notifying: the script format of fuzz_virtq.c."""
+    script = b""
+
+    def reg(offset, value):
+        return struct.pack("<BHI", 0, offset, value)
+
+    def mem32(addr, value):
+        return struct.pack("<BHI", 3, addr, value)
+
+    def mem(addr, data):
+        return struct.pack("<BHB", 2, addr, len(data)) + data
+    for status in (1, 3):
+        script += reg(0x70, status)                 # ACKNOWLEDGE, DRIVER
+    script += reg(0x24, 1) + reg(0x20, 1)           # driver features, high word: VERSION_1
+    script += reg(0x70, 0xb)                        # FEATURES_OK
+    script += reg(0x30, 0) + reg(0x38, 4)           # queue 0, size 4
+    script += reg(0x80, 0x1000) + reg(0x90, 0x2000) + reg(0xa0, 0x3000)
+    script += reg(0x44, 1) + reg(0x70, 0xf)         # queue ready, DRIVER_OK
+    script += mem(0x1000, struct.pack("<QIHH", 0x4000, 16, 1, 1))   # desc 0 -> 1, readable
+    script += mem(0x1010, struct.pack("<QIHH", 0x5000, 32, 2, 0))   # desc 1, writable
+    script += mem32(0x2004, 0) + mem32(0x2000, 1 << 16)             # avail ring[0]=0, idx=1
+    script += reg(0x50, 0)                                          # notify queue 0
+    script += struct.pack("<BH", 1, 0x60) + struct.pack("<BH", 1 | 0x80, 0x100)
+    write("virtq", "one-chain", script)
+
+
+if __name__ == "__main__":
+    rpc_seeds()
+    frame_seeds()
+    virtq_seeds()
