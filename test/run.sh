@@ -139,7 +139,7 @@ run_kvm_file() { # NAME SCRIPT [ARGS...]
   local name=$1 log=build/kvm-suite.log out summary tries
   shift
   if [[ $1 == test/* ]] && build/mcp/airlock doctor | grep -qE '^ok +kvm '; then
-    run_integration "$name, directly" kvm "$1"
+    run_integration "$name, directly" kvm "$@"
     return
   fi
   echo "== $name: in the KVM test host, one boot (log: $log)"
@@ -182,6 +182,10 @@ run_kvm_file "hostile user code is contained (kvm)" test/security/test_user_code
   outside_network_is_unreachable host_paths_are_not_there privileged_operations_are_refused \
   kill_all_reaches_only_the_users_processes infinite_loop_and_sleep_end_at_the_timeout \
   closing_stdout_early_keeps_the_exit_status nothing_outlives_a_call the_server_ends_cleanly
+# A hostile guest (test/guests/hostile.c, booted in place of the kernel) against the release and
+# the ASan/UBSan builds of airlock-vmm: malformed virtqueues, exit floods, UART garbage.
+run_kvm_file "a hostile guest against airlock-vmm (kvm)" test/security/test_hostile_guest.py \
+  build/vmm/airlock-vmm build-asan/vmm/airlock-vmm
 KVMHOST_EXTRA=test/kvmhost/snapshot_test.py \
   run_kvm_file "airlock-vmm snapshot format and restores (kvm)" snapshot_test.py --restores 20 \
   --measure 5

@@ -154,6 +154,15 @@ static void enable_queue(struct virtio_device *dev, struct virtqueue *q)
 		virtio_fail(dev, "misaligned virtqueue");
 		return;
 	}
+	/* rings outside RAM would leave a queue that is live but never served (nothing can be
+	 * read from it): refuse them now, with a reason */
+	if (!gpa_ptr(dev->mem, q->desc_gpa, sizeof(struct vring_desc) * q->size) ||
+	    !avail_ring(dev->mem, q) ||
+	    !gpa_ptr(dev->mem, q->used_gpa,
+		     sizeof(struct vring_used) + sizeof(struct vring_used_elem) * q->size + 2)) {
+		virtio_fail(dev, "virtqueue rings outside guest RAM");
+		return;
+	}
 	q->ready = true;
 	q->last_avail = q->used_idx = 0;
 }

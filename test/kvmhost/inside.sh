@@ -13,6 +13,11 @@ mkdir -p "/tmp/images/$kernel" "/tmp/images/$rootfs"
 ln -sf "$PWD/vmlinux" "/tmp/images/$kernel/vmlinux"
 ln -sf /dev/vda "/tmp/images/$rootfs/rootfs.ext4"
 build/mcp/airlock doctor
+# One idle VM held for the whole run, so that KVM's static keys are not flipped (and the kernel's
+# code patched) at every VM's start and end: QEMU TCG mishandles that patching (kvm_keeper.py).
+python3 kvm_keeper.py &
+keeper=$!
+trap 'kill $keeper 2>/dev/null' EXIT
 script=$1
 shift
 case $script in

@@ -56,7 +56,7 @@ cp -a "$PAYLOAD" "$TMP/stage/payload" || die "copying payload failed"
 cat "$BASE/base.cpio" "$TMP/payload.cpio" > "$TMP/initrd" || die "building initrd failed"
 rm -rf "$TMP/stage" "$TMP/payload.cpio"
 
-APPEND="console=ttyS0 quiet panic=-1 kvmhost.cmd=$(printf '%s' "$CMD" | base64 -w0)"
+APPEND="console=ttyS0 quiet panic=-1 nokaslr kvmhost.cmd=$(printf '%s' "$CMD" | base64 -w0)"
 # x86 COMMAND_LINE_SIZE is 2048; longer command lines are silently truncated.
 [ ${#APPEND} -lt 2000 ] || die "command too long for the kernel command line (${#APPEND} bytes); put it in a script in the payload"
 
@@ -65,8 +65,9 @@ START=$(date +%s.%N)
 elapsed() { echo "$(date +%s.%N) $START" | awk '{printf "%.1f", $1 - $2}'; }
 echo "run.sh: booting test host (memory ${MEM} MiB, timeout ${TIMEOUT} s)"
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
-  -M q35 -accel tcg -cpu "${KVMHOST_CPU:-EPYC,+svm,+npt}" -smp "${KVMHOST_SMP:-2}" -m "$MEM" \
-  -nodefaults -display none -no-reboot \
+  -M q35 -accel "${KVMHOST_ACCEL:-tcg}" -cpu "${KVMHOST_CPU:-EPYC,+svm,+npt}" \
+  -smp "${KVMHOST_SMP:-2}" -m "$MEM" -nodefaults -display none -no-reboot \
+  ${KVMHOST_MONITOR:+-monitor "unix:$KVMHOST_MONITOR,server,nowait"} \
   -kernel "$BASE/vmlinuz" -initrd "$TMP/initrd" -append "$APPEND" \
   -drive "file=$DISK,if=virtio,format=raw,readonly=on" \
   -serial stdio -net none \

@@ -29,15 +29,21 @@ mkdir -p "$payload/build/mcp" "$payload/build/vmm" "$payload/build/agent" \
 cp "$build/mcp/airlock" "$payload/build/mcp/"
 cp "$build/vmm/airlock-vmm" "$payload/build/vmm/"
 cp "$build/agent/airlock-agent" "$payload/build/agent/"
-cp "$build/test/guests/misbehave" "$payload/build/test/guests/"
+cp "$build/test/guests/misbehave" "$build/test/guests/hostile" "$payload/build/test/guests/"
+# the ASan/UBSan monitor, for the hostile-guest suite (test/security/test_hostile_guest.py)
+if [ -x "$root/build-asan/vmm/airlock-vmm" ]; then
+  mkdir -p "$payload/build-asan/vmm"
+  cp "$root/build-asan/vmm/airlock-vmm" "$payload/build-asan/vmm/"
+fi
 cp -r "$root/test/integration" "$root/test/perf" "$root/test/security" "$payload/test/"
-cp "$root/test/kvmhost/inside.sh" "$payload/"
+cp "$root/test/kvmhost/inside.sh" "$root/test/kvmhost/kvm_keeper.py" "$payload/"
 cp -r "$root/images" "$payload/images"
 kernel=$("$build/mcp/airlock" image list | sed -n 's/^current recipe: *\(kernel-[0-9a-f]*\).*/\1/p')
 rootfs=$("$build/mcp/airlock" image list | sed -n 's/.*\(rootfs-[0-9a-f]*\)$/\1/p' | head -1)
 cp "$images/$kernel/vmlinux" "$payload/vmlinux"
 # airlock's shared libraries that the guest root file system (the test host's userland) lacks
-for lib in $(ldd "$build/mcp/airlock" "$build/vmm/airlock-vmm" | awk '/=> \//{print $3}'); do
+for lib in $(ldd "$build/mcp/airlock" "$build/vmm/airlock-vmm" $(ls "$root/build-asan/vmm/airlock-vmm" 2>/dev/null) \
+             | awk '/=> \//{print $3}' | sort -u); do
   case $(basename "$lib") in libc.so*|libm.so*|ld-linux*|libpthread.so*|libdl.so*) ;;
     *) cp -L "$lib" "$payload/lib/" ;; esac
 done
