@@ -224,6 +224,19 @@ static void register_file_refuses_bad_queues(void)
 	reg_write(&d, VIRTIO_MMIO_QUEUE_DESC_LOW, DESC + 2); /* misaligned table */
 	reg_write(&d, VIRTIO_MMIO_QUEUE_READY, 1);
 	CHECK(reg_read(&d, VIRTIO_MMIO_QUEUE_READY) == 0);
+	/* rings outside guest RAM, or running over its end, are refused when enabled */
+	const uint64_t outside[][3] = {{MEM_SIZE, AVAIL, USED}, {DESC, MEM_SIZE - 2, USED},
+				       {DESC, AVAIL, MEM_SIZE - 16}, {DESC, AVAIL, 1ull << 40}};
+	for (size_t i = 0; i < sizeof outside / sizeof outside[0]; i++) {
+		set_up_driver(&d, 8);
+		reg_write(&d, VIRTIO_MMIO_QUEUE_DESC_LOW, (uint32_t)outside[i][0]);
+		reg_write(&d, VIRTIO_MMIO_QUEUE_AVAIL_LOW, (uint32_t)outside[i][1]);
+		reg_write(&d, VIRTIO_MMIO_QUEUE_USED_LOW, (uint32_t)outside[i][2]);
+		reg_write(&d, VIRTIO_MMIO_QUEUE_USED_HIGH, (uint32_t)(outside[i][2] >> 32));
+		reg_write(&d, VIRTIO_MMIO_QUEUE_READY, 1);
+		CHECK(reg_read(&d, VIRTIO_MMIO_QUEUE_READY) == 0);
+		CHECK(reg_read(&d, VIRTIO_MMIO_STATUS) & 0x40);
+	}
 
 	/* a good set-up works, and FEATURES_OK without VERSION_1 is refused */
 	set_up_driver(&d, 8);
