@@ -37,7 +37,7 @@ kernel=$("$build/mcp/airlock" image list | sed -n 's/^current recipe: *\(kernel-
 rootfs=$("$build/mcp/airlock" image list | sed -n 's/.*\(rootfs-[0-9a-f]*\)$/\1/p' | head -1)
 cp "$images/$kernel/vmlinux" "$payload/vmlinux"
 # airlock's shared libraries that the guest root file system (the test host's userland) lacks
-for lib in $(ldd "$build/mcp/airlock" | awk '/=> \//{print $3}'); do
+for lib in $(ldd "$build/mcp/airlock" "$build/vmm/airlock-vmm" | awk '/=> \//{print $3}'); do
   case $(basename "$lib") in libc.so*|libm.so*|ld-linux*|libpthread.so*|libdl.so*) ;;
     *) cp -L "$lib" "$payload/lib/" ;; esac
 done
