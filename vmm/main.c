@@ -3,18 +3,23 @@
  * channel (an fd it inherits) and an 8250 UART for the boot log, and runs until the guest ends.
  * With --snapshot-to DIR, SIGUSR2 stops the guest and writes a snapshot to DIR instead (exit 0
  * once it is on disk); --restore DIR resumes a VM from one (snapshot.c) without booting.
+ * Once its devices are attached it runs under a seccomp filter (seccomp.c): any syscall outside
+ * it kills it with SIGSYS. Every file is opened before that (the jail, still to come, will hide
+ * every path).
  * Exit status: 0 when the guest shut down (or the snapshot was written), 1 when the VM failed,
  * 2 for bad arguments, 3 when a snapshot was refused (corrupt, or from another build or host).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -31,6 +36,7 @@ struct options {
 	int channel_fd;
 	unsigned memory_mb;
 	bool verbose;
+	bool seccomp_log, seccomp_selftest;
 };
 
 static void usage(void)
@@ -39,7 +45,9 @@ static void usage(void)
 			"                   [--memory-mb N] [--vcpus 1] [--serial-log FILE]\n"
 			"                   [--cmdline-extra ARGS] [--snapshot-to DIR] [--verbose]\n"
 			"       airlock-vmm --restore DIR --rootfs IMAGE --channel-fd N\n"
-			"                   [--serial-log FILE] [--snapshot-to DIR] [--verbose]\n");
+			"                   [--serial-log FILE] [--snapshot-to DIR] [--verbose]\n"
+			"  --seccomp-log       development: log syscalls outside the filter, not kill\n"
+			"  --seccomp-selftest  tests: make a forbidden syscall once the filter is on\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -55,6 +63,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"verbose", no_argument, NULL, 'v'},
 		{"snapshot-to", required_argument, NULL, 'S'},
 		{"restore", required_argument, NULL, 'R'},
+		{"seccomp-log", no_argument, NULL, 'L'},
+		{"seccomp-selftest", no_argument, NULL, 'T'},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){.channel_fd = -1, .memory_mb = 512};
@@ -69,6 +79,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'v': o->verbose = true; break;
 		case 'S': o->snapshot_to = optarg; break;
 		case 'R': o->restore = optarg; break;
+		case 'L': o->seccomp_log = true; break;
+		case 'T': o->seccomp_selftest = true; break;
 		case 'c':
 			o->channel_fd = (int)strtol(optarg, &end, 10);
 			if (*end || o->channel_fd < 0 || fcntl(o->channel_fd, F_GETFD) < 0) {
@@ -159,29 +171,40 @@ static int boot(struct vm *vm, const struct options *o)
 	return vcpu_setup_x86_64(vm, entry);
 }
 
-static int attach_devices(struct vm *vm, const struct options *o)
+/* The files the devices use, opened before the seccomp filter allows no more opens. */
+struct device_files {
+	int log_fd;  /* the 8250's output, -1 for none */
+	int disk_fd; /* the root disk */
+};
+
+static int open_device_files(const struct options *o, struct device_files *f)
 {
-	int log_fd = -1;
+	f->log_fd = -1;
 	if (o->serial_log) {
-		log_fd = open(o->serial_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-		if (log_fd < 0)
+		f->log_fd = open(o->serial_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+		if (f->log_fd < 0)
 			vmm_log("cannot open %s: %s (boot log dropped)", o->serial_log, strerror(errno));
 	} else if (o->verbose) {
-		log_fd = STDERR_FILENO;
+		f->log_fd = STDERR_FILENO;
 	}
-	int disk_fd = open(o->rootfs, O_RDONLY | O_CLOEXEC);
-	if (disk_fd < 0) {
+	f->disk_fd = open(o->rootfs, O_RDONLY | O_CLOEXEC);
+	if (f->disk_fd < 0) {
 		int err = -errno;
 		vmm_log("cannot open the root disk %s: %s", o->rootfs, strerror(errno));
 		return err;
 	}
-	int rc = serial_create(vm, log_fd);
+	return 0;
+}
+
+static int attach_devices(struct vm *vm, const struct options *o, const struct device_files *f)
+{
+	int rc = serial_create(vm, f->log_fd);
 	if (rc == 0)
 		rc = i8042_create(vm);
 	if (rc == 0)
 		rc = rtc_create(vm);
 	if (rc == 0)
-		rc = virtio_blk_create(vm, disk_fd, VIRTIO_BLK_BASE, LAYOUT_IRQ_VIRTIO_FIRST);
+		rc = virtio_blk_create(vm, f->disk_fd, VIRTIO_BLK_BASE, LAYOUT_IRQ_VIRTIO_FIRST);
 	if (rc == 0)
 		rc = virtio_console_create(vm, o->channel_fd, VIRTIO_CONSOLE_BASE,
 					   LAYOUT_IRQ_VIRTIO_FIRST + 1);
@@ -196,24 +219,28 @@ static void on_snapshot_signal(int sig)
 	vm_request_stop(NULL, VM_RUN_SNAPSHOT);
 }
 
-/* Restore: the snapshot is checked before any KVM state exists; whatever it holds that this
- * host or these devices refuse is the snapshot's fault too (status 3). */
-static int restore(struct vm *vm, const struct options *o)
+/* Restore, first half: the snapshot is checked before any KVM state exists, then the VM is
+ * created over its memory. Whatever it holds that this host refuses is the snapshot's fault
+ * (status 3). */
+static int load_snapshot(struct vm *vm, const struct options *o, struct snapshot *snap)
 {
-	struct snapshot snap;
-	if (snapshot_load(o->restore, &snap) != 0)
+	if (snapshot_load(o->restore, snap) != 0)
 		return SNAP_EXIT_REFUSED;
-	if (vm_create(vm, snap.img.mem_size, snap.mem_fd) != 0)
+	if (vm_create(vm, snap->img.mem_size, snap->mem_fd) != 0)
 		return 1;
-	close(snap.mem_fd); /* the mapping keeps the file */
+	close(snap->mem_fd); /* the mapping keeps the file */
 	vm->verbose = o->verbose;
-	if (attach_devices(vm, o) != 0)
-		return 1;
-	if (snapshot_restore(vm, &snap) != 0) {
+	return 0;
+}
+
+/* Second half, with the devices attached: their state and KVM's. */
+static int apply_snapshot(struct vm *vm, const struct options *o, struct snapshot *snap)
+{
+	if (snapshot_restore(vm, snap) != 0) {
 		vmm_log("snapshot %s refused: its state does not fit this VM or host", o->restore);
 		return SNAP_EXIT_REFUSED;
 	}
-	free(snap.file);
+	free(snap->file);
 	return 0;
 }
 
@@ -221,6 +248,9 @@ int main(int argc, char **argv)
 {
 	/* airlock owns this VM: if airlock dies, the VM goes with it */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	/* One malloc arena: a thread's first allocation otherwise creates its own, which reads
+	 * /sys for the CPU count, a file the seccomp filter no longer lets it open. */
+	mallopt(M_ARENA_MAX, 1);
 	signal(SIGPIPE, SIG_IGN);
 	struct options o;
 	if (parse_options(argc, argv, &o) != 0) {
@@ -231,21 +261,43 @@ int main(int argc, char **argv)
 		struct sigaction sa = {.sa_handler = on_snapshot_signal}; /* no SA_RESTART */
 		sigaction(SIGUSR2, &sa, NULL);
 	}
+	/* Everything the VM needs is opened first: the filter allows no open. */
+	struct device_files files;
+	int rc = open_device_files(&o, &files) == 0 ? 0 : 1;
+	int snapshot_dir_fd = -1;
+	if (rc == 0 && o.snapshot_to && (snapshot_dir_fd = snapshot_open_dir(o.snapshot_to)) < 0)
+		rc = 1;
 	struct vm vm;
-	int rc;
-	if (o.restore) {
-		rc = restore(&vm, &o);
-	} else {
+	struct snapshot snap;
+	if (rc == 0 && o.restore) {
+		rc = load_snapshot(&vm, &o, &snap);
+	} else if (rc == 0) {
 		rc = vm_create(&vm, (uint64_t)o.memory_mb << 20, -1) != 0 ? 1 : 0;
 		vm.verbose = o.verbose;
 		if (rc == 0 && boot(&vm, &o) != 0)
 			rc = 1;
-		if (rc == 0 && attach_devices(&vm, &o) != 0)
-			rc = 1;
 	}
+	if (rc == 0 && attach_devices(&vm, &o, &files) != 0)
+		rc = 1;
+	if (rc == 0 && o.restore)
+		rc = apply_snapshot(&vm, &o, &snap);
+	/* A crash leaves no core (it would hold guest memory), and no other process of this user
+	 * may ptrace this one or read its memory through /proc. */
+	struct rlimit no_core = {0, 0};
+	if (rc == 0 && (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0) != 0)) {
+		vmm_log("cannot drop core dumps: %s", strerror(errno));
+		rc = 1;
+	}
+	/* Every thread started: from here on the steady state's syscalls only (seccomp.c). */
+	struct vmm_seccomp_options filter = {.snapshots = o.snapshot_to != NULL,
+					     .log_only = o.seccomp_log};
+	if (rc == 0 && vmm_seccomp_install(&filter) != 0)
+		rc = 1;
+	if (rc == 0 && o.seccomp_selftest)
+		vmm_seccomp_selftest();
 	int status = rc == 0 ? vm_run(&vm) : rc;
 	if (status == VM_RUN_SNAPSHOT)
-		status = snapshot_save(&vm, o.snapshot_to) == 0 ? 0 : 1;
+		status = snapshot_save(&vm, snapshot_dir_fd, o.snapshot_to) == 0 ? 0 : 1;
 	/* Other threads may still be in a device; exit without unwinding them. */
 	fflush(stderr);
 	_exit(status);

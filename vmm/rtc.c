@@ -85,6 +85,9 @@ static int rtc_restore(struct io_device *io, const void *buf, size_t len)
 
 int rtc_create(struct vm *vm)
 {
+	/* libc reads the time zone file at its first time conversion, gmtime_r included: now,
+	 * before the seccomp filter, not at the guest's first clock read (which it would kill) */
+	tzset();
 	struct rtc *rtc = calloc(1, sizeof *rtc);
 	if (!rtc)
 		return -ENOMEM;

@@ -29,7 +29,8 @@
  * input: lengths, counts, sizes and guest addresses are checked before use, here and in each
  * device's restore.
  *
- * Save: the vCPU is stopped and its last exit completed; then KVM state (kvm_state.c), device
+ * Save: the directory is opened at start-up (under the seccomp filter only files in it can be
+ * opened); the vCPU is stopped and its last exit completed; then KVM state (kvm_state.c), device
  * state (each under its own lock), DIR/memory, DIR/state. Each file is written under a
  * temporary name, fsynced and renamed, the state last, so that a DIR/state always names a
  * complete memory file; an existing memory file is replaced, never truncated (VMs restored
@@ -356,16 +357,32 @@ static int save_devices(struct vm *vm, struct snap_buf *b)
 	return rc;
 }
 
-int snapshot_save(struct vm *vm, const char *dir)
+int snapshot_open_dir(const char *dir)
+{
+	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0 && errno == ENOENT && mkdir(dir, 0755) == 0)
+		dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dir_fd < 0) {
+		int err = -errno;
+		vmm_log("snapshot: cannot open the directory %s: %s", dir, strerror(errno));
+		return err;
+	}
+	return dir_fd;
+}
+
+int snapshot_save(struct vm *vm, int dir_fd, const char *dir)
 {
 	uint8_t build_id[SNAP_BUILD_ID_SIZE];
 	if (snap_build_id(build_id) != 0) {
 		vmm_log("snapshot: this airlock-vmm has no build id (link it with --build-id)");
+		close(dir_fd);
 		return -ENOENT;
 	}
 	int rc = vcpu_complete_exit(vm);
-	if (rc)
+	if (rc) {
+		close(dir_fd);
 		return rc;
+	}
 	struct snap_buf b;
 	snap_buf_init(&b);
 	rc = kvm_state_save(vm, &b);
@@ -375,18 +392,10 @@ int snapshot_save(struct vm *vm, const char *dir)
 		vmm_log("snapshot: building the state file failed: %s", strerror(-rc));
 	if (rc) {
 		snap_buf_free(&b);
+		close(dir_fd);
 		return rc;
 	}
 
-	int dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dir_fd < 0 && errno == ENOENT && mkdir(dir, 0755) == 0)
-		dir_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (dir_fd < 0) {
-		rc = -errno;
-		vmm_log("snapshot: cannot open the directory %s: %s", dir, strerror(errno));
-		snap_buf_free(&b);
-		return rc;
-	}
 	/* a state file from before must not outlive its memory file */
 	if (unlinkat(dir_fd, "state", 0) < 0 && errno != ENOENT) {
 		rc = -errno;

@@ -102,9 +102,13 @@ struct snapshot {
 	int mem_fd;
 };
 
+/* Opens (creating it if need be) the directory a snapshot will be written to, at start-up: the
+ * seccomp filter allows no open later. Returns the fd or -errno (logged). */
+int snapshot_open_dir(const char *dir);
 /* With the vCPU stopped (vm_run returned VM_RUN_SNAPSHOT): completes the pending exit, then
- * writes dir/memory (sparse) and dir/state and fsyncs them. Returns 0 or -errno (logged). */
-int snapshot_save(struct vm *vm, const char *dir);
+ * writes memory (sparse) and state into dir_fd (named dir in messages) and fsyncs them; closes
+ * dir_fd. Returns 0 or -errno (logged). */
+int snapshot_save(struct vm *vm, int dir_fd, const char *dir);
 /* Reads and checks dir/state and opens dir/memory. Returns 0 or -errno with a one-line
  * message on stderr; the caller exits SNAP_EXIT_REFUSED. */
 int snapshot_load(const char *dir, struct snapshot *snap);

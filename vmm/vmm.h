@@ -75,6 +75,18 @@ int vm_irq_line(struct vm *vm, unsigned gsi, struct irq_line *irq);
  * a VM that failed (a message naming the exit is printed), VM_RUN_SNAPSHOT when a snapshot was
  * requested (the vCPU is stopped, its last exit not yet completed). */
 int vm_run(struct vm *vm);
+
+/* ---- seccomp (seccomp.c) ---- */
+
+struct vmm_seccomp_options {
+	bool snapshots; /* --snapshot-to: writing one must stay possible */
+	bool log_only;  /* development: log what is not allowed instead of killing */
+};
+/* Installs the steady-state filter on every thread; from then on a syscall outside it kills
+ * the process. Returns 0 or -errno. */
+int vmm_seccomp_install(const struct vmm_seccomp_options *o);
+/* Makes a syscall the filter forbids (the test suite's proof that it is in place). */
+void vmm_seccomp_selftest(void);
 #define VM_RUN_SNAPSHOT 0x100
 /* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe and
  * async-signal-safe. vm_run returns status. */

@@ -6,8 +6,9 @@ with DIR/memory (sparse) and DIR/state written; then restores it 20 times in a r
 PING -> READY, a python RUN that sleeps 0.1 s (timer interrupts survive the restore) and prints
 "ok", the EXIT frame with code 0, and the VM process ending with status 0; a bash RUN; two
 restores whose os.urandom/random differ; a restored VM snapshotted again, and that snapshot
-restored; a corrupt, a truncated, a foreign and a mismatched snapshot refused with exit
-status 3. Then measures (test/perf/kvm_restore.py) restore-to-READY
+restored; airlock-vmm killed by its seccomp filter at a forbidden syscall; a corrupt, a
+truncated, a foreign and a mismatched snapshot refused with exit status 3. Then measures
+(test/perf/kvm_restore.py) restore-to-READY
 against QEMU-KVM restoring the same guest from a migration file, and the memory an idle
 restored VM costs. One PASS/FAIL line per check, then "N passed, N failed".
 
@@ -232,6 +233,18 @@ def snapshot_of_restored(snap, again):
         vm.close()
 
 
+def forbidden_syscall_kills(snap):
+    """airlock-vmm's seccomp filter is on once the VM is set up: --seccomp-selftest then makes
+    a syscall outside it (socket), which must end the process with SIGSYS."""
+    vm = Vm(restore_args(snap) + ["--seccomp-selftest"], "/tmp/seccomp.log")
+    try:
+        status = vm.wait(30)
+        report(status == -signal.SIGSYS, "seccomp: a forbidden syscall kills airlock-vmm (SIGSYS)",
+               "status %s, stderr: %s" % (status, vm.stderr_tail()))
+    finally:
+        vm.close()
+
+
 def expect_refused(name, snap_dir):
     vm = Vm(restore_args(snap_dir), "/tmp/refused.log")
     try:
@@ -301,6 +314,8 @@ def main():
         if snapshot_of_restored(snap, again):
             restore_and_run(again, "restore of that second snapshot: python run", LANG_PYTHON,
                             "print('again')", b"again\n")
+
+        forbidden_syscall_kills(snap)
 
         expect_refused("corrupt state (a flipped byte) refused with 3",
                        damaged_copy(snap, "corrupt", flip(200)))
