@@ -84,6 +84,7 @@ run_integration "snapshots and restore (tcg)" tcg test_snapshot.py
 run_integration "airlock mcp, wire tests and the warm pool (tcg)" tcg test_mcp_raw.py
 run_sdk "airlock mcp, official SDK client (tcg)" tcg
 run_integration "hostile user code is contained (tcg)" tcg test/security/test_user_code.py
+run_integration "the host server under 2,000 calls (tcg)" tcg test/security/test_host_server.py
 
 # The kvm backend: directly where this machine's KVM runs guests, else inside the KVM test host
 # (QEMU TCG emulating AMD-V; see test/kvmhost/README.md). Same suite, same assertions.

@@ -110,3 +110,11 @@ def started(*args):
     expect(r["result"]["protocolVersion"] == "2025-11-25", "initialize", r)
     s.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
     return s
+
+
+def wait_for_pool(s, count, timeout=60):
+    """Waits until the server has count VM processes (its warm pool, once refilled)."""
+    deadline = time.monotonic() + timeout
+    while len(s.vms()) < count:
+        expect(time.monotonic() < deadline, "the pool has %d VMs (has %d)" % (count, len(s.vms())))
+        time.sleep(0.05)
