@@ -56,7 +56,7 @@ cp -a "$PAYLOAD" "$TMP/stage/payload" || die "copying payload failed"
 cat "$BASE/base.cpio" "$TMP/payload.cpio" > "$TMP/initrd" || die "building initrd failed"
 rm -rf "$TMP/stage" "$TMP/payload.cpio"
 
-APPEND="console=ttyS0 quiet panic=-1 nokaslr kvmhost.cmd=$(printf '%s' "$CMD" | base64 -w0)"
+APPEND="console=ttyS0 quiet panic=-1 nokaslr ${KVMHOST_APPEND:-}kvmhost.cmd=$(printf '%s' "$CMD" | base64 -w0)"
 # x86 COMMAND_LINE_SIZE is 2048; longer command lines are silently truncated.
 [ ${#APPEND} -lt 2000 ] || die "command too long for the kernel command line (${#APPEND} bytes); put it in a script in the payload"
 
