@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "vmm.h"
 
@@ -42,7 +43,6 @@ static const struct allowed_syscall steady_state[] = {
 	{SCMP_SYS(rt_sigprocmask), "pthread_kill blocks signals around tgkill"},
 	{SCMP_SYS(getpid), "pthread_kill names its own process"},
 	{SCMP_SYS(gettid), "pthread_kill on itself"},
-	{SCMP_SYS(tgkill), "the console thread kicks the vCPU out of KVM_RUN"},
 	{SCMP_SYS(munmap), "malloc returns memory"},
 	{SCMP_SYS(brk), "malloc"},
 	{SCMP_SYS(madvise), "malloc trims its arenas"},
@@ -100,6 +100,14 @@ static int allow_ioctls(scmp_filter_ctx ctx, const unsigned long *requests, size
 	return 0;
 }
 
+/* tgkill: the console thread kicks the vCPU out of KVM_RUN; only within this process, so that a
+ * taken-over monitor cannot signal another VM's (they all run as the same outside user). */
+static int allow_signals_to_itself(scmp_filter_ctx ctx)
+{
+	return seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(tgkill), 1,
+				SCMP_A0(SCMP_CMP_EQ, (scmp_datum_t)getpid()));
+}
+
 /* mmap (malloc's arenas and large blocks) and mprotect (a new thread arena), never executable. */
 static int allow_memory_without_exec(scmp_filter_ctx ctx)
 {
@@ -133,6 +141,8 @@ int vmm_seccomp_install(const struct vmm_seccomp_options *o)
 		rc = allow_ioctls(ctx, steady_ioctls, sizeof steady_ioctls / sizeof steady_ioctls[0]);
 	if (rc == 0)
 		rc = allow_memory_without_exec(ctx);
+	if (rc == 0)
+		rc = allow_signals_to_itself(ctx);
 	if (rc == 0 && o->snapshots)
 		rc = allow_all(ctx, writing_a_snapshot,
 			       sizeof writing_a_snapshot / sizeof writing_a_snapshot[0]);
