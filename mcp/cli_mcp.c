@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "cli.h"
+#include "filter.h"
 #include "sandbox.h"
 #include "server.h"
 
@@ -169,6 +170,13 @@ int cli_mcp(int argc, char **argv)
 		fprintf(stderr, "airlock: cannot serve on stdin/stdout: %s\n", uv_strerror(rc));
 		return 1;
 	}
+	/* Started: from here on the server, and everything it starts, runs under its filter. */
+	rc = host_filter_install();
+	if (rc)
+		fprintf(stderr, "airlock: warning: running without the seccomp filter: %s\n",
+			strerror(-rc));
+	else if (getenv("AIRLOCK_SECCOMP_SELFTEST")) /* the test suite's proof that it is on */
+		host_filter_selftest();
 	while (!st.stopped && uv_run(&loop, UV_RUN_DEFAULT) != 0)
 		;
 	while (sandbox_live_count() > 0) /* VMs killed at the end: wait until they are reaped */

@@ -214,7 +214,7 @@ run_integration "airlock mcp with ASan/UBSan (tcg)" tcg test_mcp_raw.py \
   argument_errors_name_the_field cancellation_kills_the_vm_quickly_and_sends_no_result \
   eof_kills_running_vms_and_exits_zero_within_a_second stdin_may_be_a_plain_file \
   a_crashing_vm_is_an_error_result_and_the_server_lives_on \
-  warm_pool_serves_calls_and_refills_after_a_burst
+  warm_pool_serves_calls_and_refills_after_a_burst the_server_and_its_vms_run_under_its_seccomp_filter
 run_integration "snapshots with ASan/UBSan (tcg)" tcg test_snapshot.py \
   every_language_answers_after_restore_many_times damaged_snapshots_are_refused_and_made_again
 unset AIRLOCK_BUILD

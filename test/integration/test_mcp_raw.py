@@ -39,6 +39,33 @@ def version_negotiation():
         s.close()
 
 
+def seccomp_mode(pid):
+    with open("/proc/%s/status" % pid) as f:
+        return next(line.split()[1] for line in f if line.startswith("Seccomp:"))
+
+
+@test
+def the_server_and_its_vms_run_under_its_seccomp_filter():
+    os.environ["AIRLOCK_SECCOMP_SELFTEST"] = "1"
+    try:
+        s = started("--pool", "1")
+    finally:
+        del os.environ["AIRLOCK_SECCOMP_SELFTEST"]
+    try:
+        r = s.call(1, {"code": "print(6 * 7)"})
+        expect(r["result"]["structuredContent"]["stdout"] == "42\n", "a call works under it", r)
+        expect(seccomp_mode(s.proc.pid) == "2", "the server is filtered (Seccomp: 2)")
+        vms = s.vms()
+        expect(vms and all(seccomp_mode(p) == "2" for p in vms), "so are its VMs", vms)
+        s.proc.stdin.close()  # the end of the session: the server exits, its stderr ends
+        s.proc.wait(timeout=10)
+        err = s.proc.stderr.read().decode(errors="replace")
+    finally:
+        s.close()
+    expect("perf_event_open refused (EPERM): the filter is on" in err,
+           "a refused syscall fails with EPERM", err[-500:])
+
+
 @test
 def bad_lines_get_errors_and_the_server_keeps_serving():
     s = started()
