@@ -32,12 +32,14 @@ static void check_cgroups(void)
 {
 	char controllers[512];
 	if (read_first_line("/sys/fs/cgroup/cgroup.controllers", controllers, sizeof controllers)) {
-		char detail[600];
-		snprintf(detail, sizeof detail, "cgroup v2 (controllers: %s)",
-			 controllers[0] ? controllers : "none delegated");
+		char detail[700];
+		snprintf(detail, sizeof detail, "cgroup v2 (controllers: %s): a group per VM with "
+			 "memory, pids and cpu limits where the server's group can delegate them",
+			 controllers[0] ? controllers : "none");
 		report("ok", "cgroups", detail);
 	} else if (access("/sys/fs/cgroup/memory", F_OK) == 0) {
-		report("warn", "cgroups", "cgroup v1 only: per-VM memory/cpu/pids limits need v2");
+		report("ok", "cgroups", "cgroup v1: a group per VM in the memory, pids and cpu "
+					"hierarchies");
 	} else {
 		report("warn", "cgroups", "no cgroup file system: VMs run without cgroup limits");
 	}

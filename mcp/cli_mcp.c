@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cgroup.h"
 #include "cli.h"
 #include "filter.h"
 #include "sandbox.h"
@@ -155,6 +156,8 @@ int cli_mcp(int argc, char **argv)
 	else
 		fprintf(stderr, "airlock: MCP server on stdio, backend %s, up to %u VMs at once\n",
 			cfg.launcher->name, cfg.max_concurrent);
+	if (!cfg.unavailable[0] && cgroup_init(why, sizeof why) == CGROUP_NONE)
+		fprintf(stderr, "airlock: VMs run without cgroup limits: %s\n", why);
 
 	uv_loop_t loop;
 	uv_loop_init(&loop);
@@ -184,5 +187,6 @@ int cli_mcp(int argc, char **argv)
 	uv_run(&loop, UV_RUN_NOWAIT); /* let the closes just issued complete */
 	if (uv_loop_close(&loop) != 0 && cfg.verbose)
 		fprintf(stderr, "airlock: an image build was still running at exit\n");
+	cgroup_cleanup();
 	return 0;
 }

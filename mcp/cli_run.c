@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "cgroup.h"
 #include "archive_files.h"
 #include "cli.h"
 #include "images.h"
@@ -401,6 +402,8 @@ int cli_run(int argc, char **argv)
 	if (prepare_images(&o, &im) != 0)
 		goto out;
 
+	if (cgroup_init(err, sizeof err) == CGROUP_NONE && o.verbose)
+		fprintf(stderr, "airlock: the VM runs without cgroup limits: %s\n", err);
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct run_state st = {.opts = &o, .exit_status = EXIT_SANDBOX_FAILURE};
@@ -450,6 +453,7 @@ int cli_run(int argc, char **argv)
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (uv_loop_close(&loop) != 0)
 		fprintf(stderr, "airlock: internal error: handles left open\n");
+	cgroup_cleanup();
 	status = st.exit_status;
 out:
 	free(code);

@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "frame.h"
 #include "qmp.h"
 #include "sandbox.h"
@@ -71,6 +72,7 @@ struct sandbox {
 	char tmpdir[64];
 	char serial_log[128];
 	uint64_t spawned_ns, run_sent_ns;
+	struct vm_cgroup cgroup;
 
 	struct sandbox_result res;
 	sandbox_done_fn done;
@@ -170,6 +172,7 @@ static void release(struct sandbox *sb)
 		close(sb->control_fd);
 	unlink(sb->serial_log);
 	rmdir(sb->tmpdir);
+	vm_cgroup_remove(&sb->cgroup); /* its process is reaped by now */
 	free(sb);
 }
 
@@ -508,6 +511,19 @@ static int open_restore_fds(struct sandbox *sb, int control[2], int *state_fd)
 	return rc;
 }
 
+/* The VM's own cgroup (cgroup.h), right after the spawn. A VM that cannot have one still runs;
+ * that is said once. */
+static void enter_cgroup(struct sandbox *sb)
+{
+	static bool warned;
+	int rc = vm_cgroup_enter(&sb->cgroup, sb->process.pid, (uint64_t)sb->vm.memory_mb << 20,
+				 sb->vm.vcpus);
+	if (rc && !warned) {
+		warned = true;
+		fprintf(stderr, "airlock: a VM runs without its cgroup limits: %s\n", strerror(-rc));
+	}
+}
+
 static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t err_len)
 {
 	bool restore = sb->vm.snapshot_dir != NULL;
@@ -557,6 +573,8 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 	rc = uv_spawn(sb->loop, &sb->process, &options);
 	if (rc)
 		snprintf(err, err_len, "cannot start %s: %s", argv.items[0], uv_strerror(rc));
+	else
+		enter_cgroup(sb);
 	argv_free(&argv);
 out:
 	if (control[1] >= 0)

@@ -66,6 +66,67 @@ def the_server_and_its_vms_run_under_its_seccomp_filter():
            "a refused syscall fails with EPERM", err[-500:])
 
 
+def cgroup_of(pid):
+    """{controller or "": path} from /proc/PID/cgroup."""
+    groups = {}
+    with open("/proc/%s/cgroup" % pid) as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                groups[c] = path
+    return groups
+
+
+def cgroup_limit(mount, path, name):
+    with open("/sys/fs/cgroup/%s%s/%s" % (mount, path, name)) as f:
+        return f.read().strip()
+
+
+@test
+def each_vm_runs_in_a_cgroup_of_its_own_with_limits():
+    """Where the host lets the server make cgroups (v2 delegated to it, or v1), every VM has its
+    own with memory, pids and cpu limits, and they are gone with the server; where it does not,
+    the server says why and the VMs run without."""
+    v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    s = started("--pool", "1")
+    try:
+        wait_for_pool(s, 3)
+        seen = {}
+        for vm in s.vms():
+            g = cgroup_of(vm)
+            if v2 and "/airlock-%d/vm-%s" % (s.proc.pid, vm) in g.get("", ""):
+                p = g[""]
+                seen[vm] = (p, cgroup_limit("", p, "memory.max"), cgroup_limit("", p, "pids.max"),
+                            cgroup_limit("", p, "cpu.max"))
+            elif not v2 and "/airlock-%d/vm-%s" % (s.proc.pid, vm) in g.get("memory", ""):
+                seen[vm] = (g["memory"],
+                            cgroup_limit("memory", g["memory"], "memory.limit_in_bytes"),
+                            cgroup_limit("pids", g["pids"], "pids.max"),
+                            "%s %s" % (cgroup_limit("cpu", g["cpu"], "cpu.cfs_quota_us"),
+                                       cgroup_limit("cpu", g["cpu"], "cpu.cfs_period_us")))
+                expect(g["pids"].endswith("/vm-%s" % vm) and g["cpu"].endswith("/vm-%s" % vm),
+                       "its pids and cpu groups too", g)
+        vms = s.vms()
+        s.proc.stdin.close()
+        s.proc.wait(timeout=10)
+        err = s.proc.stderr.read().decode(errors="replace")
+    finally:
+        s.close()
+    if "VMs run without cgroup limits:" in err:
+        expect(not seen, "no VM in a group when the server says it makes none", seen)
+        print("# no cgroups here: %s" % err.split("VMs run without cgroup limits:")[1]
+              .splitlines()[0].strip(), flush=True)
+        return
+    expect(sorted(seen) == sorted(vms), "every VM in a group of its own", (seen, vms))
+    for vm, (path, memory, pids, cpu) in seen.items():
+        expect(memory == str((512 + 512) << 20), "memory: guest RAM + 512 MiB", memory)
+        expect(pids == "64", "pids: 64", pids)
+        expect(cpu == "200000 100000", "cpu: two CPUs' worth (the vCPU, the monitor's I/O)", cpu)
+    path = next(iter(seen.values()))[0]
+    parent = "/sys/fs/cgroup/%s%s" % ("" if v2 else "memory", os.path.dirname(path))
+    expect(not os.path.exists(parent), "the server's groups are gone after it", parent)
+
+
 @test
 def bad_lines_get_errors_and_the_server_keeps_serving():
     s = started()
