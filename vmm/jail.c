@@ -15,7 +15,7 @@
  *     of the host resolves any more;
  *   - every capability dropped (effective, permitted, inheritable, ambient, bounding set);
  *   - no_new_privs; no core dumps; bounded fds, file size (the serial log) and address space.
- * cgroups are not set here: airlock puts the process in one where the host has cgroup v2.
+ * cgroups are not set here: airlock puts the process in one (mcp/cgroup.c).
  */
 #include <errno.h>
 #include <fcntl.h>
