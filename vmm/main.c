@@ -3,9 +3,9 @@
  * channel (an fd it inherits) and an 8250 UART for the boot log, and runs until the guest ends.
  * With --snapshot-to DIR, SIGUSR2 stops the guest and writes a snapshot to DIR instead (exit 0
  * once it is on disk); --restore DIR resumes a VM from one (snapshot.c) without booting.
- * Once its devices are attached it runs under a seccomp filter (seccomp.c): any syscall outside
- * it kills it with SIGSYS. Every file is opened before that (the jail, still to come, will hide
- * every path).
+ * Once its files are open it enters a jail (jail.c: an unprivileged user, its own namespaces, an
+ * empty root, no capabilities, limits), and once its devices are attached a seccomp filter
+ * (seccomp.c): any syscall outside it kills it with SIGSYS.
  * Exit status: 0 when the guest shut down (or the snapshot was written), 1 when the VM failed,
  * 2 for bad arguments, 3 when a snapshot was refused (corrupt, or from another build or host).
  */
@@ -37,6 +37,7 @@ struct options {
 	unsigned memory_mb;
 	bool verbose;
 	bool seccomp_log, seccomp_selftest;
+	bool unconfined; /* --unconfined: no jail, no filter (the benchmark's "before") */
 };
 
 static void usage(void)
@@ -47,7 +48,8 @@ static void usage(void)
 			"       airlock-vmm --restore DIR --rootfs IMAGE --channel-fd N\n"
 			"                   [--serial-log FILE] [--snapshot-to DIR] [--verbose]\n"
 			"  --seccomp-log       development: log syscalls outside the filter, not kill\n"
-			"  --seccomp-selftest  tests: make a forbidden syscall once the filter is on\n");
+			"  --seccomp-selftest  tests: make a forbidden syscall once the filter is on\n"
+			"  --unconfined        benchmark only: no jail and no filter, to measure their cost\n");
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -65,6 +67,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"restore", required_argument, NULL, 'R'},
 		{"seccomp-log", no_argument, NULL, 'L'},
 		{"seccomp-selftest", no_argument, NULL, 'T'},
+		{"unconfined", no_argument, NULL, 'U'},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){.channel_fd = -1, .memory_mb = 512};
@@ -81,6 +84,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'R': o->restore = optarg; break;
 		case 'L': o->seccomp_log = true; break;
 		case 'T': o->seccomp_selftest = true; break;
+		case 'U': o->unconfined = true; break;
 		case 'c':
 			o->channel_fd = (int)strtol(optarg, &end, 10);
 			if (*end || o->channel_fd < 0 || fcntl(o->channel_fd, F_GETFD) < 0) {
@@ -171,7 +175,7 @@ static int boot(struct vm *vm, const struct options *o)
 	return vcpu_setup_x86_64(vm, entry);
 }
 
-/* The files the devices use, opened before the seccomp filter allows no more opens. */
+/* The files the devices use, opened before the jail hides every path. */
 struct device_files {
 	int log_fd;  /* the 8250's output, -1 for none */
 	int disk_fd; /* the root disk */
@@ -249,7 +253,7 @@ int main(int argc, char **argv)
 	/* airlock owns this VM: if airlock dies, the VM goes with it */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	/* One malloc arena: a thread's first allocation otherwise creates its own, which reads
-	 * /sys for the CPU count, a file the seccomp filter no longer lets it open. */
+	 * /sys for the CPU count, a file the jail and the seccomp filter no longer allow. */
 	mallopt(M_ARENA_MAX, 1);
 	signal(SIGPIPE, SIG_IGN);
 	struct options o;
@@ -261,7 +265,7 @@ int main(int argc, char **argv)
 		struct sigaction sa = {.sa_handler = on_snapshot_signal}; /* no SA_RESTART */
 		sigaction(SIGUSR2, &sa, NULL);
 	}
-	/* Everything the VM needs is opened first: the filter allows no open. */
+	/* Everything the VM needs is opened first: the jail leaves no path behind. */
 	struct device_files files;
 	int rc = open_device_files(&o, &files) == 0 ? 0 : 1;
 	int snapshot_dir_fd = -1;
@@ -277,21 +281,20 @@ int main(int argc, char **argv)
 		if (rc == 0 && boot(&vm, &o) != 0)
 			rc = 1;
 	}
+	/* Still one thread (the console's starts with the devices): into the jail (jail.c). */
+	bool confine = !o.unconfined;
+	if (rc == 0 && confine && jail_enter(o.snapshot_to != NULL) != 0)
+		rc = 1;
 	if (rc == 0 && attach_devices(&vm, &o, &files) != 0)
+		rc = 1;
+	if (rc == 0 && confine && jail_seal(vm.mem.size, o.snapshot_to != NULL) != 0)
 		rc = 1;
 	if (rc == 0 && o.restore)
 		rc = apply_snapshot(&vm, &o, &snap);
-	/* A crash leaves no core (it would hold guest memory), and no other process of this user
-	 * may ptrace this one or read its memory through /proc. */
-	struct rlimit no_core = {0, 0};
-	if (rc == 0 && (setrlimit(RLIMIT_CORE, &no_core) != 0 || prctl(PR_SET_DUMPABLE, 0) != 0)) {
-		vmm_log("cannot drop core dumps: %s", strerror(errno));
-		rc = 1;
-	}
 	/* Every thread started: from here on the steady state's syscalls only (seccomp.c). */
 	struct vmm_seccomp_options filter = {.snapshots = o.snapshot_to != NULL,
 					     .log_only = o.seccomp_log};
-	if (rc == 0 && vmm_seccomp_install(&filter) != 0)
+	if (rc == 0 && confine && vmm_seccomp_install(&filter) != 0)
 		rc = 1;
 	if (rc == 0 && o.seccomp_selftest)
 		vmm_seccomp_selftest();

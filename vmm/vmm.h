@@ -76,7 +76,15 @@ int vm_irq_line(struct vm *vm, unsigned gsi, struct irq_line *irq);
  * requested (the vCPU is stopped, its last exit not yet completed). */
 int vm_run(struct vm *vm);
 
-/* ---- seccomp (seccomp.c) ---- */
+/* ---- jail (jail.c) and seccomp (seccomp.c) ---- */
+
+/* Enters the jail (user, namespaces, empty root): while the process is single-threaded, with
+ * every file the VM needs already open. writes_snapshot keeps the user (root may be needed to
+ * write the snapshot directory). Returns 0 or -errno (logged). */
+int jail_enter(bool writes_snapshot);
+/* Seals it once the threads run: pid namespace, no capabilities, limits (writes_snapshot: no
+ * file size limit), no_new_privs, not dumpable, no core dumps. Returns 0 or -errno (logged). */
+int jail_seal(uint64_t guest_ram, bool writes_snapshot);
 
 struct vmm_seccomp_options {
 	bool snapshots; /* --snapshot-to: writing one must stay possible */

@@ -2,7 +2,8 @@
  * /init for the KVM test host initramfs (see README.md).
  *
  * Mounts the basics, loads the modules from /modules/order, mounts the
- * read-only Debian root from /dev/vda, chroots into it and runs the
+ * read-only Debian root from /dev/vda, switches the command's root to it (as
+ * switch_root does) and runs the
  * base64-encoded command from the kernel command line (kvmhost.cmd=) with
  * /bin/bash -c.  Then prints "KVMHOST-EXIT: <status>" and powers off.
  * PID 1 never returns.
@@ -12,6 +13,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -274,8 +276,14 @@ int main(void)
     if (child == 0) {
         signal(SIGINT, SIG_DFL);
         signal(SIGTERM, SIG_DFL);
-        if (chroot(NEWROOT) != 0 || chdir("/tmp/payload") != 0) {
-            say("kvmhost-init: chroot/chdir failed: %s", strerror(errno));
+        /* Switch the root as switch_root does (the new root moved onto "/"), in a mount
+         * namespace of the command's own: a plain chroot would leave the command "chrooted",
+         * and the kernel refuses a new user namespace (airlock-vmm's jail) to such a process. */
+        if (unshare(CLONE_NEWNS) != 0 ||
+            mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0 ||
+            chdir(NEWROOT) != 0 || mount(".", "/", NULL, MS_MOVE, NULL) != 0 ||
+            chroot(".") != 0 || chdir("/tmp/payload") != 0) {
+            say("kvmhost-init: switching the root failed: %s", strerror(errno));
             _exit(127);
         }
         setsid();

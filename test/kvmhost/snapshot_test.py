@@ -21,6 +21,7 @@ test/perf/vmm_vs_qemu.py; without it the QEMU comparison is skipped.)
 """
 import argparse
 import os
+import re
 import shutil
 import signal
 import socket
@@ -245,6 +246,52 @@ def forbidden_syscall_kills(snap):
         vm.close()
 
 
+def jail_in_place(snap):
+    """A restored VM, once READY, runs jailed (vmm/jail.c): nobody outside, its own user, mount,
+    net, ipc, uts and cgroup namespaces, an empty root, no capabilities, no_new_privs, under its
+    seccomp filter, with no core dumps and few fds; and it still runs a program."""
+    vm = Vm(restore_args(snap), "/tmp/jail.log")
+    try:
+        vm.chan.send(FRAME_PING)
+        kind, _ = vm.chan.recv(30)
+        pid = vm.proc.pid
+        with open("/proc/%d/status" % pid) as f:
+            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        uids = status.get("Uid", "").split()
+        report(kind == FRAME_READY and uids and all(u == "65534" for u in uids),
+               "jail: the restored VM runs as nobody outside", "Uid %s" % uids)
+        report(status.get("CapEff") == "0000000000000000" and
+               status.get("CapBnd") == "0000000000000000",
+               "jail: no capabilities (effective, bounding)",
+               "CapEff %s CapBnd %s" % (status.get("CapEff"), status.get("CapBnd")))
+        report(status.get("NoNewPrivs") == "1" and status.get("Seccomp") == "2",
+               "jail: no_new_privs and the seccomp filter",
+               "NoNewPrivs %s Seccomp %s" % (status.get("NoNewPrivs"), status.get("Seccomp")))
+        own = {n: os.readlink("/proc/self/ns/" + n) for n in
+               ("user", "mnt", "net", "ipc", "uts", "cgroup")}
+        theirs = {n: os.readlink("/proc/%d/ns/%s" % (pid, n)) for n in own}
+        same = [n for n in own if own[n] == theirs[n]]
+        report(not same, "jail: its own user, mount, net, ipc, uts and cgroup namespaces",
+               "shared with the host: %s" % (", ".join(same) or "none"))
+        try:
+            root = os.listdir("/proc/%d/root/" % pid)
+        except OSError as e:
+            root = ["(cannot list: %s)" % e]
+        report(root == [], "jail: its root is empty", "root holds %s" % root)
+        with open("/proc/%d/limits" % pid) as f:
+            limits = f.read()
+        report(re.search(r"Max core file size\s+0\s+0", limits) is not None and
+               re.search(r"Max open files\s+64\s+64", limits) is not None,
+               "jail: no core dumps, at most 64 fds", "")
+        out, _, code, error = run_program(vm.chan, LANG_PYTHON, "print('jailed')")
+        report(out == b"jailed\n" and code == 0, "jail: the jailed VM runs a program",
+               "stdout %r, exit %s %s" % (out, code, error))
+    except (TimeoutError, EOFError, OSError) as e:
+        report(False, "jail: a restored VM answers", "%s; %s" % (e, vm.stderr_tail()))
+    finally:
+        vm.close()
+
+
 def expect_refused(name, snap_dir):
     vm = Vm(restore_args(snap_dir), "/tmp/refused.log")
     try:
@@ -316,6 +363,7 @@ def main():
                             "print('again')", b"again\n")
 
         forbidden_syscall_kills(snap)
+        jail_in_place(snap)
 
         expect_refused("corrupt state (a flipped byte) refused with 3",
                        damaged_copy(snap, "corrupt", flip(200)))

@@ -187,8 +187,12 @@ def qemu_snapshot(qemu_dir, env, path):
 
 def measure(snap, n, qemu_dir, report=None):
     ours = lambda fd: [VMM, "--restore", snap, "--rootfs", ROOTFS, "--channel-fd", str(fd)]
+    bare = lambda fd: ours(fd) + ["--unconfined"]  # no jail, no seccomp: what they cost
     restore_to_ready(ours)  # the page cache holds the snapshot from here on, as in a pool
-    vmm_ms = [restore_to_ready(ours) for _ in range(n)]
+    vmm_ms, bare_ms = [], []
+    for _ in range(n):  # interleaved, so that drift in the host hits both alike
+        vmm_ms.append(restore_to_ready(ours))
+        bare_ms.append(restore_to_ready(bare))
     vmm_mem = idle_memory(ours)
 
     qemu_ms, qemu_mem = [], None
@@ -214,6 +218,9 @@ def measure(snap, n, qemu_dir, report=None):
     print("restore to READY (spawn -> PING answered), medians of %d:" % n)
     print("  airlock-vmm  %7.0f ms   (min %.0f, max %.0f)" % (statistics.median(vmm_ms),
                                                           min(vmm_ms), max(vmm_ms)))
+    print("  unconfined   %7.0f ms   (min %.0f, max %.0f): the jail and the filter add %.1f ms"
+          % (statistics.median(bare_ms), min(bare_ms), max(bare_ms),
+             statistics.median(vmm_ms) - statistics.median(bare_ms)))
     if qemu_ms:
         print("  qemu-kvm     %7.0f ms   (min %.0f, max %.0f), from a %d MiB migration file"
               % (statistics.median(qemu_ms), min(qemu_ms), max(qemu_ms),

@@ -1,0 +1,191 @@
+/* airlock-vmm's jail, in two steps before the first KVM_RUN. jail_enter: once every file the VM
+ * needs is open (as fds) and before any other thread exists (a process joins a new user
+ * namespace only while it is single-threaded). jail_seal: once the devices' threads run (none
+ * can be created after a new pid namespace for children). Then the seccomp filter (seccomp.c)
+ * narrows what is left.
+ *
+ *   - started as root, it first becomes an unprivileged user (nobody) outside, unless it must
+ *     write a snapshot into a directory only root may write (image builds, which run no user
+ *     code); started as anyone else, it stays that user;
+ *   - new user, mount, net, ipc, uts and cgroup namespaces (and pid, for children it cannot have
+ *     anyway): inside it is root of nothing
+ *     (uid 0 maps to that one outside uid), sees no network interface but its own loopback, no
+ *     other process, and no host host name;
+ *   - an empty root: a tiny tmpfs, read-only, pivot_root'ed to, the old root detached: no path
+ *     of the host resolves any more;
+ *   - every capability dropped (effective, permitted, inheritable, ambient, bounding set);
+ *   - no_new_privs; no core dumps; bounded fds, file size (the serial log) and address space.
+ * cgroups are not set here: airlock puts the process in one (mcp/cgroup.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <linux/capability.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "vmm.h"
+
+#define JAIL_OUTSIDE_UID 65534 /* nobody */
+#define JAIL_OUTSIDE_GID 65534 /* nogroup */
+#define JAIL_MAX_FDS 64        /* it holds about a dozen */
+#define JAIL_MAX_FILE_SIZE (64ull << 20) /* the serial log, written by a guest that may flood it */
+#define JAIL_ADDRESS_SPACE_EXTRA (1ull << 30) /* beyond guest RAM: code, heap, thread stacks */
+/* The directory the empty root is mounted on, in the jail's own mount namespace (the host's
+ * /tmp is not touched). */
+#define JAIL_MOUNT_POINT "/tmp"
+
+static int failed(const char *what)
+{
+	int err = errno;
+	vmm_log("jail: %s: %s", what, strerror(err));
+	return -err;
+}
+
+static int write_proc_file(const char *path, const char *text)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return failed(path);
+	ssize_t len = (ssize_t)strlen(text);
+	ssize_t n = write(fd, text, (size_t)len);
+	int err = errno;
+	close(fd);
+	if (n != len) {
+		errno = n < 0 ? err : EIO;
+		return failed(path);
+	}
+	return 0;
+}
+
+static int become_unprivileged(uid_t *uid, gid_t *gid, bool keep_root)
+{
+	*uid = geteuid();
+	*gid = getegid();
+	if (*uid != 0 || keep_root)
+		return 0;
+	if (setgroups(0, NULL) != 0 || setresgid(JAIL_OUTSIDE_GID, JAIL_OUTSIDE_GID,
+						  JAIL_OUTSIDE_GID) != 0 ||
+	    setresuid(JAIL_OUTSIDE_UID, JAIL_OUTSIDE_UID, JAIL_OUTSIDE_UID) != 0)
+		return failed("becoming nobody");
+	*uid = JAIL_OUTSIDE_UID;
+	*gid = JAIL_OUTSIDE_GID;
+	/* the change made the process undumpable, which hands /proc/self to root: its uid_map
+	 * could not be written (undumpable again once in the jail) */
+	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
+		return failed("PR_SET_DUMPABLE");
+	/* a change of credentials clears the parent-death signal: airlock's end is still ours */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
+		return failed("PR_SET_PDEATHSIG");
+	if (getppid() == 1)
+		return -ESRCH; /* airlock died meanwhile */
+	return 0;
+}
+
+static int enter_namespaces(uid_t uid, gid_t gid)
+{
+	if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
+		    CLONE_NEWCGROUP) != 0)
+		return failed("unshare");
+	char map[64];
+	int rc = write_proc_file("/proc/self/setgroups", "deny");
+	snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
+	if (rc == 0)
+		rc = write_proc_file("/proc/self/uid_map", map);
+	snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
+	if (rc == 0)
+		rc = write_proc_file("/proc/self/gid_map", map);
+	if (rc == 0 && sethostname("airlock-vmm", 11) != 0)
+		rc = failed("sethostname");
+	return rc;
+}
+
+static int enter_empty_root(void)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
+		return failed("making the mounts private");
+	if (mount("airlock-jail", JAIL_MOUNT_POINT, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  "size=4k,nr_inodes=2,mode=0500") != 0)
+		return failed("mounting the empty root");
+	/* pivot_root(".", "."): the old root ends up on top of the new one, detached next */
+	if (chdir(JAIL_MOUNT_POINT) != 0 || syscall(SYS_pivot_root, ".", ".") != 0)
+		return failed("pivot_root");
+	if (umount2(".", MNT_DETACH) != 0)
+		return failed("detaching the old root");
+	if (chdir("/") != 0 ||
+	    mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+		  NULL) != 0)
+		return failed("making the root read-only");
+	return 0;
+}
+
+static int drop_capabilities(void)
+{
+	for (int cap = 0; cap <= 63; cap++)
+		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+			return failed("dropping the bounding set");
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
+		return failed("clearing the ambient set");
+	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
+	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {{0}};
+	if (syscall(SYS_capset, &header, none) != 0)
+		return failed("capset");
+	return 0;
+}
+
+static int set_limits(uint64_t guest_ram, bool writes_snapshot)
+{
+	struct rlimit no_core = {0, 0};
+	struct rlimit fds = {JAIL_MAX_FDS, JAIL_MAX_FDS};
+	struct rlimit space = {guest_ram + JAIL_ADDRESS_SPACE_EXTRA,
+			       guest_ram + JAIL_ADDRESS_SPACE_EXTRA};
+	if (setrlimit(RLIMIT_CORE, &no_core) != 0 || setrlimit(RLIMIT_NOFILE, &fds) != 0)
+		return failed("setrlimit");
+#ifndef __SANITIZE_ADDRESS__ /* ASan reserves terabytes of shadow address space */
+	if (setrlimit(RLIMIT_AS, &space) != 0)
+		return failed("setrlimit");
+#else
+	(void)space;
+#endif
+	if (!writes_snapshot) { /* a snapshot's memory file is as large as guest RAM */
+		struct rlimit file_size = {JAIL_MAX_FILE_SIZE, JAIL_MAX_FILE_SIZE};
+		signal(SIGXFSZ, SIG_IGN); /* a full log fails the write, it does not kill */
+		if (setrlimit(RLIMIT_FSIZE, &file_size) != 0)
+			return failed("setrlimit");
+	}
+	return 0;
+}
+
+int jail_enter(bool writes_snapshot)
+{
+	uid_t uid;
+	gid_t gid;
+	int rc = become_unprivileged(&uid, &gid, writes_snapshot);
+	if (rc == 0)
+		rc = enter_namespaces(uid, gid);
+	if (rc == 0)
+		rc = enter_empty_root();
+	return rc;
+}
+
+int jail_seal(uint64_t guest_ram, bool writes_snapshot)
+{
+	/* Only now: threads cannot be created once children would go to another pid namespace.
+	 * There will be none (seccomp allows no fork); the namespace makes sure of it twice. */
+	if (unshare(CLONE_NEWPID) != 0)
+		return failed("unshare (pid)");
+	int rc = drop_capabilities();
+	if (rc == 0)
+		rc = set_limits(guest_ram, writes_snapshot);
+	if (rc == 0 && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+			prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0))
+		rc = failed("prctl");
+	return rc;
+}
