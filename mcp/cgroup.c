@@ -1,6 +1,8 @@
 /* One cgroup per VM process (cgroup.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -67,6 +69,35 @@ static bool own_group(const char *controller, char *path, size_t len)
 	return found;
 }
 
+/* Groups left by a server that was killed (its VMs died with it, by their parent-death signal):
+ * "airlock-<pid>" directories in dir whose pid is gone, with their empty "vm-*" groups. */
+static void remove_stale_groups(const char *dir)
+{
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	for (struct dirent *e; (e = readdir(d));) {
+		int pid;
+		char rest;
+		if (sscanf(e->d_name, "airlock-%d%c", &pid, &rest) != 1 || pid <= 0 ||
+		    kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		char group[1100];
+		if (!join(group, sizeof group, dir, e->d_name))
+			continue;
+		DIR *g = opendir(group);
+		for (struct dirent *v; g && (v = readdir(g));) {
+			char vm[1200];
+			if (strncmp(v->d_name, "vm-", 3) == 0 && join(vm, sizeof vm, group, v->d_name))
+				rmdir(vm);
+		}
+		if (g)
+			closedir(g);
+		rmdir(group);
+	}
+	closedir(d);
+}
+
 static enum cgroup_mode init_v2(char *why, size_t why_len)
 {
 	char own[400], dir[600];
@@ -82,6 +113,7 @@ static enum cgroup_mode init_v2(char *why, size_t why_len)
 			 dir, strerror(-rc));
 		return CGROUP_NONE;
 	}
+	remove_stale_groups(dir);
 	snprintf(v2_parent, sizeof v2_parent, "%s/airlock-%d", dir, (int)getpid());
 	if (mkdir(v2_parent, 0755) != 0 && errno != EEXIST) {
 		snprintf(why, why_len, "cgroup v2: cannot create %s: %s", v2_parent, strerror(errno));
@@ -105,8 +137,10 @@ static enum cgroup_mode init_v1(char *why, size_t why_len)
 			snprintf(why, why_len, "cgroup v1: no %s hierarchy", v1_controllers[i]);
 			goto undo;
 		}
-		snprintf(v1_parent[i], sizeof v1_parent[i], CGROUP_ROOT "/%s%s/airlock-%d",
-			 v1_controllers[i], own, (int)getpid());
+		char dir[600];
+		snprintf(dir, sizeof dir, CGROUP_ROOT "/%s%s", v1_controllers[i], own);
+		remove_stale_groups(dir);
+		snprintf(v1_parent[i], sizeof v1_parent[i], "%s/airlock-%d", dir, (int)getpid());
 		if (mkdir(v1_parent[i], 0755) != 0 && errno != EEXIST) {
 			snprintf(why, why_len, "cgroup v1: cannot create %s: %s", v1_parent[i],
 				 strerror(errno));

@@ -88,6 +88,16 @@ def each_vm_runs_in_a_cgroup_of_its_own_with_limits():
     own with memory, pids and cpu limits, and they are gone with the server; where it does not,
     the server says why and the VMs run without."""
     v2 = os.path.exists("/sys/fs/cgroup/cgroup.controllers")
+    # what a killed server would have left: its group, with an empty VM group in it
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    mine = cgroup_of("self")
+    stale = ("/sys/fs/cgroup%s/airlock-%d" % (mine.get("", ""), dead.pid) if v2 else
+             "/sys/fs/cgroup/pids%s/airlock-%d" % (mine.get("pids", "").rstrip("/"), dead.pid))
+    try:
+        os.makedirs(stale + "/vm-1")
+    except OSError:
+        stale = None  # no cgroups here, or no permission: the server will say so
     s = started("--pool", "1")
     try:
         wait_for_pool(s, 3)
@@ -125,6 +135,8 @@ def each_vm_runs_in_a_cgroup_of_its_own_with_limits():
     path = next(iter(seen.values()))[0]
     parent = "/sys/fs/cgroup/%s%s" % ("" if v2 else "memory", os.path.dirname(path))
     expect(not os.path.exists(parent), "the server's groups are gone after it", parent)
+    expect(stale is None or not os.path.exists(stale),
+           "a killed server's leftover groups are removed at start", stale)
 
 
 @test
