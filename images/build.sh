@@ -16,14 +16,12 @@ packages=(
   meson ninja-build pkg-config gcc libc6-dev libjansson-dev libuv1-dev libseccomp-dev libarchive-dev
   # the guest kernel (linux-source-6.1) and root file system (debootstrap, mkfs.ext4)
   linux-source-6.1 make bc flex bison libelf-dev libssl-dev xz-utils cpio debootstrap e2fsprogs
-  # the tcg backend
-  qemu-system-x86
+  # the tcg backend: QEMU, jailed by bubblewrap
+  qemu-system-x86 bubblewrap
   # the tests (and the Node example client): python3, node and the MCP SDK from npm
   python3 valgrind procps nodejs
   # the fuzz targets (test/fuzz): clang with libFuzzer
   clang libclang-rt-14-dev
-  # airlock bench's peers (never needed by the product)
-  bubblewrap
 )
 
 # Runs a step quietly; when it fails, shows its output and names it.

@@ -69,8 +69,54 @@ static bool own_group(const char *controller, char *path, size_t len)
 	return found;
 }
 
-/* Groups left by a server that was killed (its VMs died with it, by their parent-death signal):
- * "airlock-<pid>" directories in dir whose pid is gone, with their empty "vm-*" groups. */
+/* SIGKILL to every process in the group dir: what is left of a VM whose process is gone (a
+ * wrapper's child that missed its parent-death signal). */
+static void kill_members(const char *dir)
+{
+	char path[1200];
+	if (!join(path, sizeof path, dir, "cgroup.procs"))
+		return;
+	FILE *f = fopen(path, "re");
+	int pid;
+	while (f && fscanf(f, "%d", &pid) == 1)
+		if (pid > 1)
+			kill(pid, SIGKILL);
+	if (f)
+		fclose(f);
+}
+
+/* rmdir of every empty "vm-*" group in parent: a VM behind a wrapper may outlive the wrapper's
+ * reaping by a moment (its group is busy then), so each removal also takes the ones left
+ * before. */
+static void remove_empty_vm_groups(const char *parent)
+{
+	DIR *d = opendir(parent);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		char dir[1100];
+		if (strncmp(e->d_name, "vm-", 3) == 0 && join(dir, sizeof dir, parent, e->d_name))
+			rmdir(dir); /* EBUSY while a process is still in it */
+	}
+	if (d)
+		closedir(d);
+}
+
+/* Every VM group in parent: its processes killed, the group removed (the server is ending, or
+ * parent was left by a server that was killed). */
+static void empty_all_vm_groups(const char *parent)
+{
+	DIR *d = opendir(parent);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		char dir[1100];
+		if (strncmp(e->d_name, "vm-", 3) == 0 && join(dir, sizeof dir, parent, e->d_name))
+			kill_members(dir);
+	}
+	if (d)
+		closedir(d);
+	remove_empty_vm_groups(parent);
+}
+
+/* Groups left by a server that was killed: "airlock-<pid>" directories in dir whose pid is gone.
+ * Its VMs died with it by their parent-death signal; anything that missed it is killed now. */
 static void remove_stale_groups(const char *dir)
 {
 	DIR *d = opendir(dir);
@@ -85,14 +131,7 @@ static void remove_stale_groups(const char *dir)
 		char group[1100];
 		if (!join(group, sizeof group, dir, e->d_name))
 			continue;
-		DIR *g = opendir(group);
-		for (struct dirent *v; g && (v = readdir(g));) {
-			char vm[1200];
-			if (strncmp(v->d_name, "vm-", 3) == 0 && join(vm, sizeof vm, group, v->d_name))
-				rmdir(vm);
-		}
-		if (g)
-			closedir(g);
+		empty_all_vm_groups(group);
 		rmdir(group);
 	}
 	closedir(d);
@@ -169,6 +208,26 @@ enum cgroup_mode cgroup_init(char *why, size_t why_len)
 	return mode;
 }
 
+/* Moves pid and every process below it into dir (a VM process may be a wrapper, bubblewrap,
+ * whose children are the VM). Bounded: a VM's tree is a handful of processes. */
+static int move_tree(const char *dir, pid_t pid, int depth)
+{
+	char text[32], path[96];
+	snprintf(text, sizeof text, "%d", (int)pid);
+	int rc = write_file(dir, "cgroup.procs", text);
+	if (rc || depth >= 4)
+		return rc;
+	snprintf(path, sizeof path, "/proc/%d/task/%d/children", (int)pid, (int)pid);
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return 0; /* gone meanwhile, or no children file: nothing below */
+	int child;
+	while (rc == 0 && fscanf(f, "%d", &child) == 1)
+		rc = move_tree(dir, child, depth + 1);
+	fclose(f);
+	return rc == -ESRCH ? 0 : rc;
+}
+
 static int enter_v2(const struct vm_cgroup *cg, pid_t pid, uint64_t memory, unsigned cpus)
 {
 	char dir[1100], text[64];
@@ -186,9 +245,8 @@ static int enter_v2(const struct vm_cgroup *cg, pid_t pid, uint64_t memory, unsi
 	snprintf(text, sizeof text, "%u %u", cpus * CPU_PERIOD_US, CPU_PERIOD_US);
 	if (rc == 0)
 		rc = write_file(dir, "cpu.max", text);
-	snprintf(text, sizeof text, "%d", (int)pid);
 	if (rc == 0)
-		rc = write_file(dir, "cgroup.procs", text);
+		rc = move_tree(dir, pid, 0);
 	return rc;
 }
 
@@ -215,9 +273,8 @@ static int enter_v1(const struct vm_cgroup *cg, pid_t pid, uint64_t memory, unsi
 			if (rc == 0)
 				rc = write_file(dir, "cpu.cfs_quota_us", text);
 		}
-		snprintf(text, sizeof text, "%d", (int)pid);
 		if (rc == 0)
-			rc = write_file(dir, "cgroup.procs", text);
+			rc = move_tree(dir, pid, 0);
 		if (rc)
 			return rc;
 	}
@@ -238,6 +295,23 @@ int vm_cgroup_enter(struct vm_cgroup *cg, pid_t pid, uint64_t guest_ram, unsigne
 	return rc;
 }
 
+int vm_cgroup_gather(const struct vm_cgroup *cg, pid_t pid)
+{
+	if (!cg->name[0])
+		return 0;
+	char dir[1100];
+	if (mode == CGROUP_V2)
+		return join(dir, sizeof dir, v2_parent, cg->name) ? move_tree(dir, pid, 0)
+								  : -ENAMETOOLONG;
+	for (size_t i = 0; i < N_V1; i++) {
+		int rc = join(dir, sizeof dir, v1_parent[i], cg->name) ? move_tree(dir, pid, 0)
+									: -ENAMETOOLONG;
+		if (rc)
+			return rc;
+	}
+	return 0;
+}
+
 void vm_cgroup_remove(struct vm_cgroup *cg)
 {
 	if (!cg->name[0])
@@ -245,22 +319,36 @@ void vm_cgroup_remove(struct vm_cgroup *cg)
 	char dir[1100];
 	if (mode == CGROUP_V2) {
 		if (join(dir, sizeof dir, v2_parent, cg->name))
-			rmdir(dir);
+			kill_members(dir);
+		remove_empty_vm_groups(v2_parent);
 	} else {
-		for (size_t i = 0; i < N_V1; i++)
+		for (size_t i = 0; i < N_V1; i++) {
 			if (join(dir, sizeof dir, v1_parent[i], cg->name))
-				rmdir(dir);
+				kill_members(dir);
+			remove_empty_vm_groups(v1_parent[i]);
+		}
 	}
 	cg->name[0] = '\0';
+}
+
+/* At the end every VM process has been killed; a wrapped one may take a moment to be gone. */
+static void remove_parent(const char *parent)
+{
+	for (int tries = 0; tries < 25; tries++) { /* at most half a second */
+		empty_all_vm_groups(parent);
+		if (rmdir(parent) == 0 || errno == ENOENT)
+			return;
+		usleep(20000);
+	}
 }
 
 void cgroup_cleanup(void)
 {
 	if (mode == CGROUP_V2)
-		rmdir(v2_parent);
+		remove_parent(v2_parent);
 	else if (mode == CGROUP_V1)
 		for (size_t i = 0; i < N_V1; i++)
-			rmdir(v1_parent[i]);
+			remove_parent(v1_parent[i]);
 	mode = CGROUP_NONE;
 }
 

@@ -5,7 +5,8 @@
  * (the root cgroup, or one delegated to us). cgroup v1: one group per VM in each of the memory,
  * pids and cpu hierarchies. Neither (no cgroup file system, no permission, controllers held
  * elsewhere): the VMs run without cgroup limits, cgroup_init says why once, and everything else
- * works as before. A VM process is moved into its group right after it is spawned.
+ * works as before. A VM process is moved into its group right after it is spawned, with what it
+ * started by then, and what it started since is gathered in once it answers (before user code).
  */
 #ifndef AIRLOCK_CGROUP_H
 #define AIRLOCK_CGROUP_H
@@ -30,6 +31,9 @@ enum cgroup_mode cgroup_init(char *why, size_t why_len);
 /* Makes pid's group with its limits and moves pid into it. Returns 0 or -errno (the VM then
  * runs without a group; the caller logs it). */
 int vm_cgroup_enter(struct vm_cgroup *cg, pid_t pid, uint64_t guest_ram, unsigned vcpus);
+/* Moves the processes pid has started since into its group too (a wrapper's children: call it
+ * again once the VM answers, before it runs anything of the caller's). Returns 0 or -errno. */
+int vm_cgroup_gather(const struct vm_cgroup *cg, pid_t pid);
 /* Removes the VM's group once its process is gone. */
 void vm_cgroup_remove(struct vm_cgroup *cg);
 /* Removes the server's parent group (at exit, once every VM is reaped). */

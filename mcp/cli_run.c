@@ -402,6 +402,7 @@ int cli_run(int argc, char **argv)
 	if (prepare_images(&o, &im) != 0)
 		goto out;
 
+	signal(SIGPIPE, SIG_IGN); /* a VM that died under a write is an EPIPE, then its result */
 	if (cgroup_init(err, sizeof err) == CGROUP_NONE && o.verbose)
 		fprintf(stderr, "airlock: the VM runs without cgroup limits: %s\n", err);
 	uv_loop_t loop;

@@ -101,3 +101,16 @@ int launcher_select(const char *backend, const struct launcher **out, char *why,
 			 order[0] == &launcher_kvm ? " (--backend tcg runs without KVM)" : "");
 	return rc;
 }
+
+bool launcher_unconfined(void)
+{
+	static int unconfined = -1;
+	if (unconfined < 0) {
+		const char *v = getenv("AIRLOCK_BENCH_UNCONFINED");
+		unconfined = v && strcmp(v, "1") == 0;
+		if (unconfined)
+			fprintf(stderr, "airlock: AIRLOCK_BENCH_UNCONFINED=1: VMs run WITHOUT their jail "
+					"(benchmark only)\n");
+	}
+	return unconfined;
+}

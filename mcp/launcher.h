@@ -57,6 +57,11 @@ extern const struct launcher launcher_kvm;
  * Returns 0 with *out set, or -errno with why explaining the refusal and its fix. */
 int launcher_select(const char *backend, const struct launcher **out, char *why, size_t why_len);
 
+/* True when AIRLOCK_BENCH_UNCONFINED=1: VMs start without their jail and (airlock-vmm) seccomp
+ * filter, so that `airlock bench` can show what those cost in the same run. Never for use:
+ * airlock warns on stderr once when it is set. */
+bool launcher_unconfined(void);
+
 /* Whether this host's /dev/kvm can run a Linux guest; why says what was found. */
 bool host_kvm_usable(char *why, size_t why_len);
 

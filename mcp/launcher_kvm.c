@@ -45,6 +45,8 @@ static int kvm_command(const struct vm_spec *s, struct argv_list *a)
 	rc |= argv_push(a, "--rootfs=%s", s->rootfs);
 	rc |= argv_push(a, "--channel-fd=%d", s->channel_fd);
 	rc |= argv_push(a, "--serial-log=%s", s->serial_log);
+	if (launcher_unconfined())
+		rc |= argv_push(a, "--unconfined");
 	if (s->warm_language && !s->restore) {
 		/* the snapshot is taken on SIGUSR2, once the host has seen READY */
 		rc |= argv_push(a, "--cmdline-extra=airlock.warm=%s", s->warm_language);

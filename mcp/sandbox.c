@@ -213,6 +213,15 @@ static void on_deliver_due(uv_timer_t *timer)
 	deliver(timer->data);
 }
 
+/* The VM process leads a process group of its own (spawned detached): a wrapper's children
+ * (QEMU under bubblewrap) are in it and go with it, even those that had no time yet to ask for
+ * their parent-death signal. */
+static void kill_vm(struct sandbox *sb)
+{
+	if (kill(-sb->process.pid, SIGKILL) != 0)
+		uv_process_kill(&sb->process, SIGKILL);
+}
+
 /* The result is known (or the run failed): kill the VM; handles close once it is reaped. */
 static void end(struct sandbox *sb)
 {
@@ -222,7 +231,7 @@ static void end(struct sandbox *sb)
 	uv_timer_stop(&sb->timer);
 	uv_read_stop((uv_stream_t *)&sb->channel);
 	if (sb->process_running)
-		uv_process_kill(&sb->process, SIGKILL);
+		kill_vm(sb);
 	/* The result is final: the caller gets it on the next turn of the loop, not after the
 	 * kernel has torn down the VM process (milliseconds for a QEMU); the sandbox lives on until
 	 * it is reaped. Never from inside end() itself: its callers (the caller's own cancel or
@@ -282,12 +291,29 @@ static void on_timeout(uv_timer_t *timer)
 	end(sb);
 }
 
+/* The VM's end of the channel is gone (read EOF, or a write met EPIPE): its process is ending,
+ * or has; the result says how once it is reaped. */
+static void channel_closed_by_vm(struct sandbox *sb)
+{
+	if (sb->phase == PHASE_ENDING || sb->channel_eof)
+		return;
+	if (!sb->process_running) {
+		fail_vm_ended(sb);
+		return;
+	}
+	sb->channel_eof = true;
+	uv_read_stop((uv_stream_t *)&sb->channel);
+	uv_timer_start(&sb->timer, on_vm_end_overdue, VM_END_AFTER_EOF_MS, 0);
+}
+
 static void on_request_written(uv_write_t *req, int status)
 {
 	struct sandbox *sb = req->data;
 	free(sb->request);
 	sb->request = NULL;
-	if (status < 0 && status != UV_ECANCELED)
+	if (status == UV_EPIPE || status == UV_ECONNRESET)
+		channel_closed_by_vm(sb);
+	else if (status < 0 && status != UV_ECANCELED)
 		fail(sb, -EIO, "cannot send the request to the guest: %s", uv_strerror(status));
 }
 
@@ -385,6 +411,9 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 			return -EPROTO;
 		}
 		r->boot_ms = (double)(now_ns() - sb->spawned_ns) / 1e6;
+		/* the VM behind a wrapper (QEMU under bubblewrap) is there by now: into the group */
+		if (vm_cgroup_gather(&sb->cgroup, sb->process.pid) != 0)
+			fprintf(stderr, "airlock: a VM runs partly outside its cgroup\n");
 		if (!sb->has_request) {
 			sb->phase = PHASE_IDLE;
 			uv_timer_stop(&sb->timer);
@@ -446,14 +475,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	if (nread == 0 || sb->phase == PHASE_ENDING)
 		return;
 	if (nread < 0) {
-		if (!sb->process_running) {
-			fail_vm_ended(sb);
-			return;
-		}
-		/* the process is ending, or is about to: wait for it to say how */
-		sb->channel_eof = true;
-		uv_read_stop(stream);
-		uv_timer_start(&sb->timer, on_vm_end_overdue, VM_END_AFTER_EOF_MS, 0);
+		channel_closed_by_vm(sb);
 		return;
 	}
 	int rc = frame_decoder_feed(&sb->decoder, (const uint8_t *)buf->base, (size_t)nread,
@@ -568,6 +590,7 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		.args = argv.items,
 		.stdio_count = tcg_restore ? STATE_FD_IN_VM + 1 : CHANNEL_FD_IN_VM + 1,
 		.stdio = stdio,
+		.flags = UV_PROCESS_DETACHED, /* its own session and process group: see kill_vm */
 	};
 	sb->process.data = sb;
 	rc = uv_spawn(sb->loop, &sb->process, &options);

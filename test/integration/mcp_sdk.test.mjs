@@ -33,7 +33,9 @@ after(async () => {
 
 function vmCount() {
   try {
-    return execFileSync('pgrep', ['-f', 'qemu-system-x86_64|airlock-vmm']).toString().trim().split('\n').length;
+    // the VM programs themselves, not a wrapper (bubblewrap) whose command line names them
+    return execFileSync('pgrep', ['-f', '^(\\S*/)?(qemu-system-x86_64|airlock-vmm)( |$)'])
+      .toString().trim().split('\n').length;
   } catch {
     return 0; // pgrep exits 1 when nothing matches
   }

@@ -82,6 +82,49 @@ def cgroup_limit(mount, path, name):
         return f.read().strip()
 
 
+def leaf_process(pid):
+    """The process at the bottom of pid's tree (the VM itself, below any wrapper)."""
+    for _ in range(5):
+        with open("/proc/%s/task/%s/children" % (pid, pid)) as f:
+            children = f.read().split()
+        if not children:
+            break
+        pid = children[0]
+    return pid
+
+
+@test
+def vms_run_jailed():
+    """The VM process (QEMU under bubblewrap on tcg, airlock-vmm on kvm) has no capabilities,
+    no_new_privs, namespaces of its own and a root that holds only what it needs."""
+    s = started("--pool", "1")
+    try:
+        wait_for_pool(s, 3)
+        time.sleep(1)  # the pool's VMs are up
+        for vm in s.vms():
+            leaf = leaf_process(vm)
+            with open("/proc/%s/status" % leaf) as f:
+                status = dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
+            expect(status["CapEff"] == "0000000000000000" and status["NoNewPrivs"] == "1",
+                   "no capabilities, no_new_privs", (leaf, status.get("CapEff")))
+            shared = [n for n in ("user", "mnt", "net", "pid", "ipc", "uts")
+                      if os.readlink("/proc/%s/ns/%s" % (leaf, n)) ==
+                      os.readlink("/proc/self/ns/" + n)]
+            expect(not shared, "namespaces of its own", shared)
+            root = "/proc/%s/root/" % leaf
+            top = set(os.listdir(root))
+            allowed = {"bin", "dev", "etc", "lib", "lib64", "proc", "root", "tmp", "usr"}
+            expect(top <= allowed, "its root holds only what the VM needs", top - allowed)
+            if "etc" in top:
+                expect(os.listdir(root + "etc") == ["ld.so.cache"], "of /etc, ld.so.cache",
+                       os.listdir(root + "etc"))
+            for host_path in ("/etc/passwd", "/etc/shadow", os.path.abspath(__file__)):
+                expect(not os.path.exists(root + host_path.lstrip("/")),
+                       "the host's %s is not there" % host_path)
+    finally:
+        s.close()
+
+
 @test
 def each_vm_runs_in_a_cgroup_of_its_own_with_limits():
     """Where the host lets the server make cgroups (v2 delegated to it, or v1), every VM has its
@@ -102,8 +145,11 @@ def each_vm_runs_in_a_cgroup_of_its_own_with_limits():
     try:
         wait_for_pool(s, 3)
         seen = {}
+        time.sleep(1)  # the pool's VMs answered: a wrapper's children are gathered in by then
         for vm in s.vms():
             g = cgroup_of(vm)
+            expect(cgroup_of(leaf_process(vm)) == g, "the VM below its wrapper is in it too",
+                   (g, cgroup_of(leaf_process(vm))))
             if v2 and "/airlock-%d/vm-%s" % (s.proc.pid, vm) in g.get("", ""):
                 p = g[""]
                 seen[vm] = (p, cgroup_limit("", p, "memory.max"), cgroup_limit("", p, "pids.max"),

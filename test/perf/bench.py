@@ -9,6 +9,8 @@ matters, and prints medians, p99 and ratios (and writes the same as JSON with --
   restore-to-ready of one VM without a pool (airlock run, snapshot)
   cold boot-to-ready of one VM without a snapshot (airlock run --cold)
   unique memory per idle pooled VM (smaps_rollup), and how many idle VMs fit in free memory
+  the warm round trip and restore-to-ready again with VMs started without their jail (and, for
+         airlock-vmm, its seccomp filter: AIRLOCK_BENCH_UNCONFINED=1): what the jail costs
   peers: host python3 -c, bubblewrap + python3, QEMU restoring a plain snapshot of the same
          guest (full RAM in the stream, -incoming); for tcg the cold boot *is* QEMU's boot
 
@@ -40,9 +42,9 @@ def stats(xs):
             "n": len(xs)}
 
 
-def timed_run(cmd):
+def timed_run(cmd, env=None):
     t = time.monotonic()
-    p = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL)
+    p = subprocess.run(cmd, capture_output=True, stdin=subprocess.DEVNULL, env=env)
     ms = (time.monotonic() - t) * 1000
     if p.returncode != 0:
         raise RuntimeError("failed: %s\n%s" % (" ".join(cmd), p.stderr.decode()[-1500:]))
@@ -52,10 +54,10 @@ def timed_run(cmd):
 class Mcp:
     """One `airlock mcp` session over pipes; calls may come from several threads."""
 
-    def __init__(self, airlock, backend, *args):
+    def __init__(self, airlock, backend, *args, env=None):
         self.proc = subprocess.Popen([airlock, "mcp", "--backend", backend] + list(args),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL)
+                                     stderr=subprocess.DEVNULL, env=env)
         self.lock = threading.Lock()
         self.waiting = {}
         self.next_id = 1
@@ -112,8 +114,8 @@ def wait_for_pool(mcp, count, timeout=120):
     raise RuntimeError("the pool did not fill")
 
 
-def warm_round_trips(airlock, backend, n):
-    mcp = Mcp(airlock, backend, "--pool", "1")
+def warm_round_trips(airlock, backend, n, env=None):
+    mcp = Mcp(airlock, backend, "--pool", "1", env=env)
     try:
         wait_for_pool(mcp, 3)
         times = []
@@ -302,7 +304,8 @@ def main():
                    stdout=subprocess.DEVNULL)
 
     # one-VM figures and the host peers, interleaved so that drift hits all alike
-    host, bwrap, restore, cold = [], [], [], []
+    host, bwrap, restore, restore_bare, cold = [], [], [], [], []
+    bare_env = dict(os.environ, AIRLOCK_BENCH_UNCONFINED="1")  # the VM jail's cost, below
     have_bwrap = shutil.which("bwrap") is not None
     for i in range(n):
         host.append(timed_run([PY, "-c", CODE])[0])
@@ -312,6 +315,8 @@ def main():
                                     CODE])[0])
         _, err = timed_run(run + ["--verbose", CODE])
         restore.append(float(err.split("boot to ready ")[1].split()[0]))
+        _, err = timed_run(run + ["--verbose", CODE], env=bare_env)
+        restore_bare.append(float(err.split("boot to ready ")[1].split()[0]))
         if i < max(3, n // 5):  # a cold boot costs seconds under emulation: fewer of them
             _, err = timed_run(run + ["--verbose", "--cold", CODE])
             cold.append(float(err.split("boot to ready ")[1].split()[0]))
@@ -319,6 +324,7 @@ def main():
     if have_bwrap:
         peers["bubblewrap + python3 -c"] = stats(bwrap)
     results["restore_to_ready_no_pool"] = stats(restore)
+    results["restore_to_ready_no_pool_unconfined"] = stats(restore_bare)
     results["cold_boot_to_ready"] = stats(cold)
     if a.backend == "tcg" or a.qemu_dir:
         qemu, stream = qemu_plain_snapshot_peer(a.airlock, a.images, max(5, n // 3), a.backend,
@@ -329,6 +335,8 @@ def main():
         print("(no QEMU here: the QEMU restore peer is left out; give --qemu-dir)")
 
     results["execute_code_warm_pool"] = stats(warm_round_trips(a.airlock, a.backend, n))
+    results["execute_code_warm_pool_unconfined"] = stats(
+        warm_round_trips(a.airlock, a.backend, n, env=bare_env))
     results["vms_per_second_8_clients"] = concurrent_throughput(a.airlock, a.backend,
                                                                 5 if a.quick else 15)
     private, pss = unique_memory(a.airlock, a.backend, 2)
@@ -340,7 +348,9 @@ def main():
     print()
     print("%-58s %10s %10s %8s" % ("", "median", "p99", "vs host"))
     rows = [("execute_code print(1), warm pool, through MCP", results["execute_code_warm_pool"]),
+            ("  the same, VMs without their jail", results["execute_code_warm_pool_unconfined"]),
             ("restore to ready, no pool (airlock run)", results["restore_to_ready_no_pool"]),
+            ("  the same, VMs without their jail", results["restore_to_ready_no_pool_unconfined"]),
             ("cold boot to ready, no snapshot", results["cold_boot_to_ready"])]
     rows += [("peer: " + k, v) for k, v in peers.items()]
     for name, s in rows:
