@@ -152,19 +152,34 @@ def concurrent_throughput(airlock, backend, seconds, clients=8):
         mcp.close()
 
 
+def process_tree(pid):
+    """pid and every process below it (a VM behind its jail: bubblewrap, then QEMU)."""
+    tree = [pid]
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            for child in f.read().split():
+                tree += process_tree(int(child))
+    except OSError:
+        pass
+    return tree
+
+
 def unique_memory(airlock, backend, pool):
-    """Unique (private) and proportional memory of each idle pooled VM process."""
+    """Unique (private) and proportional memory of each idle pooled VM, its jail's processes
+    included."""
     mcp = Mcp(airlock, backend, "--pool", str(pool))
     try:
         wait_for_pool(mcp, 3 * pool)
+        time.sleep(1)  # restored and idle
         private, pss = [], []
-        for pid in mcp.vms():
+        for vm in mcp.vms():
             fields = {}
-            with open("/proc/%d/smaps_rollup" % pid) as f:
-                for line in f:
-                    parts = line.split()
-                    if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
-                        fields[parts[0][:-1]] = int(parts[1])
+            for pid in process_tree(vm):
+                with open("/proc/%d/smaps_rollup" % pid) as f:
+                    for line in f:
+                        parts = line.split()
+                        if len(parts) >= 2 and parts[0].endswith(":") and parts[1].isdigit():
+                            fields[parts[0][:-1]] = fields.get(parts[0][:-1], 0) + int(parts[1])
             private.append((fields.get("Private_Clean", 0) + fields.get("Private_Dirty", 0)) / 1024)
             pss.append(fields.get("Pss", 0) / 1024)
         return private, pss
