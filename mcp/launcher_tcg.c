@@ -114,12 +114,16 @@ static int push_snapshot_args(const struct vm_spec *s, struct argv_list *a)
  * program, its libraries and firmware), the dynamic linker's cache, a minimal /dev and /proc of
  * its own, and the files this VM uses: the kernel and the root file system read-only, the VM's
  * temporary directory (the serial log) and the snapshot directory writable (QEMU opens the RAM
- * file read-write even to map it private). QEMU's own seccomp filter (-sandbox) comes on top.
+ * file read-write even to map it private). prlimit sets its limits: no core dumps, bounded fds
+ * and address space. QEMU's own seccomp filter (-sandbox) comes on top.
  * No --new-session: sandbox.c starts the VM in a session of its own (no terminal to reach) and
- * kills its whole process group. QEMU does not end with its parent: setpriv (util-linux, essential on Debian) makes the kernel
- * kill bubblewrap when airlock dies, however it dies, and --die-with-parent passes that on to
- * QEMU (airlock-vmm does this itself). Without bubblewrap QEMU runs unjailed under setpriv alone
- * (doctor says so). */
+ * kills its whole process group. QEMU does not end with its parent: setpriv (util-linux,
+ * essential on Debian, like prlimit) makes the kernel kill bubblewrap when airlock dies, however
+ * it dies, and --die-with-parent passes that on to QEMU (airlock-vmm does this itself). Without
+ * bubblewrap QEMU runs unjailed under setpriv alone (doctor says so). */
+#define QEMU_MAX_FDS 256                     /* it holds a few dozen */
+#define QEMU_ADDRESS_SPACE_EXTRA (4ull << 30) /* TCG's 1 GiB code buffer, libraries, threads */
+
 static int push_jail_args(const struct vm_spec *s, struct argv_list *a)
 {
 	char bwrap[4096], tmpdir[4096];
@@ -130,6 +134,14 @@ static int push_jail_args(const struct vm_spec *s, struct argv_list *a)
 	rc |= argv_push(a, "--");
 	if (launcher_unconfined() || !find_in_path("bwrap", bwrap, sizeof bwrap))
 		return rc ? -ENOMEM : 0;
+	/* limits (prlimit, util-linux too): no core dump (it would hold guest memory), a bounded
+	 * number of fds, and an address space of guest RAM plus TCG's code buffer and the rest */
+	rc |= argv_push(a, "prlimit");
+	rc |= argv_push(a, "--core=0");
+	rc |= argv_push(a, "--nofile=%u", QEMU_MAX_FDS);
+	rc |= argv_push(a, "--as=%llu",
+			((unsigned long long)s->memory_mb << 20) + QEMU_ADDRESS_SPACE_EXTRA);
+	rc |= argv_push(a, "--");
 	snprintf(tmpdir, sizeof tmpdir, "%s", s->serial_log);
 	char *slash = strrchr(tmpdir, '/');
 	if (slash && slash != tmpdir)

@@ -4,6 +4,7 @@ binary and out-of-order lines; concurrency; progress; cancellation; shutdown on 
 VMs run on $AIRLOCK_TEST_BACKEND (default tcg)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -110,6 +111,12 @@ def vms_run_jailed():
             # airlock-vmm's pid namespace is for children it cannot have (vmm/jail.c): its own
             # pid stays in the host's; bubblewrap starts QEMU inside one
             spaces = ("user", "mnt", "net", "ipc", "uts") + (("pid",) if BACKEND == "tcg" else ())
+            with open("/proc/%s/limits" % leaf) as f:
+                limits = f.read()
+            expect(re.search(r"Max core file size\s+0\s+0", limits) and
+                   not re.search(r"Max open files\s+unlimited", limits) and
+                   not re.search(r"Max address space\s+unlimited", limits),
+                   "no core dumps, bounded fds and address space", limits)
             shared = [n for n in spaces
                       if os.readlink("/proc/%s/ns/%s" % (leaf, n)) ==
                       os.readlink("/proc/self/ns/" + n)]
