@@ -85,34 +85,37 @@ static void kill_members(const char *dir)
 		fclose(f);
 }
 
-/* rmdir of every empty "vm-*" group in parent: a VM behind a wrapper may outlive the wrapper's
- * reaping by a moment (its group is busy then), so each removal also takes the ones left
- * before. */
-static void remove_empty_vm_groups(const char *parent)
+/* Calls fn on each "vm-*" group in parent. */
+static void each_vm_group(const char *parent, void (*fn)(const char *dir))
 {
 	DIR *d = opendir(parent);
 	for (struct dirent *e; d && (e = readdir(d));) {
 		char dir[1100];
 		if (strncmp(e->d_name, "vm-", 3) == 0 && join(dir, sizeof dir, parent, e->d_name))
-			rmdir(dir); /* EBUSY while a process is still in it */
+			fn(dir);
 	}
 	if (d)
 		closedir(d);
+}
+
+static void remove_if_empty(const char *dir)
+{
+	rmdir(dir); /* EBUSY while a process is still in it */
+}
+
+/* A VM behind a wrapper may outlive the wrapper's reaping by a moment (its group is busy then),
+ * so each removal also takes the empty groups left before. */
+static void remove_empty_vm_groups(const char *parent)
+{
+	each_vm_group(parent, remove_if_empty);
 }
 
 /* Every VM group in parent: its processes killed, the group removed (the server is ending, or
  * parent was left by a server that was killed). */
 static void empty_all_vm_groups(const char *parent)
 {
-	DIR *d = opendir(parent);
-	for (struct dirent *e; d && (e = readdir(d));) {
-		char dir[1100];
-		if (strncmp(e->d_name, "vm-", 3) == 0 && join(dir, sizeof dir, parent, e->d_name))
-			kill_members(dir);
-	}
-	if (d)
-		closedir(d);
-	remove_empty_vm_groups(parent);
+	each_vm_group(parent, kill_members);
+	each_vm_group(parent, remove_if_empty);
 }
 
 /* Groups left by a server that was killed: "airlock-<pid>" directories in dir whose pid is gone.
@@ -350,14 +353,4 @@ void cgroup_cleanup(void)
 		for (size_t i = 0; i < N_V1; i++)
 			remove_parent(v1_parent[i]);
 	mode = CGROUP_NONE;
-}
-
-const char *cgroup_parent_path(const char *controller)
-{
-	if (mode == CGROUP_V2)
-		return v2_parent;
-	for (size_t i = 0; mode == CGROUP_V1 && i < N_V1; i++)
-		if (strcmp(v1_controllers[i], controller) == 0)
-			return v1_parent[i];
-	return "";
 }

@@ -38,8 +38,5 @@ int vm_cgroup_gather(const struct vm_cgroup *cg, pid_t pid);
 void vm_cgroup_remove(struct vm_cgroup *cg);
 /* Removes the server's parent group (at exit, once every VM is reaped). */
 void cgroup_cleanup(void);
-/* Where a VM's group for controller lives (v1: "memory", "pids", "cpu"; v2: ignored), for tests
- * and `airlock doctor`. Empty string when there is none. */
-const char *cgroup_parent_path(const char *controller);
 
 #endif

@@ -15,8 +15,8 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "cgroup.h"
 #include "archive_files.h"
+#include "cgroup.h"
 #include "cli.h"
 #include "images.h"
 #include "launcher.h"

@@ -14,6 +14,15 @@ tally() { # NAME PASSED FAILED
   failed=$((failed + $3))
 }
 
+# Tallies a runner's "N passed, N failed" line; an empty one (no result at all) is one failure.
+tally_summary() { # NAME SUMMARY
+  if [ -z "$2" ]; then
+    tally "$1" 0 1
+  else
+    tally "$1" "${2%% passed*}" "$(echo "$2" | sed 's/.*, \([0-9]*\) failed.*/\1/')"
+  fi
+}
+
 # meson counts one result per test binary; each binary prints PASS/FAIL per test function.
 unit() { # NAME BUILD_DIR [meson test args...]
   local name=$1 dir=$2
@@ -36,12 +45,7 @@ unit "unit tests with ASan/UBSan" build-asan
 # The parsers of untrusted bytes under libFuzzer, 30 s each (test/fuzz/README.md).
 fuzz_out=$(bash test/fuzz/run.sh 30 2>&1)
 echo "$fuzz_out" | grep -vE '^[0-9]+ passed, [0-9]+ failed$'
-fuzz_summary=$(echo "$fuzz_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
-if [ -n "$fuzz_summary" ]; then
-  tally "fuzzing" "${fuzz_summary%% passed*}" "$(echo "$fuzz_summary" | sed 's/.*, \([0-9]*\) failed/\1/')"
-else
-  tally "fuzzing" 0 1
-fi
+tally_summary "fuzzing" "$(echo "$fuzz_out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)"
 
 run_integration() { # NAME BACKEND SCRIPT [test names...]   (SCRIPT: in test/integration, or a path)
   local name=$1 backend=$2 script=$3 out
@@ -49,13 +53,7 @@ run_integration() { # NAME BACKEND SCRIPT [test names...]   (SCRIPT: in test/int
   [[ $script == */* ]] || script=test/integration/$script
   out=$(AIRLOCK_TEST_BACKEND=$backend $python "$script" "$@" 2>&1)
   echo "$out" | grep -vE '^PASS |^[0-9]+ passed, [0-9]+ failed$'
-  local summary
-  summary=$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)
-  if [ -z "$summary" ]; then
-    tally "$name" 0 1
-  else
-    tally "$name" "${summary%% passed*}" "$(echo "$summary" | sed 's/.*, \([0-9]*\) failed/\1/')"
-  fi
+  tally_summary "$name" "$(echo "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed$' | tail -1)"
 }
 
 # The official MCP SDK client (node's test runner prints "# pass N" / "# fail N").
@@ -158,11 +156,7 @@ run_kvm_file() { # NAME TIMEOUT SCRIPT [ARGS...]
   done
   echo "$out" | grep -E '^(PASS|FAIL) ' || true
   echo "$out" | grep -A30 -E '^FAIL ' | grep -vE '^(PASS|FAIL) ' || true
-  if [ -z "$summary" ]; then
-    tally "$name" 0 1
-  else
-    tally "$name" "${summary%% passed*}" "$(echo "$summary" | sed 's/.*, \([0-9]*\) failed.*/\1/')"
-  fi
+  tally_summary "$name" "$summary"
 }
 # A restore that stopped answering, or a cold boot that never became ready, in the test host
 # (both seen before kvm_keeper.py stopped the test host's own code patching; see README) is
@@ -176,8 +170,8 @@ run_kvm_file "snapshots and restore through airlock (kvm)" 400 test/integration/
 # in the KVM test host they crash the test host's own kernel now and then (it reads `current`
 # as NULL through its GS base after a nested VM exit: "stack guard page was hit ... airlock-vmm";
 # seen again on 2026-11-22 with kvm_keeper.py, under the output flood), and the memory bomb
-# sometimes ends the guest itself ("the guest shut down before the program finished"; 1 run in
-# 3 that day), an open problem (README, "What user code meets").
+# sometimes ends the guest itself ("the guest shut down before the program finished"; 3 of 7
+# tries over 2026-11-22), an open problem (README, "What user code meets").
 run_kvm_file "hostile user code is contained (kvm)" 400 test/security/test_user_code.py \
   outside_network_is_unreachable host_paths_are_not_there privileged_operations_are_refused \
   kill_all_reaches_only_the_users_processes infinite_loop_and_sleep_end_at_the_timeout \

@@ -75,6 +75,13 @@ int vm_irq_line(struct vm *vm, unsigned gsi, struct irq_line *irq);
  * a VM that failed (a message naming the exit is printed), VM_RUN_SNAPSHOT when a snapshot was
  * requested (the vCPU is stopped, its last exit not yet completed). */
 int vm_run(struct vm *vm);
+#define VM_RUN_SNAPSHOT 0x100
+/* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe and
+ * async-signal-safe. vm_run returns status. */
+void vm_request_stop(struct vm *vm, int status);
+/* Re-enters the stopped vCPU with immediate_exit set so that KVM finishes the last I/O exit
+ * and the vCPU's state is consistent (api.rst, KVM_RUN). Returns 0 or -errno. */
+int vcpu_complete_exit(struct vm *vm);
 
 /* ---- jail (jail.c) and seccomp (seccomp.c) ---- */
 
@@ -95,13 +102,6 @@ struct vmm_seccomp_options {
 int vmm_seccomp_install(const struct vmm_seccomp_options *o);
 /* Makes a syscall the filter forbids (the test suite's proof that it is in place). */
 void vmm_seccomp_selftest(void);
-#define VM_RUN_SNAPSHOT 0x100
-/* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe and
- * async-signal-safe. vm_run returns status. */
-void vm_request_stop(struct vm *vm, int status);
-/* Re-enters the stopped vCPU with immediate_exit set so that KVM finishes the last I/O exit
- * and the vCPU's state is consistent (api.rst, KVM_RUN). Returns 0 or -errno. */
-int vcpu_complete_exit(struct vm *vm);
 
 /* kvm_x86_64.c: the x86 parts of a vCPU. */
 

@@ -65,7 +65,7 @@ START=$(date +%s.%N)
 elapsed() { echo "$(date +%s.%N) $START" | awk '{printf "%.1f", $1 - $2}'; }
 echo "run.sh: booting test host (memory ${MEM} MiB, timeout ${TIMEOUT} s)"
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 \
-  -M q35 -accel "${KVMHOST_ACCEL:-tcg}" -cpu "${KVMHOST_CPU:-EPYC,+svm,+npt}" \
+  -M q35 -accel tcg -cpu "${KVMHOST_CPU:-EPYC,+svm,+npt}" \
   -smp "${KVMHOST_SMP:-2}" -m "$MEM" -nodefaults -display none -no-reboot \
   ${KVMHOST_MONITOR:+-monitor "unix:$KVMHOST_MONITOR,server,nowait"} \
   -kernel "$BASE/vmlinuz" -initrd "$TMP/initrd" -append "$APPEND" \

@@ -50,8 +50,8 @@ def report(ok, name, detail=""):
 
 def run_guest(vmm, attack, timeout=300):
     """Boots the hostile guest with one attack. Returns (exit status, stderr, serial log, peak
-    RSS in MiB as last sampled, seconds). The channel is kept full of bytes for the console's receive queue and
-    drained of what the guest transmits."""
+    RSS in MiB as last sampled, seconds). The channel is kept full of bytes for the console's
+    receive queue and drained of what the guest transmits."""
     host, guest = socket.socketpair()
     disk = tempfile.NamedTemporaryFile(prefix="hostile-disk-")
     disk.truncate(1 << 20)
