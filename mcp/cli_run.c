@@ -426,12 +426,14 @@ int cli_run(int argc, char **argv)
 	char snapshot[PATH_MAX];
 	struct snapshot_spec snap = {launcher, &im, o.language, o.memory_mb, o.vcpus, 0};
 	if (!o.cold && snapshot_locate(&snap, snapshot, sizeof snapshot) == 0 &&
-	    snapshot_check(&snap, snapshot, err, sizeof err) == 0) {
+	    snapshot_check(&snap, snapshot, &vm.guest_tsc_khz, err, sizeof err) == 0) {
 		vm.snapshot_dir = snapshot;
 		vm.snapshot_language = o.language;
 		st.restored = true;
-	} else if (!o.cold && o.verbose) {
-		fprintf(stderr, "airlock: booting (no snapshot: %s)\n", err);
+	} else {
+		vm.guest_tsc_khz = host_tsc_khz();
+		if (!o.cold && o.verbose)
+			fprintf(stderr, "airlock: booting (no snapshot: %s)\n", err);
 	}
 	struct sandbox_request req = {
 		.language = lang,

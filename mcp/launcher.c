@@ -2,10 +2,15 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
+#if defined(__x86_64__)
+#include <x86intrin.h>
+#endif
 
 #include "launcher.h"
 
@@ -65,6 +70,35 @@ bool host_kvm_usable(char *why, size_t why_len)
 	}
 	snprintf(why, why_len, "/dev/kvm opens but neither kvm_intel nor kvm_amd is loaded");
 	return false;
+}
+
+#define TSC_MEASURE_NS 10000000 /* 10 ms: the rate to about 1e-5, once per process */
+
+static int64_t monotonic_raw_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_RAW, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+unsigned host_tsc_khz(void)
+{
+#if defined(__x86_64__)
+	static unsigned khz; /* measured once: every VM this process boots is told the same */
+	if (khz)
+		return khz;
+	int64_t t0 = monotonic_raw_ns(), t1;
+	uint64_t c0 = __rdtsc();
+	while ((t1 = monotonic_raw_ns()) - t0 < TSC_MEASURE_NS)
+		;
+	uint64_t c1 = __rdtsc();
+	uint64_t rate = (c1 - c0) * 1000000 / (uint64_t)(t1 - t0); /* cycles per ms = kHz */
+	/* a TSC that stands still or runs beyond 10 GHz is no clock to give a guest */
+	khz = rate >= 100000 && rate <= 10000000 ? (unsigned)rate : 0;
+	return khz;
+#else
+	return 0;
+#endif
 }
 
 int launcher_select(const char *backend, const struct launcher **out, char *why, size_t why_len)

@@ -28,6 +28,9 @@ struct vm_spec {
 	bool restore;
 	int control_fd; /* tcg: fd number of QEMU's QMP monitor socket in the VM process, else -1 */
 	int state_fd;   /* tcg: fd number of the migration stream (written or read), else -1 */
+	/* tcg: the TSC rate (kHz) the guest's kernel is told instead of measuring it (restoring: the
+	 * rate its snapshot was made with, as the command line must not change); 0: it measures */
+	unsigned guest_tsc_khz;
 };
 
 struct argv_list {
@@ -61,6 +64,12 @@ int launcher_select(const char *backend, const struct launcher **out, char *why,
  * filter, so that `airlock bench` can show what those cost in the same run. Never for use:
  * airlock warns on stderr once when it is set. */
 bool launcher_unconfined(void);
+
+/* The host's TSC rate in kHz, measured once per process (10 ms), or 0 where there is none. A
+ * tcg guest's TSC runs at this rate: QEMU reads the host's. Told it, the guest's kernel does not
+ * calibrate the TSC against the emulated PIT, which fails now and then on a loaded host and
+ * leaves the guest with a 4 ms clock (the jiffies clocksource) for good. */
+unsigned host_tsc_khz(void);
 
 /* Whether this host's /dev/kvm can run a Linux guest; why says what was found. */
 bool host_kvm_usable(char *why, size_t why_len);

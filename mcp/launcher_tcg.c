@@ -206,11 +206,17 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 	rc |= argv_push(a, "-kernel");
 	rc |= argv_push(a, "%s", s->kernel);
 	/* nolapic_timer: calibrating the local APIC timer costs ~230 ms of emulated time at every
-	 * boot; the PIT that microvm provides serves as the tick instead. */
+	 * boot; the PIT that microvm provides serves as the tick instead.
+	 * tsc_early_khz: the TSC's rate, so that the guest does not measure it (see host_tsc_khz);
+	 * tsc=reliable: the host's TSC is the clock, not to be judged against the tick (the jiffies
+	 * watchdog), which an emulated CPU loses under load. */
+	char tsc[64] = "";
+	if (s->guest_tsc_khz)
+		snprintf(tsc, sizeof tsc, " tsc_early_khz=%u tsc=reliable", s->guest_tsc_khz);
 	rc |= argv_push(a, "-append");
 	rc |= argv_push(a, "console=ttyS0 quiet reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 "
-			   "init=/sbin/init nolapic_timer%s%s",
-			s->warm_language ? " airlock.warm=" : "",
+			   "init=/sbin/init nolapic_timer%s%s%s",
+			tsc, s->warm_language ? " airlock.warm=" : "",
 			s->warm_language ? s->warm_language : "");
 	rc |= argv_push(a, "-drive");
 	rc |= argv_push(a, "id=root,file=%s,format=raw,if=none,read-only=on", rootfs);

@@ -562,6 +562,7 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		.restore = restore,
 		.control_fd = tcg_restore ? CONTROL_FD_IN_VM : -1,
 		.state_fd = tcg_restore ? STATE_FD_IN_VM : -1,
+		.guest_tsc_khz = sb->vm.guest_tsc_khz,
 	};
 	int control[2] = {-1, -1}, state_fd = -1;
 	int rc = tcg_restore ? open_restore_fds(sb, control, &state_fd) : 0;

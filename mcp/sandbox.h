@@ -28,6 +28,7 @@ struct sandbox_vm {
 	 * language is the only one its VM runs. */
 	const char *snapshot_dir;
 	const char *snapshot_language;
+	unsigned guest_tsc_khz; /* vm_spec's: the snapshot's when restoring, else host_tsc_khz() */
 };
 
 /* What to run. The sandbox copies everything it needs before sandbox_start() returns. */

@@ -2,7 +2,7 @@
  * time (`airlock image build`, or the server's first-use build on a worker thread).
  *
  * The manifest is text, one "key value" per line:
- *     airlock-snapshot 1
+ *     airlock-snapshot 2
  *     language python
  *     backend tcg
  *     kernel KEY
@@ -11,6 +11,8 @@
  *     memory_size BYTES     size of `memory`
  *     state_size BYTES      size of `state`
  *     state_hash HEX        FNV-1a of `state`
+ *     guest_tsc_khz N       the TSC rate its kernel was told (launcher.h), 0 for none: a
+ *                           restore's command line must say the same
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -31,7 +33,7 @@
 #include "qmp.h"
 #include "snapshot.h"
 
-#define MANIFEST_VERSION 1
+#define MANIFEST_VERSION 2 /* 2: guest_tsc_khz */
 #define CHANNEL_FD 3
 #define CONTROL_FD 4
 #define SAVE_TIMEOUT_MS 120000
@@ -73,7 +75,8 @@ static int state_hash(const char *dir, char out[IMAGE_KEY_LEN + 1])
 	return images_file_hash(path, out);
 }
 
-int snapshot_check(const struct snapshot_spec *s, const char *dir, char *why, size_t why_len)
+int snapshot_check(const struct snapshot_spec *s, const char *dir, unsigned *guest_tsc_khz,
+		   char *why, size_t why_len)
 {
 	char path[PATH_MAX];
 	path_printf(path, sizeof path, "%s/manifest", dir);
@@ -83,7 +86,7 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir, char *why, si
 		return -ENOENT;
 	}
 	char line[256], key[64], value[128], hash[IMAGE_KEY_LEN + 1] = "";
-	long long version = -1, memory = -1, state = -1;
+	long long version = -1, memory = -1, state = -1, tsc_khz = -1;
 	char language[32] = "", rootfs[IMAGE_KEY_LEN + 1] = "", kernel[IMAGE_KEY_LEN + 1] = "";
 	while (fgets(line, sizeof line, f)) {
 		if (sscanf(line, "%63s %127s", key, value) != 2)
@@ -102,6 +105,8 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir, char *why, si
 			state = atoll(value);
 		else if (!strcmp(key, "state_hash"))
 			copy_value(hash, sizeof hash, value);
+		else if (!strcmp(key, "guest_tsc_khz"))
+			tsc_khz = atoll(value);
 	}
 	fclose(f);
 	char actual_hash[IMAGE_KEY_LEN + 1];
@@ -117,10 +122,14 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir, char *why, si
 		problem = "the state file is missing or has the wrong size";
 	else if (state_hash(dir, actual_hash) != 0 || strcmp(actual_hash, hash))
 		problem = "the state file does not match its hash";
+	else if (tsc_khz < 0 || tsc_khz > 10000000)
+		problem = "no TSC rate";
 	if (problem) {
 		snprintf(why, why_len, "snapshot %s is damaged: %s", dir, problem);
 		return -EINVAL;
 	}
+	if (guest_tsc_khz)
+		*guest_tsc_khz = (unsigned)tsc_khz;
 	return 0;
 }
 
@@ -217,7 +226,7 @@ static pid_t spawn(char **argv, const int fds[3], int log_fd)
 	_exit(127);
 }
 
-static int write_manifest(const struct snapshot_spec *s, const char *dir)
+static int write_manifest(const struct snapshot_spec *s, const char *dir, unsigned guest_tsc_khz)
 {
 	char path[PATH_MAX], hash[IMAGE_KEY_LEN + 1];
 	int rc = state_hash(dir, hash);
@@ -232,6 +241,7 @@ static int write_manifest(const struct snapshot_spec *s, const char *dir)
 		s->images->rootfs_key);
 	fprintf(f, "memory_mb %u\nmemory_size %lld\nstate_size %lld\nstate_hash %s\n",
 		s->memory_mb, file_size(dir, "memory"), file_size(dir, "state"), hash);
+	fprintf(f, "guest_tsc_khz %u\n", guest_tsc_khz);
 	rc = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
 	fclose(f);
 	return rc;
@@ -239,7 +249,7 @@ static int write_manifest(const struct snapshot_spec *s, const char *dir)
 
 /* Boots the VM into tmp, waits for READY and has it saved. Returns 0 or -errno with err set. */
 static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const char *log,
-			 char *err, size_t err_len)
+			 unsigned guest_tsc_khz, char *err, size_t err_len)
 {
 	bool tcg = strcmp(s->launcher->name, "tcg") == 0;
 	int channel[2] = {-1, -1}, control[2] = {-1, -1}, state_fd = -1, log_fd = -1, rc = 0;
@@ -265,6 +275,7 @@ static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const c
 		.snapshot_dir = tmp,
 		.control_fd = tcg ? CONTROL_FD : -1,
 		.state_fd = -1, /* passed over QMP when saving */
+		.guest_tsc_khz = guest_tsc_khz,
 	};
 	struct argv_list argv = {0};
 	if ((rc = s->launcher->command(&spec, &argv)) != 0) {
@@ -333,10 +344,11 @@ int snapshot_make(const struct snapshot_spec *s, const char *dir, char *err, siz
 			"log: %s\n",
 		s->language, s->launcher->name, log);
 	int64_t started = now_ms();
-	int rc = boot_and_save(s, tmp, log, err, err_len);
-	if (rc == 0 && (rc = write_manifest(s, tmp)) != 0)
+	unsigned tsc_khz = host_tsc_khz();
+	int rc = boot_and_save(s, tmp, log, tsc_khz, err, err_len);
+	if (rc == 0 && (rc = write_manifest(s, tmp, tsc_khz)) != 0)
 		snprintf(err, err_len, "cannot write the snapshot manifest: %s", strerror(-rc));
-	if (rc == 0 && (rc = snapshot_check(s, tmp, why, sizeof why)) != 0)
+	if (rc == 0 && (rc = snapshot_check(s, tmp, NULL, why, sizeof why)) != 0)
 		snprintf(err, err_len, "the new snapshot does not check out: %s", why);
 	if (rc == 0) {
 		remove_tree(dir); /* a damaged one */
@@ -365,7 +377,7 @@ int snapshot_ensure(const struct snapshot_spec *s, char *dir, size_t dir_len, ch
 		return rc;
 	}
 	char why[512];
-	rc = snapshot_check(s, dir, why, sizeof why);
+	rc = snapshot_check(s, dir, NULL, why, sizeof why);
 	if (rc == 0)
 		return 0;
 	if (rc == -EINVAL)

@@ -36,9 +36,11 @@ struct snapshot_spec {
 
 /* The snapshot's directory for spec. Returns 0 or -errno. */
 int snapshot_locate(const struct snapshot_spec *spec, char *dir, size_t dir_len);
-/* Whether dir holds a whole snapshot made from the current images. Returns 0, -ENOENT when there
- * is none, or -EINVAL when it is damaged or mismatched; why says what is wrong. */
-int snapshot_check(const struct snapshot_spec *spec, const char *dir, char *why, size_t why_len);
+/* Whether dir holds a whole snapshot made from the current images. Returns 0 with
+ * *guest_tsc_khz set (unless NULL: the rate a restore tells the kernel, vm_spec), -ENOENT when
+ * there is none, or -EINVAL when it is damaged or mismatched; why says what is wrong. */
+int snapshot_check(const struct snapshot_spec *spec, const char *dir, unsigned *guest_tsc_khz,
+		   char *why, size_t why_len);
 /* Makes the snapshot: boots, waits for READY, saves, checks, and moves it into place. Blocking;
  * progress and failures on stderr too. Returns 0 or -errno with err set. */
 int snapshot_make(const struct snapshot_spec *spec, const char *dir, char *err, size_t err_len);

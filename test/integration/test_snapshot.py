@@ -84,6 +84,26 @@ def restored_vms_are_unique():
 
 
 @test
+def guest_clock_is_fine_grained():
+    # A snapshot's kernel keeps the clock it booted with. Left to calibrate the TSC against the
+    # emulated PIT, a guest on a loaded host now and then fails and falls back to the 4 ms jiffies
+    # clock, in every VM of that snapshot (and time.time() then moves in 4 ms steps).
+    source = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
+    for lang in ("python", "javascript", "bash"):
+        r = run_code("cat " + source, "--lang", "bash") if lang == "bash" else run_code(
+            {"python": "print(open(%r).read().strip())",
+             "javascript": "console.log(require('fs').readFileSync(%r, 'utf8').trim())"}[lang]
+            % source, "--lang", lang)
+        expect(r.status == 0 and r.stdout.strip() not in (b"jiffies", b"refined-jiffies", b""),
+               "%s snapshot's clocksource is not jiffies" % lang, r)
+    r = run_code("cat " + source, "--lang", "bash", "--cold")
+    expect(r.status == 0 and b"jiffies" not in r.stdout, "a cold boot's clocksource", r)
+    r = run_code("import time\nt = [time.monotonic_ns() for _ in range(50)]\n"
+                 "print(min(b - a for a, b in zip(t, t[1:]) if b > a))")
+    expect(r.status == 0 and 0 < int(r.stdout) < 1000000, "monotonic steps below 1 ms", r)
+
+
+@test
 def damaged_snapshots_are_refused_and_made_again():
     cache = image_dir()
     tmp = tempfile.mkdtemp(prefix="airlock-snaptest-")

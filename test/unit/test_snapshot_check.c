@@ -27,8 +27,9 @@ static void write_file(const char *name, const char *content, size_t len)
 	}
 }
 
-/* A whole snapshot: 64 KiB of memory, a small state file, the manifest that describes them. */
-static void make_whole(void)
+/* A whole snapshot: 64 KiB of memory, a small state file, the manifest that describes them
+ * (version 2, or the given version without the TSC rate that version 2 added). */
+static void make_version(int version)
 {
 	char path[512], hash[IMAGE_KEY_LEN + 1], manifest[1024];
 	static const char state[] = "device state that stands in for QEMU's stream";
@@ -40,22 +41,39 @@ static void make_whole(void)
 	snprintf(path, sizeof path, "%s/state", dir);
 	CHECK(images_file_hash(path, hash) == 0);
 	int n = snprintf(manifest, sizeof manifest,
-			 "airlock-snapshot 1\nlanguage python\nbackend tcg\nkernel %s\nrootfs %s\n"
-			 "memory_mb 512\nmemory_size 65536\nstate_size %zu\nstate_hash %s\n",
-			 im.kernel_key, im.rootfs_key, sizeof state - 1, hash);
+			 "airlock-snapshot %d\nlanguage python\nbackend tcg\nkernel %s\nrootfs %s\n"
+			 "memory_mb 512\nmemory_size 65536\nstate_size %zu\nstate_hash %s\n%s",
+			 version, im.kernel_key, im.rootfs_key, sizeof state - 1, hash,
+			 version == 2 ? "guest_tsc_khz 2599998\n" : "");
 	write_file("manifest", manifest, (size_t)n);
+}
+
+static void make_whole(void)
+{
+	make_version(2);
 }
 
 static int check(void)
 {
 	char why[512];
-	return snapshot_check(&spec, dir, why, sizeof why);
+	return snapshot_check(&spec, dir, NULL, why, sizeof why);
 }
 
 static void whole_snapshot_passes(void)
 {
 	make_whole();
 	CHECK(check() == 0);
+	char why[512];
+	unsigned tsc_khz = 0;
+	CHECK(snapshot_check(&spec, dir, &tsc_khz, why, sizeof why) == 0);
+	CHECK(tsc_khz == 2599998); /* what a restore tells the guest's kernel */
+}
+
+/* Version 1 (before guest_tsc_khz) restored with today's command line would not load. */
+static void older_manifest_is_refused(void)
+{
+	make_version(1);
+	CHECK(check() == -EINVAL);
 }
 
 static void missing_manifest_is_no_snapshot(void)
@@ -120,6 +138,7 @@ int main(void)
 	memcpy(im.rootfs_key, "00000000000000bb", IMAGE_KEY_LEN + 1);
 	spec = (struct snapshot_spec){.images = &im, .language = "python", .memory_mb = 512};
 	TEST(whole_snapshot_passes);
+	TEST(older_manifest_is_refused);
 	TEST(missing_manifest_is_no_snapshot);
 	TEST(altered_state_is_refused);
 	TEST(truncated_files_are_refused);
