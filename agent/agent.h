@@ -79,9 +79,11 @@ void warm_up_run_path(void);
 /* Parses a RUN payload; the pointers in *req point into payload. Returns 0 or -EPROTO. */
 int run_request_parse(const uint8_t *payload, size_t len, struct run_request *req);
 /* Runs the program as the sandbox user, streams its output to the channel and sends the EXIT
- * frame. prog is the interpreter started ahead (or pid 0: one is started now). Returns 0 when EXIT
- * was sent, -errno otherwise (the caller reports an ERROR). */
-int run_program(int channel_fd, const struct run_request *req, struct program *prog);
+ * frame. prog is the interpreter started ahead (or pid 0: one is started now); vm_is_unique says
+ * a PING already fed host entropy to the kernel (else the request's is). Returns 0 when EXIT was
+ * sent, -errno otherwise (the caller reports an ERROR). */
+int run_program(int channel_fd, const struct run_request *req, struct program *prog,
+		int vm_is_unique);
 
 /* ---- tar.c: ustar in and out ---- */
 

@@ -48,6 +48,16 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 	return 0;
 }
 
+static void set_wall_clock(int64_t wall_clock_ns)
+{
+	if (wall_clock_ns <= 0)
+		return;
+	struct timespec ts = {.tv_sec = wall_clock_ns / 1000000000,
+			      .tv_nsec = wall_clock_ns % 1000000000};
+	if (clock_settime(CLOCK_REALTIME, &ts) != 0)
+		perror("airlock-agent: clock_settime");
+}
+
 /* The snapshot issue relies on this: every VM starts from the same RAM, so the kernel's CRNG and
  * clock must be refreshed from the host before user code runs. */
 void refresh_entropy_and_clock(const uint8_t entropy[64], int64_t wall_clock_ns)
@@ -66,12 +76,7 @@ void refresh_entropy_and_clock(const uint8_t entropy[64], int64_t wall_clock_ns)
 		(void)ioctl(fd, RNDRESEEDCRNG);
 		close(fd);
 	}
-	if (wall_clock_ns > 0) {
-		struct timespec ts = {.tv_sec = wall_clock_ns / 1000000000,
-				      .tv_nsec = wall_clock_ns % 1000000000};
-		if (clock_settime(CLOCK_REALTIME, &ts) != 0)
-			perror("airlock-agent: clock_settime");
-	}
+	set_wall_clock(wall_clock_ns);
 }
 
 static int write_file(const char *path, const void *data, size_t len, mode_t mode)
@@ -346,25 +351,29 @@ static void pump_input(struct input_stream *in)
 }
 
 /* The python starter's "X<status>\n" on its ready pipe, written after it closed its output:
- * returns 1 with *status set (as waitpid would) when it came; closes the fd on anything else. */
+ * returns 1 with *status set (as waitpid would) when it came; closes the fd on anything else.
+ * (Parsed by hand: a first sscanf costs milliseconds of translation on an emulated CPU.) */
 static int read_exit_report(int *fd, int *status)
 {
-	char line[16];
-	ssize_t n = read(*fd, line, sizeof line - 1);
-	int code;
-	if (n > 1 && line[0] == 'X') {
-		line[n] = '\0';
-		if (sscanf(line + 1, "%d", &code) == 1 && code >= 0 && code <= 255) {
-			*status = W_EXITCODE(code, 0);
-			return 1;
-		}
+	char line[8];
+	ssize_t n = read(*fd, line, sizeof line);
+	int code = -1; /* from "X", one to three digits, "\n" */
+	if (n >= 3 && n <= 5 && line[0] == 'X' && line[n - 1] == '\n') {
+		code = 0;
+		for (ssize_t i = 1; i < n - 1 && code >= 0; i++)
+			code = line[i] >= '0' && line[i] <= '9' ? code * 10 + (line[i] - '0') : -1;
+	}
+	if (code >= 0 && code <= 255) {
+		*status = W_EXITCODE(code, 0);
+		return 1;
 	}
 	close(*fd);
 	*fd = -1;
 	return 0;
 }
 
-int run_program(int channel_fd, const struct run_request *req, struct program *prog)
+int run_program(int channel_fd, const struct run_request *req, struct program *prog,
+		int vm_is_unique)
 {
 	const struct al_run *h = &req->header;
 	const char *why = NULL;
@@ -376,7 +385,10 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		channel_send_error(channel_fd, "the interpreter %s: %s", why, strerror(-rc));
 		return 0;
 	}
-	refresh_entropy_and_clock(h->entropy, h->wall_clock_ns);
+	if (vm_is_unique) /* a PING fed the CRNG already: only the clock may have gone stale */
+		set_wall_clock(h->wall_clock_ns);
+	else
+		refresh_entropy_and_clock(h->entropy, h->wall_clock_ns);
 	rc = prepare_work_dir(channel_fd, req, program_script_path(h->language));
 	if (rc) {
 		program_discard(prog);
@@ -504,8 +516,15 @@ void warm_up_run_path(void)
 	pid_t pid = fork();
 	if (pid == 0)
 		_exit(0);
-	if (pid > 0)
+	if (pid > 0) {
 		(void)waitpid(pid, NULL, 0);
+		/* its SIGCHLD (blocked) would otherwise wake the run's first poll for nothing */
+		sigset_t chld;
+		sigemptyset(&chld);
+		sigaddset(&chld, SIGCHLD);
+		struct timespec now = {0, 0};
+		(void)sigtimedwait(&chld, NULL, &now);
+	}
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (fd >= 0)
 		close(fd);

@@ -193,7 +193,7 @@ static void serve_one_run(int channel_fd)
 	uint32_t type;
 	uint8_t *payload;
 	size_t len;
-	int rc;
+	int rc, pinged = 0;
 	/* PINGs come first when the VM was restored from a snapshot (its READY is in the snapshot) */
 	while ((rc = channel_recv(channel_fd, &type, &payload, &len)) == 0 &&
 	       type == AL_FRAME_PING) {
@@ -202,6 +202,7 @@ static void serve_one_run(int channel_fd)
 			/* unique from here on, before any request: the PRNGs are seeded again now */
 			memcpy(&ping, payload, sizeof ping);
 			refresh_entropy_and_clock(ping.entropy, ping.wall_clock_ns);
+			pinged = 1;
 			if (prog.pid > 0 && program_prepare(&prog) != 0)
 				program_discard(&prog); /* the request will start a fresh one */
 			warm_up_run_path();
@@ -220,7 +221,7 @@ static void serve_one_run(int channel_fd)
 	if (type != AL_FRAME_RUN || run_request_parse(payload, len, &req) != 0) {
 		channel_send_error(channel_fd, "malformed request (frame type %u, %zu bytes)", type,
 				   len);
-	} else if ((rc = run_program(channel_fd, &req, &prog)) != 0) {
+	} else if ((rc = run_program(channel_fd, &req, &prog, pinged)) != 0) {
 		channel_send_error(channel_fd, "run failed: %s", strerror(-rc));
 	}
 	free(payload);

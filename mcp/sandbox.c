@@ -208,11 +208,6 @@ static void close_handles_when_reaped(struct sandbox *sb)
 		uv_close((uv_handle_t *)&sb->timer, on_handle_closed);
 }
 
-static void on_deliver_due(uv_timer_t *timer)
-{
-	deliver(timer->data);
-}
-
 /* The VM process leads a process group of its own (spawned detached): a wrapper's children
  * (QEMU under bubblewrap) are in it and go with it, even those that had no time yet to ask for
  * their parent-death signal. */
@@ -220,6 +215,16 @@ static void kill_vm(struct sandbox *sb)
 {
 	if (kill(-sb->process.pid, SIGKILL) != 0)
 		uv_process_kill(&sb->process, SIGKILL);
+}
+
+/* The result first, then the kill: signalling a QEMU's threads took up to 4 ms here. The sandbox
+ * lives on until the VM is reaped, so the caller's callback cannot free it under us. */
+static void on_deliver_due(uv_timer_t *timer)
+{
+	struct sandbox *sb = timer->data;
+	deliver(sb);
+	if (sb->process_running)
+		kill_vm(sb);
 }
 
 /* The result is known (or the run failed): kill the VM; handles close once it is reaped. */
@@ -230,14 +235,15 @@ static void end(struct sandbox *sb)
 	sb->phase = PHASE_ENDING;
 	uv_timer_stop(&sb->timer);
 	uv_read_stop((uv_stream_t *)&sb->channel);
-	if (sb->process_running)
-		kill_vm(sb);
-	/* The result is final: the caller gets it on the next turn of the loop, not after the
-	 * kernel has torn down the VM process (milliseconds for a QEMU); the sandbox lives on until
-	 * it is reaped. Never from inside end() itself: its callers (the caller's own cancel or
-	 * start, say) must not see their state freed under them. */
+	/* The result is final: the caller gets it on the next turn of the loop, then the VM is
+	 * killed, not after the kernel has torn down the VM process (milliseconds for a QEMU); the
+	 * sandbox lives on until it is reaped. Never from inside end() itself: its callers (the
+	 * caller's own cancel or start, say) must not see their state freed under them. Verbose:
+	 * the result waits for the boot log, which is complete once the VM is gone. */
 	if (!sb->vm.verbose)
 		uv_timer_start(&sb->timer, on_deliver_due, 0, 0);
+	else if (sb->process_running)
+		kill_vm(sb);
 	close_handles_when_reaped(sb);
 }
 

@@ -21,6 +21,12 @@ import sys
 
 PRELOAD = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot")
 
+# What the preloaded modules registered with atexit (logging.shutdown, matplotlib's
+# Gcf.destroy_all, ...), taken out of atexit's list: _exit() runs them only when the program gave
+# them something to do (see _run_preloaded_exitfuncs).
+_preloaded_exitfuncs = []
+_preloaded_log_handlers = 0
+
 
 def _read_line():
     line = b""
@@ -113,11 +119,14 @@ def _exit(status):
     while the kernel still frees this large process's memory.
     """
     threading = sys.modules.get("threading")
-    if threading is not None:
+    # (only when there is something to wait for or to call: under emulation even an idle
+    # _shutdown costs a millisecond or two, and the preloaded modules import threading)
+    if threading is not None and (threading.active_count() > 1 or threading._threading_atexits):
         threading._shutdown()
     import atexit
 
     atexit._run_exitfuncs()
+    _run_preloaded_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
@@ -129,14 +138,54 @@ def _exit(status):
     os._exit(status)
 
 
-def _start():
-    script = sys.argv[1]
-    if sys.argv[2:] == ["--preload"]:
+def _preload():
+    global _preloaded_log_handlers
+    import atexit
+
+    register = atexit.register
+
+    def recording_register(func, *args, **kwargs):
+        _preloaded_exitfuncs.append((func, args, kwargs))
+        return register(func, *args, **kwargs)
+
+    atexit.register = recording_register
+    try:
         for name in PRELOAD:
             try:
                 __import__(name)
             except Exception:  # a module that fails to load is simply not preloaded
                 pass
+    finally:
+        atexit.register = register
+    for func, _, _ in _preloaded_exitfuncs:
+        atexit.unregister(func)
+    logging = sys.modules.get("logging")
+    _preloaded_log_handlers = len(logging._handlerList) if logging is not None else 0
+
+
+def _run_preloaded_exitfuncs():
+    """Last in, first out, as atexit would, but only those with work: logging's when the program
+    added log handlers, matplotlib's when figures are open, any other always. Under emulation
+    each costs a millisecond or more even with nothing to do."""
+    logging = sys.modules.get("logging")
+    helpers = sys.modules.get("matplotlib._pylab_helpers")
+    for func, args, kwargs in reversed(_preloaded_exitfuncs):
+        if logging is not None and func is logging.shutdown:
+            if len(logging._handlerList) == _preloaded_log_handlers:
+                continue
+        elif helpers is not None and func == helpers.Gcf.destroy_all:
+            if not helpers.Gcf.figs:
+                continue
+        try:
+            func(*args, **kwargs)
+        except Exception:  # as atexit does: report and go on
+            sys.excepthook(*sys.exc_info())
+
+
+def _start():
+    script = sys.argv[1]
+    if sys.argv[2:] == ["--preload"]:
+        _preload()
     if not _wait_for_go():  # a prepare has re-seeded since the VM became unique
         _reseed()
     _run(script)
