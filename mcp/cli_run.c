@@ -425,9 +425,12 @@ int cli_run(int argc, char **argv)
 	};
 	char snapshot[PATH_MAX];
 	struct snapshot_spec snap = {launcher, &im, o.language, o.memory_mb, o.vcpus, 0};
+	struct snapshot_facts facts;
 	if (!o.cold && snapshot_locate(&snap, snapshot, sizeof snapshot) == 0 &&
-	    snapshot_check(&snap, snapshot, &vm.guest_tsc_khz, err, sizeof err) == 0) {
+	    snapshot_check(&snap, snapshot, &facts, err, sizeof err) == 0) {
 		vm.snapshot_dir = snapshot;
+		vm.guest_tsc_khz = facts.guest_tsc_khz;
+		vm.snapshot_memory_ctime_ns = facts.memory_ctime_ns;
 		vm.snapshot_language = o.language;
 		st.restored = true;
 	} else {

@@ -113,9 +113,10 @@ static int push_snapshot_args(const struct vm_spec *s, struct argv_list *a)
  * uts and cgroup namespaces, no capabilities and no_new_privs, and a root holding only /usr (the
  * program, its libraries and firmware), the dynamic linker's cache, a minimal /dev and /proc of
  * its own, and the files this VM uses: the kernel and the root file system read-only, the VM's
- * temporary directory (the serial log) and the snapshot directory writable (QEMU opens the RAM
- * file read-write even to map it private). prlimit sets its limits: no core dumps, bounded fds
- * and address space. QEMU's own seccomp filter (-sandbox) comes on top.
+ * temporary directory (the serial log) writable, and the snapshot: writable while it is made,
+ * else read-only but for its RAM file (QEMU 7.2 opens that read-write even to map it private;
+ * snapshot.h says how a write to it is caught). prlimit sets its limits: no core dumps, bounded
+ * fds and address space. QEMU's own seccomp filter (-sandbox) comes on top.
  * No --new-session: sandbox.c starts the VM in a session of its own (no terminal to reach) and
  * kills its whole process group. QEMU does not end with its parent: setpriv (util-linux,
  * essential on Debian, like prlimit) makes the kernel kill bubblewrap when airlock dies, however
@@ -161,13 +162,18 @@ static int push_jail_args(const struct vm_spec *s, struct argv_list *a)
 		rc |= argv_push(a, "%s", ro[i]);
 		rc |= argv_push(a, "%s", ro[i]);
 	}
-	const char *rw[] = {tmpdir, s->snapshot_dir};
-	for (size_t i = 0; i < 2; i++) {
-		if (!rw[i])
-			continue;
+	rc |= argv_push(a, "--bind");
+	rc |= argv_push(a, "%s", tmpdir);
+	rc |= argv_push(a, "%s", tmpdir);
+	if (s->snapshot_dir) {
+		rc |= argv_push(a, s->restore ? "--ro-bind" : "--bind");
+		rc |= argv_push(a, "%s", s->snapshot_dir);
+		rc |= argv_push(a, "%s", s->snapshot_dir);
+	}
+	if (s->snapshot_dir && s->restore) { /* bound over the read-only directory */
 		rc |= argv_push(a, "--bind");
-		rc |= argv_push(a, "%s", rw[i]);
-		rc |= argv_push(a, "%s", rw[i]);
+		rc |= argv_push(a, "%s/memory", s->snapshot_dir);
+		rc |= argv_push(a, "%s/memory", s->snapshot_dir);
 	}
 	rc |= argv_push(a, "--");
 	return rc ? -ENOMEM : 0;

@@ -26,6 +26,7 @@
 #include "frame.h"
 #include "qmp.h"
 #include "sandbox.h"
+#include "snapshot.h"
 
 /* After the program's limit the agent kills it and reports; the host waits this much longer for
  * that report before killing the VM itself. */
@@ -323,6 +324,19 @@ static void on_request_written(uv_write_t *req, int status)
 		fail(sb, -EIO, "cannot send the request to the guest: %s", uv_strerror(status));
 }
 
+/* A restored VM runs no request once its snapshot's memory file was written (snapshot.h): it
+ * may have been restored from the change. Fails the sandbox and returns true then. */
+static bool snapshot_written_since(struct sandbox *sb)
+{
+	char why[PATH_MAX + 128];
+	if (!sb->vm.snapshot_dir ||
+	    snapshot_memory_unchanged(sb->vm.snapshot_dir, sb->vm.snapshot_memory_ctime_ns, why,
+				      sizeof why) == 0)
+		return false;
+	fail(sb, -EINVAL, "%s; `airlock image build` makes it again", why);
+	return true;
+}
+
 static int send_request(struct sandbox *sb)
 {
 	if (getrandom(sb->run.entropy, sizeof sb->run.entropy, 0) != sizeof sb->run.entropy)
@@ -427,6 +441,8 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 				sb->ready(sb, sb->ctx);
 			return 0;
 		}
+		if (snapshot_written_since(sb))
+			return 1; /* the sandbox has ended: nothing more */
 		int rc = send_request(sb);
 		if (rc) {
 			fail(sb, -EIO, "cannot send the request: %s", strerror(rc < 0 ? -rc : rc));
@@ -737,7 +753,7 @@ void sandbox_submit(struct sandbox *sb, const struct sandbox_request *req, sandb
 		return;
 	}
 	sb->has_request = true;
-	if (sb->phase == PHASE_IDLE && (rc = send_request(sb)) != 0)
+	if (sb->phase == PHASE_IDLE && !snapshot_written_since(sb) && (rc = send_request(sb)) != 0)
 		fail(sb, -EIO, "cannot send the request: %s", strerror(rc < 0 ? -rc : rc));
 }
 

@@ -29,6 +29,7 @@ struct sandbox_vm {
 	const char *snapshot_dir;
 	const char *snapshot_language;
 	unsigned guest_tsc_khz; /* vm_spec's: the snapshot's when restoring, else host_tsc_khz() */
+	int64_t snapshot_memory_ctime_ns; /* snapshot_facts': no request runs once it changed */
 };
 
 /* What to run. The sandbox copies everything it needs before sandbox_start() returns. */

@@ -34,7 +34,7 @@ struct server {
 
 	/* per language: the snapshot VMs restore from (empty: boot instead), and the warm pool */
 	char snapshots[AL_LANG_BASH + 1][PATH_MAX];
-	unsigned snapshot_tsc_khz[AL_LANG_BASH + 1]; /* each snapshot's guest_tsc_khz */
+	struct snapshot_facts snapshot_facts[AL_LANG_BASH + 1];
 	struct pool *pool;
 	bool pool_stopping;
 
@@ -266,7 +266,7 @@ static void start_pool(struct server *srv)
 					     srv->cfg.memory_mb, srv->cfg.vcpus, 0};
 		char why[512];
 		if (snapshot_locate(&spec, srv->snapshots[l], sizeof srv->snapshots[l]) != 0 ||
-		    snapshot_check(&spec, srv->snapshots[l], &srv->snapshot_tsc_khz[l], why,
+		    snapshot_check(&spec, srv->snapshots[l], &srv->snapshot_facts[l], why,
 				   sizeof why) != 0) {
 			server_log(srv, LOG_WARNING, "%s VMs will boot instead of being restored: %s",
 				   name, why);
@@ -314,8 +314,10 @@ void server_vm_spec(const struct server *srv, enum al_language language, struct 
 		.verbose = cfg->verbose,
 		.snapshot_dir = srv->snapshots[language][0] ? srv->snapshots[language] : NULL,
 		.snapshot_language = sandbox_language_name(language),
-		.guest_tsc_khz = srv->snapshots[language][0] ? srv->snapshot_tsc_khz[language]
-							     : host_tsc_khz(),
+		.guest_tsc_khz = srv->snapshots[language][0]
+					 ? srv->snapshot_facts[language].guest_tsc_khz
+					 : host_tsc_khz(),
+		.snapshot_memory_ctime_ns = srv->snapshot_facts[language].memory_ctime_ns,
 	};
 }
 

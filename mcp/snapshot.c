@@ -13,6 +13,7 @@
  *     state_hash HEX        FNV-1a of `state`
  *     guest_tsc_khz N       the TSC rate its kernel was told (launcher.h), 0 for none: a
  *                           restore's command line must say the same
+ *     memory_ctime_ns N     `memory`'s change time once made: a write since shows (snapshot.h)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,7 +34,7 @@
 #include "qmp.h"
 #include "snapshot.h"
 
-#define MANIFEST_VERSION 2 /* 2: guest_tsc_khz */
+#define MANIFEST_VERSION 2 /* 2: guest_tsc_khz, memory_ctime_ns */
 #define CHANNEL_FD 3
 #define CONTROL_FD 4
 #define SAVE_TIMEOUT_MS 120000
@@ -67,6 +68,25 @@ static long long file_size(const char *dir, const char *name)
 	return (long long)st.st_size;
 }
 
+static int64_t memory_ctime_ns(const char *dir)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	if (path_printf(path, sizeof path, "%s/memory", dir) != 0 || stat(path, &st) != 0)
+		return -1;
+	return (int64_t)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+}
+
+int snapshot_memory_unchanged(const char *dir, int64_t ctime_ns, char *why, size_t why_len)
+{
+	if (memory_ctime_ns(dir) == ctime_ns)
+		return 0;
+	snprintf(why, why_len, "snapshot %s is damaged: its memory file was written or replaced "
+			       "after the snapshot was made (by a VM that broke out of its guest?)",
+		 dir);
+	return -EINVAL;
+}
+
 static int state_hash(const char *dir, char out[IMAGE_KEY_LEN + 1])
 {
 	char path[PATH_MAX];
@@ -75,8 +95,8 @@ static int state_hash(const char *dir, char out[IMAGE_KEY_LEN + 1])
 	return images_file_hash(path, out);
 }
 
-int snapshot_check(const struct snapshot_spec *s, const char *dir, unsigned *guest_tsc_khz,
-		   char *why, size_t why_len)
+int snapshot_check(const struct snapshot_spec *s, const char *dir,
+		   struct snapshot_facts *facts, char *why, size_t why_len)
 {
 	char path[PATH_MAX];
 	path_printf(path, sizeof path, "%s/manifest", dir);
@@ -86,7 +106,7 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir, unsigned *gue
 		return -ENOENT;
 	}
 	char line[256], key[64], value[128], hash[IMAGE_KEY_LEN + 1] = "";
-	long long version = -1, memory = -1, state = -1, tsc_khz = -1;
+	long long version = -1, memory = -1, state = -1, tsc_khz = -1, ctime_ns = -1;
 	char language[32] = "", rootfs[IMAGE_KEY_LEN + 1] = "", kernel[IMAGE_KEY_LEN + 1] = "";
 	while (fgets(line, sizeof line, f)) {
 		if (sscanf(line, "%63s %127s", key, value) != 2)
@@ -107,6 +127,8 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir, unsigned *gue
 			copy_value(hash, sizeof hash, value);
 		else if (!strcmp(key, "guest_tsc_khz"))
 			tsc_khz = atoll(value);
+		else if (!strcmp(key, "memory_ctime_ns"))
+			ctime_ns = atoll(value);
 	}
 	fclose(f);
 	char actual_hash[IMAGE_KEY_LEN + 1];
@@ -124,12 +146,16 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir, unsigned *gue
 		problem = "the state file does not match its hash";
 	else if (tsc_khz < 0 || tsc_khz > 10000000)
 		problem = "no TSC rate";
+	else if (ctime_ns <= 0)
+		problem = "no change time of the memory file";
 	if (problem) {
 		snprintf(why, why_len, "snapshot %s is damaged: %s", dir, problem);
 		return -EINVAL;
 	}
-	if (guest_tsc_khz)
-		*guest_tsc_khz = (unsigned)tsc_khz;
+	if (snapshot_memory_unchanged(dir, ctime_ns, why, why_len) != 0)
+		return -EINVAL;
+	if (facts)
+		*facts = (struct snapshot_facts){(unsigned)tsc_khz, ctime_ns};
 	return 0;
 }
 
@@ -241,7 +267,8 @@ static int write_manifest(const struct snapshot_spec *s, const char *dir, unsign
 		s->images->rootfs_key);
 	fprintf(f, "memory_mb %u\nmemory_size %lld\nstate_size %lld\nstate_hash %s\n",
 		s->memory_mb, file_size(dir, "memory"), file_size(dir, "state"), hash);
-	fprintf(f, "guest_tsc_khz %u\n", guest_tsc_khz);
+	fprintf(f, "guest_tsc_khz %u\nmemory_ctime_ns %lld\n", guest_tsc_khz,
+		(long long)memory_ctime_ns(dir));
 	rc = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
 	fclose(f);
 	return rc;

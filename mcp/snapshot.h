@@ -10,6 +10,12 @@
  *
  * A snapshot that is missing, truncated, corrupt or made for other images is refused by
  * snapshot_check() and made again by snapshot_ensure(); it is never half-loaded.
+ *
+ * QEMU 7.2 opens the memory file read-write even to map it private, so a tcg VM whose guest broke
+ * out into QEMU could write it and reach every VM restored after it (its jail lets it write that
+ * one file, nothing else of the snapshot). Such a write cannot be undone without being seen: it
+ * changes the file's ctime, which the manifest records, so the snapshot is refused from then on,
+ * and a VM restored from it runs no request once it changed.
  */
 #ifndef AIRLOCK_SNAPSHOT_H
 #define AIRLOCK_SNAPSHOT_H
@@ -36,11 +42,21 @@ struct snapshot_spec {
 
 /* The snapshot's directory for spec. Returns 0 or -errno. */
 int snapshot_locate(const struct snapshot_spec *spec, char *dir, size_t dir_len);
-/* Whether dir holds a whole snapshot made from the current images. Returns 0 with
- * *guest_tsc_khz set (unless NULL: the rate a restore tells the kernel, vm_spec), -ENOENT when
- * there is none, or -EINVAL when it is damaged or mismatched; why says what is wrong. */
-int snapshot_check(const struct snapshot_spec *spec, const char *dir, unsigned *guest_tsc_khz,
-		   char *why, size_t why_len);
+/* What a restore needs to know of a checked snapshot. */
+struct snapshot_facts {
+	unsigned guest_tsc_khz;  /* what its kernel was told (vm_spec): a restore must say the same */
+	int64_t memory_ctime_ns; /* the memory file's change time when the snapshot was made */
+};
+
+/* Whether dir holds a whole snapshot made from the current images. Returns 0 with *facts set
+ * (unless NULL), -ENOENT when there is none, or -EINVAL when it is damaged or mismatched; why
+ * says what is wrong. */
+int snapshot_check(const struct snapshot_spec *spec, const char *dir,
+		   struct snapshot_facts *facts, char *why, size_t why_len);
+/* Whether dir's memory file still has the change time memory_ctime_ns (snapshot_facts): 0, or
+ * -EINVAL with why saying it was written since (or is gone). A stat, cheap enough per request. */
+int snapshot_memory_unchanged(const char *dir, int64_t memory_ctime_ns, char *why,
+			      size_t why_len);
 /* Makes the snapshot: boots, waits for READY, saves, checks, and moves it into place. Blocking;
  * progress and failures on stderr too. Returns 0 or -errno with err set. */
 int snapshot_make(const struct snapshot_spec *spec, const char *dir, char *err, size_t err_len);

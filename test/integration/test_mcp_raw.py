@@ -131,6 +131,14 @@ def vms_run_jailed():
             for host_path in ("/etc/passwd", "/etc/shadow", os.path.abspath(__file__)):
                 expect(not os.path.exists(root + host_path.lstrip("/")),
                        "the host's %s is not there" % host_path)
+            if BACKEND == "tcg":  # QEMU may write its snapshot's RAM file, nothing else of it
+                with open("/proc/%s/mountinfo" % leaf) as f:
+                    options = {l.split()[4]: l.split()[5].split(",")[0] for l in f}
+                snap = {m: o for m, o in options.items() if "/snapshot-" in m}
+                expect(any(m.endswith("/memory") for m in snap) and
+                       all(o == ("rw" if m.endswith("/memory") else "ro")
+                           for m, o in snap.items()),
+                       "the snapshot read-only but for its RAM file", snap)
     finally:
         s.close()
 

@@ -5,6 +5,7 @@ Runs on the backend in $AIRLOCK_TEST_BACKEND (tcg here; kvm in the KVM test host
 snapshots first (`airlock image build`): cached on tcg, a minute in the KVM test host.
 """
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -103,30 +104,47 @@ def guest_clock_is_fine_grained():
     expect(r.status == 0 and 0 < int(r.stdout) < 1000000, "monotonic steps below 1 ms", r)
 
 
+def copy_of_the_images(tmp, languages):
+    """The current kernel and root file system (linked) and the languages' snapshots (copied,
+    their manifests told the copies' change times, which they cannot know) in the image
+    directory tmp."""
+    cache = image_dir()
+    listing = airlock("image", "list").stdout.decode()
+    recipe = listing.split("current recipe:")[1].split()
+    for name in (recipe[0], recipe[2]):  # kernel, rootfs: shared, read-only
+        os.symlink(os.path.join(cache, name), os.path.join(tmp, name))
+    for lang in languages:
+        # the current recipe's snapshot (the cache may hold older ones, some newer on disk)
+        current = [line.split()[0] for line in listing.splitlines()
+                   if line.startswith("snapshot-%s-%s-" % (lang, BACKEND))
+                   and line.rstrip().endswith("current")]
+        expect(len(current) == 1, "one current %s snapshot" % lang, listing)
+        subprocess.run(["cp", "-a", "--sparse=always", os.path.join(cache, current[0]), tmp],
+                       check=True)
+        copy = os.path.join(tmp, current[0])
+        with open(os.path.join(copy, "manifest")) as f:
+            lines = [line for line in f if not line.startswith("memory_ctime_ns ")]
+        lines.append("memory_ctime_ns %d\n" % os.stat(os.path.join(copy, "memory")).st_ctime_ns)
+        with open(os.path.join(copy, "manifest"), "w") as f:
+            f.writelines(lines)
+
+
+def write_one_byte(path, offset):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
 @test
 def damaged_snapshots_are_refused_and_made_again():
-    cache = image_dir()
     tmp = tempfile.mkdtemp(prefix="airlock-snaptest-")
     try:
-        listing = airlock("image", "list").stdout.decode()
-        recipe = listing.split("current recipe:")[1].split()
-        for name in (recipe[0], recipe[2]):  # kernel, rootfs: shared, read-only
-            os.symlink(os.path.join(cache, name), os.path.join(tmp, name))
-        for lang in ("python", "javascript", "bash"):
-            # the current recipe's snapshot (the cache may hold older ones, some newer on disk)
-            current = [line.split()[0] for line in listing.splitlines()
-                       if line.startswith("snapshot-%s-%s-" % (lang, BACKEND))
-                       and line.rstrip().endswith("current")]
-            expect(len(current) == 1, "one current %s snapshot" % lang, listing)
-            subprocess.run(["cp", "-a", "--sparse=always", os.path.join(cache, current[0]), tmp],
-                           check=True)
+        copy_of_the_images(tmp, ("python", "javascript", "bash"))
         bash = glob.glob(os.path.join(tmp, "snapshot-bash-*"))[0]
         python = glob.glob(os.path.join(tmp, "snapshot-python-*"))[0]
-        with open(os.path.join(bash, "state"), "r+b") as f:  # one flipped byte
-            f.seek(100)
-            byte = f.read(1)
-            f.seek(100)
-            f.write(bytes([byte[0] ^ 0xFF]))
+        write_one_byte(os.path.join(bash, "state"), 100)
         os.truncate(os.path.join(python, "memory"), 4096)  # a truncated memory file
         for lang, code in (("bash", "echo ok"), ("python", "print('ok')")):
             r = airlock("run", "--images", tmp, "--lang", lang, "--verbose", code)
@@ -139,6 +157,40 @@ def damaged_snapshots_are_refused_and_made_again():
             r = airlock("run", "--images", tmp, "--lang", lang, "--verbose", code)
             expect(r.status == 0 and r.stdout == b"ok\n" and restored(r),
                    "%s: restored from the new snapshot" % lang, r)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@test
+def a_written_memory_file_is_refused():
+    # What a VM that broke out into QEMU 7.2 could do (it maps the file, opened read-write): its
+    # change time gives it away, even with the modification time put back. Refused at the start,
+    # and a VM restored before the write (the warm pool's) runs no request after it.
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from mcp_session import started, wait_for_pool  # noqa: E402
+    tmp = tempfile.mkdtemp(prefix="airlock-snaptest-")
+    try:
+        copy_of_the_images(tmp, ("python",))
+        memory = os.path.join(glob.glob(os.path.join(tmp, "snapshot-python-*"))[0], "memory")
+        s = started("--backend", BACKEND, "--images", tmp, "--pool", "1")
+        try:
+            wait_for_pool(s, 3)
+            r = s.call(1, {"code": "print(1)"})
+            expect(r["result"]["structuredContent"]["stdout"] == "1\n", "restored and ran", r)
+            wait_for_pool(s, 3)
+            time.sleep(1)  # the replacement is restored, before the write
+            before = os.stat(memory)
+            write_one_byte(memory, 1 << 20)
+            os.utime(memory, ns=(before.st_atime_ns, before.st_mtime_ns))
+            r = s.call(2, {"code": "print(2)"})
+            text = json.dumps(r)
+            expect(r["result"].get("isError") and "written" in text and "image build" in text,
+                   "the pooled VM runs nothing, and says why", r)
+        finally:
+            s.close()
+        r = airlock("run", "--images", tmp, "--verbose", "print(3)")
+        expect(r.status == 0 and r.stdout == b"3\n" and not restored(r) and b"written" in r.stderr,
+               "refused at the start: booted instead", r)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

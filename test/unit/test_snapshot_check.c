@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -38,13 +40,18 @@ static void make_version(int version)
 	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
 	CHECK(fd >= 0 && ftruncate(fd, 65536) == 0);
 	close(fd);
+	struct stat st;
+	CHECK(stat(path, &st) == 0);
+	long long ctime_ns = (long long)st.st_ctim.tv_sec * 1000000000 + st.st_ctim.tv_nsec;
+	char facts[128];
+	snprintf(facts, sizeof facts, "guest_tsc_khz 2599998\nmemory_ctime_ns %lld\n", ctime_ns);
 	snprintf(path, sizeof path, "%s/state", dir);
 	CHECK(images_file_hash(path, hash) == 0);
 	int n = snprintf(manifest, sizeof manifest,
 			 "airlock-snapshot %d\nlanguage python\nbackend tcg\nkernel %s\nrootfs %s\n"
 			 "memory_mb 512\nmemory_size 65536\nstate_size %zu\nstate_hash %s\n%s",
 			 version, im.kernel_key, im.rootfs_key, sizeof state - 1, hash,
-			 version == 2 ? "guest_tsc_khz 2599998\n" : "");
+			 version == 2 ? facts : "");
 	write_file("manifest", manifest, (size_t)n);
 }
 
@@ -64,9 +71,33 @@ static void whole_snapshot_passes(void)
 	make_whole();
 	CHECK(check() == 0);
 	char why[512];
-	unsigned tsc_khz = 0;
-	CHECK(snapshot_check(&spec, dir, &tsc_khz, why, sizeof why) == 0);
-	CHECK(tsc_khz == 2599998); /* what a restore tells the guest's kernel */
+	struct snapshot_facts facts = {0, 0};
+	CHECK(snapshot_check(&spec, dir, &facts, why, sizeof why) == 0);
+	CHECK(facts.guest_tsc_khz == 2599998); /* what a restore tells the guest's kernel */
+	CHECK(facts.memory_ctime_ns > 0);
+	CHECK(snapshot_memory_unchanged(dir, facts.memory_ctime_ns, why, sizeof why) == 0);
+}
+
+/* A VM that broke out into QEMU 7.2 could write the memory file it maps (snapshot.h): once
+ * written, even with its size and its modification time put back, the snapshot is refused. */
+static void written_memory_is_refused(void)
+{
+	make_whole();
+	char why[512], path[512];
+	struct snapshot_facts facts;
+	CHECK(snapshot_check(&spec, dir, &facts, why, sizeof why) == 0);
+	snprintf(path, sizeof path, "%s/memory", dir);
+	struct stat before;
+	CHECK(stat(path, &before) == 0);
+	usleep(10000); /* a coarse file system clock still moves */
+	int fd = open(path, O_WRONLY);
+	CHECK(fd >= 0 && pwrite(fd, "\x90", 1, 4096) == 1);
+	struct timespec times[2] = {before.st_atim, before.st_mtim};
+	CHECK(futimens(fd, times) == 0);
+	close(fd);
+	CHECK(snapshot_memory_unchanged(dir, facts.memory_ctime_ns, why, sizeof why) == -EINVAL);
+	CHECK(strstr(why, "written") != NULL);
+	CHECK(check() == -EINVAL);
 }
 
 /* Version 1 (before guest_tsc_khz) restored with today's command line would not load. */
@@ -139,6 +170,7 @@ int main(void)
 	spec = (struct snapshot_spec){.images = &im, .language = "python", .memory_mb = 512};
 	TEST(whole_snapshot_passes);
 	TEST(older_manifest_is_refused);
+	TEST(written_memory_is_refused);
 	TEST(missing_manifest_is_no_snapshot);
 	TEST(altered_state_is_refused);
 	TEST(truncated_files_are_refused);
