@@ -134,7 +134,7 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir,
 	char actual_hash[IMAGE_KEY_LEN + 1];
 	const char *problem = NULL;
 	if (version != MANIFEST_VERSION)
-		problem = "unknown manifest version";
+		problem = "its manifest is not this airlock's (an older or newer version made it)";
 	else if (strcmp(language, s->language) || strcmp(rootfs, s->images->rootfs_key) ||
 		 strcmp(kernel, s->images->kernel_key))
 		problem = "made for other images or another language";
