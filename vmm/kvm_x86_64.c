@@ -89,6 +89,12 @@ static int setup_lapic(struct vm *vm)
 	return ioctl(vm->vcpu_fd, KVM_SET_LAPIC, &lapic) < 0 ? -errno : 0;
 }
 
+unsigned vcpu_tsc_khz(struct vm *vm)
+{
+	int khz = ioctl(vm->vcpu_fd, KVM_GET_TSC_KHZ);
+	return khz > 0 ? (unsigned)khz : 0;
+}
+
 int vcpu_setup_x86_64(struct vm *vm, uint64_t entry)
 {
 	int rc = setup_cpuid(vm);

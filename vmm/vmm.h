@@ -107,6 +107,8 @@ void vmm_seccomp_selftest(void);
 
 /* CPUID from KVM_GET_SUPPORTED_CPUID; 64-bit long mode at entry with rsi = zero page. */
 int vcpu_setup_x86_64(struct vm *vm, uint64_t entry);
+/* The guest's TSC rate in kHz as KVM runs it, or 0 when KVM does not say. */
+unsigned vcpu_tsc_khz(struct vm *vm);
 
 /* boot.c: vmlinux and the zero page. */
 
