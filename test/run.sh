@@ -176,6 +176,9 @@ run_kvm_file "hostile user code is contained (kvm)" 400 test/security/test_user_
   outside_network_is_unreachable host_paths_are_not_there privileged_operations_are_refused \
   kill_all_reaches_only_the_users_processes infinite_loop_and_sleep_end_at_the_timeout \
   closing_stdout_early_keeps_the_exit_status nothing_outlives_a_call the_server_ends_cleanly
+# cgroup v2 (the test host's init mounts it; this machine has v1): a group per VM with limits.
+run_kvm_file "a cgroup v2 group per VM (kvm)" 300 test/integration/test_mcp_raw.py \
+  each_vm_runs_in_a_cgroup_of_its_own_with_limits
 # A hostile guest (test/guests/hostile.c, booted in place of the kernel) against the release and
 # the ASan/UBSan builds of airlock-vmm: malformed virtqueues, exit floods, UART garbage.
 run_kvm_file "a hostile guest against airlock-vmm (kvm)" 300 test/security/test_hostile_guest.py \
