@@ -433,10 +433,8 @@ int cli_run(int argc, char **argv)
 		vm.snapshot_memory_ctime_ns = facts.memory_ctime_ns;
 		vm.snapshot_language = o.language;
 		st.restored = true;
-	} else {
-		vm.guest_tsc_khz = host_tsc_khz();
-		if (!o.cold && o.verbose)
-			fprintf(stderr, "airlock: booting (no snapshot: %s)\n", err);
+	} else if (!o.cold && o.verbose) {
+		fprintf(stderr, "airlock: booting (no snapshot: %s)\n", err);
 	}
 	struct sandbox_request req = {
 		.language = lang,

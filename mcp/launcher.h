@@ -28,8 +28,8 @@ struct vm_spec {
 	bool restore;
 	int control_fd; /* tcg: fd number of QEMU's QMP monitor socket in the VM process, else -1 */
 	int state_fd;   /* tcg: fd number of the migration stream (written or read), else -1 */
-	/* tcg: the TSC rate (kHz) the guest's kernel is told instead of measuring it (restoring: the
-	 * rate its snapshot was made with, as the command line must not change); 0: it measures */
+	/* tcg, restoring: the TSC rate (kHz) the snapshot's kernel was told (snapshot_facts), as the
+	 * command line must not change. Booting, the launcher tells it host_tsc_khz() itself. */
 	unsigned guest_tsc_khz;
 };
 

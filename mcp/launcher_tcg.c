@@ -217,8 +217,9 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 	 * tsc=reliable: the host's TSC is the clock, not to be judged against the tick (the jiffies
 	 * watchdog), which an emulated CPU loses under load. */
 	char tsc[64] = "";
-	if (s->guest_tsc_khz)
-		snprintf(tsc, sizeof tsc, " tsc_early_khz=%u tsc=reliable", s->guest_tsc_khz);
+	unsigned tsc_khz = s->restore ? s->guest_tsc_khz : host_tsc_khz();
+	if (tsc_khz)
+		snprintf(tsc, sizeof tsc, " tsc_early_khz=%u tsc=reliable", tsc_khz);
 	rc |= argv_push(a, "-append");
 	rc |= argv_push(a, "console=ttyS0 quiet reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 "
 			   "init=/sbin/init nolapic_timer%s%s%s",

@@ -28,8 +28,10 @@ struct sandbox_vm {
 	 * language is the only one its VM runs. */
 	const char *snapshot_dir;
 	const char *snapshot_language;
-	unsigned guest_tsc_khz; /* vm_spec's: the snapshot's when restoring, else host_tsc_khz() */
-	int64_t snapshot_memory_ctime_ns; /* snapshot_facts': no request runs once it changed */
+	/* the snapshot's facts (snapshot.h): the TSC rate a restore repeats (vm_spec), and the
+	 * memory file's change time (no request runs once it changed) */
+	unsigned guest_tsc_khz;
+	int64_t snapshot_memory_ctime_ns;
 };
 
 /* What to run. The sandbox copies everything it needs before sandbox_start() returns. */

@@ -314,9 +314,7 @@ void server_vm_spec(const struct server *srv, enum al_language language, struct 
 		.verbose = cfg->verbose,
 		.snapshot_dir = srv->snapshots[language][0] ? srv->snapshots[language] : NULL,
 		.snapshot_language = sandbox_language_name(language),
-		.guest_tsc_khz = srv->snapshots[language][0]
-					 ? srv->snapshot_facts[language].guest_tsc_khz
-					 : host_tsc_khz(),
+		.guest_tsc_khz = srv->snapshot_facts[language].guest_tsc_khz,
 		.snapshot_memory_ctime_ns = srv->snapshot_facts[language].memory_ctime_ns,
 	};
 }

@@ -11,8 +11,8 @@
  *     memory_size BYTES     size of `memory`
  *     state_size BYTES      size of `state`
  *     state_hash HEX        FNV-1a of `state`
- *     guest_tsc_khz N       the TSC rate its kernel was told (launcher.h), 0 for none: a
- *                           restore's command line must say the same
+ *     guest_tsc_khz N       tcg: the TSC rate its kernel was told (host_tsc_khz), which a
+ *                           restore's command line must repeat; 0 on kvm (airlock-vmm asks KVM)
  *     memory_ctime_ns N     `memory`'s change time once made: a write since shows (snapshot.h)
  */
 #include <errno.h>
@@ -276,7 +276,7 @@ static int write_manifest(const struct snapshot_spec *s, const char *dir, unsign
 
 /* Boots the VM into tmp, waits for READY and has it saved. Returns 0 or -errno with err set. */
 static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const char *log,
-			 unsigned guest_tsc_khz, char *err, size_t err_len)
+			 char *err, size_t err_len)
 {
 	bool tcg = strcmp(s->launcher->name, "tcg") == 0;
 	int channel[2] = {-1, -1}, control[2] = {-1, -1}, state_fd = -1, log_fd = -1, rc = 0;
@@ -302,7 +302,6 @@ static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const c
 		.snapshot_dir = tmp,
 		.control_fd = tcg ? CONTROL_FD : -1,
 		.state_fd = -1, /* passed over QMP when saving */
-		.guest_tsc_khz = guest_tsc_khz,
 	};
 	struct argv_list argv = {0};
 	if ((rc = s->launcher->command(&spec, &argv)) != 0) {
@@ -371,8 +370,9 @@ int snapshot_make(const struct snapshot_spec *s, const char *dir, char *err, siz
 			"log: %s\n",
 		s->language, s->launcher->name, log);
 	int64_t started = now_ms();
-	unsigned tsc_khz = host_tsc_khz();
-	int rc = boot_and_save(s, tmp, log, tsc_khz, err, err_len);
+	/* what the tcg launcher told the kernel (measured once per process, so the same value) */
+	unsigned tsc_khz = strcmp(s->launcher->name, "tcg") == 0 ? host_tsc_khz() : 0;
+	int rc = boot_and_save(s, tmp, log, err, err_len);
 	if (rc == 0 && (rc = write_manifest(s, tmp, tsc_khz)) != 0)
 		snprintf(err, err_len, "cannot write the snapshot manifest: %s", strerror(-rc));
 	if (rc == 0 && (rc = snapshot_check(s, tmp, NULL, why, sizeof why)) != 0)
