@@ -1,14 +1,15 @@
-/* airlock-vmm's jail, in two steps before the first KVM_RUN. jail_enter: once every file the VM
- * needs is open (as fds) and before any other thread exists (a process joins a new user
- * namespace only while it is single-threaded). jail_seal: once the devices' threads run (none
- * can be created after a new pid namespace for children). Then the seccomp filter (seccomp.c)
- * narrows what is left.
+/* airlock-vmm's jail, in three steps before the first KVM_RUN. jail_begin (jail_supervisor.c):
+ * first of all, the process forks into a pid namespace of its own, the VM's child in it as pid 1
+ * and a small supervisor outside. jail_enter: once every file the VM needs is open (as fds) and
+ * before any other thread exists (a process joins a new user namespace only while it is
+ * single-threaded). jail_seal: once the devices' threads run. Then the seccomp filter
+ * (seccomp.c) narrows what is left.
  *
+ *   - its own pid namespace, pid 1 in it: there is no other process it could name;
  *   - started as root, it first becomes an unprivileged user (nobody) outside, unless it must
  *     write a snapshot into a directory only root may write (image builds, which run no user
  *     code); started as anyone else, it stays that user;
- *   - new user, mount, net, ipc, uts and cgroup namespaces (and pid, for children it cannot have
- *     anyway): inside it is root of nothing
+ *   - new user, mount, net, ipc, uts and cgroup namespaces: inside it is root of nothing
  *     (uid 0 maps to that one outside uid), sees no network interface but its own loopback, no
  *     other process, and no host host name;
  *   - an empty root: a tiny tmpfs, read-only, pivot_root'ed to, the old root detached: no path
@@ -31,10 +32,9 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "jail.h"
 #include "vmm.h"
 
-#define JAIL_OUTSIDE_UID 65534 /* nobody */
-#define JAIL_OUTSIDE_GID 65534 /* nogroup */
 #define JAIL_MAX_FDS 64        /* it holds about a dozen */
 #define JAIL_MAX_FILE_SIZE (64ull << 20) /* the serial log, written by a guest that may flood it */
 #define JAIL_ADDRESS_SPACE_EXTRA (1ull << 30) /* beyond guest RAM: code, heap, thread stacks */
@@ -42,30 +42,30 @@
  * /tmp is not touched). */
 #define JAIL_MOUNT_POINT "/tmp"
 
-static int failed(const char *what)
+int jail_failed(const char *what)
 {
 	int err = errno;
 	vmm_log("jail: %s: %s", what, strerror(err));
 	return -err;
 }
 
-static int write_proc_file(const char *path, const char *text)
+int jail_write_proc_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
-		return failed(path);
+		return jail_failed(path);
 	ssize_t len = (ssize_t)strlen(text);
 	ssize_t n = write(fd, text, (size_t)len);
 	int err = errno;
 	close(fd);
 	if (n != len) {
 		errno = n < 0 ? err : EIO;
-		return failed(path);
+		return jail_failed(path);
 	}
 	return 0;
 }
 
-static int become_unprivileged(uid_t *uid, gid_t *gid, bool keep_root)
+int jail_become_unprivileged(uid_t *uid, gid_t *gid, bool keep_root)
 {
 	*uid = geteuid();
 	*gid = getegid();
@@ -74,18 +74,18 @@ static int become_unprivileged(uid_t *uid, gid_t *gid, bool keep_root)
 	if (setgroups(0, NULL) != 0 || setresgid(JAIL_OUTSIDE_GID, JAIL_OUTSIDE_GID,
 						  JAIL_OUTSIDE_GID) != 0 ||
 	    setresuid(JAIL_OUTSIDE_UID, JAIL_OUTSIDE_UID, JAIL_OUTSIDE_UID) != 0)
-		return failed("becoming nobody");
+		return jail_failed("becoming nobody");
 	*uid = JAIL_OUTSIDE_UID;
 	*gid = JAIL_OUTSIDE_GID;
 	/* the change made the process undumpable, which hands /proc/self to root: its uid_map
 	 * could not be written (undumpable again once in the jail) */
 	if (prctl(PR_SET_DUMPABLE, 1, 0, 0, 0) != 0)
-		return failed("PR_SET_DUMPABLE");
+		return jail_failed("PR_SET_DUMPABLE");
 	/* a change of credentials clears the parent-death signal: airlock's end is still ours */
 	if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0)
-		return failed("PR_SET_PDEATHSIG");
-	if (getppid() == 1)
-		return -ESRCH; /* airlock died meanwhile */
+		return jail_failed("PR_SET_PDEATHSIG");
+	if (jail_parent_gone())
+		return -ESRCH; /* airlock (or the supervisor) died meanwhile */
 	return 0;
 }
 
@@ -93,50 +93,59 @@ static int enter_namespaces(uid_t uid, gid_t gid)
 {
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
 		    CLONE_NEWCGROUP) != 0)
-		return failed("unshare");
+		return jail_failed("unshare");
 	char map[64];
-	int rc = write_proc_file("/proc/self/setgroups", "deny");
+	int rc = jail_write_proc_file("/proc/self/setgroups", "deny");
 	snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
 	if (rc == 0)
-		rc = write_proc_file("/proc/self/uid_map", map);
+		rc = jail_write_proc_file("/proc/self/uid_map", map);
 	snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
 	if (rc == 0)
-		rc = write_proc_file("/proc/self/gid_map", map);
+		rc = jail_write_proc_file("/proc/self/gid_map", map);
 	if (rc == 0 && sethostname("airlock-vmm", 11) != 0)
-		rc = failed("sethostname");
+		rc = jail_failed("sethostname");
 	return rc;
 }
 
 static int enter_empty_root(void)
 {
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
-		return failed("making the mounts private");
+		return jail_failed("making the mounts private");
 	if (mount("airlock-jail", JAIL_MOUNT_POINT, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		  "size=4k,nr_inodes=2,mode=0500") != 0)
-		return failed("mounting the empty root");
+		return jail_failed("mounting the empty root");
 	/* pivot_root(".", "."): the old root ends up on top of the new one, detached next */
 	if (chdir(JAIL_MOUNT_POINT) != 0 || syscall(SYS_pivot_root, ".", ".") != 0)
-		return failed("pivot_root");
+		return jail_failed("pivot_root");
 	if (umount2(".", MNT_DETACH) != 0)
-		return failed("detaching the old root");
+		return jail_failed("detaching the old root");
 	if (chdir("/") != 0 ||
 	    mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		  NULL) != 0)
-		return failed("making the root read-only");
+		return jail_failed("making the root read-only");
 	return 0;
 }
 
-static int drop_capabilities(void)
+int jail_drop_bounding_set(void)
 {
+	/* a capability no longer in the set is skipped: dropping one takes CAP_SETPCAP */
 	for (int cap = 0; cap <= 63; cap++)
-		if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
-			return failed("dropping the bounding set");
+		if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) == 1 &&
+		    prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
+			return jail_failed("dropping the bounding set");
+	return 0;
+}
+
+int jail_drop_capabilities(void)
+{
+	if (jail_drop_bounding_set() != 0)
+		return -EPERM;
 	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0)
-		return failed("clearing the ambient set");
+		return jail_failed("clearing the ambient set");
 	struct __user_cap_header_struct header = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct none[_LINUX_CAPABILITY_U32S_3] = {{0}};
 	if (syscall(SYS_capset, &header, none) != 0)
-		return failed("capset");
+		return jail_failed("capset");
 	return 0;
 }
 
@@ -147,10 +156,10 @@ static int set_limits(uint64_t guest_ram, bool writes_snapshot)
 	struct rlimit space = {guest_ram + JAIL_ADDRESS_SPACE_EXTRA,
 			       guest_ram + JAIL_ADDRESS_SPACE_EXTRA};
 	if (setrlimit(RLIMIT_CORE, &no_core) != 0 || setrlimit(RLIMIT_NOFILE, &fds) != 0)
-		return failed("setrlimit");
+		return jail_failed("setrlimit");
 #ifndef __SANITIZE_ADDRESS__ /* ASan reserves terabytes of shadow address space */
 	if (setrlimit(RLIMIT_AS, &space) != 0)
-		return failed("setrlimit");
+		return jail_failed("setrlimit");
 #else
 	(void)space;
 #endif
@@ -158,7 +167,7 @@ static int set_limits(uint64_t guest_ram, bool writes_snapshot)
 		struct rlimit file_size = {JAIL_MAX_FILE_SIZE, JAIL_MAX_FILE_SIZE};
 		signal(SIGXFSZ, SIG_IGN); /* a full log fails the write, it does not kill */
 		if (setrlimit(RLIMIT_FSIZE, &file_size) != 0)
-			return failed("setrlimit");
+			return jail_failed("setrlimit");
 	}
 	return 0;
 }
@@ -167,7 +176,7 @@ int jail_enter(bool writes_snapshot)
 {
 	uid_t uid;
 	gid_t gid;
-	int rc = become_unprivileged(&uid, &gid, writes_snapshot);
+	int rc = jail_become_unprivileged(&uid, &gid, writes_snapshot);
 	if (rc == 0)
 		rc = enter_namespaces(uid, gid);
 	if (rc == 0)
@@ -177,15 +186,11 @@ int jail_enter(bool writes_snapshot)
 
 int jail_seal(uint64_t guest_ram, bool writes_snapshot)
 {
-	/* Only now: threads cannot be created once children would go to another pid namespace.
-	 * There will be none (seccomp allows no fork); the namespace makes sure of it twice. */
-	if (unshare(CLONE_NEWPID) != 0)
-		return failed("unshare (pid)");
-	int rc = drop_capabilities();
+	int rc = jail_drop_capabilities();
 	if (rc == 0)
 		rc = set_limits(guest_ram, writes_snapshot);
 	if (rc == 0 && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
 			prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0))
-		rc = failed("prctl");
+		rc = jail_failed("prctl");
 	return rc;
 }

@@ -3,7 +3,8 @@
  * channel (an fd it inherits) and an 8250 UART for the boot log, and runs until the guest ends.
  * With --snapshot-to DIR, SIGUSR2 stops the guest and writes a snapshot to DIR instead (exit 0
  * once it is on disk); --restore DIR resumes a VM from one (snapshot.c) without booting.
- * Once its files are open it enters a jail (jail.c: an unprivileged user, its own namespaces, an
+ * First it forks into a pid namespace of its own, a supervisor outside (jail_supervisor.c); once
+ * its files are open it enters a jail (jail.c: an unprivileged user, its own namespaces, an
  * empty root, no capabilities, limits), and once its devices are attached a seccomp filter
  * (seccomp.c): any syscall outside it kills it with SIGSYS.
  * Exit status: 0 when the guest shut down (or the snapshot was written), 1 when the VM failed,
@@ -272,6 +273,10 @@ int main(int argc, char **argv)
 		struct sigaction sa = {.sa_handler = on_snapshot_signal}; /* no SA_RESTART */
 		sigaction(SIGUSR2, &sa, NULL);
 	}
+	/* Before anything else: the VM in a pid namespace of its own (jail_supervisor.c) */
+	bool confine = !o.unconfined;
+	if (confine && jail_begin(o.snapshot_to != NULL) != 0)
+		return 1;
 	/* Everything the VM needs is opened first: the jail leaves no path behind. */
 	struct device_files files;
 	int rc = open_device_files(&o, &files) == 0 ? 0 : 1;
@@ -289,7 +294,6 @@ int main(int argc, char **argv)
 			rc = 1;
 	}
 	/* Still one thread (the console's starts with the devices): into the jail (jail.c). */
-	bool confine = !o.unconfined;
 	if (rc == 0 && confine && jail_enter(o.snapshot_to != NULL) != 0)
 		rc = 1;
 	if (rc == 0 && attach_devices(&vm, &o, &files) != 0)

@@ -85,11 +85,17 @@ int vcpu_complete_exit(struct vm *vm);
 
 /* ---- jail (jail.c) and seccomp (seccomp.c) ---- */
 
+/* The jail's first step, before anything else (jail_supervisor.c): forks into a pid namespace
+ * of the VM's own. Returns 0 in the VM (pid 1 there) or -errno (logged); the parent stays
+ * outside as the VM's supervisor and never returns. writes_snapshot: as jail_enter. */
+int jail_begin(bool writes_snapshot);
+/* Whether the process that must outlive this one (the supervisor, or airlock) has ended. */
+bool jail_parent_gone(void);
 /* Enters the jail (user, namespaces, empty root): while the process is single-threaded, with
  * every file the VM needs already open. writes_snapshot keeps the user (root may be needed to
  * write the snapshot directory). Returns 0 or -errno (logged). */
 int jail_enter(bool writes_snapshot);
-/* Seals it once the threads run: pid namespace, no capabilities, limits (writes_snapshot: no
+/* Seals it once the threads run: no capabilities, limits (writes_snapshot: no
  * file size limit), no_new_privs, not dumpable, no core dumps. Returns 0 or -errno (logged). */
 int jail_seal(uint64_t guest_ram, bool writes_snapshot);
 

@@ -62,6 +62,13 @@ def describe(path):
 
 
 def threads(pid):
+    """What each thread of airlock-vmm waits in, the VM's below its supervisor included."""
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            for child in f.read().split():
+                threads(int(child))
+    except OSError:
+        pass
     for tid in sorted(os.listdir("/proc/%d/task" % pid)):
         base = "/proc/%d/task/%s/" % (pid, tid)
         try:

@@ -246,17 +246,39 @@ def forbidden_syscall_kills(snap):
         vm.close()
 
 
+def proc_status(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+
+
 def jail_in_place(snap):
-    """A restored VM, once READY, runs jailed (vmm/jail.c): nobody outside, its own user, mount,
+    """A restored VM, once READY, runs jailed (vmm/jail.c): pid 1 of its own pid namespace under
+    a confined supervisor (vmm/jail_supervisor.c), nobody outside, its own user, mount,
     net, ipc, uts and cgroup namespaces, an empty root, no capabilities, no_new_privs, under its
     seccomp filter, with no core dumps and few fds; and it still runs a program."""
     vm = Vm(restore_args(snap), "/tmp/jail.log")
     try:
         vm.chan.send(FRAME_PING)
         kind, _ = vm.chan.recv(30)
-        pid = vm.proc.pid
-        with open("/proc/%d/status" % pid) as f:
-            status = dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
+        supervisor = vm.proc.pid
+        with open("/proc/%d/task/%d/children" % (supervisor, supervisor)) as f:
+            children = [int(c) for c in f.read().split()]
+        pid = children[0] if len(children) == 1 else supervisor
+        status, outer = proc_status(pid), proc_status(supervisor)
+        report(len(children) == 1 and status.get("NSpid", "").split()[1:] == ["1"] and
+               os.readlink("/proc/%d/ns/pid" % pid) != os.readlink("/proc/self/ns/pid"),
+               "jail: the VM is pid 1 of a pid namespace of its own, under a supervisor",
+               "supervisor's children %s, the VM's NSpid %r" % (children, status.get("NSpid")))
+        report(outer.get("Uid", "").split() == ["65534"] * 4 and
+               outer.get("CapEff") == "0000000000000000" and
+               outer.get("CapBnd") == "0000000000000000" and outer.get("NoNewPrivs") == "1" and
+               len(os.listdir("/proc/%d/fd" % supervisor)) == 2 and
+               "2" in os.listdir("/proc/%d/fd" % supervisor),
+               "jail: the supervisor runs as nobody, with no capability, no_new_privs, and holds "
+               "no fd but stderr and the VM's lifeline",
+               "Uid %s CapEff %s CapBnd %s NoNewPrivs %s fds %s" % (
+                   outer.get("Uid"), outer.get("CapEff"), outer.get("CapBnd"),
+                   outer.get("NoNewPrivs"), sorted(os.listdir("/proc/%d/fd" % supervisor))))
         uids = status.get("Uid", "").split()
         report(kind == FRAME_READY and uids and all(u == "65534" for u in uids),
                "jail: the restored VM runs as nobody outside", "Uid %s" % uids)

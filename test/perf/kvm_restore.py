@@ -75,12 +75,18 @@ def restore_to_ready(cmd_for_fd, env=None, log=None):
 
 
 def smaps(pid):
+    """smaps_rollup's kB figures, summed over pid and the processes below it (airlock-vmm is a
+    supervisor with the VM below it)."""
     figures = {}
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+        for child in f.read().split():
+            for k, v in smaps(int(child)).items():
+                figures[k] = figures.get(k, 0) + v
     with open("/proc/%d/smaps_rollup" % pid) as f:
         for line in f:
             parts = line.split()
             if len(parts) == 3 and parts[2] == "kB":
-                figures[parts[0].rstrip(":")] = int(parts[1])
+                figures[parts[0].rstrip(":")] = figures.get(parts[0].rstrip(":"), 0) + int(parts[1])
     return figures
 
 
@@ -227,7 +233,7 @@ def measure(snap, n, qemu_dir, report=None):
                  os.path.getsize("/tmp/qemu-snapshot.mig") >> 20))
         print("  ratio airlock-vmm / qemu-kvm: %.2fx"
               % (statistics.median(vmm_ms) / statistics.median(qemu_ms)))
-    print("idle restored VM, %d side by side, median kB per process:" % SIDE_BY_SIDE)
+    print("idle restored VM, %d side by side, median kB per VM (its processes):" % SIDE_BY_SIDE)
     print("  %-12s %8s %8s %8s %8s %8s" % ("", "Rss", "Pss", "Private", "Priv_Dirty",
                                           "Shared_Cl"))
     for name, mem in (("airlock-vmm", vmm_mem), ("qemu-kvm", qemu_mem)):

@@ -117,16 +117,19 @@ def run_guest(vmm, attack, timeout=300):
 
 
 def _vm_hwm_kb(pid):
-    """The process's peak resident memory so far (VmHWM starts again at exec, unlike the
-    rusage of a child forked from this Python)."""
+    """The peak resident memory so far of airlock-vmm, its supervisor and the VM below it
+    (VmHWM starts again at exec, unlike the rusage of a child forked from this Python)."""
+    total = 0
     try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            total += sum(_vm_hwm_kb(int(child)) for child in f.read().split())
         with open("/proc/%d/status" % pid) as f:
             for line in f:
                 if line.startswith("VmHWM:"):
-                    return int(line.split()[1])
+                    total += int(line.split()[1])
     except (OSError, ValueError):
         pass
-    return 0
+    return total
 
 
 def sanitizer_report(err):
