@@ -54,8 +54,12 @@ static void check_namespaces(void)
 		return;
 	}
 	if (read_first_line("/proc/sys/kernel/unprivileged_userns_clone", value, sizeof value) &&
-	    atol(value) == 0 && geteuid() != 0) {
-		report("warn", "namespaces", "unprivileged user namespaces disabled");
+	    atol(value) == 0) {
+		report("warn", "namespaces",
+		       geteuid() == 0 ? "unprivileged user namespaces disabled: QEMU (tcg) runs as "
+					"root outside, not nobody (kernel.unprivileged_userns_clone=1 "
+					"fixes it)"
+				      : "unprivileged user namespaces disabled");
 		return;
 	}
 	report("ok", "namespaces", "user, mount, pid, net, ipc and uts namespaces available");

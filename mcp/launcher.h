@@ -31,6 +31,13 @@ struct vm_spec {
 	/* tcg, restoring: the TSC rate (kHz) the snapshot's kernel was told (snapshot_facts), as the
 	 * command line must not change. Booting, the launcher tells it host_tsc_khz() itself. */
 	unsigned guest_tsc_khz;
+
+	/* tcg: fd numbers in the VM process of the kernel, the root disk and (restoring) the RAM
+	 * file, opened read-only by airlock, or -1 to name them by path. Given all it needs as fds,
+	 * QEMU opens no path of the host: its jail binds none of them, and started by root it runs
+	 * as nobody (launcher_tcg.c). */
+	int kernel_fd, rootfs_fd, memory_fd;
+	bool serial_on_stdout; /* tcg: the serial console goes to stdout, else to serial_log */
 };
 
 struct argv_list {

@@ -37,6 +37,11 @@
 #define CHANNEL_FD_IN_VM 3
 #define CONTROL_FD_IN_VM 4 /* tcg restore: QEMU's QMP monitor */
 #define STATE_FD_IN_VM 5   /* tcg restore: the migration stream */
+/* tcg: the files QEMU uses, opened here, so that it opens no host path itself (launcher.h) */
+#define KERNEL_FD_IN_VM 6
+#define ROOTFS_FD_IN_VM 7
+#define MEMORY_FD_IN_VM 8 /* restoring */
+#define FDS_IN_VM 9
 #define DEFAULT_BOOT_TIMEOUT_MS 60000 /* a cold boot under emulation on a loaded 2-core host */
 
 enum phase { PHASE_BOOTING, PHASE_IDLE, PHASE_RUNNING, PHASE_ENDING };
@@ -555,6 +560,22 @@ static int open_restore_fds(struct sandbox *sb, int control[2], int *state_fd)
 	return rc;
 }
 
+/* tcg: the kernel, the root disk and, restoring, the snapshot's RAM file, all read-only.
+ * Returns 0 or -errno; files[] is -1 where nothing was opened. */
+static int open_tcg_files(const struct sandbox *sb, int files[3])
+{
+	char memory[PATH_MAX + 8] = "";
+	if (sb->vm.snapshot_dir)
+		snprintf(memory, sizeof memory, "%s/memory", sb->vm.snapshot_dir);
+	const char *paths[3] = {sb->vm.kernel, sb->vm.rootfs, memory};
+	for (int i = 0; i < 3; i++) {
+		files[i] = paths[i][0] ? open(paths[i], O_RDONLY | O_CLOEXEC) : -1;
+		if (paths[i][0] && files[i] < 0)
+			return -errno;
+	}
+	return 0;
+}
+
 /* The VM's own cgroup (cgroup.h), right after the spawn. A VM that cannot have one still runs;
  * that is said once. */
 static void enter_cgroup(struct sandbox *sb)
@@ -571,7 +592,8 @@ static void enter_cgroup(struct sandbox *sb)
 static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t err_len)
 {
 	bool restore = sb->vm.snapshot_dir != NULL;
-	bool tcg_restore = restore && strcmp(sb->vm.launcher->name, "tcg") == 0;
+	bool tcg = strcmp(sb->vm.launcher->name, "tcg") == 0;
+	bool tcg_restore = restore && tcg;
 	struct vm_spec spec = {
 		.kernel = sb->vm.kernel,
 		.rootfs = sb->vm.rootfs,
@@ -585,9 +607,18 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		.control_fd = tcg_restore ? CONTROL_FD_IN_VM : -1,
 		.state_fd = tcg_restore ? STATE_FD_IN_VM : -1,
 		.guest_tsc_khz = sb->vm.guest_tsc_khz,
+		.kernel_fd = tcg ? KERNEL_FD_IN_VM : -1,
+		.rootfs_fd = tcg ? ROOTFS_FD_IN_VM : -1,
+		.memory_fd = tcg_restore ? MEMORY_FD_IN_VM : -1,
+		.serial_on_stdout = tcg,
 	};
-	int control[2] = {-1, -1}, state_fd = -1;
-	int rc = tcg_restore ? open_restore_fds(sb, control, &state_fd) : 0;
+	int control[2] = {-1, -1}, state_fd = -1, files[3] = {-1, -1, -1};
+	int rc = tcg ? open_tcg_files(sb, files) : 0;
+	if (rc) {
+		snprintf(err, err_len, "cannot open the VM's files: %s", strerror(-rc));
+		goto out;
+	}
+	rc = tcg_restore ? open_restore_fds(sb, control, &state_fd) : 0;
 	if (rc) {
 		snprintf(err, err_len, "cannot open the snapshot %s: %s", sb->vm.snapshot_dir,
 			 strerror(-rc));
@@ -599,19 +630,19 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		snprintf(err, err_len, "cannot build the %s command line", sb->vm.launcher->name);
 		goto out;
 	}
-	uv_stdio_container_t stdio[STATE_FD_IN_VM + 1] = {
-		{.flags = UV_IGNORE},
-		{.flags = UV_INHERIT_FD, .data.fd = log_fd},
-		{.flags = UV_INHERIT_FD, .data.fd = log_fd},
-		{.flags = UV_INHERIT_FD, .data.fd = vm_fd},
-		{.flags = UV_INHERIT_FD, .data.fd = control[1]},
-		{.flags = UV_INHERIT_FD, .data.fd = state_fd},
-	};
+	/* fds the VM does not use are left closed */
+	const int in_vm[FDS_IN_VM] = {-1, log_fd, log_fd, vm_fd, control[1], state_fd,
+				      files[0], files[1], files[2]};
+	uv_stdio_container_t stdio[FDS_IN_VM];
+	for (int i = 0; i < FDS_IN_VM; i++)
+		stdio[i] = in_vm[i] < 0 ? (uv_stdio_container_t){.flags = UV_IGNORE}
+					: (uv_stdio_container_t){.flags = UV_INHERIT_FD,
+								 .data.fd = in_vm[i]};
 	uv_process_options_t options = {
 		.exit_cb = on_process_exit,
 		.file = argv.items[0],
 		.args = argv.items,
-		.stdio_count = tcg_restore ? STATE_FD_IN_VM + 1 : CHANNEL_FD_IN_VM + 1,
+		.stdio_count = tcg ? FDS_IN_VM : CHANNEL_FD_IN_VM + 1,
 		.stdio = stdio,
 		.flags = UV_PROCESS_DETACHED, /* its own session and process group: see kill_vm */
 	};
@@ -623,6 +654,9 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		enter_cgroup(sb);
 	argv_free(&argv);
 out:
+	for (int i = 0; i < 3; i++)
+		if (files[i] >= 0)
+			close(files[i]);
 	if (control[1] >= 0)
 		close(control[1]);
 	if (state_fd >= 0)

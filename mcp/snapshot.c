@@ -302,6 +302,9 @@ static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const c
 		.snapshot_dir = tmp,
 		.control_fd = tcg ? CONTROL_FD : -1,
 		.state_fd = -1, /* passed over QMP when saving */
+		.kernel_fd = -1, /* by path: this VM runs as airlock does, to write the snapshot */
+		.rootfs_fd = -1,
+		.memory_fd = -1,
 	};
 	struct argv_list argv = {0};
 	if ((rc = s->launcher->command(&spec, &argv)) != 0) {

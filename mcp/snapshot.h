@@ -11,11 +11,12 @@
  * A snapshot that is missing, truncated, corrupt or made for other images is refused by
  * snapshot_check() and made again by snapshot_ensure(); it is never half-loaded.
  *
- * QEMU 7.2 opens the memory file read-write even to map it private, so a tcg VM whose guest broke
- * out into QEMU could write it and reach every VM restored after it (its jail lets it write that
- * one file, nothing else of the snapshot). Such a write cannot be undone without being seen: it
- * changes the file's ctime, which the manifest records, so the snapshot is refused from then on,
- * and a VM restored from it runs no request once it changed.
+ * The memory file is what every later VM starts from, so no VM may write it: airlock-vmm opens it
+ * read-only, and QEMU does too, though 7.2 would open it read-write even to map it private (a
+ * preloaded shim, qemu_ram_readonly.c), under a jail that binds the snapshot read-only. Should it
+ * be written all the same (by anything on the host), the write cannot be undone without being
+ * seen: it changes the file's ctime, which the manifest records, so the snapshot is refused from
+ * then on, and a VM restored from it runs no request once it changed.
  */
 #ifndef AIRLOCK_SNAPSHOT_H
 #define AIRLOCK_SNAPSHOT_H

@@ -99,6 +99,22 @@ def leaf_process(pid):
     return pid
 
 
+def ram_file_modes(pid):
+    """The access mode (O_RDONLY, O_WRONLY, O_RDWR) of each fd pid holds to a snapshot's RAM
+    file."""
+    modes = []
+    for fd in os.listdir("/proc/%s/fd" % pid):
+        try:
+            target = os.readlink("/proc/%s/fd/%s" % (pid, fd))
+            if "/snapshot-" in target and target.endswith("/memory"):
+                with open("/proc/%s/fdinfo/%s" % (pid, fd)) as f:
+                    flags = next(int(l.split()[1], 8) for l in f if l.startswith("flags:"))
+                modes.append(flags & os.O_ACCMODE)
+        except (OSError, StopIteration):
+            pass
+    return modes
+
+
 @test
 def vms_run_jailed():
     """The VM process (QEMU under bubblewrap on tcg, airlock-vmm on kvm) has no capabilities,
@@ -113,9 +129,11 @@ def vms_run_jailed():
                 status = dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
             expect(status["CapEff"] == "0000000000000000" and status["NoNewPrivs"] == "1",
                    "no capabilities, no_new_privs", (leaf, status.get("CapEff")))
-            # airlock-vmm's pid namespace is for children it cannot have (vmm/jail.c): its own
-            # pid stays in the host's; bubblewrap starts QEMU inside one
-            spaces = ("user", "mnt", "net", "ipc", "uts") + (("pid",) if BACKEND == "tcg" else ())
+            if os.geteuid() == 0:  # started by root, the VM runs as nobody outside
+                expect(status["Uid"].split() == ["65534"] * 4, "nobody outside", status["Uid"])
+            # both run in a pid namespace of their own, under a supervisor outside it (bubblewrap;
+            # airlock-vmm's own, vmm/jail_supervisor.c)
+            spaces = ("user", "mnt", "net", "ipc", "uts", "pid")
             with open("/proc/%s/limits" % leaf) as f:
                 limits = f.read()
             expect(re.search(r"Max core file size\s+0\s+0", limits) and
@@ -128,7 +146,8 @@ def vms_run_jailed():
             expect(not shared, "namespaces of its own", shared)
             root = "/proc/%s/root/" % leaf
             top = set(os.listdir(root))
-            allowed = {"bin", "dev", "etc", "lib", "lib64", "proc", "root", "tmp", "usr"}
+            allowed = {"bin", "dev", "etc", "lib", "lib64", "proc", "root", "tmp", "usr",
+                       "airlock-qemu-ram.so"}
             expect(top <= allowed, "its root holds only what the VM needs", top - allowed)
             if "etc" in top:
                 expect(os.listdir(root + "etc") == ["ld.so.cache"], "of /etc, ld.so.cache",
@@ -136,14 +155,15 @@ def vms_run_jailed():
             for host_path in ("/etc/passwd", "/etc/shadow", os.path.abspath(__file__)):
                 expect(not os.path.exists(root + host_path.lstrip("/")),
                        "the host's %s is not there" % host_path)
-            if BACKEND == "tcg":  # QEMU may write its snapshot's RAM file, nothing else of it
+            if BACKEND == "tcg":  # QEMU cannot write its snapshot, RAM file included
                 with open("/proc/%s/mountinfo" % leaf) as f:
                     options = {l.split()[4]: l.split()[5].split(",")[0] for l in f}
                 snap = {m: o for m, o in options.items() if "/snapshot-" in m}
-                expect(any(m.endswith("/memory") for m in snap) and
-                       all(o == ("rw" if m.endswith("/memory") else "ro")
-                           for m, o in snap.items()),
-                       "the snapshot read-only but for its RAM file", snap)
+                expect(all(o == "ro" for o in snap.values()),
+                       "the snapshot, if mounted at all, is read-only", snap)
+                modes = ram_file_modes(leaf)
+                expect(modes and all(m == os.O_RDONLY for m in modes),
+                       "QEMU holds the snapshot's RAM file read-only", modes)
     finally:
         s.close()
 
