@@ -4,8 +4,9 @@
 One invocation measures airlock and its peers side by side on this machine, interleaved where it
 matters, and prints medians, p99 and ratios (and writes the same as JSON with --json FILE):
 
-  execute_code print(1) through MCP, warm pool, calls paced 500 ms apart (as an agent's are),
-         taken in turn with a server whose VMs run without their jail (below)
+  execute_code print(1) through MCP, warm pool, calls paced as an agent's are (250 ms, or twice
+         a restore where that is longer), in rounds taken in turn with servers whose VMs run
+         without their jail (below)
   execute_code back to back from 8 concurrent callers: fresh VMs per second
   restore-to-ready of one VM without a pool (airlock run, snapshot)
   cold boot-to-ready of one VM without a snapshot (airlock run --cold)
@@ -115,27 +116,28 @@ def wait_for_pool(mcp, count, timeout=120):
     raise RuntimeError("the pool did not fill")
 
 
-def warm_round_trips(airlock, backend, n, envs):
-    """n warm calls to each of several servers (one per environment), taken in turn, so that
-    drift hits all alike; returns a list of times per environment."""
-    servers = []
-    try:
-        for env in envs:
-            servers.append(Mcp(airlock, backend, "--pool", "1", env=env))
-            wait_for_pool(servers[-1], 3)
-        times = [[] for _ in envs]
-        for _ in range(n):
-            for mcp, mine in zip(servers, times):
-                # paced, as an agent's calls are: the VM used is replaced in between, and its
-                # restore is over before the next call, to either server
-                time.sleep(0.5)
-                t = time.monotonic()
-                mcp.execute(CODE)
-                mine.append((time.monotonic() - t) * 1000)
-        return times
-    finally:
-        for mcp in servers:
-            mcp.close()
+def warm_round_trips(airlock, backend, n, envs, pace, rounds=4):
+    """n warm calls through servers of each environment, in rounds: in each, one server per
+    environment in turn (never two at once: more VMs side by side crash the KVM test host's own
+    kernel), so that drift hits all alike. Calls are pace seconds apart, as an agent's are, and
+    long enough for the VM that replaces the one used to be restored in between (where a
+    restore takes longer than a call, a call would otherwise share the CPU with it). Returns a
+    list of times per environment."""
+    times = [[] for _ in envs]
+    for r in range(rounds):
+        calls = n // rounds + (1 if r < n % rounds else 0)
+        for env, mine in zip(envs, times):
+            mcp = Mcp(airlock, backend, "--pool", "1", env=env)
+            try:
+                wait_for_pool(mcp, 3)
+                for _ in range(calls):
+                    time.sleep(pace)
+                    t = time.monotonic()
+                    mcp.execute(CODE)
+                    mine.append((time.monotonic() - t) * 1000)
+            finally:
+                mcp.close()
+    return times
 
 
 def concurrent_throughput(airlock, backend, seconds, clients=8):
@@ -358,7 +360,9 @@ def main():
     else:
         print("(no QEMU here: the QEMU restore peer is left out; give --qemu-dir)")
 
-    warm, warm_bare = warm_round_trips(a.airlock, a.backend, n, [None, bare_env])
+    pace = max(0.25, 2 * statistics.median(restore) / 1000)
+    results["warm_calls_paced_ms"] = round(pace * 1000)
+    warm, warm_bare = warm_round_trips(a.airlock, a.backend, n, [None, bare_env], pace)
     results["execute_code_warm_pool"] = stats(warm)
     results["execute_code_warm_pool_unconfined"] = stats(warm_bare)
     results["vms_per_second_8_clients"] = concurrent_throughput(a.airlock, a.backend,
@@ -371,7 +375,8 @@ def main():
     host_ms = peers["host python3 -c"]["median_ms"]
     print()
     print("%-58s %10s %10s %8s" % ("", "median", "p99", "vs host"))
-    rows = [("execute_code print(1), warm pool, through MCP", results["execute_code_warm_pool"]),
+    rows = [("execute_code print(1), warm pool, through MCP (paced %d ms)"
+             % results["warm_calls_paced_ms"], results["execute_code_warm_pool"]),
             ("  the same, VMs without their jail", results["execute_code_warm_pool_unconfined"]),
             ("restore to ready, no pool (airlock run)", results["restore_to_ready_no_pool"]),
             ("  the same, VMs without their jail", results["restore_to_ready_no_pool_unconfined"]),
