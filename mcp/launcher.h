@@ -33,9 +33,8 @@ struct vm_spec {
 	unsigned guest_tsc_khz;
 
 	/* tcg: fd numbers in the VM process of the kernel, the root disk and (restoring) the RAM
-	 * file, opened read-only by airlock, or -1 to name them by path. Given all it needs as fds,
-	 * QEMU opens no path of the host: its jail binds none of them, and started by root it runs
-	 * as nobody (launcher_tcg.c). */
+	 * file, opened read-only by airlock, or -1. Started by root, QEMU then runs as nobody and
+	 * opens them through these, its jail binding none of them (launcher_tcg.c says when). */
 	int kernel_fd, rootfs_fd, memory_fd;
 	bool serial_on_stdout; /* tcg: the serial console goes to stdout, else to serial_log */
 };

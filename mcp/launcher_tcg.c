@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "launcher.h"
@@ -17,14 +18,14 @@ static const char *qemu_binary(void)
 	return env && *env ? env : "qemu-system-x86_64";
 }
 
-/* QEMU restoring a snapshot holds its RAM file read-only: qemu_ram_readonly.c, preloaded. Its
- * jail binds it at a fixed path, not under airlock's own directory. */
-#define RAM_SHIM_IN_JAIL "/airlock-qemu-ram.so"
+/* Preloaded into every jailed QEMU: qemu_preload.c. Its jail binds it at a fixed path, not
+ * under airlock's own directory. */
+#define PRELOAD_IN_JAIL "/airlock-qemu-preload.so"
 
-static int ram_shim_path(char *out, size_t out_len)
+static int preload_path(char *out, size_t out_len)
 {
-	return locate_program("AIRLOCK_QEMU_RAM_SHIM", "airlock-qemu-ram.so", "airlock-qemu-ram.so",
-			      out, out_len);
+	return locate_program("AIRLOCK_QEMU_PRELOAD", "airlock-qemu-preload.so",
+			      "airlock-qemu-preload.so", out, out_len);
 }
 
 /* Resolves a command name through PATH the way execvp would. */
@@ -61,10 +62,10 @@ static int tcg_probe(char *why, size_t why_len)
 			 qemu_binary());
 		return -ENOENT;
 	}
-	char shim[4096];
-	if (ram_shim_path(shim, sizeof shim) != 0) {
-		snprintf(why, why_len, "airlock-qemu-ram.so not found (looked beside airlock and at "
-				       "%s; set AIRLOCK_QEMU_RAM_SHIM)", shim);
+	char preload[4096];
+	if (preload_path(preload, sizeof preload) != 0) {
+		snprintf(why, why_len, "airlock-qemu-preload.so not found (looked beside airlock and "
+				       "at %s; set AIRLOCK_QEMU_PRELOAD)", preload);
 		return -ENOENT;
 	}
 	char bwrap[4096];
@@ -99,16 +100,6 @@ static int tcg_program(char *out, size_t out_len)
 	return find_in_path(qemu_binary(), out, out_len) ? 0 : -ENOENT;
 }
 
-/* The name QEMU opens a file by: the fd airlock passed (launcher.h), through /proc/self/fd, where
- * there is one, else its path. Returns a string to free, escaped for QEMU's option syntax. */
-static char *file_name(int fd, const char *path)
-{
-	char by_fd[32];
-	if (fd >= 0)
-		snprintf(by_fd, sizeof by_fd, "/proc/self/fd/%d", fd);
-	return qemu_escape(fd >= 0 ? by_fd : path);
-}
-
 /* Snapshots: guest RAM is the file DIR/memory. Making one, QEMU maps it shared, so the file is
  * the RAM and the migration stream (x-ignore-shared, driven over QMP by snapshot.c) carries only
  * device state. Restoring, it maps the file private: copy-on-write over the page cache that
@@ -116,17 +107,15 @@ static char *file_name(int fd, const char *path)
  * migrate-incoming from state_fd, sent by sandbox.c). The rest of the command line must be the
  * same both times, kernel and command line included (they size the ROMs in the stream); how
  * QEMU reaches the files (path or fd) is not part of it. */
-static int push_snapshot_args(const struct vm_spec *s, struct argv_list *a)
+static int push_snapshot_args(const struct vm_spec *s, const char *memory, struct argv_list *a)
 {
-	char memory_path[4096];
-	snprintf(memory_path, sizeof memory_path, "%s/memory", s->snapshot_dir);
-	char *memory = file_name(s->memory_fd, memory_path);
-	if (!memory)
+	char *escaped = qemu_escape(memory);
+	if (!escaped)
 		return -ENOMEM;
 	int rc = 0;
 	rc |= argv_push(a, "-object");
 	rc |= argv_push(a, "memory-backend-file,id=ram,size=%uM,mem-path=%s,share=%s", s->memory_mb,
-			memory, s->restore ? "off" : "on");
+			escaped, s->restore ? "off" : "on");
 	rc |= argv_push(a, "-chardev");
 	rc |= argv_push(a, "socket,id=control,fd=%d", s->control_fd);
 	rc |= argv_push(a, "-mon");
@@ -135,67 +124,66 @@ static int push_snapshot_args(const struct vm_spec *s, struct argv_list *a)
 		rc |= argv_push(a, "-incoming");
 		rc |= argv_push(a, "defer");
 	}
-	free(memory);
-	return rc ? -ENOMEM : 0;
-}
-
-/* The name QEMU opens the RAM file of the snapshot it restores by, which the shim must know. */
-static void restored_ram_name(const struct vm_spec *s, char *out, size_t out_len)
-{
-	if (s->memory_fd >= 0)
-		snprintf(out, out_len, "/proc/self/fd/%d", s->memory_fd);
-	else
-		snprintf(out, out_len, "%s/memory", s->snapshot_dir);
-}
-
-/* The same without bubblewrap to set the environment: through env(1). */
-static int push_unjailed_ram_shim(const struct vm_spec *s, struct argv_list *a)
-{
-	char shim[4096], ram[4096];
-	if (!s->snapshot_dir || !s->restore)
-		return 0;
-	if (ram_shim_path(shim, sizeof shim) != 0)
-		return -ENOENT;
-	restored_ram_name(s, ram, sizeof ram);
-	int rc = argv_push(a, "env");
-	rc |= argv_push(a, "LD_PRELOAD=%s", shim);
-	rc |= argv_push(a, "AIRLOCK_READONLY_RAM=%s", ram);
+	free(escaped);
 	return rc ? -ENOMEM : 0;
 }
 
 /* QEMU's jail: bubblewrap (Debian's bubblewrap) gives it its own user, mount, pid, net, ipc,
  * uts and cgroup namespaces, no capabilities and no_new_privs, and a root holding only /usr (the
  * program, its libraries and firmware), the dynamic linker's cache, a minimal /dev and /proc of
- * its own, and, restoring, the shim that keeps the RAM file read-only (qemu_ram_readonly.c).
- * The files the VM uses are fds airlock opened read-only (launcher.h), the serial console goes
- * to stdout: started by root, QEMU then runs as nobody (setpriv), with nothing of the host it
- * may write. Only the VM that makes a snapshot (an image build, no user code) names its files by
- * path, bound in: the kernel and the root disk read-only, its temporary directory and the new
- * snapshot writable, as airlock's user. prlimit sets its limits: no core dumps, bounded fds and
- * address space. QEMU's own seccomp filter (-sandbox) comes on top.
+ * its own, and qemu_preload.c (not dumpable; the snapshot's RAM file opened read-only). prlimit
+ * sets its limits: no core dumps, bounded fds and address space. QEMU's own seccomp filter
+ * (-sandbox) comes on top. Its serial console goes to its stdout, the VM's log, where sandbox.c
+ * asks (else to the file serial_log, in a directory bound in writable).
+ *
+ * Whom it runs as, and how it reaches its files (struct qemu_plan), such that it can write none
+ * of them, the snapshot's RAM file least of all (every later VM starts from it):
+ *   - started by root, as nobody (setpriv), given the files as fds airlock opened read-only,
+ *     reopened through /proc/self/fd (which checks the file's permissions again: nobody may only
+ *     read them); the jail then binds none of them. This needs unprivileged user namespaces for
+ *     bubblewrap, and files nobody may read and not write;
+ *   - else (started by another user, or without those) as airlock's user, the files by path,
+ *     bound in read-only, which stops even their owner writing them;
+ *   - the VM that makes a snapshot (an image build, no user code) writes it: by path, its
+ *     directory bound in writable, as airlock's user.
+ *
  * No --new-session: sandbox.c starts the VM in a session of its own (no terminal to reach) and
  * kills its whole process group. QEMU does not end with its parent: setpriv (util-linux,
  * essential on Debian, like prlimit) makes the kernel kill bubblewrap when airlock dies, however
  * it dies, and --die-with-parent passes that on to QEMU (airlock-vmm does this itself). Without
- * bubblewrap QEMU runs unjailed under setpriv alone (doctor says so). */
+ * bubblewrap QEMU runs unjailed under setpriv alone, preloaded all the same (doctor says so). */
 #define QEMU_MAX_FDS 256                     /* it holds a few dozen */
 #define QEMU_ADDRESS_SPACE_EXTRA (4ull << 30) /* TCG's 1 GiB code buffer, libraries, threads */
 #define QEMU_UID 65534                       /* nobody, when airlock runs as root */
 #define QEMU_GID 65534
 
-/* bubblewrap started by nobody needs user namespaces for everyone (Debian's kernels can turn
- * them off); where they are off, QEMU stays airlock's user, and doctor says so. */
+struct qemu_plan {
+	bool jailed;    /* under bubblewrap */
+	bool as_nobody; /* and its files by fd */
+	char preload[4096];
+	/* the names QEMU opens its files by: /proc/self/fd/N or paths */
+	char kernel[4096], rootfs[4096], memory[4096];
+};
+
+/* bubblewrap started by nobody needs user namespaces for everyone; kernels can turn them off
+ * (Debian's sysctl, Ubuntu's AppArmor restriction, a zero limit). */
 static bool unprivileged_jail_possible(void)
 {
 	static int possible = -1;
 	if (possible < 0) {
 		possible = 1;
-		const char *sysctls[] = {"/proc/sys/kernel/unprivileged_userns_clone",
-					 "/proc/sys/user/max_user_namespaces"};
-		for (int i = 0; i < 2; i++) {
-			FILE *f = fopen(sysctls[i], "r");
-			long value = 1;
-			if (f && fscanf(f, "%ld", &value) == 1 && value == 0)
+		const struct {
+			const char *path;
+			long refuses;
+		} sysctls[] = {
+			{"/proc/sys/kernel/unprivileged_userns_clone", 0},
+			{"/proc/sys/user/max_user_namespaces", 0},
+			{"/proc/sys/kernel/apparmor_restrict_unprivileged_userns", 1},
+		};
+		for (size_t i = 0; i < sizeof sysctls / sizeof sysctls[0]; i++) {
+			FILE *f = fopen(sysctls[i].path, "r");
+			long value;
+			if (f && fscanf(f, "%ld", &value) == 1 && value == sysctls[i].refuses)
 				possible = 0;
 			if (f)
 				fclose(f);
@@ -204,19 +192,43 @@ static bool unprivileged_jail_possible(void)
 	return possible;
 }
 
-static bool files_by_fd(const struct vm_spec *s)
+/* nobody may read the file and may not write it (it is not theirs, nor writable by all). */
+static bool readable_not_writable_by_nobody(const char *path)
 {
-	return s->kernel_fd >= 0 && s->rootfs_fd >= 0 && s->serial_on_stdout &&
-	       (!s->restore || s->memory_fd >= 0);
+	struct stat st;
+	return stat(path, &st) == 0 && (st.st_mode & S_IROTH) && !(st.st_mode & S_IWOTH) &&
+	       st.st_uid != QEMU_UID && !(st.st_gid == QEMU_GID && (st.st_mode & S_IWGRP));
 }
 
+static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
+{
+	char bwrap[4096], memory[4096] = "";
+	bool confined = !launcher_unconfined();
+	if (s->snapshot_dir)
+		snprintf(memory, sizeof memory, "%s/memory", s->snapshot_dir);
+	p->jailed = confined && find_in_path("bwrap", bwrap, sizeof bwrap);
+	p->as_nobody = confined && geteuid() == 0 && unprivileged_jail_possible() &&
+		       s->kernel_fd >= 0 && s->rootfs_fd >= 0 &&
+		       readable_not_writable_by_nobody(s->kernel) &&
+		       readable_not_writable_by_nobody(s->rootfs) &&
+		       (!s->restore || (s->memory_fd >= 0 && readable_not_writable_by_nobody(memory)));
+	if (p->as_nobody) {
+		snprintf(p->kernel, sizeof p->kernel, "/proc/self/fd/%d", s->kernel_fd);
+		snprintf(p->rootfs, sizeof p->rootfs, "/proc/self/fd/%d", s->rootfs_fd);
+		snprintf(p->memory, sizeof p->memory, "/proc/self/fd/%d", s->memory_fd);
+	} else {
+		snprintf(p->kernel, sizeof p->kernel, "%s", s->kernel);
+		snprintf(p->rootfs, sizeof p->rootfs, "%s", s->rootfs);
+		snprintf(p->memory, sizeof p->memory, "%s", memory);
+	}
+	if (confined && preload_path(p->preload, sizeof p->preload) != 0)
+		return -ENOENT;
+	return 0;
+}
+
+/* Files named by path: bound in, read-only but for what a snapshot being made writes. */
 static int push_bound_paths(const struct vm_spec *s, struct argv_list *a)
 {
-	char tmpdir[4096];
-	snprintf(tmpdir, sizeof tmpdir, "%s", s->serial_log);
-	char *slash = strrchr(tmpdir, '/');
-	if (slash && slash != tmpdir)
-		*slash = '\0';
 	int rc = 0;
 	const char *ro[] = {s->kernel, s->rootfs};
 	for (size_t i = 0; i < 2; i++) {
@@ -224,9 +236,16 @@ static int push_bound_paths(const struct vm_spec *s, struct argv_list *a)
 		rc |= argv_push(a, "%s", ro[i]);
 		rc |= argv_push(a, "%s", ro[i]);
 	}
-	rc |= argv_push(a, "--bind");
-	rc |= argv_push(a, "%s", tmpdir);
-	rc |= argv_push(a, "%s", tmpdir);
+	if (!s->serial_on_stdout) {
+		char tmpdir[4096];
+		snprintf(tmpdir, sizeof tmpdir, "%s", s->serial_log);
+		char *slash = strrchr(tmpdir, '/');
+		if (slash && slash != tmpdir)
+			*slash = '\0';
+		rc |= argv_push(a, "--bind");
+		rc |= argv_push(a, "%s", tmpdir);
+		rc |= argv_push(a, "%s", tmpdir);
+	}
 	if (s->snapshot_dir) {
 		rc |= argv_push(a, s->restore ? "--ro-bind" : "--bind");
 		rc |= argv_push(a, "%s", s->snapshot_dir);
@@ -235,13 +254,11 @@ static int push_bound_paths(const struct vm_spec *s, struct argv_list *a)
 	return rc;
 }
 
-static int push_jail_args(const struct vm_spec *s, struct argv_list *a)
+static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, struct argv_list *a)
 {
-	char bwrap[4096];
-	bool confined = !launcher_unconfined();
 	int rc = 0;
 	rc |= argv_push(a, "setpriv");
-	if (confined && files_by_fd(s) && geteuid() == 0 && unprivileged_jail_possible()) {
+	if (p->as_nobody) {
 		rc |= argv_push(a, "--reuid=%d", QEMU_UID);
 		rc |= argv_push(a, "--regid=%d", QEMU_GID);
 		rc |= argv_push(a, "--clear-groups");
@@ -249,8 +266,15 @@ static int push_jail_args(const struct vm_spec *s, struct argv_list *a)
 	rc |= argv_push(a, "--pdeathsig");
 	rc |= argv_push(a, "KILL");
 	rc |= argv_push(a, "--");
-	if (!confined || !find_in_path("bwrap", bwrap, sizeof bwrap))
-		return rc ? -ENOMEM : push_unjailed_ram_shim(s, a);
+	if (launcher_unconfined())
+		return rc ? -ENOMEM : 0;
+	if (!p->jailed) { /* preloaded all the same, through env(1) */
+		rc |= argv_push(a, "env");
+		rc |= argv_push(a, "LD_PRELOAD=%s", p->preload);
+		if (s->restore)
+			rc |= argv_push(a, "AIRLOCK_READONLY_RAM=%s", p->memory);
+		return rc ? -ENOMEM : 0;
+	}
 	/* limits (prlimit, util-linux too): no core dump (it would hold guest memory), a bounded
 	 * number of fds, and an address space of guest RAM plus TCG's code buffer and the rest */
 	rc |= argv_push(a, "prlimit");
@@ -265,25 +289,23 @@ static int push_jail_args(const struct vm_spec *s, struct argv_list *a)
 		"--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
 		"--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache", "--dev", "/dev", "--proc", "/proc",
 	};
+	char bwrap[4096];
+	find_in_path("bwrap", bwrap, sizeof bwrap);
 	rc |= argv_push(a, "%s", bwrap);
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		rc |= argv_push(a, "%s", fixed[i]);
-	if (!files_by_fd(s))
+	if (!p->as_nobody)
 		rc |= push_bound_paths(s, a);
-	if (s->snapshot_dir && s->restore) {
-		char shim[4096], ram[4096];
-		if (ram_shim_path(shim, sizeof shim) != 0)
-			return -ENOENT;
-		restored_ram_name(s, ram, sizeof ram);
-		rc |= argv_push(a, "--ro-bind");
-		rc |= argv_push(a, "%s", shim);
-		rc |= argv_push(a, "%s", RAM_SHIM_IN_JAIL);
-		rc |= argv_push(a, "--setenv");
-		rc |= argv_push(a, "LD_PRELOAD");
-		rc |= argv_push(a, "%s", RAM_SHIM_IN_JAIL);
+	rc |= argv_push(a, "--ro-bind");
+	rc |= argv_push(a, "%s", p->preload);
+	rc |= argv_push(a, "%s", PRELOAD_IN_JAIL);
+	rc |= argv_push(a, "--setenv");
+	rc |= argv_push(a, "LD_PRELOAD");
+	rc |= argv_push(a, "%s", PRELOAD_IN_JAIL);
+	if (s->restore) {
 		rc |= argv_push(a, "--setenv");
 		rc |= argv_push(a, "AIRLOCK_READONLY_RAM");
-		rc |= argv_push(a, "%s", ram);
+		rc |= argv_push(a, "%s", p->memory);
 	}
 	rc |= argv_push(a, "--");
 	return rc ? -ENOMEM : 0;
@@ -291,14 +313,19 @@ static int push_jail_args(const struct vm_spec *s, struct argv_list *a)
 
 static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 {
-	char *kernel = file_name(s->kernel_fd, s->kernel);
-	char *rootfs = file_name(s->rootfs_fd, s->rootfs);
+	struct qemu_plan *p = calloc(1, sizeof *p);
+	if (!p)
+		return -ENOMEM;
+	int rc = plan_qemu(s, p);
+	char *kernel = qemu_escape(p->kernel), *rootfs = qemu_escape(p->rootfs);
 	char *serial_log = qemu_escape(s->serial_log);
-	int rc = kernel && rootfs && serial_log ? push_jail_args(s, a) : -ENOMEM;
+	if (rc == 0)
+		rc = kernel && rootfs && serial_log ? push_jail_args(s, p, a) : -ENOMEM;
 	if (rc) {
 		free(kernel);
 		free(rootfs);
 		free(serial_log);
+		free(p);
 		return rc;
 	}
 	rc |= argv_push(a, "%s", qemu_binary());
@@ -357,10 +384,11 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 	else
 		rc |= argv_push(a, "file:%s", serial_log);
 	if (s->snapshot_dir)
-		rc |= push_snapshot_args(s, a);
+		rc |= push_snapshot_args(s, p->memory, a);
 	free(kernel);
 	free(rootfs);
 	free(serial_log);
+	free(p);
 	return rc ? -ENOMEM : 0;
 }
 

@@ -12,11 +12,11 @@
  * snapshot_check() and made again by snapshot_ensure(); it is never half-loaded.
  *
  * The memory file is what every later VM starts from, so no VM may write it: airlock-vmm opens it
- * read-only, and QEMU does too, though 7.2 would open it read-write even to map it private (a
- * preloaded shim, qemu_ram_readonly.c), under a jail that binds the snapshot read-only. Should it
- * be written all the same (by anything on the host), the write cannot be undone without being
- * seen: it changes the file's ctime, which the manifest records, so the snapshot is refused from
- * then on, and a VM restored from it runs no request once it changed.
+ * read-only, and QEMU does too, though 7.2 would open it read-write even to map it private
+ * (qemu_preload.c), as a user who may not write it or under a jail that binds it read-only
+ * (launcher_tcg.c). Should it be written all the same (by anything on the host), the write cannot
+ * be undone without being seen: it changes the file's ctime, which the manifest records, so the
+ * snapshot is refused from then on, and a VM restored from it runs no request once it changed.
  */
 #ifndef AIRLOCK_SNAPSHOT_H
 #define AIRLOCK_SNAPSHOT_H

@@ -31,12 +31,13 @@
  * reads as hung up once the supervisor is gone (getppid() says nothing in a pid namespace whose
  * parent is outside it). -1 where there is no supervisor. */
 static int supervisor_alive_fd = -1;
-static pid_t vm_pid; /* in the supervisor */
+static pid_t vm_pid;      /* in the supervisor */
+static pid_t airlock_pid; /* the supervisor's parent, from the start */
 
 bool jail_parent_gone(void)
 {
-	if (supervisor_alive_fd < 0)
-		return getppid() == 1;
+	if (supervisor_alive_fd < 0) /* reparented: to init, or to a subreaper */
+		return airlock_pid ? getppid() != airlock_pid : getppid() == 1;
 	struct pollfd p = {.fd = supervisor_alive_fd, .events = POLLIN};
 	return poll(&p, 1, 0) != 0; /* the supervisor never writes: any event is its end */
 }
@@ -64,8 +65,13 @@ static int unshare_pid_namespace(void)
 
 static void forward_signal(int sig)
 {
-	/* the snapshot signal as it is (the VM has its handler); anything else asked it to end */
-	kill(vm_pid, sig == SIGUSR2 ? SIGUSR2 : SIGKILL);
+	int saved = errno;
+	/* the snapshot signal as it is (the VM has its handler); anything else asked it to end. A
+	 * VM not yet nobody cannot be signalled by a supervisor that already is: the supervisor then
+	 * ends itself, and the VM with it (its parent-death signal). */
+	if (kill(vm_pid, sig == SIGUSR2 ? SIGUSR2 : SIGKILL) != 0 && sig != SIGUSR2)
+		_exit(128 + sig);
+	errno = saved;
 }
 
 static int confine_supervisor(bool keep_root)
@@ -87,8 +93,8 @@ static int confine_supervisor(bool keep_root)
 	return rc;
 }
 
-/* Never returns. */
-static void supervise(int alive_fd, bool keep_root)
+/* Never returns. mask: the signal mask to restore once the handlers are in place. */
+static void supervise(int alive_fd, bool keep_root, const sigset_t *mask)
 {
 	/* Everything but stderr (its log) and the pipe that tells the VM it lives: the host channel
 	 * in particular, whose end airlock must see when the VM ends. */
@@ -101,9 +107,11 @@ static void supervise(int alive_fd, bool keep_root)
 	const int forwarded[] = {SIGUSR2, SIGTERM, SIGINT, SIGHUP, SIGQUIT};
 	for (size_t i = 0; i < sizeof forwarded / sizeof forwarded[0]; i++)
 		sigaction(forwarded[i], &forward, NULL);
+	sigprocmask(SIG_SETMASK, mask, NULL); /* what came meanwhile is forwarded now */
 	if (confine_supervisor(keep_root) != 0) {
-		kill(vm_pid, SIGKILL); /* reaped below */
 		vmm_log("the supervisor of the VM cannot confine itself: the VM is ended");
+		if (kill(vm_pid, SIGKILL) != 0) /* else reaped below */
+			_exit(1);          /* and the VM with it */
 	}
 	int status;
 	while (waitpid(vm_pid, &status, 0) < 0)
@@ -126,11 +134,17 @@ int jail_begin(bool writes_snapshot)
 	int alive[2];
 	if (pipe2(alive, O_CLOEXEC) != 0)
 		return jail_failed("pipe");
+	airlock_pid = getppid();
+	/* signals wait until each side has its handlers (the supervisor's forward them) */
+	sigset_t all, mask;
+	sigfillset(&all);
+	sigprocmask(SIG_BLOCK, &all, &mask);
 	int rc = unshare_pid_namespace();
 	pid_t pid = rc == 0 ? fork() : -1;
 	if (pid < 0) {
 		if (rc == 0)
 			rc = jail_failed("fork");
+		sigprocmask(SIG_SETMASK, &mask, NULL);
 		close(alive[0]);
 		close(alive[1]);
 		return rc;
@@ -138,8 +152,9 @@ int jail_begin(bool writes_snapshot)
 	if (pid > 0) {
 		vm_pid = pid;
 		close(alive[0]);
-		supervise(alive[1], writes_snapshot);
+		supervise(alive[1], writes_snapshot, &mask);
 	}
+	sigprocmask(SIG_SETMASK, &mask, NULL);
 	close(alive[1]);
 	supervisor_alive_fd = alive[0];
 	/* the VM ends with its supervisor, and with airlock through it */

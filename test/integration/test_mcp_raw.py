@@ -115,6 +115,25 @@ def ram_file_modes(pid):
     return modes
 
 
+def files_held(pid):
+    """The regular files pid holds open (kernel, root disk, RAM file, its log)."""
+    held = set()
+    for fd in os.listdir("/proc/%s/fd" % pid):
+        try:
+            target = os.readlink("/proc/%s/fd/%s" % (pid, fd))
+        except OSError:
+            continue
+        if os.path.isfile(target):
+            held.add(target)
+    return sorted(held)
+
+
+def writable_by_nobody(path):
+    st = os.stat(path)
+    return (st.st_uid == 65534 and st.st_mode & 0o200 or st.st_mode & 0o002 or
+            st.st_gid == 65534 and st.st_mode & 0o020)
+
+
 @test
 def vms_run_jailed():
     """The VM process (QEMU under bubblewrap on tcg, airlock-vmm on kvm) has no capabilities,
@@ -131,6 +150,12 @@ def vms_run_jailed():
                    "no capabilities, no_new_privs", (leaf, status.get("CapEff")))
             if os.geteuid() == 0:  # started by root, the VM runs as nobody outside
                 expect(status["Uid"].split() == ["65534"] * 4, "nobody outside", status["Uid"])
+                # and not dumpable, or any other process of nobody's could ptrace it: /proc
+                # then gives its files to root
+                expect(os.stat("/proc/%s/fd" % leaf).st_uid == 0, "not dumpable")
+                held = files_held(leaf)
+                expect(held and all(not writable_by_nobody(f) for f in held),
+                       "nobody can write none of the files it holds", held)
             # both run in a pid namespace of their own, under a supervisor outside it (bubblewrap;
             # airlock-vmm's own, vmm/jail_supervisor.c)
             spaces = ("user", "mnt", "net", "ipc", "uts", "pid")
@@ -147,7 +172,7 @@ def vms_run_jailed():
             root = "/proc/%s/root/" % leaf
             top = set(os.listdir(root))
             allowed = {"bin", "dev", "etc", "lib", "lib64", "proc", "root", "tmp", "usr",
-                       "airlock-qemu-ram.so"}
+                       "airlock-qemu-preload.so"}
             expect(top <= allowed, "its root holds only what the VM needs", top - allowed)
             if "etc" in top:
                 expect(os.listdir(root + "etc") == ["ld.so.cache"], "of /etc, ld.so.cache",

@@ -246,6 +246,49 @@ def forbidden_syscall_kills(snap):
         vm.close()
 
 
+def vm_below(supervisor):
+    with open("/proc/%d/task/%d/children" % (supervisor, supervisor)) as f:
+        children = [int(c) for c in f.read().split()]
+    return children[0] if len(children) == 1 else None
+
+
+def gone(pid, within):
+    """Whether pid is gone (or a zombie) within that many seconds."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open("/proc/%d/stat" % pid) as f:
+                if f.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except OSError:
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def the_vm_ends_with_its_supervisor(snap):
+    """The supervisor outside the VM's pid namespace (vmm/jail_supervisor.c) turns SIGTERM into
+    the VM's end and ends as it did; and a supervisor killed outright takes the VM with it."""
+    for sig, name in ((signal.SIGTERM, "SIGTERM"), (signal.SIGKILL, "SIGKILL")):
+        vm = Vm(restore_args(snap), "/tmp/supervisor.log")
+        try:
+            vm.chan.send(FRAME_PING)
+            kind, _ = vm.chan.recv(30)
+            child = vm_below(vm.proc.pid)
+            vm.proc.send_signal(sig)
+            status = vm.wait(10)
+            ok = kind == FRAME_READY and child is not None and gone(child, 5)
+            report(ok and status == -signal.SIGKILL,
+                   "jail: %s to the supervisor ends the VM, and the supervisor as killed" % name,
+                   "READY %s, the VM %s, supervisor status %s" % (
+                       kind == FRAME_READY, child, status))
+        except (TimeoutError, EOFError, OSError) as e:
+            report(False, "jail: %s to the supervisor ends the VM" % name,
+                   "%s; %s" % (e, vm.stderr_tail()))
+        finally:
+            vm.close()
+
+
 def proc_status(pid):
     with open("/proc/%d/status" % pid) as f:
         return dict(line.rstrip("\n").split(":\t", 1) for line in f if ":\t" in line)
@@ -263,7 +306,7 @@ def jail_in_place(snap):
         supervisor = vm.proc.pid
         with open("/proc/%d/task/%d/children" % (supervisor, supervisor)) as f:
             children = [int(c) for c in f.read().split()]
-        pid = children[0] if len(children) == 1 else supervisor
+        pid = vm_below(supervisor) or supervisor
         status, outer = proc_status(pid), proc_status(supervisor)
         report(len(children) == 1 and status.get("NSpid", "").split()[1:] == ["1"] and
                os.readlink("/proc/%d/ns/pid" % pid) != os.readlink("/proc/self/ns/pid"),
@@ -386,6 +429,7 @@ def main():
 
         forbidden_syscall_kills(snap)
         jail_in_place(snap)
+        the_vm_ends_with_its_supervisor(snap)
 
         expect_refused("corrupt state (a flipped byte) refused with 3",
                        damaged_copy(snap, "corrupt", flip(200)))

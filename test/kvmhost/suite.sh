@@ -26,7 +26,7 @@ payload=$(mktemp -d /tmp/airlock-kvm-payload-XXXXXX)
 trap 'rm -rf "$payload"' EXIT
 mkdir -p "$payload/build/mcp" "$payload/build/vmm" "$payload/build/agent" \
   "$payload/build/test/guests" "$payload/test" "$payload/lib"
-cp "$build/mcp/airlock" "$build/mcp/airlock-qemu-ram.so" "$payload/build/mcp/"
+cp "$build/mcp/airlock" "$build/mcp/airlock-qemu-preload.so" "$payload/build/mcp/"
 cp "$build/vmm/airlock-vmm" "$payload/build/vmm/"
 cp "$build/agent/airlock-agent" "$payload/build/agent/"
 cp "$build/test/guests/misbehave" "$build/test/guests/hostile" "$payload/build/test/guests/"

@@ -1,18 +1,25 @@
-/* Loaded into QEMU (LD_PRELOAD) when it restores a snapshot, so that QEMU holds the snapshot's RAM
- * file read-only.
+/* Preloaded into every jailed QEMU (LD_PRELOAD, launcher_tcg.c): two things QEMU 7.2 cannot be
+ * told on its command line.
  *
- * Why: the RAM file is shared by every VM of the snapshot, each mapping it private
- * (copy-on-write). QEMU 7.2 opens it read-write all the same (its read-only option makes the
- * guest's RAM a ROM; QEMU 8.2 added rom=off for this case), so a guest that took QEMU over could
- * write it and every later VM would restore what it wrote. With this, QEMU's only fd to the file
- * is read-only and the jail binds the whole snapshot read-only (launcher_tcg.c): the file cannot
- * be written from inside at all. A private mapping needs no more than read access; the writes QEMU
- * would make to the file itself (punching holes when RAM is discarded, extending an empty file)
- * do not happen in a restore, and would fail instead of corrupting the snapshot.
+ * Not dumpable. QEMU started by root runs as nobody, like every other jailed VM process; left
+ * dumpable, any process of that user on the host could ptrace it or read its memory. airlock-vmm
+ * makes itself undumpable (vmm/jail.c); for QEMU this constructor does.
  *
- * Only an open of exactly the path in AIRLOCK_READONLY_RAM for reading and writing is changed, to
- * reading only; everything else goes to the kernel as asked. QEMU calls open64, the fortified
- * __open64_2 and openat64 (nm -D); the other names are the same functions under glibc's aliases.
+ * The snapshot's RAM file read-only. The RAM file is shared by every VM of the snapshot, each
+ * mapping it private (copy-on-write). QEMU 7.2 opens it read-write all the same (its read-only
+ * option makes the guest's RAM a ROM; QEMU 8.2 added rom=off for this case), so a guest that took
+ * QEMU over could write it and every later VM would restore what it wrote. With this, QEMU's only
+ * fd to the file is read-only. This alone stops no one who makes the syscall directly: what does
+ * is that QEMU cannot open the file for writing at all (nobody may only read it, or the jail binds
+ * it read-only); this is what lets QEMU start under those rules. A private mapping needs no more
+ * than read access; the writes QEMU would make to the file itself (punching holes when RAM is
+ * discarded, extending an empty file) do not happen in a restore, and would fail instead of
+ * corrupting the snapshot.
+ *
+ * Only an open of exactly the path in AIRLOCK_READONLY_RAM for reading and writing (without
+ * O_CREAT) is changed, to reading only; everything else goes to the kernel as asked. QEMU calls
+ * open64, the fortified __open64_2 and openat64 (nm -D); the other names are the same functions
+ * under glibc's aliases.
  */
 /* Each name is defined here under its own symbol: with 64-bit offsets requested, glibc's header
  * would give open the symbol open64 (the same function on x86_64). */
@@ -21,6 +28,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -28,8 +36,9 @@
 
 static const char *readonly_path;
 
-__attribute__((constructor)) static void read_environment(void)
+__attribute__((constructor)) static void start(void)
 {
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	readonly_path = getenv("AIRLOCK_READONLY_RAM");
 }
 
