@@ -158,8 +158,8 @@ static int push_snapshot_args(const struct vm_spec *s, const char *memory, struc
 #define QEMU_GID 65534
 
 struct qemu_plan {
-	bool jailed;    /* under bubblewrap */
-	bool as_nobody; /* and its files by fd */
+	char bwrap[4096]; /* jailed: bubblewrap's path; empty: not jailed */
+	bool as_nobody;   /* and its files by fd */
 	char preload[4096];
 	/* the names QEMU opens its files by: /proc/self/fd/N or paths */
 	char kernel[4096], rootfs[4096], memory[4096];
@@ -202,11 +202,12 @@ static bool readable_not_writable_by_nobody(const char *path)
 
 static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
 {
-	char bwrap[4096], memory[4096] = "";
+	char memory[4096] = "";
 	bool confined = !launcher_unconfined();
 	if (s->snapshot_dir)
 		snprintf(memory, sizeof memory, "%s/memory", s->snapshot_dir);
-	p->jailed = confined && find_in_path("bwrap", bwrap, sizeof bwrap);
+	if (!confined || !find_in_path("bwrap", p->bwrap, sizeof p->bwrap))
+		p->bwrap[0] = '\0';
 	p->as_nobody = confined && geteuid() == 0 && unprivileged_jail_possible() &&
 		       s->kernel_fd >= 0 && s->rootfs_fd >= 0 &&
 		       readable_not_writable_by_nobody(s->kernel) &&
@@ -268,7 +269,7 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	rc |= argv_push(a, "--");
 	if (launcher_unconfined())
 		return rc ? -ENOMEM : 0;
-	if (!p->jailed) { /* preloaded all the same, through env(1) */
+	if (!p->bwrap[0]) { /* preloaded all the same, through env(1) */
 		rc |= argv_push(a, "env");
 		rc |= argv_push(a, "LD_PRELOAD=%s", p->preload);
 		if (s->restore)
@@ -289,9 +290,7 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 		"--symlink", "usr/lib64", "/lib64", "--symlink", "usr/bin", "/bin",
 		"--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache", "--dev", "/dev", "--proc", "/proc",
 	};
-	char bwrap[4096];
-	find_in_path("bwrap", bwrap, sizeof bwrap);
-	rc |= argv_push(a, "%s", bwrap);
+	rc |= argv_push(a, "%s", p->bwrap);
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		rc |= argv_push(a, "%s", fixed[i]);
 	if (!p->as_nobody)

@@ -49,7 +49,7 @@ int jail_failed(const char *what)
 	return -err;
 }
 
-int jail_write_proc_file(const char *path, const char *text)
+static int write_proc_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
@@ -63,6 +63,19 @@ int jail_write_proc_file(const char *path, const char *text)
 		return jail_failed(path);
 	}
 	return 0;
+}
+
+int jail_map_ids(uid_t inside_uid, uid_t uid, gid_t inside_gid, gid_t gid)
+{
+	char map[64];
+	int rc = write_proc_file("/proc/self/setgroups", "deny");
+	snprintf(map, sizeof map, "%u %u 1", (unsigned)inside_uid, (unsigned)uid);
+	if (rc == 0)
+		rc = write_proc_file("/proc/self/uid_map", map);
+	snprintf(map, sizeof map, "%u %u 1", (unsigned)inside_gid, (unsigned)gid);
+	if (rc == 0)
+		rc = write_proc_file("/proc/self/gid_map", map);
+	return rc;
 }
 
 int jail_become_unprivileged(uid_t *uid, gid_t *gid, bool keep_root)
@@ -94,14 +107,7 @@ static int enter_namespaces(uid_t uid, gid_t gid)
 	if (unshare(CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS |
 		    CLONE_NEWCGROUP) != 0)
 		return jail_failed("unshare");
-	char map[64];
-	int rc = jail_write_proc_file("/proc/self/setgroups", "deny");
-	snprintf(map, sizeof map, "0 %u 1", (unsigned)uid);
-	if (rc == 0)
-		rc = jail_write_proc_file("/proc/self/uid_map", map);
-	snprintf(map, sizeof map, "0 %u 1", (unsigned)gid);
-	if (rc == 0)
-		rc = jail_write_proc_file("/proc/self/gid_map", map);
+	int rc = jail_map_ids(0, uid, 0, gid);
 	if (rc == 0 && sethostname("airlock-vmm", 11) != 0)
 		rc = jail_failed("sethostname");
 	return rc;

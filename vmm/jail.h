@@ -11,8 +11,9 @@
 
 /* Logs "jail: WHAT: strerror(errno)" and returns -errno. */
 int jail_failed(const char *what);
-/* Writes text to a /proc file such as uid_map, whole. */
-int jail_write_proc_file(const char *path, const char *text);
+/* In a user namespace just made: inside_uid and inside_gid are uid and gid outside (no
+ * supplementary groups). */
+int jail_map_ids(uid_t inside_uid, uid_t uid, gid_t inside_gid, gid_t gid);
 /* Started as root, becomes nobody (uid, gid, no groups) unless keep_root; anyone else stays who
  * they are. *uid and *gid get the user it is now. */
 int jail_become_unprivileged(uid_t *uid, gid_t *gid, bool keep_root);

@@ -52,15 +52,7 @@ static int unshare_pid_namespace(void)
 	gid_t gid = getegid();
 	if (unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
 		return jail_failed("unshare (user, pid)");
-	char map[64];
-	int rc = jail_write_proc_file("/proc/self/setgroups", "deny");
-	snprintf(map, sizeof map, "%u %u 1", (unsigned)uid, (unsigned)uid);
-	if (rc == 0)
-		rc = jail_write_proc_file("/proc/self/uid_map", map);
-	snprintf(map, sizeof map, "%u %u 1", (unsigned)gid, (unsigned)gid);
-	if (rc == 0)
-		rc = jail_write_proc_file("/proc/self/gid_map", map);
-	return rc;
+	return jail_map_ids(uid, uid, gid, gid);
 }
 
 static void forward_signal(int sig)
