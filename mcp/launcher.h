@@ -37,6 +37,12 @@ struct vm_spec {
 	 * opens them through these, its jail binding none of them (launcher_tcg.c says when). */
 	int kernel_fd, rootfs_fd, memory_fd;
 	bool serial_on_stdout; /* tcg: the serial console goes to stdout, else to serial_log */
+
+	/* Who the VM's processes are outside, when airlock runs as root: a uid and gid of their own
+	 * that no other process of the host shares (vm_identity.h), so that no other process may
+	 * signal or trace them. 0 when airlock is not root: they stay airlock's user, whose own
+	 * processes are the same trust domain. kvm: airlock-vmm --run-as=UID:GID. */
+	unsigned run_as_uid, run_as_gid;
 };
 
 struct argv_list {
