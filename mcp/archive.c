@@ -143,7 +143,8 @@ int archive_pack(const struct file_list *files, uint8_t **out, size_t *out_len, 
 	return 0;
 }
 
-int archive_unpack(const uint8_t *tar, size_t len, size_t max_files, struct file_list *out)
+int archive_unpack(const uint8_t *tar, size_t len, size_t max_files, uint64_t cap,
+		   struct file_list *out)
 {
 	struct archive *a = archive_read_new();
 	if (!a)
@@ -154,9 +155,16 @@ int archive_unpack(const uint8_t *tar, size_t len, size_t max_files, struct file
 		archive_read_free(a);
 		return -EPROTO;
 	}
+	uint64_t returned = 0; /* content bytes taken so far: nothing is allocated past cap */
 	struct archive_entry *e;
 	int r = ARCHIVE_EOF;
 	while (rc == 0 && (r = archive_read_next_header(a, &e)) == ARCHIVE_OK) {
+		/* libarchive expands a sparse entry to its logical size, however few bytes the
+		 * archive holds: a small tar could ask for gigabytes. The agent never writes one. */
+		if (archive_entry_sparse_count(e) > 0) {
+			rc = -EPROTO;
+			break;
+		}
 		const char *path = archive_entry_pathname(e);
 		la_int64_t size = archive_entry_size(e);
 		char why[64];
@@ -165,6 +173,12 @@ int archive_unpack(const uint8_t *tar, size_t len, size_t max_files, struct file
 			continue; /* the guest is not trusted to name files sensibly */
 		if (out->len >= max_files)
 			break;
+		if (returned + (uint64_t)size > cap) { /* listed, its content left unread */
+			rc = file_list_add(out, path, NULL, 0, false);
+			if (rc == 0)
+				out->items[out->len - 1].size = (size_t)size;
+			continue;
+		}
 		uint8_t *data = malloc(size ? (size_t)size : 1);
 		if (!data) {
 			rc = -ENOMEM;
@@ -176,6 +190,7 @@ int archive_unpack(const uint8_t *tar, size_t len, size_t max_files, struct file
 		else
 			rc = file_list_add(out, path, data, (size_t)size, true);
 		free(data);
+		returned += (uint64_t)size;
 	}
 	if (rc == 0 && r != ARCHIVE_EOF && out->len < max_files)
 		rc = -EPROTO;

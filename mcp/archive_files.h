@@ -34,8 +34,12 @@ bool archive_path_ok(const char *path, char *why, size_t why_len);
 /* Packs files into a ustar archive (malloc'd *out). Returns 0 or -errno with err set. */
 int archive_pack(const struct file_list *files, uint8_t **out, size_t *out_len, char *err,
 		 size_t err_len);
-/* Unpacks regular files from a ustar archive into out (returned = true), at most max_files;
- * members with unsafe paths or other types are skipped. Returns 0 or -EPROTO. */
-int archive_unpack(const uint8_t *tar, size_t len, size_t max_files, struct file_list *out);
+/* Unpacks regular files from a ustar archive into out, at most max_files, in their order: each
+ * with its content (returned = true) while the contents so far stay within cap bytes, else listed
+ * with its size only (returned = false; nothing is read or allocated for it). Members with unsafe
+ * paths or other types are skipped. Sparse members are refused: libarchive would expand them to
+ * their logical size. Returns 0, -EPROTO for a bad archive, or -ENOMEM. */
+int archive_unpack(const uint8_t *tar, size_t len, size_t max_files, uint64_t cap,
+		   struct file_list *out);
 
 #endif

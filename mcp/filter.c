@@ -51,6 +51,20 @@ static const struct denied_syscall denied[] = {
 	{SCMP_SYS(quotactl), "file system quotas of the host"},
 	{SCMP_SYS(lookup_dcookie), "kernel profiling internals"},
 	{SCMP_SYS(syslog), "the kernel log"},
+	{SCMP_SYS(io_uring_setup), "a second syscall interface, past this filter (libuv 1.44 uses none)"},
+	{SCMP_SYS(io_uring_enter), "a second syscall interface, past this filter"},
+	{SCMP_SYS(io_uring_register), "a second syscall interface, past this filter"},
+	{SCMP_SYS(pidfd_getfd), "taking another process's open files"},
+	{SCMP_SYS(process_madvise), "acting on another process's memory"},
+	/* the new mount API: bubblewrap (0.8) and the read-only views of the VM's files
+	 * (readonly_files.c) mount with mount(2) only */
+	{SCMP_SYS(fsopen), "the new mount API"},
+	{SCMP_SYS(fsconfig), "the new mount API"},
+	{SCMP_SYS(fsmount), "the new mount API"},
+	{SCMP_SYS(fspick), "the new mount API"},
+	{SCMP_SYS(open_tree), "the new mount API: detached copies of mounts"},
+	{SCMP_SYS(move_mount), "the new mount API"},
+	{SCMP_SYS(mount_setattr), "the new mount API: changing a mount's flags"},
 };
 
 int host_filter_install(void)

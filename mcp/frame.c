@@ -52,6 +52,8 @@ static int check_header(struct frame_decoder *d)
 		return fail(d, "READY frame of the wrong size");
 	if (d->type == AL_FRAME_EXIT && d->length < sizeof(struct al_exit))
 		return fail(d, "EXIT frame shorter than its header");
+	if (d->type == AL_FRAME_EXIT && d->exit_limit && d->length > d->exit_limit)
+		return fail(d, "EXIT frame longer than the run's file cap allows");
 	return 0;
 }
 
@@ -113,6 +115,26 @@ int frame_decoder_feed(struct frame_decoder *d, const uint8_t *data, size_t len,
 			return rc;
 	}
 	return 0;
+}
+
+uint64_t frame_exit_max_files(uint64_t files_cap)
+{
+	return files_cap + (uint64_t)FRAME_EXIT_MAX_FILES * FRAME_TAR_MEMBER_OVERHEAD + FRAME_TAR_END;
+}
+
+size_t frame_exit_limit(uint64_t files_cap)
+{
+	uint64_t limit = sizeof(struct al_exit) + frame_exit_max_files(files_cap) +
+			 (uint64_t)FRAME_EXIT_MAX_FILES * FRAME_SKIPPED_LINE_MAX;
+	return limit < AL_FRAME_MAX_PAYLOAD ? (size_t)limit : AL_FRAME_MAX_PAYLOAD;
+}
+
+uint8_t *frame_decoder_take_payload(struct frame_decoder *d)
+{
+	uint8_t *p = d->payload;
+	d->payload = NULL;
+	d->payload_cap = 0;
+	return p;
 }
 
 int frame_parse_exit(const uint8_t *payload, size_t len, struct al_exit *exit,

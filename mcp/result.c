@@ -101,19 +101,11 @@ const char *mime_type_for(const char *path)
 
 int result_output_files(const struct sandbox_result *r, uint64_t cap, struct file_list *files)
 {
+	/* The guest applies the cap; the host does not rely on it. */
 	if (r->files_len) {
-		int rc = archive_unpack(r->files_tar, r->files_len, RESULT_MAX_FILES, files);
+		int rc = archive_unpack(r->files_tar, r->files_len, RESULT_MAX_FILES, cap, files);
 		if (rc)
 			return rc;
-	}
-	/* The guest applies the cap; the host does not rely on it. */
-	uint64_t returned = 0;
-	for (size_t i = 0; i < files->len; i++) {
-		struct file_entry *f = &files->items[i];
-		if (returned + f->size > cap)
-			f->returned = false;
-		else
-			returned += f->size;
 	}
 	/* "SIZE PATH\n" lines from the guest: parse defensively */
 	const char *p = r->skipped, *end = r->skipped ? r->skipped + r->skipped_len : NULL;

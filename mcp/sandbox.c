@@ -98,6 +98,19 @@ static void end(struct sandbox *sb);
 static void fail(struct sandbox *sb, int error, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
+/* Guest text (the agent's ERROR, the boot log) goes into host-worded messages only quoted and
+ * labelled as the guest's, so that a hostile guest cannot pass its words off as airlock's:
+ * printable ASCII, a double quote turned into a single one, at most out_len - 1 bytes. */
+static void quote_guest_text(const char *text, size_t len, char *out, size_t out_len)
+{
+	size_t o = 0;
+	for (size_t i = 0; i < len && o + 1 < out_len; i++) {
+		char c = text[i];
+		out[o++] = c == '"' ? '\'' : (c >= 0x20 && c < 0x7f) ? c : '?';
+	}
+	out[o] = '\0';
+}
+
 static void boot_log_tail(const struct sandbox *sb, char *out, size_t out_len)
 {
 	out[0] = '\0';
@@ -119,10 +132,7 @@ static void boot_log_tail(const struct sandbox *sb, char *out, size_t out_len)
 		line = strrchr(buf, '\n');
 		line = line ? line + 1 : buf;
 	}
-	size_t i = 0;
-	for (; line[i] && line[i] != '\n' && i + 1 < out_len; i++)
-		out[i] = (line[i] >= 0x20 && line[i] < 0x7f) ? line[i] : '?';
-	out[i] = '\0';
+	quote_guest_text(line, strcspn(line, "\n"), out, out_len);
 }
 
 static void fail(struct sandbox *sb, int error, const char *fmt, ...)
@@ -140,7 +150,7 @@ static void fail(struct sandbox *sb, int error, const char *fmt, ...)
 		size_t len = strlen(sb->res.message);
 		if (tail[0] && len + 20 < sizeof sb->res.message)
 			snprintf(sb->res.message + len, sizeof sb->res.message - len,
-				 " (guest log: %s)", tail);
+				 " (the guest's log, its words: \"%s\")", tail);
 	}
 	end(sb);
 }
@@ -363,15 +373,14 @@ static int send_request(struct sandbox *sb)
 	return 0;
 }
 
-/* Appends output, never past the cap (the guest's own cap is not trusted). */
-static int append_output(struct byte_buffer *b, uint64_t cap, bool *truncated, const uint8_t *data,
-			 size_t len)
+/* Appends output. The agent forwards at most the cap and drops the rest itself, so a guest
+ * that sends more is not the agent: it is refused, and its VM ended, rather than left to keep
+ * the loop decoding what would be thrown away until the deadline. */
+static int append_output(struct byte_buffer *b, uint64_t cap, const uint8_t *data, size_t len)
 {
 	size_t room = b->len < cap ? (size_t)(cap - b->len) : 0;
-	if (len > room) {
-		*truncated = true;
-		len = room;
-	}
+	if (len > room)
+		return -EPROTO;
 	if (len == 0)
 		return 0;
 	if (b->len + len > b->cap) {
@@ -393,12 +402,11 @@ static int take_exit(struct sandbox *sb, const uint8_t *payload, size_t len)
 {
 	struct al_exit e;
 	const uint8_t *files, *skipped;
-	if (frame_parse_exit(payload, len, &e, &files, &skipped) != 0)
+	if (frame_parse_exit(payload, len, &e, &files, &skipped) != 0 ||
+	    e.files_len > frame_exit_max_files(sb->run.out_files_cap) ||
+	    e.skipped_len > (uint64_t)FRAME_EXIT_MAX_FILES * FRAME_SKIPPED_LINE_MAX)
 		return -EPROTO;
-	sb->exit_payload = malloc(len ? len : 1);
-	if (!sb->exit_payload)
-		return -ENOMEM;
-	memcpy(sb->exit_payload, payload, len);
+	sb->exit_payload = frame_decoder_take_payload(&sb->decoder); /* payload, not a copy */
 	struct sandbox_result *r = &sb->res;
 	r->exited = e.signal == 0 && e.exit_code >= 0;
 	r->exit_code = e.exit_code;
@@ -459,10 +467,12 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 	case AL_FRAME_STDERR: {
 		bool is_out = type == AL_FRAME_STDOUT;
 		int rc = append_output(is_out ? &r->out : &r->err,
-				       is_out ? sb->run.stdout_cap : sb->run.stderr_cap,
-				       is_out ? &r->stdout_truncated : &r->stderr_truncated, payload,
+				       is_out ? sb->run.stdout_cap : sb->run.stderr_cap, payload,
 				       len);
-		if (rc)
+		if (rc == -EPROTO)
+			fail(sb, rc, "the guest sent more %s than the run's cap (a misbehaving guest)",
+			     is_out ? "stdout" : "stderr");
+		else if (rc)
 			fail(sb, rc, "out of memory collecting output");
 		return rc;
 	}
@@ -476,12 +486,10 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 		return 1; /* nothing may follow EXIT */
 	}
 	case AL_FRAME_ERROR: {
-		char text[AL_FRAME_MAX_ERROR_TEXT + 1];
-		size_t i = 0;
-		for (; i < len && i < AL_FRAME_MAX_ERROR_TEXT; i++)
-			text[i] = (payload[i] >= 0x20 && payload[i] < 0x7f) ? (char)payload[i] : '?';
-		text[i] = '\0';
-		fail(sb, -EIO, "the guest agent could not run the program: %s", text);
+		char text[512];
+		quote_guest_text((const char *)payload, len, text, sizeof text);
+		fail(sb, -EIO, "the guest agent says it could not run the program (its words: \"%s\")",
+		     text);
 		return 1;
 	}
 	}
@@ -527,6 +535,7 @@ static int build_request(struct sandbox *sb, const struct sandbox_request *req)
 		.stdin_len = (uint32_t)req->stdin_len,
 		.files_len = (uint32_t)req->files_len,
 	};
+	sb->decoder.exit_limit = frame_exit_limit(req->out_files_cap);
 	sb->request_len = AL_FRAME_HEADER_SIZE + sizeof(struct al_run) + body;
 	sb->request = malloc(sb->request_len);
 	if (!sb->request)

@@ -5,8 +5,11 @@
  *   exit-ready   says READY, then exits (the kernel panics: PID 1 died)
  *   garbage      says READY, then sends a frame of an unknown type
  *   oversize     says READY, then announces a STDOUT frame far over the limit
+ *   exit-tar     says READY, takes the RUN, then answers EXIT with /exit.tar as the files
+ *                archive (a hostile archive the test made)
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,6 +23,30 @@ static void mode_of(char *mode, size_t len)
 	mode[strcspn(mode, "\n ")] = '\0';
 	if (f)
 		fclose(f);
+}
+
+/* Takes one RUN frame, whatever it holds, then sends EXIT with /exit.tar as its files. */
+static void exit_with_tar(int fd)
+{
+	uint32_t type;
+	uint8_t *run;
+	size_t run_len;
+	if (channel_recv(fd, &type, &run, &run_len) != 0)
+		return;
+	free(run);
+	FILE *f = fopen("/exit.tar", "r");
+	if (!f)
+		return;
+	struct al_exit e = {0};
+	uint8_t *payload = malloc(sizeof e + AL_FRAME_MAX_PAYLOAD);
+	size_t len = payload ? fread(payload + sizeof e, 1, AL_FRAME_MAX_PAYLOAD - sizeof e, f) : 0;
+	fclose(f);
+	if (!payload)
+		return;
+	e.files_len = (uint32_t)len;
+	memcpy(payload, &e, sizeof e);
+	channel_send(fd, AL_FRAME_EXIT, payload, sizeof e + len);
+	free(payload);
 }
 
 int main(void)
@@ -39,6 +66,8 @@ int main(void)
 				return 1;
 			if (strcmp(mode, "garbage") == 0)
 				channel_send(fd, 0x99, "junk", 4);
+			if (strcmp(mode, "exit-tar") == 0)
+				exit_with_tar(fd);
 			if (strcmp(mode, "oversize") == 0) {
 				struct al_frame_header h = {AL_FRAME_STDOUT, 0x7FFFFFFF};
 				(void)!write(fd, &h, sizeof h);

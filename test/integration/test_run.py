@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`airlock run` end to end: each test boots a fresh microVM on the backend named by
 $AIRLOCK_TEST_BACKEND (default tcg) and checks what the guest program saw and returned."""
+import json
 import os
 import re
 import shutil
@@ -213,9 +214,9 @@ def image_list_shows_the_current_recipe():
 
 # ---- broken and hostile guests: the run must end with a clear error, never hang ----
 
-def misbehaving_images(mode):
+def misbehaving_images(mode, extra_files=None):
     """An image directory whose kernel is the real one and whose root file system holds only a
-    misbehaving /sbin/init (test/guests/misbehave.c)."""
+    misbehaving /sbin/init (test/guests/misbehave.c), and extra_files ({name: bytes}) at /."""
     listing = airlock("image", "list").stdout.decode()
     m = re.search(r"kernel-([0-9a-f]{16}) base-[0-9a-f]{16} rootfs-([0-9a-f]{16})", listing)
     image_dir = re.search(r"image directory: (.*)", listing).group(1)
@@ -229,10 +230,14 @@ def misbehaving_images(mode):
                 os.path.join(tree, "sbin", "init"))
     with open(os.path.join(tree, "misbehave"), "w") as f:
         f.write(mode)
+    for name, content in (extra_files or {}).items():
+        with open(os.path.join(tree, name), "wb") as f:
+            f.write(content)
     rootfs = os.path.join(tmp, "rootfs-" + m.group(2))
     os.makedirs(rootfs)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-d", tree,
-                    os.path.join(rootfs, "rootfs.ext4"), "8M"], check=True, stdout=subprocess.DEVNULL)
+                    os.path.join(rootfs, "rootfs.ext4"), "48M"], check=True,
+                   stdout=subprocess.DEVNULL)
     return tmp
 
 
@@ -280,6 +285,66 @@ def malformed_frames_end_the_vm():
                       ("oversize", b"frame longer than its type allows")):
         r = run_on_bad_guest(mode)
         expect(r.status == 125 and b"malformed frame" in r.stderr and why in r.stderr, mode, r)
+
+
+def sparse_tar(members, logical):
+    """A tar archive of pax members (GNU sparse 0.1) that hold one byte each, which libarchive
+    expands to `logical` bytes each."""
+    def header(name, size, kind):
+        block = bytearray(512)
+        block[0:len(name)] = name.encode()
+        block[100:108] = b"0000644\0"
+        block[108:116] = block[116:124] = b"0000000\0"
+        block[124:136] = b"%011o\0" % size
+        block[136:148] = b"00000000000\0"
+        block[156] = ord(kind)
+        block[257:263] = b"ustar\0"
+        block[263:265] = b"00"
+        block[148:156] = b" " * 8
+        block[148:156] = b"%06o\0 " % sum(block)
+        return bytes(block)
+
+    def record(kv):
+        n = len(kv) + 2
+        while len(b"%d %s\n" % (n, kv)) != n:
+            n += 1
+        return b"%d %s\n" % (n, kv)
+
+    out = bytearray()
+    for i in range(members):
+        pax = (record(b"GNU.sparse.size=%d" % logical) + record(b"GNU.sparse.numblocks=1") +
+               record(b"GNU.sparse.map=%d,1" % (logical - 1)))
+        out += header("PaxHeader", len(pax), "x") + pax.ljust(512, b"\0")
+        out += header("big%d" % i, 1, "0") + b"x".ljust(512, b"\0")
+    return bytes(out + bytes(1024))
+
+
+@test
+def a_sparse_archive_from_the_guest_is_refused_in_bounded_memory():
+    # 600 members of 1.2 MB each: every one within the archive's own length (1.2 MB), which is
+    # all a check of single sizes sees; expanded, 720 MB
+    tar = sparse_tar(600, 1200000)
+    tmp = misbehaving_images("exit-tar", {"exit.tar": tar})
+    # the largest resident set of airlock and everything it started (the VM too), measured by
+    # a process of its own so that no earlier test's VM counts
+    measure = ("import resource, subprocess, sys\n"
+               "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
+               "sys.stdout.buffer.write(p.stdout)\n"
+               "sys.stderr.buffer.write(p.stderr)\n"
+               "print('maxrss-kb %d' % resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n")
+    try:
+        proc = subprocess.run(
+            ["/usr/bin/python3", "-c", measure, AIRLOCK, "run",
+             "--backend=" + os.environ.get("AIRLOCK_TEST_BACKEND", "tcg"), "--images", tmp,
+             "--json", "print(1)"], capture_output=True, timeout=180)
+    finally:
+        shutil.rmtree(tmp)
+    out, err = proc.stdout, proc.stderr
+    expect(b"malformed file archive" in err, "the archive is refused", (out, err[-2000:]))
+    result = json.loads(out.splitlines()[0])
+    expect(result["files"] == [], "no file from it", out)
+    rss_mb = int(re.search(rb"maxrss-kb (\d+)", out).group(1)) / 1024
+    expect(rss_mb < 300, "airlock and its VM stayed small: %.0f MB at most" % rss_mb)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 /* The host's decoder of guest frames: good streams in any chunking, and every kind of bad frame
  * refused before its payload is buffered. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "archive_files.h"
 #include "check.h"
 #include "frame.h"
 
@@ -161,6 +163,152 @@ static void run_header_is_bounded(void)
 	CHECK(frame_encode_run_header(&run, out, sizeof out - 1) == -EMSGSIZE);
 }
 
+
+/* ---- EXIT frames carrying hostile tar archives ---- */
+
+/* One ustar header block: name, octal size, type, checksum. */
+static void tar_header(uint8_t *block, const char *name, size_t size, char type)
+{
+	memset(block, 0, 512);
+	snprintf((char *)block, 100, "%s", name);
+	memcpy(block + 100, "0000644", 8);
+	memcpy(block + 108, "0000000", 8);
+	memcpy(block + 116, "0000000", 8);
+	snprintf((char *)block + 124, 12, "%011zo", size);
+	memcpy(block + 136, "00000000000", 12);
+	block[156] = (uint8_t)type;
+	memcpy(block + 257, "ustar", 6);
+	memcpy(block + 263, "00", 2);
+	memset(block + 148, ' ', 8);
+	unsigned sum = 0;
+	for (int i = 0; i < 512; i++)
+		sum += block[i];
+	snprintf((char *)block + 148, 8, "%06o", sum);
+}
+
+/* A pax record "LEN key=value\n", LEN counting itself. */
+static size_t pax_record(char *out, const char *kv)
+{
+	size_t body = strlen(kv) + 2, len = body + 1;
+	while (len != body + (size_t)snprintf(NULL, 0, "%zu", len))
+		len++;
+	return (size_t)sprintf(out, "%zu %s\n", len, kv);
+}
+
+/* Appends a member that holds one byte but that libarchive (pax, GNU sparse 0.1) expands to
+ * logical bytes. Returns the bytes written. */
+static size_t sparse_member(uint8_t *out, int i, size_t logical)
+{
+	char pax[512], kv[128];
+	size_t n = 0;
+	snprintf(kv, sizeof kv, "GNU.sparse.size=%zu", logical);
+	n += pax_record(pax + n, kv);
+	n += pax_record(pax + n, "GNU.sparse.numblocks=1");
+	snprintf(kv, sizeof kv, "GNU.sparse.map=%zu,1", logical - 1);
+	n += pax_record(pax + n, kv);
+	char name[32];
+	snprintf(name, sizeof name, "big%d", i);
+	tar_header(out, "PaxHeader", n, 'x');
+	memset(out + 512, 0, 512);
+	memcpy(out + 512, pax, n);
+	tar_header(out + 1024, name, 1, '0');
+	memset(out + 1536, 0, 512);
+	out[1536] = 'x';
+	return 2048;
+}
+
+/* Runs an EXIT frame through the decoder as sandbox.c does: the run's limit set, the payload
+ * split, the files unpacked within the cap. Returns archive_unpack's result (1 when the decoder
+ * or the split refused it). */
+static int exit_through_decoder(const uint8_t *tar, size_t tar_len, uint64_t cap,
+				struct file_list *files)
+{
+	struct al_exit e = {.files_len = (uint32_t)tar_len};
+	size_t len = sizeof e + tar_len;
+	uint8_t *frame = malloc(8 + len);
+	uint8_t *payload = malloc(len);
+	memcpy(payload, &e, sizeof e);
+	memcpy(payload + sizeof e, tar, tar_len);
+	put_frame(frame, AL_FRAME_EXIT, payload, (uint32_t)len);
+	struct frame_decoder d;
+	struct seen s = {.stop_after = 1};
+	frame_decoder_init(&d);
+	d.exit_limit = frame_exit_limit(cap);
+	int rc = 1;
+	if (frame_decoder_feed(&d, frame, 8 + len, record, &s) == 1 && s.frames == 1) {
+		struct al_exit got;
+		const uint8_t *ftar, *skipped;
+		if (frame_parse_exit(d.payload, len, &got, &ftar, &skipped) == 0)
+			rc = archive_unpack(ftar, got.files_len, 1000, cap, files);
+	}
+	frame_decoder_free(&d);
+	free(frame);
+	free(payload);
+	return rc;
+}
+
+static void exit_with_sparse_members_is_refused(void)
+{
+	enum { MEMBERS = 100 };
+	uint8_t *tar = calloc(MEMBERS * 2048 + 1024, 1);
+	size_t n = 0;
+	for (int i = 0; i < MEMBERS; i++)
+		/* each within the archive's own length, as a check of single sizes allows */
+		n += sparse_member(tar + n, i, 190 * 1024);
+	n += 1024; /* end of archive */
+	struct file_list files = {0};
+	CHECK(exit_through_decoder(tar, n, 1 << 20, &files) == -EPROTO);
+	CHECK(files.len == 0);
+	file_list_free(&files);
+	free(tar);
+}
+
+static void exit_files_past_the_cap_are_listed_not_read(void)
+{
+	enum { MEMBERS = 5, SIZE = 300 * 1024 };
+	uint8_t *tar = calloc(MEMBERS * (SIZE + 512) + 1024, 1);
+	size_t n = 0;
+	for (int i = 0; i < MEMBERS; i++) {
+		char name[16];
+		snprintf(name, sizeof name, "f%d", i);
+		tar_header(tar + n, name, SIZE, '0');
+		memset(tar + n + 512, 'a' + i, SIZE);
+		n += 512 + SIZE;
+	}
+	n += 1024;
+	struct file_list files = {0};
+	CHECK(exit_through_decoder(tar, n, 1 << 20, &files) == 0);
+	CHECK(files.len == MEMBERS);
+	uint64_t returned = 0;
+	for (size_t i = 0; i < files.len; i++) {
+		CHECK(files.items[i].size == SIZE);
+		CHECK(files.items[i].returned == (i < 3)); /* 3 x 300 KiB fit in 1 MiB */
+		if (files.items[i].returned) {
+			returned += files.items[i].size;
+			CHECK(files.items[i].data[SIZE - 1] == 'a' + i);
+		}
+	}
+	CHECK(returned <= 1 << 20);
+	file_list_free(&files);
+	free(tar);
+}
+
+static void exit_longer_than_the_cap_allows_is_refused_before_buffering(void)
+{
+	struct frame_decoder d;
+	struct seen s = {0};
+	frame_decoder_init(&d);
+	d.exit_limit = frame_exit_limit(1 << 20);
+	CHECK(d.exit_limit < 8u << 20); /* the cap, headers and the skipped list: not 40 MiB */
+	uint8_t header[8];
+	put_frame(header, AL_FRAME_EXIT, NULL, 0);
+	uint32_t len = (uint32_t)d.exit_limit + 1;
+	memcpy(header + 4, &len, 4);
+	CHECK(frame_decoder_feed(&d, header, sizeof header, record, &s) == -EPROTO);
+	CHECK(d.payload == NULL && s.frames == 0);
+	frame_decoder_free(&d);
+}
+
 int main(void)
 {
 	TEST(decodes_a_stream_in_one_piece);
@@ -169,5 +317,8 @@ int main(void)
 	TEST(handler_can_stop_decoding);
 	TEST(exit_lengths_must_add_up);
 	TEST(run_header_is_bounded);
+	TEST(exit_with_sparse_members_is_refused);
+	TEST(exit_files_past_the_cap_are_listed_not_read);
+	TEST(exit_longer_than_the_cap_allows_is_refused_before_buffering);
 	return TEST_EXIT_STATUS();
 }

@@ -91,7 +91,7 @@ static void agent_archive_reads_on_host(void)
 	CHECK(tar_finish(&w) == 0);
 
 	struct file_list out = {0};
-	CHECK(archive_unpack(w.data, w.len, 100, &out) == 0);
+	CHECK(archive_unpack(w.data, w.len, 100, UINT64_MAX, &out) == 0);
 	CHECK(out.len == 3);
 	if (out.len == 3) {
 		CHECK(strcmp(out.items[0].path, "plot.png") == 0 && out.items[0].size == 4);
@@ -101,7 +101,7 @@ static void agent_archive_reads_on_host(void)
 	}
 	file_list_free(&out);
 	/* max_files bounds what the host takes */
-	CHECK(archive_unpack(w.data, w.len, 1, &out) == 0 && out.len == 1);
+	CHECK(archive_unpack(w.data, w.len, 1, UINT64_MAX, &out) == 0 && out.len == 1);
 	file_list_free(&out);
 	tar_writer_free(&w);
 }
