@@ -11,6 +11,9 @@
 
 #define VM_DEFAULT_MEMORY_MB 512
 #define VM_DEFAULT_VCPUS 1
+/* The most a VM's serial log may grow: the guest writes it, and may flood it. airlock-vmm has the
+ * same limit (vmm/jail.c, JAIL_MAX_FILE_SIZE). */
+#define VM_LOG_MAX_BYTES (64ull << 20)
 
 struct vm_spec {
 	const char *kernel;     /* ELF vmlinux */
@@ -33,8 +36,8 @@ struct vm_spec {
 	unsigned guest_tsc_khz;
 
 	/* tcg: fd numbers in the VM process of the kernel, the root disk and (restoring) the RAM
-	 * file, opened read-only by airlock, or -1. Started by root, QEMU then runs as nobody and
-	 * opens them through these, its jail binding none of them (launcher_tcg.c says when). */
+	 * file, opened by airlock through read-only mounts (readonly_files.h), or -1 (the VM that
+	 * makes a snapshot). QEMU opens them through these, its jail binding none of them. */
 	int kernel_fd, rootfs_fd, memory_fd;
 	bool serial_on_stdout; /* tcg: the serial console goes to stdout, else to serial_log */
 

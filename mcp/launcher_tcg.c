@@ -131,41 +131,45 @@ static int push_snapshot_args(const struct vm_spec *s, const char *memory, struc
 /* QEMU's jail: bubblewrap (Debian's bubblewrap) gives it its own user, mount, pid, net, ipc,
  * uts and cgroup namespaces, no capabilities and no_new_privs, and a root holding only /usr (the
  * program, its libraries and firmware), the dynamic linker's cache, a minimal /dev and /proc of
- * its own, and qemu_preload.c (not dumpable; the snapshot's RAM file opened read-only). prlimit
- * sets its limits: no core dumps, bounded fds and address space. QEMU's own seccomp filter
- * (-sandbox) comes on top. Its serial console goes to its stdout, the VM's log, where sandbox.c
- * asks (else to the file serial_log, in a directory bound in writable).
+ * its own, and qemu_preload.c (not dumpable; the snapshot's RAM file opened read-only; a full
+ * log fails a write instead of killing it). prlimit sets its limits: no core dumps, bounded fds,
+ * address space and file size (its log). QEMU's own seccomp filter (-sandbox) comes on top. Its
+ * environment is airlock's minimal one (vm_process.h). Its serial console goes to its stdout,
+ * the VM's log, where sandbox.c asks (else to the file serial_log, in a directory bound in
+ * writable).
  *
- * Whom it runs as, and how it reaches its files (struct qemu_plan), such that it can write none
- * of them, the snapshot's RAM file least of all (every later VM starts from it):
- *   - started by root, as nobody (setpriv), given the files as fds airlock opened read-only,
- *     reopened through /proc/self/fd (which checks the file's permissions again: nobody may only
- *     read them); the jail then binds none of them. This needs unprivileged user namespaces for
- *     bubblewrap, and files nobody may read and not write;
- *   - else (started by another user, or without those) as airlock's user, the files by path,
- *     bound in read-only, which stops even their owner writing them;
- *   - the VM that makes a snapshot (an image build, no user code) writes it: by path, its
- *     directory bound in writable, as airlock's user.
+ * Its files (struct qemu_plan) it can write none of, the snapshot's RAM file least of all (every
+ * later VM starts from it): airlock hands them over as fds opened through read-only mounts
+ * (readonly_files.h), which QEMU reopens as /proc/self/fd/N; such a reopen meets EROFS if it
+ * asks to write, whoever QEMU runs as, and the jail binds none of the files. Only the VM that
+ * makes a snapshot (an image build, no user code) names its files by path: the kernel and root
+ * disk bound in read-only, its snapshot directory writable, as airlock's user.
+ *
+ * Whom it runs as: started by root, as the VM's own uid (vm_spec.run_as_uid), which no other
+ * process of the host shares, so none may signal or trace it (bubblewrap's user namespace is
+ * that uid's). This needs unprivileged user namespaces for bubblewrap, and files others may
+ * read (its reopen checks permissions again); without them it stays root, with no capability.
+ * Started by a user, as that user: the user's own processes are the same trust domain.
  *
  * No --new-session: sandbox.c starts the VM in a session of its own (no terminal to reach) and
  * kills its whole process group. QEMU does not end with its parent: setpriv (util-linux,
  * essential on Debian, like prlimit) makes the kernel kill bubblewrap when airlock dies, however
  * it dies, and --die-with-parent passes that on to QEMU (airlock-vmm does this itself). Without
- * bubblewrap QEMU runs unjailed under setpriv alone, preloaded all the same (doctor says so). */
+ * bubblewrap QEMU runs unjailed under setpriv and prlimit alone, preloaded all the same (doctor
+ * says so). */
 #define QEMU_MAX_FDS 256                     /* it holds a few dozen */
 #define QEMU_ADDRESS_SPACE_EXTRA (4ull << 30) /* TCG's 1 GiB code buffer, libraries, threads */
-#define QEMU_UID 65534                       /* nobody, when airlock runs as root */
-#define QEMU_GID 65534
 
 struct qemu_plan {
 	char bwrap[4096]; /* jailed: bubblewrap's path; empty: not jailed */
-	bool as_nobody;   /* and its files by fd */
+	bool by_fd;       /* its files by fd, on read-only mounts (else by path) */
+	unsigned uid;     /* its own uid and gid, or 0: airlock's */
 	char preload[4096];
 	/* the names QEMU opens its files by: /proc/self/fd/N or paths */
 	char kernel[4096], rootfs[4096], memory[4096];
 };
 
-/* bubblewrap started by nobody needs user namespaces for everyone; kernels can turn them off
+/* bubblewrap started by a user needs user namespaces for everyone; kernels can turn them off
  * (Debian's sysctl, Ubuntu's AppArmor restriction, a zero limit). */
 static bool unprivileged_jail_possible(void)
 {
@@ -192,12 +196,11 @@ static bool unprivileged_jail_possible(void)
 	return possible;
 }
 
-/* nobody may read the file and may not write it (it is not theirs, nor writable by all). */
-static bool readable_not_writable_by_nobody(const char *path)
+/* Another user may read the file (QEMU as the VM's uid reopens it). */
+static bool readable_by_others(const char *path)
 {
 	struct stat st;
-	return stat(path, &st) == 0 && (st.st_mode & S_IROTH) && !(st.st_mode & S_IWOTH) &&
-	       st.st_uid != QEMU_UID && !(st.st_gid == QEMU_GID && (st.st_mode & S_IWGRP));
+	return stat(path, &st) == 0 && (st.st_mode & S_IROTH);
 }
 
 static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
@@ -208,12 +211,13 @@ static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
 		snprintf(memory, sizeof memory, "%s/memory", s->snapshot_dir);
 	if (!confined || !find_in_path("bwrap", p->bwrap, sizeof p->bwrap))
 		p->bwrap[0] = '\0';
-	p->as_nobody = confined && geteuid() == 0 && unprivileged_jail_possible() &&
-		       s->kernel_fd >= 0 && s->rootfs_fd >= 0 &&
-		       readable_not_writable_by_nobody(s->kernel) &&
-		       readable_not_writable_by_nobody(s->rootfs) &&
-		       (!s->restore || (s->memory_fd >= 0 && readable_not_writable_by_nobody(memory)));
-	if (p->as_nobody) {
+	p->by_fd = s->kernel_fd >= 0 && s->rootfs_fd >= 0 && (!s->restore || s->memory_fd >= 0);
+	bool own_uid = confined && s->run_as_uid != 0 && p->by_fd &&
+		       (!p->bwrap[0] || unprivileged_jail_possible()) &&
+		       readable_by_others(s->kernel) && readable_by_others(s->rootfs) &&
+		       (!s->restore || readable_by_others(memory));
+	p->uid = own_uid ? s->run_as_uid : 0;
+	if (p->by_fd) {
 		snprintf(p->kernel, sizeof p->kernel, "/proc/self/fd/%d", s->kernel_fd);
 		snprintf(p->rootfs, sizeof p->rootfs, "/proc/self/fd/%d", s->rootfs_fd);
 		snprintf(p->memory, sizeof p->memory, "/proc/self/fd/%d", s->memory_fd);
@@ -227,7 +231,8 @@ static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
 	return 0;
 }
 
-/* Files named by path: bound in, read-only but for what a snapshot being made writes. */
+/* Files named by path (the VM that makes a snapshot): bound in, read-only but for the
+ * snapshot being made and the log. */
 static int push_bound_paths(const struct vm_spec *s, struct argv_list *a)
 {
 	int rc = 0;
@@ -259,9 +264,9 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 {
 	int rc = 0;
 	rc |= argv_push(a, "setpriv");
-	if (p->as_nobody) {
-		rc |= argv_push(a, "--reuid=%d", QEMU_UID);
-		rc |= argv_push(a, "--regid=%d", QEMU_GID);
+	if (p->uid) {
+		rc |= argv_push(a, "--reuid=%u", p->uid);
+		rc |= argv_push(a, "--regid=%u", p->uid);
 		rc |= argv_push(a, "--clear-groups");
 	}
 	rc |= argv_push(a, "--pdeathsig");
@@ -269,6 +274,17 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	rc |= argv_push(a, "--");
 	if (launcher_unconfined())
 		return rc ? -ENOMEM : 0;
+	/* limits (prlimit, util-linux too): no core dump (it would hold guest memory), a bounded
+	 * number of fds, an address space of guest RAM plus TCG's code buffer and the rest, and
+	 * a bounded log (not for the VM that makes a snapshot: its RAM file is as large as RAM) */
+	rc |= argv_push(a, "prlimit");
+	rc |= argv_push(a, "--core=0");
+	rc |= argv_push(a, "--nofile=%u", QEMU_MAX_FDS);
+	rc |= argv_push(a, "--as=%llu",
+			((unsigned long long)s->memory_mb << 20) + QEMU_ADDRESS_SPACE_EXTRA);
+	if (!s->snapshot_dir || s->restore)
+		rc |= argv_push(a, "--fsize=%llu", VM_LOG_MAX_BYTES);
+	rc |= argv_push(a, "--");
 	if (!p->bwrap[0]) { /* preloaded all the same, through env(1) */
 		rc |= argv_push(a, "env");
 		rc |= argv_push(a, "LD_PRELOAD=%s", p->preload);
@@ -276,14 +292,6 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 			rc |= argv_push(a, "AIRLOCK_READONLY_RAM=%s", p->memory);
 		return rc ? -ENOMEM : 0;
 	}
-	/* limits (prlimit, util-linux too): no core dump (it would hold guest memory), a bounded
-	 * number of fds, and an address space of guest RAM plus TCG's code buffer and the rest */
-	rc |= argv_push(a, "prlimit");
-	rc |= argv_push(a, "--core=0");
-	rc |= argv_push(a, "--nofile=%u", QEMU_MAX_FDS);
-	rc |= argv_push(a, "--as=%llu",
-			((unsigned long long)s->memory_mb << 20) + QEMU_ADDRESS_SPACE_EXTRA);
-	rc |= argv_push(a, "--");
 	static const char *const fixed[] = {
 		"--die-with-parent", "--unshare-all", "--cap-drop", "ALL",
 		"--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
@@ -293,7 +301,7 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	rc |= argv_push(a, "%s", p->bwrap);
 	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
 		rc |= argv_push(a, "%s", fixed[i]);
-	if (!p->as_nobody)
+	if (!p->by_fd)
 		rc |= push_bound_paths(s, a);
 	rc |= argv_push(a, "--ro-bind");
 	rc |= argv_push(a, "%s", p->preload);

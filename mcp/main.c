@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "config.h"
+#include "vm_process.h"
 
 static void usage(FILE *out)
 {
@@ -32,6 +33,9 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
+	/* what the MCP host left open is not for the VMs airlock starts */
+	if (vm_process_close_inherited_fds() != 0)
+		fprintf(stderr, "airlock: cannot mark inherited fds close-on-exec\n");
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "mcp") == 0)
 		return cli_mcp(argc - 1, argv + 1);

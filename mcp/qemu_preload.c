@@ -1,17 +1,19 @@
-/* Preloaded into every jailed QEMU (LD_PRELOAD, launcher_tcg.c): two things QEMU 7.2 cannot be
- * told on its command line.
+/* Preloaded into every jailed QEMU (LD_PRELOAD, launcher_tcg.c): three things QEMU 7.2 cannot
+ * be told on its command line.
  *
- * Not dumpable. QEMU started by root runs as nobody, like every other jailed VM process; left
- * dumpable, any process of that user on the host could ptrace it or read its memory. airlock-vmm
- * makes itself undumpable (vmm/jail.c); for QEMU this constructor does.
+ * Not dumpable, from its first instruction on: airlock-vmm makes itself undumpable (vmm/jail.c);
+ * for QEMU this constructor does.
+ *
+ * A full log fails a write instead of killing QEMU: its serial log is bounded (RLIMIT_FSIZE),
+ * and a write past that would raise SIGXFSZ, whose default ends the process.
  *
  * The snapshot's RAM file read-only. The RAM file is shared by every VM of the snapshot, each
  * mapping it private (copy-on-write). QEMU 7.2 opens it read-write all the same (its read-only
  * option makes the guest's RAM a ROM; QEMU 8.2 added rom=off for this case), so a guest that took
  * QEMU over could write it and every later VM would restore what it wrote. With this, QEMU's only
  * fd to the file is read-only. This alone stops no one who makes the syscall directly: what does
- * is that QEMU cannot open the file for writing at all (nobody may only read it, or the jail binds
- * it read-only); this is what lets QEMU start under those rules. A private mapping needs no more
+ * is that QEMU cannot open the file for writing at all (its fd lies on a read-only mount,
+ * readonly_files.h); this is what lets QEMU start under that rule. A private mapping needs no more
  * than read access; the writes QEMU would make to the file itself (punching holes when RAM is
  * discarded, extending an empty file) do not happen in a restore, and would fail instead of
  * corrupting the snapshot.
@@ -25,6 +27,7 @@
  * would give open the symbol open64 (the same function on x86_64). */
 #undef _FILE_OFFSET_BITS
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +42,7 @@ static const char *readonly_path;
 __attribute__((constructor)) static void start(void)
 {
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	signal(SIGXFSZ, SIG_IGN);
 	readonly_path = getenv("AIRLOCK_READONLY_RAM");
 }
 

@@ -26,7 +26,9 @@
 #include "frame.h"
 #include "qmp.h"
 #include "sandbox.h"
+#include "readonly_files.h"
 #include "snapshot.h"
+#include "vm_process.h"
 
 /* After the program's limit the agent kills it and reports; the host waits this much longer for
  * that report before killing the VM itself. */
@@ -79,6 +81,7 @@ struct sandbox {
 	char serial_log[128];
 	uint64_t spawned_ns, run_sent_ns;
 	struct vm_cgroup cgroup;
+	struct vm_identity identity; /* airlock as root: the uid its processes run as */
 
 	struct sandbox_result res;
 	sandbox_done_fn done;
@@ -155,6 +158,10 @@ static void fail(struct sandbox *sb, int error, const char *fmt, ...)
 	end(sb);
 }
 
+/* --verbose: the end of the guest's log, at most VERBOSE_LOG_MAX bytes of it (a guest may write
+ * up to the log's own limit, tens of MiB). */
+#define VERBOSE_LOG_MAX (256u << 10)
+
 static void copy_boot_log_to_stderr(const struct sandbox *sb)
 {
 	FILE *f = fopen(sb->serial_log, "r");
@@ -163,6 +170,13 @@ static void copy_boot_log_to_stderr(const struct sandbox *sb)
 	char buf[4096];
 	size_t n;
 	fprintf(stderr, "---- guest boot log ----\n");
+	if (fseek(f, 0, SEEK_END) == 0 && ftell(f) > (long)VERBOSE_LOG_MAX) {
+		fprintf(stderr, "[%ld bytes before these left out]\n",
+			ftell(f) - (long)VERBOSE_LOG_MAX);
+		fseek(f, -(long)VERBOSE_LOG_MAX, SEEK_END);
+	} else {
+		rewind(f);
+	}
 	while ((n = fread(buf, 1, sizeof buf, f)) > 0)
 		fwrite(buf, 1, n, stderr);
 	fprintf(stderr, "---- end of guest boot log ----\n");
@@ -189,6 +203,7 @@ static void release(struct sandbox *sb)
 	unlink(sb->serial_log);
 	rmdir(sb->tmpdir);
 	vm_cgroup_remove(&sb->cgroup); /* its process is reaped by now */
+	vm_identity_release(&sb->identity);
 	free(sb);
 }
 
@@ -561,16 +576,17 @@ static int open_restore_fds(struct sandbox *sb, int control[2], int *state_fd)
 	snprintf(path, sizeof path, "%s/state", sb->vm.snapshot_dir);
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0)
 		return -errno;
-	*state_fd = open(path, O_RDONLY | O_CLOEXEC);
-	int rc = *state_fd < 0 ? -errno : qmp_restore_commands(STATE_FD_IN_VM, commands,
-							       sizeof commands);
+	*state_fd = readonly_open(path);
+	int rc = *state_fd < 0 ? *state_fd : qmp_restore_commands(STATE_FD_IN_VM, commands,
+							      sizeof commands);
 	if (rc == 0 && write(control[0], commands, strlen(commands)) != (ssize_t)strlen(commands))
 		rc = -errno;
 	return rc;
 }
 
-/* tcg: the kernel, the root disk and, restoring, the snapshot's RAM file, all read-only.
- * Returns 0 or -errno; files[] is -1 where nothing was opened. */
+/* tcg: the kernel, the root disk and, restoring, the snapshot's RAM file, all read-only such
+ * that nothing holding them can write them (readonly_files.h). Returns 0 or -errno; files[] is
+ * -1 where nothing was opened. */
 static int open_tcg_files(const struct sandbox *sb, int files[3])
 {
 	char memory[PATH_MAX + 8] = "";
@@ -578,9 +594,9 @@ static int open_tcg_files(const struct sandbox *sb, int files[3])
 		snprintf(memory, sizeof memory, "%s/memory", sb->vm.snapshot_dir);
 	const char *paths[3] = {sb->vm.kernel, sb->vm.rootfs, memory};
 	for (int i = 0; i < 3; i++) {
-		files[i] = paths[i][0] ? open(paths[i], O_RDONLY | O_CLOEXEC) : -1;
+		files[i] = paths[i][0] ? readonly_open(paths[i]) : -1;
 		if (paths[i][0] && files[i] < 0)
-			return -errno;
+			return files[i];
 	}
 	return 0;
 }
@@ -622,7 +638,14 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		.serial_on_stdout = tcg,
 	};
 	int control[2] = {-1, -1}, state_fd = -1, files[3] = {-1, -1, -1};
-	int rc = tcg ? open_tcg_files(sb, files) : 0;
+	int rc = vm_identity_take(&sb->identity);
+	if (rc) {
+		snprintf(err, err_len, "cannot reserve a uid of its own for the VM: %s",
+			 strerror(-rc));
+		goto out;
+	}
+	spec.run_as_uid = spec.run_as_gid = sb->identity.uid;
+	rc = tcg ? open_tcg_files(sb, files) : 0;
 	if (rc) {
 		snprintf(err, err_len, "cannot open the VM's files: %s", strerror(-rc));
 		goto out;
@@ -653,6 +676,7 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		.args = argv.items,
 		.stdio_count = tcg ? FDS_IN_VM : CHANNEL_FD_IN_VM + 1,
 		.stdio = stdio,
+		.env = (char **)vm_environment(), /* not airlock's: it may hold the host's secrets */
 		.flags = UV_PROCESS_DETACHED, /* its own session and process group: see kill_vm */
 	};
 	sb->process.data = sb;

@@ -33,6 +33,7 @@
 #include "paths.h"
 #include "qmp.h"
 #include "snapshot.h"
+#include "vm_process.h"
 
 #define MANIFEST_VERSION 2 /* 2: guest_tsc_khz, memory_ctime_ns */
 #define CHANNEL_FD 3
@@ -239,15 +240,17 @@ static pid_t spawn(char **argv, const int fds[3], int log_fd)
 		return pid;
 	int high[3];
 	for (int i = 0; i < 3; i++)
-		high[i] = fds[i] >= 0 ? fcntl(fds[i], F_DUPFD, 10) : -1;
+		high[i] = fds[i] >= 0 ? fcntl(fds[i], F_DUPFD_CLOEXEC, 10) : -1;
 	for (int i = 0; i < 3; i++)
 		if (high[i] >= 0)
 			dup2(high[i], CHANNEL_FD + i);
-	int null = open("/dev/null", O_RDONLY);
+	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	dup2(null, 0);
 	dup2(log_fd, 1);
 	dup2(log_fd, 2);
-	execvp(argv[0], argv);
+	/* only the fds above and airlock's environment (vm_process.h) reach the VM */
+	close_range(CHANNEL_FD + 3, ~0u, 0);
+	execvpe(argv[0], argv, (char **)vm_environment());
 	fprintf(stderr, "cannot start %s: %s\n", argv[0], strerror(errno));
 	_exit(127);
 }

@@ -17,10 +17,10 @@ INIT = {"jsonrpc": "2.0", "id": 0, "method": "initialize",
 class Server:
     """One `airlock mcp` process on pipes."""
 
-    def __init__(self, *args, stdin=subprocess.PIPE):
+    def __init__(self, *args, stdin=subprocess.PIPE, env=None, pass_fds=()):
         self.proc = subprocess.Popen([AIRLOCK, "mcp", "--backend", BACKEND] + list(args),
                                      stdin=stdin, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE)
+                                     stderr=subprocess.PIPE, env=env, pass_fds=pass_fds)
         self.buf = b""
         self.messages = []  # read but not yet taken
 

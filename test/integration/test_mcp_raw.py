@@ -2,6 +2,7 @@
 """`airlock mcp` at the wire: raw lines in, replies checked one by one. Malformed, oversized,
 binary and out-of-order lines; concurrency; progress; cancellation; shutdown on EOF and SIGTERM.
 VMs run on $AIRLOCK_TEST_BACKEND (default tcg)."""
+import errno
 import json
 import os
 import re
@@ -99,39 +100,32 @@ def leaf_process(pid):
     return pid
 
 
-def ram_file_modes(pid):
-    """The access mode (O_RDONLY, O_WRONLY, O_RDWR) of each fd pid holds to a snapshot's RAM
-    file."""
-    modes = []
+def held_files(pid):
+    """(fd, access mode) of each regular file pid holds, but its stdio (its log)."""
+    held = []
     for fd in os.listdir("/proc/%s/fd" % pid):
         try:
-            target = os.readlink("/proc/%s/fd/%s" % (pid, fd))
-            if "/snapshot-" in target and target.endswith("/memory"):
+            if int(fd) > 2 and os.path.isfile("/proc/%s/fd/%s" % (pid, fd)):
                 with open("/proc/%s/fdinfo/%s" % (pid, fd)) as f:
                     flags = next(int(l.split()[1], 8) for l in f if l.startswith("flags:"))
-                modes.append(flags & os.O_ACCMODE)
+                held.append((int(fd), flags & os.O_ACCMODE))
         except (OSError, StopIteration):
             pass
-    return modes
+    return held
 
 
-def files_held(pid):
-    """The regular files pid holds open (kernel, root disk, RAM file, its log)."""
-    held = set()
-    for fd in os.listdir("/proc/%s/fd" % pid):
-        try:
-            target = os.readlink("/proc/%s/fd/%s" % (pid, fd))
-        except OSError:
-            continue
-        if os.path.isfile(target):
-            held.add(target)
-    return sorted(held)
+def reopens_for_writing(pid, fd):
+    """Whether even root may open what pid's fd names for writing (no byte is written)."""
+    try:
+        os.close(os.open("/proc/%s/fd/%s" % (pid, fd), os.O_RDWR))
+        return True
+    except OSError as e:
+        if e.errno != errno.EROFS:
+            raise
+        return False
 
 
-def writable_by_nobody(path):
-    st = os.stat(path)
-    return (st.st_uid == 65534 and st.st_mode & 0o200 or st.st_mode & 0o002 or
-            st.st_gid == 65534 and st.st_mode & 0o020)
+VM_UID_BASE, VM_UID_COUNT = 0x7A1C0000, 65536  # mcp/vm_process.h
 
 
 @test
@@ -148,14 +142,19 @@ def vms_run_jailed():
                 status = dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
             expect(status["CapEff"] == "0000000000000000" and status["NoNewPrivs"] == "1",
                    "no capabilities, no_new_privs", (leaf, status.get("CapEff")))
-            if os.geteuid() == 0:  # started by root, the VM runs as nobody outside
-                expect(status["Uid"].split() == ["65534"] * 4, "nobody outside", status["Uid"])
-                # and not dumpable, or any other process of nobody's could ptrace it: /proc
-                # then gives its files to root
-                expect(os.stat("/proc/%s/fd" % leaf).st_uid == 0, "not dumpable")
-                held = files_held(leaf)
-                expect(held and all(not writable_by_nobody(f) for f in held),
-                       "nobody can write none of the files it holds", held)
+            if os.geteuid() == 0:  # started by root, the VM runs as a uid of its own
+                uids = set(status["Uid"].split())
+                expect(len(uids) == 1 and
+                       VM_UID_BASE <= int(uids.pop()) < VM_UID_BASE + VM_UID_COUNT,
+                       "its own uid outside", status["Uid"])
+            # not dumpable: /proc then gives its files to root
+            expect(os.stat("/proc/%s/fd" % leaf).st_uid == 0, "not dumpable")
+            if BACKEND == "tcg":  # its files (kernel, root disk, snapshot) on read-only mounts
+                held = held_files(leaf)
+                expect(len(held) >= 2 and all(m == os.O_RDONLY for _, m in held),
+                       "it holds its files read-only", held)
+                expect(not [fd for fd, _ in held if reopens_for_writing(leaf, fd)],
+                       "no file it holds can be reopened for writing, by root either", held)
             # both run in a pid namespace of their own, under a supervisor outside it (bubblewrap;
             # airlock-vmm's own, vmm/jail_supervisor.c)
             spaces = ("user", "mnt", "net", "ipc", "uts", "pid")
@@ -180,15 +179,11 @@ def vms_run_jailed():
             for host_path in ("/etc/passwd", "/etc/shadow", os.path.abspath(__file__)):
                 expect(not os.path.exists(root + host_path.lstrip("/")),
                        "the host's %s is not there" % host_path)
-            if BACKEND == "tcg":  # QEMU cannot write its snapshot, RAM file included
+            if BACKEND == "tcg":  # and binds none of them
                 with open("/proc/%s/mountinfo" % leaf) as f:
-                    options = {l.split()[4]: l.split()[5].split(",")[0] for l in f}
-                snap = {m: o for m, o in options.items() if "/snapshot-" in m}
-                expect(all(o == "ro" for o in snap.values()),
-                       "the snapshot, if mounted at all, is read-only", snap)
-                modes = ram_file_modes(leaf)
-                expect(modes and all(m == os.O_RDONLY for m in modes),
-                       "QEMU holds the snapshot's RAM file read-only", modes)
+                    mounts = [l.split()[4] for l in f]
+                expect(not [m for m in mounts if "/snapshot-" in m or "/rootfs-" in m],
+                       "no image file is mounted in its root", mounts)
     finally:
         s.close()
 

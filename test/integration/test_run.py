@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, airlock, expect, main, run_code, run_json, test  # noqa: E402
+from harness import AIRLOCK, BUILD, airlock, expect, main, run_code, run_json, test  # noqa: E402
 
 
 @test
