@@ -162,8 +162,9 @@ def vms_run_jailed():
                 limits = f.read()
             expect(re.search(r"Max core file size\s+0\s+0", limits) and
                    not re.search(r"Max open files\s+unlimited", limits) and
-                   not re.search(r"Max address space\s+unlimited", limits),
-                   "no core dumps, bounded fds and address space", limits)
+                   not re.search(r"Max address space\s+unlimited", limits) and
+                   not re.search(r"Max file size\s+unlimited", limits),
+                   "no core dumps, bounded fds, address space and log", limits)
             shared = [n for n in spaces
                       if os.readlink("/proc/%s/ns/%s" % (leaf, n)) ==
                       os.readlink("/proc/self/ns/" + n)]

@@ -1,10 +1,12 @@
-/* The library preloaded into QEMU (mcp/qemu_preload.c): the process is not dumpable, and an open
+/* The library preloaded into QEMU (mcp/qemu_preload.c): the process is not dumpable, a write past
+ * its file size limit fails instead of killing it (SIGXFSZ ignored), and an open
  * for reading and writing of exactly the path in AIRLOCK_READONLY_RAM becomes read-only, through
  * every name it defines; other paths, other modes and creation are left alone. It is preloaded
  * into a child (this binary again, argv[1] the library), which calls each name as looked up in
  * the process (the preloaded definition comes first) and reports what it got. */
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,7 +17,7 @@
 
 #include "check.h"
 
-enum { GOT_RDONLY = 10, GOT_RDWR, GOT_OTHER, GOT_DUMPABLE, GOT_NO_SYMBOL };
+enum { GOT_RDONLY = 10, GOT_RDWR, GOT_OTHER, GOT_DUMPABLE, GOT_NO_SYMBOL, GOT_SIGXFSZ_KILLS };
 
 typedef int (*open_fn)(const char *, int, ...);
 typedef int (*openat_fn)(int, const char *, int, ...);
@@ -26,6 +28,9 @@ static int child(const char *name, const char *path, int flags)
 {
 	if (prctl(PR_GET_DUMPABLE, 0, 0, 0, 0) != 0)
 		return GOT_DUMPABLE;
+	struct sigaction xfsz;
+	if (sigaction(SIGXFSZ, NULL, &xfsz) != 0 || xfsz.sa_handler != SIG_IGN)
+		return GOT_SIGXFSZ_KILLS; /* a full log would end QEMU */
 	void *fn = dlsym(RTLD_DEFAULT, name);
 	if (!fn)
 		return GOT_NO_SYMBOL;
