@@ -7,6 +7,8 @@
  *   oversize     says READY, then announces a STDOUT frame far over the limit
  *   exit-tar     says READY, takes the RUN, then answers EXIT with /exit.tar as the files
  *                archive (a hostile archive the test made)
+ *   flood        says READY, takes the RUN, then sends stdout frames without end, far past
+ *                the run's cap (the agent drops what is past it itself)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,15 +27,33 @@ static void mode_of(char *mode, size_t len)
 		fclose(f);
 }
 
-/* Takes one RUN frame, whatever it holds, then sends EXIT with /exit.tar as its files. */
-static void exit_with_tar(int fd)
+/* Takes one RUN frame, whatever it holds. Returns 0 or -1. */
+static int take_run(int fd)
 {
 	uint32_t type;
 	uint8_t *run;
 	size_t run_len;
 	if (channel_recv(fd, &type, &run, &run_len) != 0)
-		return;
+		return -1;
 	free(run);
+	return 0;
+}
+
+static void flood(int fd)
+{
+	static uint8_t chunk[AL_FRAME_MAX_OUTPUT_CHUNK];
+	memset(chunk, 'x', sizeof chunk);
+	if (take_run(fd) != 0)
+		return;
+	while (channel_send(fd, AL_FRAME_STDOUT, chunk, sizeof chunk) == 0)
+		;
+}
+
+/* Takes one RUN frame, whatever it holds, then sends EXIT with /exit.tar as its files. */
+static void exit_with_tar(int fd)
+{
+	if (take_run(fd) != 0)
+		return;
 	FILE *f = fopen("/exit.tar", "r");
 	if (!f)
 		return;
@@ -68,6 +88,8 @@ int main(void)
 				channel_send(fd, 0x99, "junk", 4);
 			if (strcmp(mode, "exit-tar") == 0)
 				exit_with_tar(fd);
+			if (strcmp(mode, "flood") == 0)
+				flood(fd);
 			if (strcmp(mode, "oversize") == 0) {
 				struct al_frame_header h = {AL_FRAME_STDOUT, 0x7FFFFFFF};
 				(void)!write(fd, &h, sizeof h);

@@ -287,6 +287,19 @@ def malformed_frames_end_the_vm():
         expect(r.status == 125 and b"malformed frame" in r.stderr and why in r.stderr, mode, r)
 
 
+@test
+def a_guest_flooding_past_the_output_cap_is_ended_at_once():
+    # the agent drops output past the cap itself: whoever sends more is not the agent, and the
+    # host stops decoding it at once rather than until the deadline (30 s + 2 s here)
+    tmp = misbehaving_images("flood")
+    try:
+        r = airlock("run", "--images", tmp, "--timeout", "30", "print(1)")
+    finally:
+        shutil.rmtree(tmp)
+    expect(r.status == 125 and b"more stdout than the run's cap" in r.stderr, "refused", r)
+    expect(r.seconds < 15, "ended in %.1f s, not at the deadline" % r.seconds)
+
+
 def sparse_tar(members, logical):
     """A tar archive of pax members (GNU sparse 0.1) that hold one byte each, which libarchive
     expands to `logical` bytes each."""
