@@ -1,7 +1,9 @@
 /* libFuzzer target: everything the host does with bytes from the guest agent, the way sandbox.c
  * does it: the frame decoder (fed in chunks whose size the input picks, as reads would split
  * the stream), output frames appended under their caps, and an EXIT frame split, its files tar
- * unpacked and its skipped-files list read into the structured result. */
+ * unpacked and its skipped-files list read into the structured result. No content past the
+ * files cap may be taken in; run with -malloc_limit_mb (run.sh) so that no input makes the host
+ * allocate more than the largest frame. */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -29,10 +31,18 @@ static void append(struct byte_buffer *b, bool *truncated, const uint8_t *data, 
 	b->len += len;
 }
 
+#define FILES_CAP (1u << 20)
+
 static void build_result(struct sandbox_result *r)
 {
 	struct file_list files = {0};
-	if (result_output_files(r, 1u << 20, &files) == 0) {
+	int rc = result_output_files(r, FILES_CAP, &files);
+	uint64_t returned = 0;
+	for (size_t i = 0; i < files.len; i++)
+		returned += files.items[i].returned ? files.items[i].size : 0;
+	if (returned > FILES_CAP)
+		abort(); /* content past the cap was taken in */
+	if (rc == 0) {
 		json_t *structured = result_structured(r, &files);
 		if (!structured)
 			abort();
@@ -83,6 +93,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct run run = {0};
 	struct frame_decoder d;
 	frame_decoder_init(&d);
+	d.exit_limit = frame_exit_limit(FILES_CAP); /* as the run's cap sets it (sandbox.c) */
 	for (size_t at = 0; at < size; at += chunk) {
 		size_t n = size - at < chunk ? size - at : chunk;
 		if (frame_decoder_feed(&d, data + at, n, on_frame, &run) != 0)

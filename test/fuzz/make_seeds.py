@@ -60,6 +60,18 @@ def frame_seeds():
     write("frame", "error", b"\x00" + ready + frame(5, b"cannot start python"))
     killed = struct.pack("<iiIIQQII", -1, 9, 1, 0, 0, 0, 0, 0)
     write("frame", "killed", b"\x3f" + frame(4, killed))
+    # pax members libarchive expands (GNU sparse 0.1): each holds one byte and claims 100 KB
+    sparse = io.BytesIO()
+    with tarfile.open(fileobj=sparse, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for i in range(4):
+            info = tarfile.TarInfo("big%d" % i)
+            info.size = 1
+            info.pax_headers = {"GNU.sparse.size": "100000", "GNU.sparse.numblocks": "1",
+                                "GNU.sparse.map": "99999,1"}
+            tar.addfile(info, io.BytesIO(b"x"))
+    sparse_files = sparse.getvalue()
+    exit_head = struct.pack("<iiIIQQII", 0, 0, 0, 0, 0, 0, len(sparse_files), 0)
+    write("frame", "sparse-tar", b"\x3f" + frame(4, exit_head + sparse_files))
 
 
 def virtq_seeds():
