@@ -5,8 +5,12 @@
  *   exit-ready   says READY, then exits (the kernel panics: PID 1 died)
  *   garbage      says READY, then sends a frame of an unknown type
  *   oversize     says READY, then announces a STDOUT frame far over the limit
+ *   silent-run   says READY (again for each PING), reads the RUN frame whole, then never sends
+ *                another byte: only the host's own deadline can end the call
  */
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -20,6 +24,25 @@ static void mode_of(char *mode, size_t len)
 	mode[strcspn(mode, "\n ")] = '\0';
 	if (f)
 		fclose(f);
+}
+
+/* Answers PINGs as the agent does until the RUN comes, takes all of it, and falls silent. The
+ * console line lets a test see that the RUN arrived (`airlock run --verbose` prints the log). */
+static void silent_run(int fd)
+{
+	uint32_t type;
+	uint8_t *payload;
+	size_t len;
+	struct al_ready ready = {.version = AL_PROTO_VERSION};
+	while (channel_recv(fd, &type, &payload, &len) == 0) {
+		free(payload);
+		if (type == AL_FRAME_RUN) {
+			fprintf(stderr, "misbehave: silent-run took RUN (%zu bytes)\n", len);
+			return;
+		}
+		if (type == AL_FRAME_PING && channel_send(fd, AL_FRAME_READY, &ready, sizeof ready))
+			return;
+	}
 }
 
 int main(void)
@@ -43,6 +66,8 @@ int main(void)
 				struct al_frame_header h = {AL_FRAME_STDOUT, 0x7FFFFFFF};
 				(void)!write(fd, &h, sizeof h);
 			}
+			if (strcmp(mode, "silent-run") == 0)
+				silent_run(fd);
 		}
 	}
 	for (;;)
