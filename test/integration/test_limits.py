@@ -256,6 +256,29 @@ def random_binary_files_go_in_and_come_out_byte_exact():
 
 
 @test
+def a_result_carrying_a_full_mib_of_files_arrives_every_time():
+    """Thirty calls, each returning a file just under the 1 MiB cap: every result arrives whole.
+    (The EXIT frame is then ~1 MiB; the guest ends itself right after sending it.)"""
+    size = CAP - (8 << 10)
+    code = "import os\nopen('out/r.bin', 'wb').write(os.urandom(%d))\n" % size
+    s = started("--pool", "1")
+    try:
+        lost = []
+        for i in range(30):
+            r = s.call(i, {"code": code}, timeout=180)["result"]
+            if "structuredContent" not in r:
+                lost.append(r["content"][0]["text"])
+                continue
+            files = r["structuredContent"]["files"]
+            expect(files == [{"path": "r.bin", "size": size, "mime_type":
+                              "application/octet-stream", "returned": True}], "the file", files)
+            expect(len(returned_files(r)["r.bin"]) == size, "its content returned")
+        expect(not lost, "%d of 30 results lost" % len(lost), lost[:3])
+    finally:
+        s.close()
+
+
+@test
 def max_concurrent_caps_the_programs_running_at_once():
     """--max-concurrent 2, five 5-second calls at once: never more than 2 VMs (sampled) nor 2
     programs (by their own clocks) at a time, the cap is used, and all five complete."""
