@@ -9,7 +9,10 @@
  *                archive (a hostile archive the test made)
  *   flood        says READY, takes the RUN, then sends stdout frames without end, far past
  *                the run's cap (the agent drops what is past it itself)
+ *   silent-run   says READY (again for each PING), reads the RUN frame whole, then never sends
+ *                another byte: only the host's own deadline can end the call
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,16 +30,25 @@ static void mode_of(char *mode, size_t len)
 		fclose(f);
 }
 
-/* Takes one RUN frame, whatever it holds. Returns 0 or -1. */
+/* Answers PINGs as the agent does until the RUN comes, and takes all of it. The console line
+ * lets a test see that the RUN arrived (`airlock run --verbose` prints the log). Returns 0, or
+ * -1 when the channel ended first. */
 static int take_run(int fd)
 {
 	uint32_t type;
-	uint8_t *run;
-	size_t run_len;
-	if (channel_recv(fd, &type, &run, &run_len) != 0)
-		return -1;
-	free(run);
-	return 0;
+	uint8_t *payload;
+	size_t len;
+	struct al_ready ready = {.version = AL_PROTO_VERSION};
+	while (channel_recv(fd, &type, &payload, &len) == 0) {
+		free(payload);
+		if (type == AL_FRAME_RUN) {
+			fprintf(stderr, "misbehave: took RUN (%zu bytes)\n", len);
+			return 0;
+		}
+		if (type == AL_FRAME_PING && channel_send(fd, AL_FRAME_READY, &ready, sizeof ready))
+			return -1;
+	}
+	return -1;
 }
 
 static void flood(int fd)
@@ -94,6 +106,8 @@ int main(void)
 				struct al_frame_header h = {AL_FRAME_STDOUT, 0x7FFFFFFF};
 				(void)!write(fd, &h, sizeof h);
 			}
+			if (strcmp(mode, "silent-run") == 0)
+				take_run(fd); /* and falls silent */
 		}
 	}
 	for (;;)
