@@ -6,7 +6,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,6 +142,33 @@ static int open_channel(void)
 	}
 }
 
+/* After its last frame the agent leaves the VM's end to the host, which kills the VM once it has
+ * the whole frame. A reboot at once would lose what the channel still holds: a write returns
+ * when the bytes are in the guest's queue, not on the host, and QEMU exits at the reset with
+ * them (a 500 KB EXIT arrived cut at 224 KiB now and then). Only a host that never ends the VM
+ * meets the reboot, after LAST_FRAME_GRACE_MS, or at once when the channel hangs up. */
+#define LAST_FRAME_GRACE_MS 30000
+
+static int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void wait_for_the_host(int channel_fd)
+{
+	struct pollfd p = {.fd = channel_fd, .events = POLLIN};
+	uint8_t sink[4096];
+	for (int64_t deadline = monotonic_ms() + LAST_FRAME_GRACE_MS;;) {
+		int64_t left = deadline - monotonic_ms();
+		if (left <= 0 || poll(&p, 1, (int)left) < 0 || (p.revents & (POLLHUP | POLLERR)))
+			return;
+		if ((p.revents & POLLIN) && read(channel_fd, sink, sizeof sink) <= 0)
+			return; /* the host closed its end: nothing more can be lost */
+	}
+}
+
 static void end_vm(void)
 {
 	sync();
@@ -248,8 +277,10 @@ int main(void)
 		if (fd < 0)
 			fprintf(stderr, "airlock-agent: no host channel (/dev/hvc0 or /dev/vport*p1): %s\n",
 				strerror(-fd));
-		else
+		else {
 			serve_one_run(fd);
+			wait_for_the_host(fd);
+		}
 	}
 	end_vm();
 	return 0;

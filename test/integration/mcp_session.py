@@ -79,9 +79,20 @@ class Server:
         return self.request(id, "tools/call", params, timeout)
 
     def vms(self):
+        """The server's VM processes: its children, but for short-lived forks of the server
+        itself (readonly_files.c opens a VM's files in one)."""
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
                              text=True).stdout
-        return out.split()
+        server_exe = os.readlink("/proc/%d/exe" % self.proc.pid)
+        vms = []
+        for pid in out.split():
+            try:
+                if os.readlink("/proc/%s/exe" % pid) == server_exe:
+                    continue
+            except OSError:
+                continue  # gone meanwhile
+            vms.append(pid)
+        return vms
 
     def close(self):
         # as an MCP host ends a server: stdin EOF (the server then kills its VMs, warm pool
