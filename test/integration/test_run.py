@@ -282,5 +282,125 @@ def malformed_frames_end_the_vm():
         expect(r.status == 125 and b"malformed frame" in r.stderr and why in r.stderr, mode, r)
 
 
+
+# ---- --out DIR: the guest names the files, the host keeps its own (outside review, item 6) ----
+
+def skipped_by_path(j):
+    return {s["path"]: s["reason"] for s in j.get("out_skipped", [])}
+
+
+def tree(root):
+    """{relative path: bytes or "-> target"} of everything under root, links not followed."""
+    found = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                found[rel] = "-> " + os.readlink(p)
+            elif os.path.isfile(p):
+                with open(p, "rb") as f:
+                    found[rel] = f.read()
+    return found
+
+
+@test
+def out_never_writes_a_git_config():
+    """The review's case: a program writing /work/out/.git/config, run with --out on a
+    repository, rewrote the host's .git/config. Hidden names are never written (a new .git
+    would make a repository of its own), and each one is said."""
+    tmp = tempfile.mkdtemp()
+    try:
+        repo = os.path.join(tmp, "repo")
+        os.makedirs(os.path.join(repo, ".git"))
+        config = os.path.join(repo, ".git", "config")
+        with open(config, "w") as f:
+            f.write("[core]\n\tbare = false\n")
+        code = ("import os\n"
+                "for d in ('/work/out/.git', '/work/out/fresh/.git'):\n"
+                "    os.makedirs(d)\n"
+                "    open(d + '/config', 'w').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')\n"
+                "open('/work/out/.envrc', 'w').write('touch /tmp/pwned')\n"
+                "open('/work/out/fresh/result.txt', 'w').write('ok')\n")
+        r, j = run_json(code, "--out", repo)
+        expect(j["exit_code"] == 0, "the program ran", r)
+        with open(config) as f:
+            expect(f.read() == "[core]\n\tbare = false\n", "the host's .git/config is unchanged")
+        expect(not os.path.exists(os.path.join(repo, "fresh", ".git")) and
+               not os.path.exists(os.path.join(repo, ".envrc")), "no new hidden file", tree(repo))
+        skipped = skipped_by_path(j)
+        for p in (".git/config", "fresh/.git/config", ".envrc"):
+            expect("hidden" in skipped.get(p, ""), "%s reported in out_skipped" % p, j)
+            expect(b"did not write " + p.encode() in r.stderr, "%s said on stderr" % p, r)
+        with open(os.path.join(repo, "fresh", "result.txt")) as f:
+            expect(f.read() == "ok", "the ordinary file beside them is written")
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def out_never_follows_a_symlink():
+    """Symbolic links planted in DIR (to a directory outside, to a file outside that exists,
+    to one that does not yet) are never followed: nothing outside DIR changes."""
+    tmp = tempfile.mkdtemp()
+    try:
+        out, outside = os.path.join(tmp, "out"), os.path.join(tmp, "outside")
+        os.makedirs(out)
+        os.makedirs(outside)
+        with open(os.path.join(outside, "victim.txt"), "w") as f:
+            f.write("host data")
+        os.symlink(outside, os.path.join(out, "d"))
+        os.symlink(os.path.join(outside, "victim.txt"), os.path.join(out, "f.txt"))
+        os.symlink(os.path.join(outside, "new.txt"), os.path.join(out, "dangling.txt"))
+        os.makedirs(os.path.join(out, "real"))
+        os.symlink(outside, os.path.join(out, "real", "deeper"))
+        before_outside, before_out = tree(outside), tree(out)
+        code = ("import os\n"
+                "for d in ('d', 'real/deeper/sub'):\n"
+                "    os.makedirs('/work/out/' + d)\n"
+                "for p in ('d/x.txt', 'f.txt', 'dangling.txt', 'real/deeper/sub/y.txt'):\n"
+                "    open('/work/out/' + p, 'w').write('guest')\n")
+        r, j = run_json(code, "--out", out)
+        expect(j["exit_code"] == 0, "the program ran", r)
+        expect(tree(outside) == before_outside, "nothing outside DIR changed", tree(outside))
+        expect(tree(out) == before_out, "the links in DIR are as they were", tree(out))
+        skipped = skipped_by_path(j)
+        for p in ("d/x.txt", "f.txt", "dangling.txt", "real/deeper/sub/y.txt"):
+            expect("symbolic link" in skipped.get(p, ""), "%s reported" % p, j)
+            expect(b"did not write " + p.encode() in r.stderr, "%s said on stderr" % p, r)
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def out_writes_new_files_exactly_and_keeps_existing_ones():
+    """New files are written byte for byte (every byte value, a nested directory); a file
+    that already exists in DIR is kept as it was and reported."""
+    tmp = tempfile.mkdtemp()
+    try:
+        out = os.path.join(tmp, "out")
+        os.makedirs(os.path.join(out, "sub"))
+        with open(os.path.join(out, "sub", "keep.txt"), "w") as f:
+            f.write("mine")
+        code = ("import os\n"
+                "os.makedirs('/work/out/sub/deep')\n"
+                "open('/work/out/sub/deep/all.bin', 'wb').write(bytes(range(256)) * 3)\n"
+                "open('/work/out/sub/keep.txt', 'w').write('guest')\n"
+                "open('/work/out/top.txt', 'w').write('top\\n')\n")
+        r, j = run_json(code, "--out", out)
+        expect(j["exit_code"] == 0, "the program ran", r)
+        with open(os.path.join(out, "sub", "deep", "all.bin"), "rb") as f:
+            expect(f.read() == bytes(range(256)) * 3, "binary file exact")
+        with open(os.path.join(out, "top.txt"), "rb") as f:
+            expect(f.read() == b"top\n", "text file exact")
+        with open(os.path.join(out, "sub", "keep.txt")) as f:
+            expect(f.read() == "mine", "the existing file is kept")
+        expect(skipped_by_path(j) == {"sub/keep.txt": "it exists on the host (never overwritten)"},
+               "only it is reported", j)
+        expect(b"did not write sub/keep.txt" in r.stderr, "said on stderr", r)
+    finally:
+        shutil.rmtree(tmp)
+
+
 if __name__ == "__main__":
     sys.exit(main())
