@@ -508,14 +508,18 @@ static size_t utf8_sequence(const unsigned char *s, size_t left)
 	uint32_t cp;
 	if (s[0] < 0x80)
 		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		n = 2, cp = s[0] & 0x1fu;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		n = 3, cp = s[0] & 0x0fu;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		n = 4, cp = s[0] & 0x07u;
-	else
-		return 0;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		cp = s[0] & 0x1fu;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		cp = s[0] & 0x0fu;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		cp = s[0] & 0x07u;
+	} else {
+		return 0; /* a continuation byte, or a lead byte no valid sequence starts with */
+	}
 	if (n > left)
 		return 0;
 	for (size_t i = 1; i < n; i++) {
@@ -523,8 +527,8 @@ static size_t utf8_sequence(const unsigned char *s, size_t left)
 			return 0;
 		cp = cp << 6 | (s[i] & 0x3fu);
 	}
-	if ((n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
+	bool overlong = (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000);
+	if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
 		return 0;
 	return n;
 }

@@ -536,7 +536,7 @@ static void on_backpressure(void *ctx, bool on)
 	bool mib = mark >= (1u << 20);
 	fprintf(stderr, "airlock: the client leaves over %zu %s of output unread: no new requests "
 			"are read, no queued call starts and notifications are dropped until it "
-			"reads (%lu dropped so far)\n",
+			"reads (%lu dropped before)\n",
 		mib ? mark >> 20 : mark >> 10, mib ? "MiB" : "KiB",
 		rpc_notifications_dropped(srv->rpc));
 }
