@@ -353,15 +353,13 @@ static char *display_name(const char *path)
 	return out;
 }
 
-static void report_skipped(const struct file_entry *f, const char *why, json_t *skipped)
+static void report_skipped(const struct file_entry *f, const char *name, const char *why,
+			   json_t *skipped)
 {
-	char *name = display_name(f->path);
-	fprintf(stderr, "airlock: --out: did not write %s (%zu bytes): %s\n", name ? name : "?",
-		f->size, why);
-	if (skipped && name)
+	fprintf(stderr, "airlock: --out: did not write %s (%zu bytes): %s\n", name, f->size, why);
+	if (skipped)
 		json_array_append_new(skipped,
 				      json_pack("{s:s, s:s}", "path", name, "reason", why));
-	free(name);
 }
 
 /* Writes the returned output files under dir (see above); skipped, when not NULL, gets a
@@ -379,14 +377,24 @@ static void save_output_files(const char *dir, const struct file_list *files, js
 		const struct file_entry *f = &files->items[i];
 		const char *reason = why;
 		char limit[96];
+		char *name = display_name(f->path);
+		if (!name) {
+			fprintf(stderr, "airlock: --out: out of memory\n");
+			break;
+		}
 		if (!f->returned) {
 			snprintf(limit, sizeof limit, "not returned: over the %u MiB limit for "
 				 "output files", OUT_FILES_CAP >> 20);
 			reason = limit;
+		} else if (strcmp(name, f->path) != 0) {
+			/* a name that a terminal or a script may take for something else */
+			reason = "a name with control characters or bytes that are not UTF-8";
 		} else if (root >= 0 && save_one(root, f, &reason) == 0) {
+			free(name);
 			continue;
 		}
-		report_skipped(f, reason, skipped);
+		report_skipped(f, name, reason, skipped);
+		free(name);
 	}
 	if (root >= 0)
 		close(root);

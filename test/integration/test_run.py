@@ -374,8 +374,10 @@ def out_never_follows_a_symlink():
 
 @test
 def out_writes_new_files_exactly_and_keeps_existing_ones():
-    """New files are written byte for byte (every byte value, a nested directory); a file
-    that already exists in DIR is kept as it was and reported."""
+    """New files are written byte for byte (every byte value, a nested directory, a name in
+    UTF-8); a file that already exists in DIR is kept as it was, names with a control
+    character (DEL, C1 CSI; the guest cannot return C0) are not written, and all are
+    reported."""
     tmp = tempfile.mkdtemp()
     try:
         out = os.path.join(tmp, "out")
@@ -386,7 +388,10 @@ def out_writes_new_files_exactly_and_keeps_existing_ones():
                 "os.makedirs('/work/out/sub/deep')\n"
                 "open('/work/out/sub/deep/all.bin', 'wb').write(bytes(range(256)) * 3)\n"
                 "open('/work/out/sub/keep.txt', 'w').write('guest')\n"
-                "open('/work/out/top.txt', 'w').write('top\\n')\n")
+                "open('/work/out/top.txt', 'w').write('top\\n')\n"
+                "open('/work/out/caf\u00e9.txt', 'w').write('utf-8 name')\n"
+                "open('/work/out/del\\x7f.txt', 'w').write('x')\n"
+                "open('/work/out/csi\\u009b2J.txt', 'w').write('x')\n")
         r, j = run_json(code, "--out", out)
         expect(j["exit_code"] == 0, "the program ran", r)
         with open(os.path.join(out, "sub", "deep", "all.bin"), "rb") as f:
@@ -395,8 +400,15 @@ def out_writes_new_files_exactly_and_keeps_existing_ones():
             expect(f.read() == b"top\n", "text file exact")
         with open(os.path.join(out, "sub", "keep.txt")) as f:
             expect(f.read() == "mine", "the existing file is kept")
-        expect(skipped_by_path(j) == {"sub/keep.txt": "it exists on the host (never overwritten)"},
-               "only it is reported", j)
+        with open(os.path.join(out, "caf\u00e9.txt")) as f:
+            expect(f.read() == "utf-8 name", "a UTF-8 name is written")
+        expect(skipped_by_path(j) == {
+            "sub/keep.txt": "it exists on the host (never overwritten)",
+            "del\\x7f.txt": "a name with control characters or bytes that are not UTF-8",
+            "csi\\x9b2J.txt": "a name with control characters or bytes that are not UTF-8"},
+            "only those are reported", j)
+        expect(sorted(os.listdir(out)) == ["caf\u00e9.txt", "sub", "top.txt"], "nothing else",
+               os.listdir(out))
         expect(b"did not write sub/keep.txt" in r.stderr, "said on stderr", r)
     finally:
         shutil.rmtree(tmp)
