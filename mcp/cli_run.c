@@ -244,9 +244,9 @@ static int write_all(int fd, const void *data, size_t len)
  */
 
 /* openat2() confined to dirfd: nothing outside it, no symbolic link anywhere on the way. On a
- * kernel without openat2 (before 5.6), openat() with O_NOFOLLOW holds the same here: callers
- * pass one component that archive_path_ok() accepted (no '/', no "..").
- * Returns an fd or -errno (-ELOOP for a symbolic link). */
+ * kernel without openat2 (before 5.6), or a container filter that refuses it (ENOSYS or
+ * EPERM), openat() with O_NOFOLLOW holds the same here: callers pass one component that
+ * archive_path_ok() accepted (no '/', no ".."). Returns an fd or -errno (-ELOOP for a link). */
 static int open_beneath(int dirfd, const char *name, int flags, mode_t mode)
 {
 	struct open_how how = {
@@ -255,15 +255,20 @@ static int open_beneath(int dirfd, const char *name, int flags, mode_t mode)
 		.resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
 	};
 	int fd = (int)syscall(SYS_openat2, dirfd, name, &how, sizeof how);
-	if (fd < 0 && errno == ENOSYS)
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
 		fd = openat(dirfd, name, flags | O_CLOEXEC | O_NOFOLLOW, mode);
 	return fd < 0 ? -errno : fd;
 }
 
-static const char *open_failure(int err)
+/* Why name under dir could not be opened with err; a symbolic link is named as such whatever
+ * the error (openat2 says ELOOP, openat's O_DIRECTORY ENOTDIR, O_EXCL EEXIST). */
+static const char *open_failure(int dir, const char *name, int err)
 {
+	struct stat st;
+	if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISLNK(st.st_mode))
+		return "a symbolic link is on its way or in its place (never followed)";
 	switch (err) {
-	case -ELOOP: return "a symbolic link is on its way (never followed)";
+	case -ELOOP: return "a symbolic link is on its way or in its place (never followed)";
 	case -ENOTDIR: return "a file on its way is not a directory";
 	case -EEXIST: return "it exists on the host (never overwritten)";
 	case -EXDEV: return "it would leave the output directory";
@@ -298,22 +303,19 @@ static int save_one(int root, const struct file_entry *f, const char **why)
 			else
 				next = open_beneath(dir, name, O_RDONLY | O_DIRECTORY, 0);
 		}
-		if (dir != root)
-			close(dir);
 		if (next < 0) {
-			*why = open_failure(next);
+			*why = open_failure(dir, name, next);
+			if (dir != root)
+				close(dir);
 			return next;
 		}
+		if (dir != root)
+			close(dir);
 		dir = next;
 	}
 	int fd = open_beneath(dir, name, O_WRONLY | O_CREAT | O_EXCL, 0644);
-	struct stat st;
-	if (fd == -EEXIST && fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
-	    S_ISLNK(st.st_mode)) {
-		*why = "a symbolic link is in its place (never followed)";
-		rc = fd;
-	} else if (fd < 0) {
-		*why = open_failure(fd);
+	if (fd < 0) {
+		*why = open_failure(dir, name, fd);
 		rc = fd;
 	} else {
 		rc = write_all(fd, f->data, f->size);
