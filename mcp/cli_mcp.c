@@ -18,6 +18,10 @@
 
 /* One warm VM per language: a call finds one waiting; the next is restored behind it. */
 #define DEFAULT_POOL_SIZE 1u
+/* Calls waiting for a VM slot (SPEC.md). Each holds its request, at most ~17 MiB (server.h):
+ * 256 bound the queue at ~4.3 GiB in the worst case, ~256 small requests in the usual one. */
+#define DEFAULT_MAX_QUEUED 256u
+#define MAX_MAX_QUEUED 65536u
 
 struct mcp_state {
 	uv_loop_t *loop;
@@ -30,11 +34,13 @@ static void usage(FILE *out)
 {
 	fprintf(out, "usage: airlock mcp [--backend auto|kvm|tcg] [--pool N] [--vcpus N] "
 		     "[--memory-mb N]\n"
-		     "                   [--max-concurrent N] [--max-timeout S] [--images DIR] "
-		     "[--verbose]\n"
+		     "                   [--max-concurrent N] [--max-queued N] [--max-timeout S]\n"
+		     "                   [--images DIR] [--verbose]\n"
 		     "MCP server on stdin/stdout (one JSON-RPC message per line).\n"
-		     "--pool N keeps N VMs per language restored and waiting (default %u, 0: none).\n",
-		DEFAULT_POOL_SIZE);
+		     "--pool N keeps N VMs per language restored and waiting (default %u, 0: none).\n"
+		     "--max-queued N: calls beyond --max-concurrent wait, up to N of them (default "
+		     "%u);\nfurther calls are refused at once with \"airlock is busy\".\n",
+		DEFAULT_POOL_SIZE, DEFAULT_MAX_QUEUED);
 }
 
 static int parse_unsigned(const char *name, const char *text, unsigned lo, unsigned hi,
@@ -58,6 +64,7 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		{"vcpus", required_argument, NULL, 'c'},
 		{"memory-mb", required_argument, NULL, 'm'},
 		{"max-concurrent", required_argument, NULL, 'n'},
+		{"max-queued", required_argument, NULL, 'q'},
 		{"pool", required_argument, NULL, 'p'},
 		{"max-timeout", required_argument, NULL, 't'},
 		{"images", required_argument, NULL, 'i'},
@@ -87,6 +94,10 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 			break;
 		case 'n':
 			if (parse_unsigned("max-concurrent", optarg, 1, 1024, &cfg->max_concurrent))
+				return -1;
+			break;
+		case 'q':
+			if (parse_unsigned("max-queued", optarg, 0, MAX_MAX_QUEUED, &cfg->max_queued))
 				return -1;
 			break;
 		case 't':
@@ -136,6 +147,7 @@ int cli_mcp(int argc, char **argv)
 		.memory_mb = VM_DEFAULT_MEMORY_MB,
 		.vcpus = VM_DEFAULT_VCPUS,
 		.max_concurrent = 8,
+		.max_queued = DEFAULT_MAX_QUEUED,
 		.pool_size = DEFAULT_POOL_SIZE,
 		.max_timeout_s = 300,
 		.boot_timeout_ms = sandbox_boot_timeout_ms(),

@@ -8,6 +8,7 @@
 #include "base64.h"
 #include "content.h"
 #include "result.h"
+#include "rpc.h"
 
 struct text {
 	char *data;
@@ -184,11 +185,14 @@ json_t *content_run_result(const struct sandbox_result *r, const struct file_lis
 
 json_t *content_error(const char *fmt, ...)
 {
-	char text[2048];
+	/* The reason may quote the guest (its error, its serial log) or a cut of the caller's
+	 * text: made UTF-8 here, or json_pack would fail and the call get no useful answer. */
+	char raw[4096], text[2048];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
+	rpc_excerpt(text, sizeof text, raw);
 	return json_pack("{s:[{s:s, s:s}], s:b}", "content", "type", "text", "text", text, "isError",
 			 1);
 }

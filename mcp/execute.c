@@ -12,6 +12,7 @@
 #include "base64.h"
 #include "content.h"
 #include "result.h"
+#include "rpc.h"
 #include "sandbox.h"
 #include "tools.h"
 
@@ -66,9 +67,10 @@ static int take_file(json_t *item, size_t index, struct file_list *list, char *w
 	json_object_foreach(item, key, value)
 	{
 		if (strcmp(key, "path") && strcmp(key, "content") && strcmp(key, "encoding")) {
-			snprintf(why, why_len, "files[%zu]: unknown field '%.64s' (allowed: path, "
+			char quoted[RPC_EXCERPT_SIZE(64)];
+			snprintf(why, why_len, "files[%zu]: unknown field '%s' (allowed: path, "
 					       "content, encoding)",
-				 index, key);
+				 index, rpc_excerpt(quoted, sizeof quoted, key));
 			return -EINVAL;
 		}
 	}
@@ -81,8 +83,9 @@ static int take_file(json_t *item, size_t index, struct file_list *list, char *w
 	}
 	if (strlen(json_string_value(path)) != json_string_length(path) ||
 	    !archive_path_ok(json_string_value(path), path_why, sizeof path_why)) {
-		snprintf(why, why_len, "files[%zu].path: '%.100s' %s", index,
-			 json_string_value(path),
+		char quoted[RPC_EXCERPT_SIZE(100)];
+		snprintf(why, why_len, "files[%zu].path: '%s' %s", index,
+			 rpc_excerpt(quoted, sizeof quoted, json_string_value(path)),
 			 strlen(json_string_value(path)) != json_string_length(path)
 				 ? "contains a NUL byte"
 				 : path_why);
@@ -152,9 +155,10 @@ static int take_arguments(json_t *args, double max_timeout_s, struct execution *
 	{
 		if (strcmp(key, "code") && strcmp(key, "language") && strcmp(key, "timeout_s") &&
 		    strcmp(key, "stdin") && strcmp(key, "files")) {
-			snprintf(why, why_len, "unknown argument '%.64s' (allowed: code, language, "
+			char quoted[RPC_EXCERPT_SIZE(64)];
+			snprintf(why, why_len, "unknown argument '%s' (allowed: code, language, "
 					       "timeout_s, stdin, files)",
-				 key);
+				 rpc_excerpt(quoted, sizeof quoted, key));
 			return -EINVAL;
 		}
 	}

@@ -13,7 +13,7 @@ static void usage(FILE *out)
 		"\n"
 		"usage:\n"
 		"  airlock mcp [--backend auto|kvm|tcg] [--pool N] [--max-concurrent N]\n"
-		"              [--max-timeout S]\n"
+		"              [--max-queued N] [--max-timeout S]\n"
 		"  airlock run [--backend auto|kvm|tcg] [--lang python|javascript|bash]\n"
 		"              [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
 		"              [--cold] (--file F | CODE)\n"

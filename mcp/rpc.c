@@ -1,9 +1,12 @@
 /* JSON-RPC line framing on stdio (see rpc.h). libuv streams for pipes, sockets and ttys; for a
  * plain file (stdin redirected from a file, or /dev/null) reads go through uv_fs_read and writes
- * are plain blocking writes, because libuv cannot poll regular files.
+ * are plain blocking writes, because libuv cannot poll regular files. Reading pauses while the
+ * client leaves too much of our output unread (backpressure), so memory stays bounded.
  */
 #include <errno.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -37,12 +40,21 @@ struct rpc {
 	size_t line_len, line_cap;
 	bool skipping; /* inside an oversized line: drop bytes until its newline */
 	bool input_done;
+	/* Reading stopped for backpressure; held keeps the rest of the chunk then being framed
+	 * (at most one read's worth), to frame first when reading resumes. */
+	bool input_paused;
+	char held[READ_CHUNK];
+	size_t held_len;
 
 	/* output */
 	int out_fd;
 	bool out_is_file;
 	union stream_handle out;
 	unsigned pending_writes;
+	size_t out_pending;    /* bytes handed to uv_write whose callback has not come yet */
+	size_t out_high_mark;  /* the low mark is half of it */
+	bool out_backed_up;    /* out_pending passed the high mark, not yet down to the low */
+	unsigned long dropped; /* notifications dropped while backed up */
 
 	/* closing */
 	bool closing;
@@ -62,14 +74,24 @@ struct write_req {
 /* ---- output ---- */
 
 static void maybe_finish_close(struct rpc *rpc);
+static void resume_input(struct rpc *rpc);
 
 static void on_written(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
 	struct rpc *rpc = w->rpc;
-	(void)status; /* a reader that went away: nothing left to tell it */
+	(void)status; /* a reader that went away: nothing left to tell it (the output drains) */
 	rpc->pending_writes--;
+	rpc->out_pending -= w->len;
 	free(w);
+	if (rpc->out_backed_up && rpc->out_pending <= rpc->out_high_mark / 2) {
+		rpc->out_backed_up = false;
+		rpc->in_callback++;
+		if (rpc->handlers.backpressure)
+			rpc->handlers.backpressure(rpc->ctx, false);
+		resume_input(rpc);
+		rpc->in_callback--;
+	}
 	maybe_finish_close(rpc);
 }
 
@@ -109,7 +131,23 @@ static int write_line(struct rpc *rpc, const char *text, size_t len)
 		return rc;
 	}
 	rpc->pending_writes++;
+	rpc->out_pending += w->len;
+	if (!rpc->out_backed_up && rpc->out_pending >= rpc->out_high_mark) {
+		rpc->out_backed_up = true; /* input pauses before its next line */
+		if (rpc->handlers.backpressure)
+			rpc->handlers.backpressure(rpc->ctx, true);
+	}
 	return 0;
+}
+
+bool rpc_output_backed_up(const struct rpc *rpc)
+{
+	return rpc->out_backed_up;
+}
+
+unsigned long rpc_notifications_dropped(const struct rpc *rpc)
+{
+	return rpc->dropped;
 }
 
 int rpc_send(struct rpc *rpc, json_t *msg)
@@ -124,28 +162,39 @@ int rpc_send(struct rpc *rpc, json_t *msg)
 
 int rpc_send_result(struct rpc *rpc, json_t *id, json_t *result)
 {
-	json_t *msg = json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id, "result",
-				result ? result : json_object());
-	if (!msg)
-		return UV_ENOMEM;
-	int rc = rpc_send(rpc, msg);
+	json_t *msg = result ? json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id,
+					 "result", result)
+			     : NULL;
+	int rc = msg ? rpc_send(rpc, msg) : UV_ENOMEM;
 	json_decref(msg);
+	if (rc == UV_ENOMEM) /* not built, or not encoded: the request still gets its answer */
+		return rpc_send_error(rpc, id, RPC_INTERNAL_ERROR,
+				      "Internal error: the result could not be encoded");
 	return rc;
 }
 
 int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message)
 {
-	json_t *msg = json_pack("{s:s, s:O?, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error",
-				"code", code, "message", message);
-	if (!msg)
-		return UV_ENOMEM;
-	int rc = rpc_send(rpc, msg);
+	static const char shape[] = "{s:s, s:O?, s:{s:i, s:s}}";
+	json_t *msg = json_pack(shape, "jsonrpc", "2.0", "id", id, "error", "code", code,
+				"message", message);
+	if (!msg) /* message is not UTF-8 (a caller's bug) or memory ran out */
+		msg = json_pack(shape, "jsonrpc", "2.0", "id", id, "error", "code", code, "message",
+				"Internal error: the error message could not be encoded");
+	int rc = msg ? rpc_send(rpc, msg) : UV_ENOMEM;
 	json_decref(msg);
+	if (rc == UV_ENOMEM) /* nothing left to build an answer with: at least say so */
+		fprintf(stderr, "airlock: out of memory: a request got no answer\n");
 	return rc;
 }
 
 int rpc_notify(struct rpc *rpc, const char *method, json_t *params)
 {
+	if (rpc->out_backed_up) {
+		json_decref(params);
+		rpc->dropped++;
+		return UV_EAGAIN;
+	}
 	json_t *msg = params ? json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method,
 					 "params", params)
 			     : json_pack("{s:s, s:s}", "jsonrpc", "2.0", "method", method);
@@ -193,9 +242,12 @@ static int line_reserve(struct rpc *rpc, size_t need)
 	return 0;
 }
 
-static void feed(struct rpc *rpc, const char *data, size_t len)
+/* Frames data into lines and handles each, until the output is backed up. Returns how many
+ * bytes it took (all of them unless it stopped). */
+static size_t feed(struct rpc *rpc, const char *data, size_t len)
 {
-	while (len > 0 && !rpc->closing) {
+	const char *start = data;
+	while (len > 0 && !rpc->closing && !rpc->out_backed_up) {
 		const char *nl = memchr(data, '\n', len);
 		size_t take = nl ? (size_t)(nl - data) : len;
 		if (rpc->skipping) {
@@ -223,9 +275,29 @@ static void feed(struct rpc *rpc, const char *data, size_t len)
 			}
 		}
 		if (!nl)
-			return;
+			return (size_t)(data + take - start);
 		data = nl + 1;
 		len -= take + 1;
+	}
+	return (size_t)(data - start);
+}
+
+static void pause_input(struct rpc *rpc)
+{
+	rpc->input_paused = true;
+	if (!rpc->in_is_file)
+		uv_read_stop(&rpc->in.stream); /* a file's next read is simply not started */
+}
+
+/* Frames a chunk of input; what a backed-up output leaves unframed waits in held. data may
+ * point into held. */
+static void take_input(struct rpc *rpc, const char *data, size_t len)
+{
+	size_t used = feed(rpc, data, len);
+	if (used < len && !rpc->closing) {
+		memmove(rpc->held, data + used, len - used);
+		rpc->held_len = len - used;
+		pause_input(rpc);
 	}
 }
 
@@ -255,7 +327,7 @@ static void on_stream_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *b
 	struct rpc *rpc = stream->data;
 	rpc->in_callback++;
 	if (nread > 0)
-		feed(rpc, buf->base, (size_t)nread);
+		take_input(rpc, buf->base, (size_t)nread);
 	else if (nread < 0) {
 		uv_read_stop(stream);
 		input_ended(rpc);
@@ -278,8 +350,8 @@ static void on_file_read(uv_fs_t *req)
 	} else if (n > 0 && !rpc->closing) {
 		if (rpc->file_offset >= 0)
 			rpc->file_offset += n;
-		feed(rpc, rpc->file_buf, (size_t)n);
-		if (!rpc->closing)
+		take_input(rpc, rpc->file_buf, (size_t)n);
+		if (!rpc->closing && !rpc->input_paused)
 			start_file_read(rpc);
 	}
 	rpc->in_callback--;
@@ -294,6 +366,24 @@ static void start_file_read(struct rpc *rpc)
 		       on_file_read) == 0)
 		rpc->file_read_busy = true;
 	else
+		input_ended(rpc);
+}
+
+/* The output is back down to the low mark: frame what was held, then read again. Runs with
+ * in_callback raised. */
+static void resume_input(struct rpc *rpc)
+{
+	if (!rpc->input_paused || rpc->closing)
+		return;
+	rpc->input_paused = false;
+	size_t held = rpc->held_len;
+	rpc->held_len = 0;
+	take_input(rpc, rpc->held, held);
+	if (rpc->input_paused || rpc->closing)
+		return;
+	if (rpc->in_is_file)
+		start_file_read(rpc);
+	else if (uv_read_start(&rpc->in.stream, on_alloc, on_stream_read) != 0)
 		input_ended(rpc);
 }
 
@@ -330,8 +420,8 @@ static int open_stream(struct rpc *rpc, int fd, union stream_handle *h, bool rea
 	return rc;
 }
 
-int rpc_start(uv_loop_t *loop, int in_fd, int out_fd, const struct rpc_handlers *handlers,
-	      void *ctx, struct rpc **out)
+int rpc_start(uv_loop_t *loop, int in_fd, int out_fd, size_t high_mark,
+	      const struct rpc_handlers *handlers, void *ctx, struct rpc **out)
 {
 	struct rpc *rpc = calloc(1, sizeof *rpc);
 	if (!rpc)
@@ -341,6 +431,7 @@ int rpc_start(uv_loop_t *loop, int in_fd, int out_fd, const struct rpc_handlers 
 	rpc->ctx = ctx;
 	rpc->in_fd = in_fd;
 	rpc->out_fd = out_fd;
+	rpc->out_high_mark = high_mark ? high_mark : RPC_OUTPUT_HIGH_MARK;
 	int rc = open_stream(rpc, out_fd, &rpc->out, false, &rpc->out_is_file);
 	if (rc == 0)
 		rc = open_stream(rpc, in_fd, &rpc->in, true, &rpc->in_is_file);
@@ -405,4 +496,68 @@ void rpc_close(struct rpc *rpc, void (*closed)(void *ctx))
 	else if (rpc->file_read_busy)
 		uv_cancel((uv_req_t *)&rpc->file_read); /* fails harmlessly once it runs */
 	maybe_finish_close(rpc);
+}
+
+/* ---- user text in messages ---- */
+
+/* The length of the valid UTF-8 sequence at s (at most left bytes), or 0 when there is none:
+ * RFC 3629, as jansson checks it (no overlong forms, no surrogates, nothing past U+10FFFF). */
+static size_t utf8_sequence(const unsigned char *s, size_t left)
+{
+	size_t n;
+	uint32_t cp;
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
+		n = 2;
+		cp = s[0] & 0x1fu;
+	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
+		n = 3;
+		cp = s[0] & 0x0fu;
+	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
+		n = 4;
+		cp = s[0] & 0x07u;
+	} else {
+		return 0; /* a continuation byte, or a lead byte no valid sequence starts with */
+	}
+	if (n > left)
+		return 0;
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3fu);
+	}
+	bool overlong = (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000);
+	if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return n;
+}
+
+const char *rpc_excerpt(char *out, size_t out_size, const char *text)
+{
+	static const char mark[] = "...";
+	if (out_size < sizeof mark) {
+		if (out_size > 0)
+			out[0] = '\0';
+		return out;
+	}
+	const size_t max = out_size - sizeof mark;
+	const unsigned char *s = (const unsigned char *)text;
+	size_t len = strlen(text), o = 0;
+	for (size_t i = 0; i < len;) {
+		size_t n = utf8_sequence(s + i, len - i);
+		size_t take = n ? n : 1;
+		if (o + take > max) {
+			memcpy(out + o, mark, sizeof mark);
+			return out;
+		}
+		if (n)
+			memcpy(out + o, s + i, n);
+		else
+			out[o] = '?';
+		o += take;
+		i += take;
+	}
+	out[o] = '\0';
+	return out;
 }

@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "config.h"
+#include "content.h"
 #include "pool.h"
 #include "rpc.h"
 #include "server.h"
@@ -40,7 +41,8 @@ struct server {
 
 	struct call *calls; /* every call in flight, queued or running */
 	struct call *queue_head, *queue_tail;
-	unsigned running;
+	unsigned queued, running;
+	uint64_t backpressure_said_ms; /* when stderr last said the client does not read */
 
 	bool shutting_down, rpc_closing;
 	void (*stopped)(void *ctx);
@@ -66,11 +68,12 @@ uv_loop_t *server_loop(const struct server *srv)
 
 void server_log(struct server *srv, enum log_level level, const char *fmt, ...)
 {
-	char text[1024];
+	char raw[1024], text[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(text, sizeof text, fmt, ap);
+	vsnprintf(raw, sizeof raw, fmt, ap);
 	va_end(ap);
+	rpc_excerpt(text, sizeof text, raw); /* a cut or quoted text that is not UTF-8 */
 	if (level >= LOG_INFO || srv->cfg.verbose)
 		fprintf(stderr, "airlock: %s: %s\n", level_names[level], text);
 	if ((int)level >= srv->client_level && !srv->rpc_closing)
@@ -146,18 +149,27 @@ static void remove_from_queue(struct call *call)
 	if (srv->queue_tail == call)
 		srv->queue_tail = last;
 	call->queue_next = NULL;
+	srv->queued--;
+}
+
+/* Whether a call may take a VM slot now. Not during the first-use build, and not while the
+ * client leaves its output unread: a call started then would add its result (up to ~32 MiB)
+ * to that output, so only the running calls' results can pile up behind the high mark. */
+static bool slot_free(const struct server *srv)
+{
+	return !srv->images_building && srv->running < srv->cfg.max_concurrent &&
+	       !(srv->rpc && rpc_output_backed_up(srv->rpc));
 }
 
 static void pump_queue(struct server *srv)
 {
-	if (srv->images_building)
-		return; /* calls wait for the first-use build */
-	while (srv->queue_head && srv->running < srv->cfg.max_concurrent) {
+	while (srv->queue_head && slot_free(srv)) {
 		struct call *call = srv->queue_head;
 		srv->queue_head = call->queue_next;
 		if (!srv->queue_head)
 			srv->queue_tail = NULL;
 		call->queue_next = NULL;
+		srv->queued--;
 		call->holds_slot = true;
 		srv->running++;
 		call->start(call);
@@ -167,6 +179,18 @@ static void pump_queue(struct server *srv)
 void call_run_when_ready(struct call *call)
 {
 	struct server *srv = call->srv;
+	if ((srv->queue_head || !slot_free(srv)) && srv->queued >= srv->cfg.max_queued) {
+		/* Refused before it holds anything more: the bound on the queue is the bound on the
+		 * requests it keeps in memory. */
+		unsigned waiting = srv->queued;
+		if (call->release)
+			call->release(call);
+		call->state = NULL;
+		call_finish(call, content_error("airlock is busy: %u calls are already waiting",
+						waiting));
+		return;
+	}
+	srv->queued++;
 	if (srv->queue_tail)
 		srv->queue_tail->queue_next = call;
 	else
@@ -382,8 +406,9 @@ static void call_tool(struct server *srv, json_t *id, json_t *params)
 	}
 	const struct tool *tool = tools_find(json_string_value(name));
 	if (!tool) {
-		char msg[300];
-		snprintf(msg, sizeof msg, "Unknown tool: %.200s", json_string_value(name));
+		char msg[300], quoted[RPC_EXCERPT_SIZE(200)];
+		snprintf(msg, sizeof msg, "Unknown tool: %s",
+			 rpc_excerpt(quoted, sizeof quoted, json_string_value(name)));
 		rpc_send_error(srv->rpc, id, RPC_INVALID_PARAMS, msg);
 		return;
 	}
@@ -425,8 +450,9 @@ static void handle_request(struct server *srv, const char *method, json_t *id, j
 	} else if (strcmp(method, "logging/setLevel") == 0) {
 		set_log_level(srv, id, params);
 	} else {
-		char msg[300];
-		snprintf(msg, sizeof msg, "Method not found: %.200s", method);
+		char msg[300], quoted[RPC_EXCERPT_SIZE(200)];
+		snprintf(msg, sizeof msg, "Method not found: %s",
+			 rpc_excerpt(quoted, sizeof quoted, method));
 		rpc_send_error(srv->rpc, id, RPC_METHOD_NOT_FOUND, msg);
 	}
 }
@@ -492,6 +518,29 @@ static void on_input_closed(void *ctx)
 	server_shutdown(srv);
 }
 
+/* The client stopped reading its output (on) or caught up (off). Said on stderr only (the
+ * client is not reading, and notifications are dropped meanwhile), and at most once a minute:
+ * a client that reads slowly crosses the mark again and again. */
+static void on_backpressure(void *ctx, bool on)
+{
+	struct server *srv = ctx;
+	if (!on) {
+		pump_queue(srv);
+		return;
+	}
+	uint64_t now = now_ms();
+	if (srv->backpressure_said_ms && now - srv->backpressure_said_ms < 60000)
+		return;
+	srv->backpressure_said_ms = now;
+	size_t mark = srv->cfg.output_high_mark ? srv->cfg.output_high_mark : RPC_OUTPUT_HIGH_MARK;
+	bool mib = mark >= (1u << 20);
+	fprintf(stderr, "airlock: the client leaves over %zu %s of output unread: no new requests "
+			"are read, no queued call starts and notifications are dropped until it "
+			"reads (%lu dropped before)\n",
+		mib ? mark >> 20 : mark >> 10, mib ? "MiB" : "KiB",
+		rpc_notifications_dropped(srv->rpc));
+}
+
 int server_start(uv_loop_t *loop, const struct server_config *cfg, int in_fd, int out_fd,
 		 void (*stopped)(void *ctx), void *ctx, struct server **out)
 {
@@ -517,8 +566,9 @@ int server_start(uv_loop_t *loop, const struct server_config *cfg, int in_fd, in
 			return rc;
 		}
 	}
-	static const struct rpc_handlers handlers = {on_message, on_input_closed};
-	int rc = rpc_start(loop, in_fd, out_fd, &handlers, srv, &srv->rpc);
+	static const struct rpc_handlers handlers = {on_message, on_input_closed, on_backpressure};
+	int rc = rpc_start(loop, in_fd, out_fd, srv->cfg.output_high_mark, &handlers, srv,
+			   &srv->rpc);
 	if (rc) {
 		if (srv->images_building)
 			srv->stopped = NULL; /* freed by the build's callback */

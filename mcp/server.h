@@ -21,6 +21,11 @@ struct server_config {
 	struct images images;
 	unsigned memory_mb, vcpus;
 	unsigned max_concurrent; /* VMs running at once; further calls wait */
+	/* Calls waiting for a VM slot; past it a call is refused at once ("airlock is busy").
+	 * Each holds its request (at most RPC_MAX_LINE: code, stdin and files, plus <= 1 MiB of
+	 * tar headers), so the queue holds at most max_queued x ~17 MiB. */
+	unsigned max_queued;
+	size_t output_high_mark; /* unread output that pauses input; 0: RPC_OUTPUT_HIGH_MARK */
 	unsigned pool_size;      /* warm VMs waiting per language */
 	double max_timeout_s;    /* cap on execute_code's timeout_s */
 	uint32_t boot_timeout_ms;
@@ -68,7 +73,9 @@ void server_log(struct server *srv, enum log_level level, const char *fmt, ...)
 /* Sends notifications/progress for the call (no-op without a progress token). */
 void server_progress(struct call *call, double progress, const char *message);
 
-/* Runs call->start once a VM slot is free and the guest images are built (FIFO). */
+/* Runs call->start once a VM slot is free, the guest images are built and the client reads
+ * its output (FIFO). When it cannot start now and max_queued calls already wait, the call is
+ * refused instead: its state is released (call->release) and it ends with an isError result. */
 void call_run_when_ready(struct call *call);
 /* The VM a call of language starts when the pool has none: restored from the language's
  * snapshot when there is one, else booted. */

@@ -37,6 +37,38 @@ def rpc_seeds():
     write("rpc", "logging", lines({"jsonrpc": "2.0", "id": 4, "method": "logging/setLevel",
                                    "params": {"level": "debug"}}))
     write("rpc", "batch-and-junk", b'[{"jsonrpc":"2.0","id":1,"method":"ping"}]\n{oops\r\n\n')
+    # Outside review 2026-12-06, item 8: error texts that quote the client's text cut it inside
+    # a UTF-8 character, and the request got no answer at all (or an empty result).
+    def call_with(id, **arguments):
+        return {"jsonrpc": "2.0", "id": id, "method": "tools/call",
+                "params": {"name": "execute_code", "arguments": dict(code="1", **arguments)}}
+    write("rpc", "utf8-cut", lines(
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "a" * 199 + "é"}},
+        {"jsonrpc": "2.0", "id": 2, "method": "a" * 199 + "é"},
+        {"jsonrpc": "2.0", "id": 3, "method": "b" * 198 + "€"},
+        call_with(4, **{"b" * 63 + "é": 1}),
+        call_with(5, files=[{"path": "p", "content": "", "b" * 63 + "é": 1}]),
+        call_with(6, files=[{"path": "c" * 99 + "é/../x", "content": ""}]),
+        call_with(7, files=[{"path": "c" * 98 + "😀/x", "content": "", "encoding": "hex"}])))
+    odd = ["", "é" * 100, -1, 0, 9223372036854775807, -9223372036854775808, "x" * 5000]
+    write("rpc", "odd-ids", lines(*[{"jsonrpc": "2.0", "id": i, "method": "ping"} for i in odd],
+                                  {"jsonrpc": "2.0", "id": 1, "method": "ping"},
+                                  {"jsonrpc": "2.0", "id": 1, "method": "ping"}) +
+          b'{"jsonrpc":"2.0","id":1e400,"method":"ping"}\n'
+          b'{"jsonrpc":"2.0","id":1.0,"method":"ping"}\n'
+          b'{"jsonrpc":"2.0","id":true,"method":"ping"}\n'
+          b'{"jsonrpc":"2.0","id":null,"method":"ping"}\n'
+          b'{"jsonrpc":"2.0","id":[],"method":"ping"}\n'
+          b'{"jsonrpc":"1.0","method":"ping"}\n'
+          b'{"jsonrpc":"2.0","id":99999999999999999999,"method":"ping"}\n')
+    write("rpc", "invalid-utf8",
+          b'{"jsonrpc":"2.0","id":1,"method":"\xff"}\n'
+          b'{"jsonrpc":"2.0","id":2,"method":"\xc0\xaf"}\n'
+          b'{"jsonrpc":"2.0","id":3,"method":"\\ud800"}\n'
+          b'{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"\xed\xa0\x80"}}\n'
+          b'{"jsonrpc":"2.0","id":"\xe2\x82","method":"ping"}\n'
+          b'{"jsonrpc":"2.0","id":5,"method":"a\\u0000b"}\n'
+          b'\x00\x01{"jsonrpc":"2.0","id":6,"method":"ping"}\n')
 
 
 def frame(kind, payload):

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -537,6 +538,135 @@ def vms_die_with_a_killed_server():
             time.sleep(0.02)
         alive = [p for p in vms if running(p)]
         expect(not alive, "VMs gone within 2 s of SIGKILL", alive)
+    finally:
+        s.close()
+
+
+
+# ---- bounds and answers (outside review 2026-12-06, items 7 and 8) ----
+
+def call_message(id, arguments):
+    return {"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "execute_code", "arguments": arguments}}
+
+
+@test
+def calls_past_max_queued_are_refused_at_once():
+    """--max-concurrent 1 --max-queued 2: one call runs, two wait, the fourth is refused at once
+    (before any of the others ends) and the three others complete."""
+    s = started("--pool", "0", "--max-concurrent", "1", "--max-queued", "2")
+    try:
+        # calls wait for the server's check of its images at start: once one call has run, the
+        # next one starts at once
+        r = s.call("ready", {"code": "print('ready')"})["result"]
+        expect(r["structuredContent"]["stdout"] == "ready\n", "a first call", r)
+        calls = [call_message("run", {"code": "import time; time.sleep(3); print('run')"}),
+                 call_message("wait1", {"code": "print('wait1')"}),
+                 call_message("wait2", {"code": "print('wait2')"}),
+                 call_message("busy", {"code": "print('busy')"})]
+        # one write: the server frames the four lines in one go, so the refusal cannot depend
+        # on how fast the first call runs
+        s.send_raw(b"".join(json.dumps(c).encode() + b"\n" for c in calls))
+        first = s.take(lambda m: m.get("id") in ("run", "wait1", "wait2", "busy"), timeout=60)
+        expect(first["id"] == "busy", "the refusal comes first", first)
+        r = first["result"]
+        expect(r["isError"] and r["content"][0]["text"] ==
+               "airlock is busy: 2 calls are already waiting", "the busy result", r)
+        for id in ("run", "wait1", "wait2"):
+            r = s.reply(id, timeout=120)["result"]
+            expect(not r["isError"] and r["structuredContent"]["stdout"] == id + "\n",
+                   id + " completed", r)
+        r = s.call("after", {"code": "print('after')"})["result"]
+        expect(r["structuredContent"]["stdout"] == "after\n", "the queue takes calls again", r)
+    finally:
+        s.close()
+
+
+@test
+def user_text_cut_inside_a_character_still_gets_an_answer():
+    """Error texts quote at most N bytes of the client's text; cut inside a UTF-8 character, the
+    answer could not be encoded and none was sent (tools/call named 199 x 'a' + 'é'), or an
+    empty result was."""
+    s = started()
+    try:
+        r = s.request(1, "tools/call", {"name": "a" * 199 + "é"})
+        expect(r["error"]["code"] == -32602 and
+               r["error"]["message"].startswith("Unknown tool: aaaa"), "tool name", r)
+        r = s.request(2, "a" * 199 + "é")
+        expect(r["error"]["code"] == -32601 and
+               r["error"]["message"].startswith("Method not found: aaaa"), "method", r)
+        for id, args, field in (
+                (3, {"code": "1", "b" * 63 + "é": 1}, "unknown argument"),
+                (4, {"code": "1", "files": [{"path": "p", "content": "", "b" * 63 + "é": 1}]},
+                 "files[0]: unknown field"),
+                (5, {"code": "1", "files": [{"path": "c" * 99 + "é/../x", "content": ""}]},
+                 "files[0].path")):
+            r = s.call(id, args)["result"]
+            text = r["content"][0]["text"]
+            expect(r["isError"] and text.startswith("Invalid arguments: " + field), field, r)
+        expect(s.request("alive", "ping")["result"] == {}, "still serving")
+    finally:
+        s.close()
+
+
+def peak_rss_mib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return next(int(l.split()[1]) for l in f if l.startswith("VmHWM:")) / 1024
+
+
+@test
+def a_client_that_stops_reading_does_not_grow_the_server():
+    """The client sends 200 pings with 1 MiB ids (200 MiB of answers) and a call, and reads
+    nothing: the server stops reading past 64 MiB of unread output, so its peak RSS stays far
+    below what it would hold otherwise; once the client reads, every answer comes, the call's
+    result too."""
+    count = 200
+    asan = os.environ.get("ASAN_OPTIONS")
+    # for the ASan build: freed memory held in quarantine would count as the server's own
+    os.environ["ASAN_OPTIONS"] = (asan + ":" if asan else "") + "quarantine_size_mb=8"
+    try:
+        s = started("--pool", "0")
+    finally:
+        if asan is None:
+            del os.environ["ASAN_OPTIONS"]
+        else:
+            os.environ["ASAN_OPTIONS"] = asan
+    written = [0]
+
+    def writer():
+        pad = "x" * (1 << 20)
+        try:
+            for i in range(count):
+                s.send({"jsonrpc": "2.0", "id": "%03d%s" % (i, pad), "method": "ping"})
+                written[0] += 1
+        except (BrokenPipeError, ValueError):
+            pass
+
+    try:
+        s.send(call_message("call", {"code": "import time; time.sleep(1); print('call done')"}))
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        # until the server stops reading (the writer blocks on a full pipe for 3 s) or has read
+        # everything
+        seen, still, deadline = -1, 0, time.monotonic() + 120
+        while t.is_alive() and still < 6 and time.monotonic() < deadline:
+            time.sleep(0.5)
+            still = still + 1 if written[0] == seen else 0
+            seen = written[0]
+        stalled_at = written[0]
+        ids = []
+        while len(ids) < count:
+            m = s.take(lambda m: "id" in m and m["id"] != "call", timeout=120)
+            ids.append(m["id"][:3])
+        result = s.reply("call", timeout=120)["result"]
+        peak = peak_rss_mib(s.proc.pid)
+        print("# the server stopped reading after %d of %d requests; peak RSS %.0f MiB"
+              % (stalled_at, count, peak), flush=True)
+        t.join(timeout=30)
+        expect(ids == ["%03d" % i for i in range(count)], "every answer, in order", ids[:5])
+        expect(result["structuredContent"]["stdout"] == "call done\n", "the call's result", result)
+        expect(stalled_at < count, "the server stopped reading", stalled_at)
+        expect(peak < 150, "peak RSS %.0f MiB < 150 MiB" % peak)
     finally:
         s.close()
 

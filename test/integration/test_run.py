@@ -360,5 +360,137 @@ def a_sparse_archive_from_the_guest_is_refused_in_bounded_memory():
     expect(rss_mb < 300, "airlock and its VM stayed small: %.0f MB at most" % rss_mb)
 
 
+
+# ---- --out DIR: the guest names the files, the host keeps its own (outside review, item 6) ----
+
+def skipped_by_path(j):
+    return {s["path"]: s["reason"] for s in j.get("out_skipped", [])}
+
+
+def tree(root):
+    """{relative path: bytes or "-> target"} of everything under root, links not followed."""
+    found = {}
+    for d, dirs, files in os.walk(root):
+        for n in dirs + files:
+            p = os.path.join(d, n)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                found[rel] = "-> " + os.readlink(p)
+            elif os.path.isfile(p):
+                with open(p, "rb") as f:
+                    found[rel] = f.read()
+    return found
+
+
+@test
+def out_never_writes_a_git_config():
+    """The review's case: a program writing /work/out/.git/config, run with --out on a
+    repository, rewrote the host's .git/config. Hidden names are never written (a new .git
+    would make a repository of its own), and each one is said."""
+    tmp = tempfile.mkdtemp()
+    try:
+        repo = os.path.join(tmp, "repo")
+        os.makedirs(os.path.join(repo, ".git"))
+        config = os.path.join(repo, ".git", "config")
+        with open(config, "w") as f:
+            f.write("[core]\n\tbare = false\n")
+        code = ("import os\n"
+                "for d in ('/work/out/.git', '/work/out/fresh/.git'):\n"
+                "    os.makedirs(d)\n"
+                "    open(d + '/config', 'w').write('[core]\\n\\tfsmonitor = touch /tmp/pwned\\n')\n"
+                "open('/work/out/.envrc', 'w').write('touch /tmp/pwned')\n"
+                "open('/work/out/fresh/result.txt', 'w').write('ok')\n")
+        r, j = run_json(code, "--out", repo)
+        expect(j["exit_code"] == 0, "the program ran", r)
+        with open(config) as f:
+            expect(f.read() == "[core]\n\tbare = false\n", "the host's .git/config is unchanged")
+        expect(not os.path.exists(os.path.join(repo, "fresh", ".git")) and
+               not os.path.exists(os.path.join(repo, ".envrc")), "no new hidden file", tree(repo))
+        skipped = skipped_by_path(j)
+        for p in (".git/config", "fresh/.git/config", ".envrc"):
+            expect("hidden" in skipped.get(p, ""), "%s reported in out_skipped" % p, j)
+            expect(b"did not write " + p.encode() in r.stderr, "%s said on stderr" % p, r)
+        with open(os.path.join(repo, "fresh", "result.txt")) as f:
+            expect(f.read() == "ok", "the ordinary file beside them is written")
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def out_never_follows_a_symlink():
+    """Symbolic links planted in DIR (to a directory outside, to a file outside that exists,
+    to one that does not yet) are never followed: nothing outside DIR changes."""
+    tmp = tempfile.mkdtemp()
+    try:
+        out, outside = os.path.join(tmp, "out"), os.path.join(tmp, "outside")
+        os.makedirs(out)
+        os.makedirs(outside)
+        with open(os.path.join(outside, "victim.txt"), "w") as f:
+            f.write("host data")
+        os.symlink(outside, os.path.join(out, "d"))
+        os.symlink(os.path.join(outside, "victim.txt"), os.path.join(out, "f.txt"))
+        os.symlink(os.path.join(outside, "new.txt"), os.path.join(out, "dangling.txt"))
+        os.makedirs(os.path.join(out, "real"))
+        os.symlink(outside, os.path.join(out, "real", "deeper"))
+        before_outside, before_out = tree(outside), tree(out)
+        code = ("import os\n"
+                "for d in ('d', 'real/deeper/sub'):\n"
+                "    os.makedirs('/work/out/' + d)\n"
+                "for p in ('d/x.txt', 'f.txt', 'dangling.txt', 'real/deeper/sub/y.txt'):\n"
+                "    open('/work/out/' + p, 'w').write('guest')\n")
+        r, j = run_json(code, "--out", out)
+        expect(j["exit_code"] == 0, "the program ran", r)
+        expect(tree(outside) == before_outside, "nothing outside DIR changed", tree(outside))
+        expect(tree(out) == before_out, "the links in DIR are as they were", tree(out))
+        skipped = skipped_by_path(j)
+        for p in ("d/x.txt", "f.txt", "dangling.txt", "real/deeper/sub/y.txt"):
+            expect("symbolic link" in skipped.get(p, ""), "%s reported" % p, j)
+            expect(b"did not write " + p.encode() in r.stderr, "%s said on stderr" % p, r)
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def out_writes_new_files_exactly_and_keeps_existing_ones():
+    """New files are written byte for byte (every byte value, a nested directory, a name in
+    UTF-8); a file that already exists in DIR is kept as it was, names with a control
+    character (DEL, C1 CSI; the guest cannot return C0) are not written, and all are
+    reported."""
+    tmp = tempfile.mkdtemp()
+    try:
+        out = os.path.join(tmp, "out")
+        os.makedirs(os.path.join(out, "sub"))
+        with open(os.path.join(out, "sub", "keep.txt"), "w") as f:
+            f.write("mine")
+        code = ("import os\n"
+                "os.makedirs('/work/out/sub/deep')\n"
+                "open('/work/out/sub/deep/all.bin', 'wb').write(bytes(range(256)) * 3)\n"
+                "open('/work/out/sub/keep.txt', 'w').write('guest')\n"
+                "open('/work/out/top.txt', 'w').write('top\\n')\n"
+                "open('/work/out/caf\u00e9.txt', 'w').write('utf-8 name')\n"
+                "open('/work/out/del\\x7f.txt', 'w').write('x')\n"
+                "open('/work/out/csi\\u009b2J.txt', 'w').write('x')\n")
+        r, j = run_json(code, "--out", out)
+        expect(j["exit_code"] == 0, "the program ran", r)
+        with open(os.path.join(out, "sub", "deep", "all.bin"), "rb") as f:
+            expect(f.read() == bytes(range(256)) * 3, "binary file exact")
+        with open(os.path.join(out, "top.txt"), "rb") as f:
+            expect(f.read() == b"top\n", "text file exact")
+        with open(os.path.join(out, "sub", "keep.txt")) as f:
+            expect(f.read() == "mine", "the existing file is kept")
+        with open(os.path.join(out, "caf\u00e9.txt")) as f:
+            expect(f.read() == "utf-8 name", "a UTF-8 name is written")
+        expect(skipped_by_path(j) == {
+            "sub/keep.txt": "it exists on the host (never overwritten)",
+            "del\\x7f.txt": "a name with control characters or bytes that are not UTF-8",
+            "csi\\x9b2J.txt": "a name with control characters or bytes that are not UTF-8"},
+            "only those are reported", j)
+        expect(sorted(os.listdir(out)) == ["caf\u00e9.txt", "sub", "top.txt"], "nothing else",
+               os.listdir(out))
+        expect(b"did not write sub/keep.txt" in r.stderr, "said on stderr", r)
+    finally:
+        shutil.rmtree(tmp)
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -3,8 +3,12 @@
  * ends with a clean uv_loop_close(). The sandbox is configured as unavailable, so execute_code
  * answers with its reason: argument checks still run first. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base64.h"
@@ -22,8 +26,18 @@ static void on_stopped(void *ctx)
 	*(int *)ctx = 1;
 }
 
-/* Feeds input to a server, runs the loop until it stops, and collects its output lines. */
-static void serve(const char *input, size_t input_len, struct replies *out)
+static struct server_config test_config(void)
+{
+	struct server_config cfg = {.max_concurrent = 2, .max_queued = 8, .max_timeout_s = 300,
+				    .memory_mb = 512, .vcpus = 1};
+	snprintf(cfg.unavailable, sizeof cfg.unavailable, "no backend in unit tests");
+	return cfg;
+}
+
+/* Feeds input to a server configured as cfg, runs the loop until it stops, and collects its
+ * output lines. */
+static void serve_with(const struct server_config *cfg, const char *input, size_t input_len,
+		       struct replies *out)
 {
 	char in_path[] = "/tmp/airlock-test-in-XXXXXX", out_path[] = "/tmp/airlock-test-out-XXXXXX";
 	int in_fd = mkstemp(in_path), out_fd = mkstemp(out_path);
@@ -31,14 +45,11 @@ static void serve(const char *input, size_t input_len, struct replies *out)
 	CHECK(write(in_fd, input, input_len) == (ssize_t)input_len);
 	lseek(in_fd, 0, SEEK_SET);
 
-	struct server_config cfg = {.max_concurrent = 2, .max_timeout_s = 300, .memory_mb = 512,
-				    .vcpus = 1};
-	snprintf(cfg.unavailable, sizeof cfg.unavailable, "no backend in unit tests");
 	uv_loop_t loop;
 	uv_loop_init(&loop);
 	struct server *srv;
 	int stopped = 0;
-	CHECK(server_start(&loop, &cfg, in_fd, out_fd, on_stopped, &stopped, &srv) == 0);
+	CHECK(server_start(&loop, cfg, in_fd, out_fd, on_stopped, &stopped, &srv) == 0);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	CHECK(stopped == 1);
 	CHECK(uv_loop_close(&loop) == 0);
@@ -60,6 +71,12 @@ static void serve(const char *input, size_t input_len, struct replies *out)
 	close(out_fd);
 	unlink(in_path);
 	unlink(out_path);
+}
+
+static void serve(const char *input, size_t input_len, struct replies *out)
+{
+	struct server_config cfg = test_config();
+	serve_with(&cfg, input, input_len, out);
 }
 
 static void replies_free(struct replies *r)
@@ -208,6 +225,182 @@ static void base64_round_trips_and_refuses_junk(void)
 	CHECK(base64_decode("aGVsbG===", 9, &out, &len) == -EINVAL);
 }
 
+static void excerpts_cut_at_a_character_and_repair_utf8(void)
+{
+	char out[RPC_EXCERPT_SIZE(8)];
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "short"), "short") == 0);
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "12345678"), "12345678") == 0);
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "123456789"), "12345678...") == 0);
+	/* "é" is 2 bytes and "€" 3: never cut inside one */
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "1234567\xc3\xa9"), "1234567...") == 0);
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "123456\xe2\x82\xac"), "123456...") == 0);
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "12345\xe2\x82\xac"), "12345\xe2\x82\xac") == 0);
+	/* bytes that are not UTF-8: a lone continuation, a cut sequence, an overlong '/', a
+	 * surrogate, past U+10FFFF */
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "a\x80" "b\xc3"), "a?b?") == 0);
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "\xc0\xaf\xed\xa0\x80"), "?????") == 0);
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "\xf4\x90\x80\x80"), "????") == 0);
+	CHECK(strcmp(rpc_excerpt(out, sizeof out, "\xf0\x9f\x98\x80"), "\xf0\x9f\x98\x80") == 0);
+	char tiny[2];
+	CHECK(strcmp(rpc_excerpt(tiny, sizeof tiny, "abc"), "") == 0);
+}
+
+/* The outside review's case (2026-12-06, item 8): names cut inside a UTF-8 character used to
+ * make json_pack fail, and the request got no answer at all, or an empty result. */
+static void user_text_cut_inside_a_character_still_gets_its_answer(void)
+{
+	char a199[200], b63[64], c99[100];
+	memset(a199, 'a', 199), a199[199] = '\0';
+	memset(b63, 'b', 63), b63[63] = '\0';
+	memset(c99, 'c', 99), c99[99] = '\0';
+	char in[4096];
+	int n = snprintf(in, sizeof in,
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"%s\xc3\xa9\"}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"%s\xc3\xa9\"}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"tools/call\",\"params\":{\"name\":\"execute_code\","
+		"\"arguments\":{\"code\":\"1\",\"%s\xc3\xa9\":1}}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/call\",\"params\":{\"name\":\"execute_code\","
+		"\"arguments\":{\"code\":\"1\",\"files\":[{\"path\":\"p\",\"content\":\"\",\"%s\xc3\xa9\":1}]}}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/call\",\"params\":{\"name\":\"execute_code\","
+		"\"arguments\":{\"code\":\"1\",\"files\":[{\"path\":\"%s\xc3\xa9/../x\",\"content\":\"\"}]}}}\n",
+		a199, a199, b63, b63, c99);
+	CHECK(n > 0 && (size_t)n < sizeof in);
+	struct replies r;
+	serve(in, (size_t)n, &r);
+	CHECK(r.count == 5);
+	const char *message = json_string_value(
+		json_object_get(json_object_get(reply_for(&r, 1), "error"), "message"));
+	CHECK(message && strstr(message, "Unknown tool: aaaa") && strstr(message, "a..."));
+	CHECK(error_code(reply_for(&r, 2)) == RPC_METHOD_NOT_FOUND);
+	for (json_int_t id = 3; id <= 5; id++) {
+		const char *text = tool_text(reply_for(&r, id));
+		CHECK(text && strstr(text, "Invalid arguments") && strstr(text, "..."));
+	}
+	const char *path_text = tool_text(reply_for(&r, 5));
+	CHECK(path_text && strstr(path_text, "files[0].path") != NULL);
+	replies_free(&r);
+}
+
+static void calls_past_max_queued_are_refused_at_once(void)
+{
+	struct server_config cfg = test_config();
+	cfg.max_concurrent = 0; /* nothing starts: every call waits (the unit tests run no VM) */
+	cfg.max_queued = 2;
+	char in[1024];
+	size_t len = 0;
+	for (int id = 1; id <= 4; id++)
+		len += (size_t)snprintf(in + len, sizeof in - len,
+					"{\"jsonrpc\":\"2.0\",\"id\":%d,\"method\":\"tools/call\","
+					"\"params\":{\"name\":\"execute_code\",\"arguments\":"
+					"{\"code\":\"print(%d)\"}}}\n",
+					id, id);
+	struct replies r;
+	serve_with(&cfg, in, len, &r);
+	/* 1 and 2 wait (and are cancelled unanswered when stdin ends); 3 and 4 are refused */
+	CHECK(r.count == 2);
+	CHECK(reply_for(&r, 1) == NULL && reply_for(&r, 2) == NULL);
+	for (json_int_t id = 3; id <= 4; id++) {
+		const char *text = tool_text(reply_for(&r, id));
+		CHECK(text && strcmp(text, "airlock is busy: 2 calls are already waiting") == 0);
+		CHECK(json_is_true(json_object_get(json_object_get(reply_for(&r, id), "result"),
+						   "isError")));
+	}
+	replies_free(&r);
+}
+
+static uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* A client that writes requests whose answers are large (pings with 64 KiB ids) and does not
+ * read: the server stops reading past its output's high mark (here 1 MiB; it says so on
+ * stderr), and once the client reads, every answer comes, in order. The input is a plain file
+ * (the uv_fs_read path pauses by not starting its next read); the output a socket (a libuv
+ * stream, whose buffer takes a few hundred KiB before the server holds any). */
+static void a_client_that_does_not_read_stops_the_input(void)
+{
+	enum { count = 64, id_len = 64 << 10 };
+	char in_path[] = "/tmp/airlock-test-in-XXXXXX", err_path[] = "/tmp/airlock-test-err-XXXXXX";
+	int in_fd = mkstemp(in_path), err_fd = mkstemp(err_path), sv[2];
+	CHECK(in_fd >= 0 && err_fd >= 0 && socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	char *line = malloc(id_len + 128);
+	if (!line)
+		abort();
+	for (int i = 0; i < count; i++) {
+		int head = sprintf(line, "{\"jsonrpc\":\"2.0\",\"id\":\"%03d", i);
+		memset(line + head, 'x', id_len);
+		int tail = sprintf(line + head + id_len, "\",\"method\":\"ping\"}\n");
+		CHECK(write(in_fd, line, (size_t)(head + id_len + tail)) == head + id_len + tail);
+	}
+	free(line);
+	lseek(in_fd, 0, SEEK_SET);
+	fcntl(sv[1], F_SETFL, O_NONBLOCK);
+	int saved_stderr = dup(2);
+	dup2(err_fd, 2);
+
+	struct server_config cfg = test_config();
+	cfg.output_high_mark = 1 << 20;
+	uv_loop_t loop;
+	uv_loop_init(&loop);
+	struct server *srv;
+	int stopped = 0;
+	CHECK(server_start(&loop, &cfg, in_fd, sv[0], on_stopped, &stopped, &srv) == 0);
+	/* not reading until the server says it stopped reading */
+	struct stat st = {0};
+	uint64_t deadline = monotonic_ms() + 60000; /* it takes well under a second */
+	while (fstat(err_fd, &st) == 0 && st.st_size == 0 && monotonic_ms() < deadline) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		usleep(1000);
+	}
+	CHECK(st.st_size > 0);
+	/* then reading everything: the answers in order, then EOF on stdin stops the server */
+	size_t cap = (size_t)count * (id_len + 64), got = 0;
+	char *replies = malloc(cap);
+	if (!replies)
+		abort();
+	deadline = monotonic_ms() + 120000;
+	while (!stopped && monotonic_ms() < deadline) {
+		uv_run(&loop, UV_RUN_NOWAIT);
+		ssize_t n;
+		while (got < cap && (n = read(sv[1], replies + got, cap - got)) > 0)
+			got += (size_t)n;
+		usleep(100);
+	}
+	CHECK(stopped == 1);
+	CHECK(uv_loop_close(&loop) == 0);
+	dup2(saved_stderr, 2);
+	close(saved_stderr);
+
+	size_t answered = 0;
+	for (char *p = replies, *end; p < replies + got; p = end + 1) {
+		end = memchr(p, '\n', (size_t)(replies + got - p));
+		if (!end)
+			break;
+		json_t *msg = json_loadb(p, (size_t)(end - p), 0, NULL);
+		const char *id = json_string_value(json_object_get(msg, "id"));
+		char want[4];
+		snprintf(want, sizeof want, "%03zu", answered);
+		CHECK(id && strncmp(id, want, 3) == 0 && strlen(id) == 3 + id_len);
+		CHECK(json_is_object(json_object_get(msg, "result")));
+		json_decref(msg);
+		answered++;
+	}
+	CHECK(answered == count);
+	char said[512] = "";
+	CHECK(pread(err_fd, said, sizeof said - 1, 0) > 0);
+	CHECK(strstr(said, "the client leaves over 1 MiB of output unread") != NULL);
+	free(replies);
+	close(sv[0]);
+	close(sv[1]);
+	close(in_fd);
+	close(err_fd);
+	unlink(in_path);
+	unlink(err_path);
+}
+
 int main(void)
 {
 	TEST(answers_the_protocol_methods);
@@ -215,5 +408,9 @@ int main(void)
 	TEST(oversized_line_is_skipped);
 	TEST(execute_code_checks_arguments_then_reports_the_sandbox);
 	TEST(base64_round_trips_and_refuses_junk);
+	TEST(excerpts_cut_at_a_character_and_repair_utf8);
+	TEST(user_text_cut_inside_a_character_still_gets_its_answer);
+	TEST(calls_past_max_queued_are_refused_at_once);
+	TEST(a_client_that_does_not_read_stops_the_input);
 	return TEST_EXIT_STATUS();
 }
