@@ -7,65 +7,6 @@
 
 #include "result.h"
 
-/* Length of the valid UTF-8 sequence at p (1-4), or 0 when it is not one. Rejects overlong
- * forms, surrogates and code points past U+10FFFF, as RFC 3629 does. */
-static size_t utf8_sequence(const uint8_t *p, size_t avail)
-{
-	uint8_t c = p[0];
-	if (c < 0x80)
-		return 1;
-	size_t n;
-	uint8_t lo = 0x80, hi = 0xBF;
-	if (c >= 0xC2 && c <= 0xDF)
-		n = 2;
-	else if (c >= 0xE0 && c <= 0xEF) {
-		n = 3;
-		if (c == 0xE0)
-			lo = 0xA0; /* overlong */
-		if (c == 0xED)
-			hi = 0x9F; /* surrogates */
-	} else if (c >= 0xF0 && c <= 0xF4) {
-		n = 4;
-		if (c == 0xF0)
-			lo = 0x90; /* overlong */
-		if (c == 0xF4)
-			hi = 0x8F; /* past U+10FFFF */
-	} else
-		return 0;
-	if (avail < n)
-		return 0;
-	if (p[1] < lo || p[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (p[i] < 0x80 || p[i] > 0xBF)
-			return 0;
-	return n;
-}
-
-char *utf8_sanitize(const uint8_t *data, size_t len, size_t *out_len)
-{
-	/* worst case: every byte becomes the 3-byte U+FFFD */
-	char *out = malloc(len * 3 + 1);
-	if (!out)
-		return NULL;
-	size_t o = 0;
-	for (size_t i = 0; i < len;) {
-		size_t n = utf8_sequence(data + i, len - i);
-		if (n) {
-			memcpy(out + o, data + i, n);
-			o += n;
-			i += n;
-		} else {
-			memcpy(out + o, "\xEF\xBF\xBD", 3);
-			o += 3;
-			i++;
-		}
-	}
-	out[o] = '\0';
-	*out_len = o;
-	return out;
-}
-
 const char *signal_name(int signal, char *buf, size_t buf_len)
 {
 	const char *abbrev = sigabbrev_np(signal);
@@ -151,10 +92,16 @@ json_t *result_structured(const struct sandbox_result *r, const struct file_list
 	json_t *list = json_array();
 	for (size_t i = 0; list && files && i < files->len; i++) {
 		const struct file_entry *f = &files->items[i];
-		json_array_append_new(list, json_pack("{s:s, s:I, s:s, s:b}", "path", f->path,
-						      "size", (json_int_t)f->size, "mime_type",
-						      mime_type_for(f->path), "returned",
-						      f->returned));
+		/* the guest names its files: bytes that are not UTF-8 become U+FFFD, rather than
+		 * the file going missing from the list */
+		struct byte_buffer name = {(uint8_t *)f->path, strlen(f->path), 0};
+		json_t *entry = json_pack("{s:o, s:I, s:s, s:b}", "path", utf8_json_string(&name),
+					  "size", (json_int_t)f->size, "mime_type",
+					  mime_type_for(f->path), "returned", f->returned);
+		if (!entry || json_array_append_new(list, entry) != 0) {
+			json_decref(list);
+			list = NULL;
+		}
 	}
 	json_t *out = utf8_json_string(&r->out), *err = utf8_json_string(&r->err);
 	if (!list || !out || !err) {

@@ -10,12 +10,10 @@
 
 #include "archive_files.h"
 #include "sandbox.h"
+#include "utf8.h"
 
 #define RESULT_MAX_FILES 1000
 
-/* Returns a malloc'd copy of data with every invalid UTF-8 sequence replaced by U+FFFD; *out_len
- * gets its length (the copy is also NUL-terminated). NULL when out of memory. */
-char *utf8_sanitize(const uint8_t *data, size_t len, size_t *out_len);
 
 /* "SIGKILL" for 9; "SIG<n>" when the number has no name. */
 const char *signal_name(int signal, char *buf, size_t buf_len);

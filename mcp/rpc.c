@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "rpc.h"
+#include "utf8.h"
 
 #define READ_CHUNK (64u * 1024)
 
@@ -59,6 +60,9 @@ struct rpc {
 	/* closing */
 	bool closing;
 	bool handles_closing; /* past this point nothing more can be written */
+	/* a client that never reads again cannot hold the close up past RPC_CLOSE_DRAIN_MS */
+	uv_timer_t drain_timer;
+	bool drain_timer_on, drain_overdue;
 	int in_callback;      /* >0 while handlers run: closing waits until they return */
 	int open_handles;
 	void (*closed)(void *ctx);
@@ -472,9 +476,11 @@ static void on_handle_closed(uv_handle_t *handle)
 static void maybe_finish_close(struct rpc *rpc)
 {
 	if (!rpc->closing || rpc->handles_closing || rpc->in_callback > 0 ||
-	    rpc->pending_writes > 0 || rpc->file_read_busy)
+	    (rpc->pending_writes > 0 && !rpc->drain_overdue) || rpc->file_read_busy)
 		return;
 	rpc->handles_closing = true;
+	if (rpc->drain_timer_on)
+		uv_close((uv_handle_t *)&rpc->drain_timer, on_handle_closed);
 	if (rpc->open_handles == 0) {
 		finish_close(rpc); /* plain files on both sides: no handle to close */
 		return;
@@ -482,7 +488,14 @@ static void maybe_finish_close(struct rpc *rpc)
 	if (!rpc->in_is_file && !uv_is_closing(&rpc->in.handle))
 		uv_close(&rpc->in.handle, on_handle_closed);
 	if (!rpc->out_is_file && !uv_is_closing(&rpc->out.handle))
-		uv_close(&rpc->out.handle, on_handle_closed);
+		uv_close(&rpc->out.handle, on_handle_closed); /* unwritten output is dropped */
+}
+
+static void on_drain_overdue(uv_timer_t *timer)
+{
+	struct rpc *rpc = timer->data;
+	rpc->drain_overdue = true;
+	maybe_finish_close(rpc);
 }
 
 void rpc_close(struct rpc *rpc, void (*closed)(void *ctx))
@@ -495,43 +508,16 @@ void rpc_close(struct rpc *rpc, void (*closed)(void *ctx))
 		uv_read_stop(&rpc->in.stream);
 	else if (rpc->file_read_busy)
 		uv_cancel((uv_req_t *)&rpc->file_read); /* fails harmlessly once it runs */
+	if (rpc->pending_writes > 0 && uv_timer_init(rpc->loop, &rpc->drain_timer) == 0) {
+		rpc->drain_timer.data = rpc;
+		rpc->drain_timer_on = true;
+		rpc->open_handles++;
+		uv_timer_start(&rpc->drain_timer, on_drain_overdue, RPC_CLOSE_DRAIN_MS, 0);
+	}
 	maybe_finish_close(rpc);
 }
 
 /* ---- user text in messages ---- */
-
-/* The length of the valid UTF-8 sequence at s (at most left bytes), or 0 when there is none:
- * RFC 3629, as jansson checks it (no overlong forms, no surrogates, nothing past U+10FFFF). */
-static size_t utf8_sequence(const unsigned char *s, size_t left)
-{
-	size_t n;
-	uint32_t cp;
-	if (s[0] < 0x80)
-		return 1;
-	if (s[0] >= 0xc2 && s[0] <= 0xdf) {
-		n = 2;
-		cp = s[0] & 0x1fu;
-	} else if (s[0] >= 0xe0 && s[0] <= 0xef) {
-		n = 3;
-		cp = s[0] & 0x0fu;
-	} else if (s[0] >= 0xf0 && s[0] <= 0xf4) {
-		n = 4;
-		cp = s[0] & 0x07u;
-	} else {
-		return 0; /* a continuation byte, or a lead byte no valid sequence starts with */
-	}
-	if (n > left)
-		return 0;
-	for (size_t i = 1; i < n; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3fu);
-	}
-	bool overlong = (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000);
-	if (overlong || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return n;
-}
 
 const char *rpc_excerpt(char *out, size_t out_size, const char *text)
 {

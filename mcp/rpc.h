@@ -20,6 +20,9 @@
  * at all never sees the pause. Worst case held: the high mark, plus one response to the last
  * request read (<= RPC_MAX_LINE + 8 KiB: an id is echoed), plus one result per running call. */
 #define RPC_OUTPUT_HIGH_MARK (64u << 20) /* the low mark is half the high one */
+/* At close, how long output the client has not read yet may hold the end up (SIGTERM to a
+ * server whose client stopped reading); then it is dropped. */
+#define RPC_CLOSE_DRAIN_MS 2000
 
 enum rpc_error_code {
 	RPC_PARSE_ERROR = -32700,

@@ -671,5 +671,37 @@ def a_client_that_stops_reading_does_not_grow_the_server():
         s.close()
 
 
+@test
+def sigterm_ends_a_server_whose_client_stopped_reading():
+    """SIGTERM ends the server within seconds even when its client never reads again: output the
+    client left unread holds the end up for at most 2 s (RPC_CLOSE_DRAIN_MS)."""
+    s = started("--pool", "0")
+    try:
+        def writer():
+            pad = "x" * (1 << 20)
+            try:
+                for i in range(100):
+                    s.send({"jsonrpc": "2.0", "id": "%03d%s" % (i, pad), "method": "ping"})
+            except (BrokenPipeError, ValueError, OSError):
+                pass
+        t = threading.Thread(target=writer, daemon=True)
+        t.start()
+        t.join(timeout=8)  # it blocks once the server stops reading: output is backed up
+        expect(t.is_alive(), "the server stopped reading (its output backed up)")
+        s.proc.send_signal(signal.SIGTERM)
+        started_at = time.monotonic()
+        try:
+            status = s.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            status = None
+            s.proc.kill()  # the writer, blocked on its pipe, then ends too
+        took = time.monotonic() - started_at
+        t.join(timeout=10)
+        expect(status == 0, "the server exited 0 (status %r)" % status)
+        expect(took < 15, "ended %.1f s after SIGTERM" % took)
+    finally:
+        s.close()
+
+
 if __name__ == "__main__":
     sys.exit(main())

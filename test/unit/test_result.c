@@ -101,11 +101,26 @@ static void builds_the_structured_result(void)
 	json_decref(j);
 }
 
+static void a_file_name_that_is_not_utf8_is_listed_repaired(void)
+{
+	struct sandbox_result r = {.exited = true};
+	struct file_list files = {0};
+	CHECK(file_list_add(&files, "bad\xFFname.txt", "x", 1, true) == 0);
+	json_t *j = result_structured(&r, &files);
+	json_t *list = json_object_get(j, "files");
+	CHECK(json_array_size(list) == 1);
+	const char *path = json_string_value(json_object_get(json_array_get(list, 0), "path"));
+	CHECK(path && strcmp(path, "bad" FFFD "name.txt") == 0);
+	json_decref(j);
+	file_list_free(&files);
+}
+
 int main(void)
 {
 	TEST(repairs_invalid_utf8);
 	TEST(names_signals_and_types);
 	TEST(checks_paths);
 	TEST(builds_the_structured_result);
+	TEST(a_file_name_that_is_not_utf8_is_listed_repaired);
 	return TEST_EXIT_STATUS();
 }
