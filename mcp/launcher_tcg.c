@@ -226,7 +226,7 @@ static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
 		snprintf(p->rootfs, sizeof p->rootfs, "%s", s->rootfs);
 		snprintf(p->memory, sizeof p->memory, "%s", memory);
 	}
-	if (confined && preload_path(p->preload, sizeof p->preload) != 0)
+	if (preload_path(p->preload, sizeof p->preload) != 0)
 		return -ENOENT;
 	return 0;
 }
@@ -260,6 +260,18 @@ static int push_bound_paths(const struct vm_spec *s, struct argv_list *a)
 	return rc;
 }
 
+/* The preload through env(1), where there is no bubblewrap to set it (its RAM file read-only
+ * is what lets QEMU open it at all: the file's fd lies on a read-only mount). */
+static int push_preload_env(const struct vm_spec *s, const struct qemu_plan *p,
+			    struct argv_list *a)
+{
+	int rc = argv_push(a, "env");
+	rc |= argv_push(a, "LD_PRELOAD=%s", p->preload);
+	if (s->restore)
+		rc |= argv_push(a, "AIRLOCK_READONLY_RAM=%s", p->memory);
+	return rc;
+}
+
 static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, struct argv_list *a)
 {
 	int rc = 0;
@@ -273,7 +285,7 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	rc |= argv_push(a, "KILL");
 	rc |= argv_push(a, "--");
 	if (launcher_unconfined())
-		return rc ? -ENOMEM : 0;
+		return push_preload_env(s, p, a) | rc ? -ENOMEM : 0;
 	/* limits (prlimit, util-linux too): no core dump (it would hold guest memory), a bounded
 	 * number of fds, an address space of guest RAM plus TCG's code buffer and the rest, and
 	 * a bounded log (not for the VM that makes a snapshot: its RAM file is as large as RAM) */
@@ -285,13 +297,8 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	if (!s->snapshot_dir || s->restore)
 		rc |= argv_push(a, "--fsize=%llu", VM_LOG_MAX_BYTES);
 	rc |= argv_push(a, "--");
-	if (!p->bwrap[0]) { /* preloaded all the same, through env(1) */
-		rc |= argv_push(a, "env");
-		rc |= argv_push(a, "LD_PRELOAD=%s", p->preload);
-		if (s->restore)
-			rc |= argv_push(a, "AIRLOCK_READONLY_RAM=%s", p->memory);
-		return rc ? -ENOMEM : 0;
-	}
+	if (!p->bwrap[0]) /* preloaded all the same */
+		return push_preload_env(s, p, a) | rc ? -ENOMEM : 0;
 	static const char *const fixed[] = {
 		"--die-with-parent", "--unshare-all", "--cap-drop", "ALL",
 		"--ro-bind", "/usr", "/usr", "--symlink", "usr/lib", "/lib",
