@@ -1,5 +1,5 @@
 /* airlock-agent: the guest's PID 1. One header for the agent's parts: the channel to the host,
- * the program runner and the tar reader/writer. Depends on libc and proto.h only.
+ * the program runner, collecting /work/out and the tar reader/writer. Depends on libc and proto.h only.
  */
 #ifndef AIRLOCK_AGENT_H
 #define AIRLOCK_AGENT_H
@@ -15,6 +15,10 @@
 #define AGENT_WORK_DIR "/work"
 #define AGENT_OUT_DIR "/work/out"
 #define AGENT_RUN_DIR "/run/airlock" /* the program text and its stdin, root-owned */
+/* SCHED_FIFO priorities during a run: the agent, and below it the collector of /work/out, both
+ * ahead of every user process. */
+#define AGENT_RUN_PRIORITY 2
+#define AGENT_COLLECT_PRIORITY 1
 
 /* ---- channel.c: frames over the host channel ---- */
 
@@ -85,6 +89,26 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 int run_program(int channel_fd, const struct run_request *req, struct program *prog,
 		int vm_is_unique);
 
+/* ---- collect.c: the files under /work/out, read as the sandbox user ---- */
+
+struct out_files {
+	uint8_t *payload;     /* NULL, or room for struct al_exit, then the tar, then the list */
+	uint32_t tar_len;     /* ustar of the returned files */
+	uint32_t skipped_len; /* "SIZE PATH\n" lines of files not returned */
+	int truncated;        /* some of dir was not returned */
+};
+
+/* Collects the regular files under dir, up to cap bytes of content, as the sandbox user and
+ * without following any link. A collection that fails or does not finish within timeout_ms
+ * returns no file and sets truncated. Returns 0, or -errno when the agent itself failed (no memory, no process). */
+int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_files *f);
+void out_files_free(struct out_files *f);
+/* Whether dir, reached without links, holds anything at all. */
+int out_files_any(const char *dir);
+/* Runs the agent's side of a collection with nothing to collect, for an emulated CPU to
+ * translate it. */
+void out_files_warm_up(void);
+
 /* ---- tar.c: ustar in and out ---- */
 
 /* Unpacks regular files and directories from a ustar archive under dir, owned by uid/gid.
@@ -101,6 +125,10 @@ struct tar_writer {
 /* Appends one regular file (header + content padded to 512). Returns 0 or -errno
  * (-ENAMETOOLONG when the path does not fit ustar's 100+155 bytes). */
 int tar_add_file(struct tar_writer *w, const char *path, const void *content, size_t size);
+/* Checks an archive as tar_add_file and tar_finish make it: regular files with safe relative
+ * paths, lengths adding up exactly, the two zero blocks at the end. Returns 0 with the content
+ * bytes and the number of files, or -EPROTO. */
+int tar_check(const uint8_t *data, size_t len, uint64_t *content, unsigned *files);
 /* Appends the two zero blocks that end an archive. */
 int tar_finish(struct tar_writer *w);
 void tar_writer_free(struct tar_writer *w);

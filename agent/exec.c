@@ -1,8 +1,8 @@
 /* One program run: prepare /work, let the interpreter (started ahead by program.c) run the
  * program, feed its stdin, stream its output to the host within the caps, enforce the timeout,
- * kill everything the user left behind, and report the exit with the files under /work/out.
+ * kill everything the user left behind, and report the exit with the files under /work/out
+ * (collect.c).
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -26,10 +26,12 @@
 
 #include "agent.h"
 
-#define OUT_MAX_ENTRIES 1000 /* files listed from /work/out */
-#define OUT_MAX_DEPTH 16
 #define DRAIN_GRACE_MS 2000 /* after the last kill, how long to wait for pipes to close */
 #define EXIT_REPORT_GRACE_MS 50 /* after the exit report, for the pipes' end before killing */
+/* The host waits for the answer until 2 s after the program's timeout; the agent's own deadline
+ * leaves room for sending it. Collecting /work/out gets what is left, at least COLLECT_MIN_MS. */
+#define ANSWER_GRACE_MS 1500
+#define COLLECT_MIN_MS 250
 
 int run_request_parse(const uint8_t *payload, size_t len, struct run_request *req)
 {
@@ -154,107 +156,9 @@ static int pump_output(int channel_fd, struct output_stream *s)
 	return forward ? channel_send(channel_fd, s->frame, buf, forward) : 0;
 }
 
-/* ---- /work/out collection ---- */
-
-struct out_collector {
-	struct tar_writer tar;
-	char *skipped;       /* "SIZE PATH\n" lines */
-	size_t skipped_len;
-	uint64_t returned;   /* content bytes put in the tar */
-	uint64_t cap;
-	unsigned entries;
-	int truncated;
-};
-
-static int note_skipped(struct out_collector *c, const char *rel, uint64_t size)
-{
-	char line[PATH_MAX + 32];
-	int n = snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)size, rel);
-	if (n < 0 || (size_t)n >= sizeof line)
-		return 0;
-	char *p = realloc(c->skipped, c->skipped_len + (size_t)n);
-	if (!p)
-		return -ENOMEM;
-	memcpy(p + c->skipped_len, line, (size_t)n);
-	c->skipped = p;
-	c->skipped_len += (size_t)n;
-	c->truncated = 1;
-	return 0;
-}
-
-static int collect_file(struct out_collector *c, const char *full, const char *rel, uint64_t size)
-{
-	if (strchr(rel, '\n'))
-		return 0; /* cannot be named in the skipped list; leave it out */
-	if (c->returned + size > c->cap)
-		return note_skipped(c, rel, size);
-	int fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	uint8_t *content = malloc(size ? size : 1);
-	size_t got = 0;
-	while (content && got < size) {
-		ssize_t n = read(fd, content + got, size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	int rc = 0;
-	if (!content)
-		rc = -ENOMEM;
-	else if (tar_add_file(&c->tar, rel, content, got) == 0)
-		c->returned += got;
-	else
-		rc = note_skipped(c, rel, size);
-	free(content);
-	return rc;
-}
-
-static int collect_dir(struct out_collector *c, const char *dir, const char *rel, int depth)
-{
-	struct dirent **names;
-	int n = scandir(dir, &names, NULL, alphasort);
-	if (n < 0)
-		return 0;
-	int rc = 0;
-	for (int i = 0; i < n; i++) {
-		const char *name = names[i]->d_name;
-		if (rc || !strcmp(name, ".") || !strcmp(name, ".."))
-			continue;
-		char full[PATH_MAX], sub[PATH_MAX];
-		if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, name) >= sizeof full ||
-		    (size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", name) >=
-			    sizeof sub)
-			continue;
-		struct stat st;
-		if (lstat(full, &st) != 0)
-			continue;
-		if (c->entries >= OUT_MAX_ENTRIES) {
-			c->truncated = 1;
-			continue;
-		}
-		if (S_ISREG(st.st_mode)) {
-			c->entries++;
-			rc = collect_file(c, full, sub, (uint64_t)st.st_size);
-		} else if (S_ISDIR(st.st_mode) && depth < OUT_MAX_DEPTH) {
-			rc = collect_dir(c, full, sub, depth + 1);
-		}
-	}
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	return rc;
-}
-
 static int send_exit(int channel_fd, int status, int timed_out, const struct output_stream *out,
-		     const struct output_stream *err, uint64_t files_cap)
+		     const struct output_stream *err, const struct out_files *files)
 {
-	struct out_collector c = {.cap = files_cap};
-	int rc = collect_dir(&c, AGENT_OUT_DIR, "", 0);
-	if (rc == 0 && c.tar.len > 0)
-		rc = tar_finish(&c.tar);
-
 	struct al_exit e = {0};
 	if (WIFEXITED(status)) {
 		e.exit_code = WEXITSTATUS(status);
@@ -265,30 +169,16 @@ static int send_exit(int channel_fd, int status, int timed_out, const struct out
 	e.flags = (timed_out ? AL_EXIT_TIMED_OUT : 0) |
 		  (out->truncated ? AL_EXIT_STDOUT_TRUNCATED : 0) |
 		  (err->truncated ? AL_EXIT_STDERR_TRUNCATED : 0) |
-		  (c.truncated ? AL_EXIT_FILES_TRUNCATED : 0);
+		  (files->truncated ? AL_EXIT_FILES_TRUNCATED : 0);
 	e.stdout_bytes = out->total;
 	e.stderr_bytes = err->total;
-	e.files_len = (uint32_t)c.tar.len;
-	e.skipped_len = (uint32_t)c.skipped_len;
-
-	if (rc == 0) {
-		size_t body = c.tar.len + c.skipped_len;
-		uint8_t *payload = malloc(sizeof e + body);
-		if (!payload) {
-			rc = -ENOMEM;
-		} else {
-			memcpy(payload, &e, sizeof e);
-			if (c.tar.len)
-				memcpy(payload + sizeof e, c.tar.data, c.tar.len);
-			if (c.skipped_len)
-				memcpy(payload + sizeof e + c.tar.len, c.skipped, c.skipped_len);
-			rc = channel_send(channel_fd, AL_FRAME_EXIT, payload, sizeof e + body);
-			free(payload);
-		}
-	}
-	tar_writer_free(&c.tar);
-	free(c.skipped);
-	return rc;
+	if (!files->payload)
+		return channel_send(channel_fd, AL_FRAME_EXIT, &e, sizeof e);
+	e.files_len = files->tar_len;
+	e.skipped_len = files->skipped_len;
+	memcpy(files->payload, &e, sizeof e);
+	return channel_send(channel_fd, AL_FRAME_EXIT, files->payload,
+			    sizeof e + (size_t)files->tar_len + files->skipped_len);
 }
 
 static int64_t now_ms(void)
@@ -296,6 +186,13 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds until deadline, at least least. */
+static int ms_until(int64_t deadline, int least)
+{
+	int64_t left = deadline - now_ms();
+	return left < least ? least : left > INT_MAX ? INT_MAX : (int)left;
 }
 
 static int prepare_work_dir(int channel_fd, const struct run_request *req, const char *script)
@@ -410,7 +307,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	 * deadline, the answer), however busy they keep the one vCPU: the answer then does not wait
 	 * for the kernel to tear the finished program down. Only for the run, not while the guest
 	 * boots (its kernel threads must not wait behind us); children start as ordinary processes. */
-	struct sched_param fifo = {.sched_priority = 1};
+	struct sched_param fifo = {.sched_priority = AGENT_RUN_PRIORITY};
 	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &fifo) != 0)
 		perror("airlock-agent: sched_setscheduler");
 
@@ -419,6 +316,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
 		its.it_value.tv_nsec = 1;
 	timerfd_settime(timer_fd, 0, &its, NULL);
+	int64_t answer_by = now_ms() + h->timeout_ms + ANSWER_GRACE_MS;
 
 	struct output_stream out = {prog->stdout_fd, AL_FRAME_STDOUT, h->stdout_cap, 0, 0};
 	struct output_stream err = {prog->stderr_fd, AL_FRAME_STDERR, h->stderr_cap, 0, 0};
@@ -503,7 +401,12 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 
 	if (!child_done)
 		status = SIGKILL; /* reads as "killed by SIGKILL" */
-	rc = send_exit(channel_fd, status, timed_out, &out, &err, h->out_files_cap);
+	struct out_files files = {0};
+	rc = out_files_collect(AGENT_OUT_DIR, h->out_files_cap, ms_until(answer_by, COLLECT_MIN_MS),
+			       &files);
+	if (rc == 0)
+		rc = send_exit(channel_fd, status, timed_out, &out, &err, &files);
+	out_files_free(&files);
 	if (kill_pending)
 		kill_all_user_processes();
 	return rc;
@@ -528,6 +431,7 @@ void warm_up_run_path(void)
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (fd >= 0)
 		close(fd);
+	out_files_warm_up();
 	/* the file system paths a request takes: a file in the run directory, a directory in /work */
 	static const char warm_file[] = AGENT_RUN_DIR "/warm-up";
 	if (write_file(warm_file, "x", 1, 0600) == 0)
