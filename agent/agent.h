@@ -1,5 +1,6 @@
 /* airlock-agent: the guest's PID 1. One header for the agent's parts: the channel to the host,
- * the program runner, collecting /work/out and the tar reader/writer. Depends on libc and proto.h only.
+ * the program runner, stopping the user's processes, collecting /work/out and the tar
+ * reader/writer. Depends on libc and proto.h only.
  */
 #ifndef AIRLOCK_AGENT_H
 #define AIRLOCK_AGENT_H
@@ -16,7 +17,7 @@
 #define AGENT_OUT_DIR "/work/out"
 #define AGENT_RUN_DIR "/run/airlock" /* the program text and its stdin, root-owned */
 /* SCHED_FIFO priorities during a run: the agent, and below it the collector of /work/out, both
- * ahead of every user process. */
+ * ahead of every user process (and of a dying interpreter's teardown). */
 #define AGENT_RUN_PRIORITY 2
 #define AGENT_COLLECT_PRIORITY 1
 
@@ -89,6 +90,29 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 int run_program(int channel_fd, const struct run_request *req, struct program *prog,
 		int vm_is_unique);
 
+/* ---- stop.c: the end of the user's processes ---- */
+
+struct stop_mark {
+	long switches; /* the agent's context switches at the kill; -1: no proof from them */
+};
+
+/* Sends SIGKILL to every process of the sandbox user (double-forked daemons included; none can
+ * start another after it) and marks the moment. */
+void stop_kill_all(struct stop_mark *mark);
+/* 1 when no other task can have run since mark: the guest has one CPU and the agent, which
+ * runs ahead of every user task, has not been switched out since. */
+int stop_nothing_ran_since(const struct stop_mark *mark);
+/* Kills every process of the sandbox user (again) and waits until none can act any more: each
+ * is gone, dead, or inside the kernel's exit path, from which it never runs user code or starts
+ * a system call again. Not until their memory is freed: for a large interpreter under emulation
+ * that takes milliseconds and changes nothing a result holds. Returns 0, or -ETIMEDOUT (or
+ * -errno) when that could not be confirmed within timeout_ms. */
+int stop_user_processes(int timeout_ms);
+/* Notes the user's processes (the interpreter started ahead) while the VM waits in the pool,
+ * so that stop_user_processes need not walk all of /proc when no task was started since; the
+ * walk is translated by an emulated CPU on the way. */
+void stop_note_processes(void);
+
 /* ---- collect.c: the files under /work/out, read as the sandbox user ---- */
 
 struct out_files {
@@ -99,8 +123,9 @@ struct out_files {
 };
 
 /* Collects the regular files under dir, up to cap bytes of content, as the sandbox user and
- * without following any link. A collection that fails or does not finish within timeout_ms
- * returns no file and sets truncated. Returns 0, or -errno when the agent itself failed (no memory, no process). */
+ * without following any link; call it only once the user's processes are stopped. A
+ * collection that fails or does not finish within timeout_ms returns no file and sets
+ * truncated. Returns 0, or -errno when the agent itself failed (no memory, no process). */
 int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_files *f);
 void out_files_free(struct out_files *f);
 /* Whether dir, reached without links, holds anything at all. */

@@ -125,7 +125,8 @@ static int list_names(int dir_fd, char ***names)
 				continue;
 			if (n == cap) {
 				size_t more = cap ? cap * 2 : 64;
-				char **p = more < INT_MAX ? realloc(list, more * sizeof *list) : NULL;
+				char **p =
+				    more < INT_MAX ? realloc(list, more * sizeof *list) : NULL;
 				if (!p) {
 					rc = -ENOMEM;
 					break;
@@ -168,7 +169,7 @@ static int walk_dir(struct walk *w, int dir_fd, const char *rel, int depth)
 		char sub[PATH_MAX];
 		struct stat st;
 		if (rc || (size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", name) >=
-				  sizeof sub)
+			      sizeof sub)
 			continue;
 		if (fstatat(dir_fd, name, &st, AT_SYMLINK_NOFOLLOW) != 0)
 			continue;
@@ -188,8 +189,8 @@ static int walk_dir(struct walk *w, int dir_fd, const char *rel, int depth)
 				rc = walk_file(w, fd, sub, (uint64_t)st.st_size);
 			close(fd);
 		} else if (S_ISDIR(st.st_mode) && depth < OUT_MAX_DEPTH) {
-			int sub_fd = openat(dir_fd, name,
-					    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			int sub_fd =
+			    openat(dir_fd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (sub_fd >= 0) {
 				rc = walk_dir(w, sub_fd, sub, depth + 1);
 				close(sub_fd);

@@ -230,7 +230,8 @@ int tar_check(const uint8_t *data, size_t len, uint64_t *content, unsigned *file
 	while (off + BLOCK <= len && !is_zero_block(data + off)) {
 		const struct ustar_header *h = (const void *)(data + off);
 		uint64_t size, mode;
-		if (read_header(h, &size, &mode) != 0 || (h->typeflag != '0' && h->typeflag != '\0'))
+		if (read_header(h, &size, &mode) != 0 ||
+		    (h->typeflag != '0' && h->typeflag != '\0'))
 			return -EPROTO;
 		member_path(h, member);
 		if (!path_is_safe(member))
