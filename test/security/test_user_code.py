@@ -252,6 +252,15 @@ def closing_stdout_early_keeps_the_exit_status():
 
 
 @test
+def closing_every_fd_keeps_the_exit_status():
+    # a program that closes every inherited fd (as daemons do) closes the starter's report pipe
+    code = "import os, sys\nos.closerange(0, 256)\nsys.exit(7)\n"
+    res = execute(code)
+    expect(res["exit_code"] == 7 and not res["timed_out"], "the program's own status", res)
+    still_serves()
+
+
+@test
 def nothing_outlives_a_call():
     # a daemon that double-forks, a file in /tmp and in /work: the next call sees none of them
     first = ("import os, time\n"
