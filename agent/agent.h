@@ -108,10 +108,17 @@ int stop_nothing_ran_since(const struct stop_mark *mark);
  * that takes milliseconds and changes nothing a result holds. Returns 0, or -ETIMEDOUT (or
  * -errno) when that could not be confirmed within timeout_ms. */
 int stop_user_processes(int timeout_ms);
-/* Notes the user's processes (the interpreter started ahead) while the VM waits in the pool,
- * so that stop_user_processes need not walk all of /proc when no task was started since; the
- * walk is translated by an emulated CPU on the way. */
+/* Notes the user's processes (the interpreter started ahead), so that stop_user_processes need
+ * not walk all of /proc when no task was created since. Call it before the first READY: a VM
+ * restored from a snapshot then has the note without the walk's cost. */
 void stop_note_processes(void);
+/* Tells the note that the agent created a task of its own that is gone again (a helper it has
+ * reaped). */
+void stop_count_own_task(void);
+/* Tells the note that a user process was started after it: it no longer says them all. */
+void stop_forget_processes(void);
+/* Runs what the usual end of a run takes once, for an emulated CPU to translate it. */
+void stop_warm_up(void);
 
 /* ---- collect.c: the files under /work/out, read as the sandbox user ---- */
 
@@ -130,8 +137,7 @@ int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_
 void out_files_free(struct out_files *f);
 /* Whether dir, reached without links, holds anything at all. */
 int out_files_any(const char *dir);
-/* Runs the agent's side of a collection with nothing to collect, for an emulated CPU to
- * translate it. */
+/* Looks into a directory as the usual end of a run does, for an emulated CPU to translate it. */
 void out_files_warm_up(void);
 
 /* ---- tar.c: ustar in and out ---- */

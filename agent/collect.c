@@ -39,7 +39,6 @@
 	((uint64_t)AL_FRAME_MAX_PAYLOAD - sizeof(struct al_exit) - OUT_TAR_OVERHEAD_MAX -          \
 	 OUT_SKIPPED_MAX)
 #define COLLECT_CHILD_FD 3
-#define COLLECT_WARM_UP_MS 5000
 
 struct collect_report {
 	uint32_t tar_len;
@@ -435,23 +434,10 @@ int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_
 
 void out_files_warm_up(void)
 {
-	/* An emulated CPU translates code on first use: the look into /work/out that most runs
-	 * end with, and a whole collection (the child's drop to the sandbox user, its walk, the
-	 * agent's checks) of a directory of the agent's own, while the VM waits. */
+	/* The look into /work/out that most runs end with, translated by an emulated CPU while
+	 * the VM waits. Not a whole collection: every restored VM would pay ~19 ms of translation
+	 * for what only runs that leave files use. */
 	(void)out_files_any(AGENT_WORK_DIR);
-	static const char dir[] = AGENT_RUN_DIR "/warm-out", file[] = AGENT_RUN_DIR "/warm-out/f";
-	if (mkdir(dir, 0755) != 0)
-		return;
-	int fd = open(file, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-	if (fd >= 0) {
-		(void)!write(fd, "x", 1);
-		close(fd);
-	}
-	struct out_files f;
-	if (out_files_collect(dir, 1 << 20, COLLECT_WARM_UP_MS, &f) == 0)
-		out_files_free(&f);
-	unlink(file);
-	rmdir(dir);
 }
 
 void out_files_free(struct out_files *f)

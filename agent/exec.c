@@ -419,6 +419,7 @@ void warm_up_run_path(void)
 		(void)kill(pid, SIGKILL); /* as the end of a run kills */
 		(void)kill(-1, 0);        /* the walk of kill(-1), signalling nothing */
 		(void)waitpid(pid, NULL, 0);
+		stop_count_own_task();
 		/* its SIGCHLD (blocked) would otherwise wake the run's first poll for nothing */
 		sigset_t chld;
 		sigemptyset(&chld);
@@ -429,7 +430,7 @@ void warm_up_run_path(void)
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (fd >= 0)
 		close(fd);
-	stop_note_processes();
+	stop_warm_up();
 	out_files_warm_up();
 	/* the file system paths a request takes: a file in the run directory, a directory in /work */
 	static const char warm_file[] = AGENT_RUN_DIR "/warm-up";

@@ -9,10 +9,13 @@
  * task has one costs one readlink of /proc/PID/exe (about 6 us on an emulated CPU; reading
  * /proc/PID/stat costs twenty times that).
  *
- * Which tasks to look at: the walk of all /proc costs most of a millisecond there, so the agent
- * notes the user's processes while the VM waits in the pool, with the kernel's count of tasks
- * ever created (/proc/stat "processes"); when the count has not moved by the end of the run,
- * no task was created since, and only the noted ones can be left.
+ * Which tasks to look at: a walk of /proc costs ~1 ms on an emulated CPU, and ~17 ms the first
+ * time in a VM (code is translated on first use, and every VM restored from a snapshot starts
+ * with nothing translated). So the agent notes the user's processes once, before its first
+ * READY (in the VM that makes the snapshot, so every VM restored from it has the note), with
+ * the kernel's count of tasks ever created (/proc/stat "processes"), and counts the helper
+ * processes it starts and reaps itself. When the count has only moved by those at the end of
+ * the run, no other task was created, and only the noted ones can be left.
  *
  * Waiting for a killed task to leave its address space means giving it the CPU, which under
  * emulation on a busy host costs milliseconds. On a guest with one CPU there is a cheaper proof
@@ -57,8 +60,10 @@ static void kill_all_user_processes(void)
 		(void)kill(-1, SIGKILL);
 		_exit(0);
 	}
-	if (pid > 0)
+	if (pid > 0) {
 		(void)waitpid(pid, NULL, 0);
+		stop_count_own_task();
+	}
 }
 
 /* Whether the task whose /proc directory is path (relative to dir_fd) has an address space:
@@ -212,10 +217,12 @@ static int read_task_count(uint64_t *count)
 	return 0;
 }
 
-/* The user's processes as they were while the VM waited, and the task count before that look. */
+/* The user's processes as they were noted, the kernel's task count before that look, and the
+ * tasks the agent has created since (helpers it reaped itself). */
 static struct {
 	int valid;
 	uint64_t tasks_created;
+	uint64_t own_tasks;
 	struct acting processes;
 } noted;
 
@@ -267,7 +274,8 @@ int stop_user_processes(int timeout_ms)
 	kill_all_user_processes(); /* again: free, and the caller may not have yet */
 	uint64_t created;
 	int rc;
-	if (noted.valid && read_task_count(&created) == 0 && created == noted.tasks_created) {
+	if (noted.valid && read_task_count(&created) == 0 &&
+	    created == noted.tasks_created + noted.own_tasks) {
 		a = noted.processes;
 		rc = recheck_acting(proc_fd, &a);
 	} else if (getpid() == 1 && reap_children() == -ECHILD) {
@@ -301,9 +309,9 @@ int stop_user_processes(int timeout_ms)
 
 void stop_note_processes(void)
 {
-	(void)one_cpu();
-	(void)switches_out(); /* translated once by an emulated CPU */
+	(void)one_cpu(); /* asked here too: a snapshot's VMs have its CPUs */
 	noted.valid = 0;
+	noted.own_tasks = 0;
 	int proc_fd = open("/proc", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (proc_fd < 0)
 		return;
@@ -312,9 +320,22 @@ void stop_note_processes(void)
 	if (read_task_count(&noted.tasks_created) == 0 &&
 	    find_acting(proc_fd, &noted.processes) == 0)
 		noted.valid = !noted.processes.overflow;
-	/* and the recheck, translated once by an emulated CPU before the run needs it */
-	static struct acting again;
-	again = noted.processes;
-	(void)recheck_acting(proc_fd, &again);
 	close(proc_fd);
+}
+
+void stop_count_own_task(void)
+{
+	noted.own_tasks++;
+}
+
+void stop_forget_processes(void)
+{
+	noted.valid = 0;
+}
+
+void stop_warm_up(void)
+{
+	/* what the usual end of a run takes, translated by an emulated CPU while the VM waits */
+	(void)one_cpu();
+	(void)switches_out();
 }
