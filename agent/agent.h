@@ -1,5 +1,6 @@
 /* airlock-agent: the guest's PID 1. One header for the agent's parts: the channel to the host,
- * the program runner and the tar reader/writer. Depends on libc and proto.h only.
+ * the program runner, stopping the user's processes, collecting /work/out and the tar
+ * reader/writer. Depends on libc and proto.h only.
  */
 #ifndef AIRLOCK_AGENT_H
 #define AIRLOCK_AGENT_H
@@ -15,6 +16,10 @@
 #define AGENT_WORK_DIR "/work"
 #define AGENT_OUT_DIR "/work/out"
 #define AGENT_RUN_DIR "/run/airlock" /* the program text and its stdin, root-owned */
+/* SCHED_FIFO priorities during a run: the agent, and below it the collector of /work/out, both
+ * ahead of every user process (and of a dying interpreter's teardown). */
+#define AGENT_RUN_PRIORITY 2
+#define AGENT_COLLECT_PRIORITY 1
 
 /* ---- channel.c: frames over the host channel ---- */
 
@@ -85,6 +90,56 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 int run_program(int channel_fd, const struct run_request *req, struct program *prog,
 		int vm_is_unique);
 
+/* ---- stop.c: the end of the user's processes ---- */
+
+struct stop_mark {
+	long switches; /* the agent's context switches at the kill; -1: no proof from them */
+};
+
+/* Sends SIGKILL to every process of the sandbox user (double-forked daemons included; none can
+ * start another after it) and marks the moment. */
+void stop_kill_all(struct stop_mark *mark);
+/* 1 when no other task can have run since mark: the guest has one CPU and the agent, which
+ * runs ahead of every user task, has not been switched out since. */
+int stop_nothing_ran_since(const struct stop_mark *mark);
+/* Kills every process of the sandbox user (again) and waits until none can act any more: each
+ * is gone, dead, or inside the kernel's exit path, from which it never runs user code or starts
+ * a system call again. Not until their memory is freed: for a large interpreter under emulation
+ * that takes milliseconds and changes nothing a result holds. Returns 0, or -ETIMEDOUT (or
+ * -errno) when that could not be confirmed within timeout_ms. */
+int stop_user_processes(int timeout_ms);
+/* Notes the user's processes (the interpreter started ahead), so that stop_user_processes need
+ * not walk all of /proc when no task was created since. Call it before the first READY: a VM
+ * restored from a snapshot then has the note without the walk's cost. */
+void stop_note_processes(void);
+/* Tells the note that the agent created a task of its own that is gone again (a helper it has
+ * reaped). */
+void stop_count_own_task(void);
+/* Tells the note that a user process was started after it: it no longer says them all. */
+void stop_forget_processes(void);
+/* Runs what the usual end of a run takes once, for an emulated CPU to translate it. */
+void stop_warm_up(void);
+
+/* ---- collect.c: the files under /work/out, read as the sandbox user ---- */
+
+struct out_files {
+	uint8_t *payload;     /* NULL, or room for struct al_exit, then the tar, then the list */
+	uint32_t tar_len;     /* ustar of the returned files */
+	uint32_t skipped_len; /* "SIZE PATH\n" lines of files not returned */
+	int truncated;        /* some of dir was not returned */
+};
+
+/* Collects the regular files under dir, up to cap bytes of content, as the sandbox user and
+ * without following any link; call it only once the user's processes are stopped. A
+ * collection that fails or does not finish within timeout_ms returns no file and sets
+ * truncated. Returns 0, or -errno when the agent itself failed (no memory, no process). */
+int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_files *f);
+void out_files_free(struct out_files *f);
+/* Whether dir, reached without links, holds anything at all. */
+int out_files_any(const char *dir);
+/* Looks into a directory as the usual end of a run does, for an emulated CPU to translate it. */
+void out_files_warm_up(void);
+
 /* ---- tar.c: ustar in and out ---- */
 
 /* Unpacks regular files and directories from a ustar archive under dir, owned by uid/gid.
@@ -101,6 +156,10 @@ struct tar_writer {
 /* Appends one regular file (header + content padded to 512). Returns 0 or -errno
  * (-ENAMETOOLONG when the path does not fit ustar's 100+155 bytes). */
 int tar_add_file(struct tar_writer *w, const char *path, const void *content, size_t size);
+/* Checks an archive as tar_add_file and tar_finish make it: regular files with safe relative
+ * paths, lengths adding up exactly, the two zero blocks at the end. Returns 0 with the content
+ * bytes and the number of files, or -EPROTO. */
+int tar_check(const uint8_t *data, size_t len, uint64_t *content, unsigned *files);
 /* Appends the two zero blocks that end an archive. */
 int tar_finish(struct tar_writer *w);
 void tar_writer_free(struct tar_writer *w);

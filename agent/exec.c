@@ -1,12 +1,11 @@
 /* One program run: prepare /work, let the interpreter (started ahead by program.c) run the
  * program, feed its stdin, stream its output to the host within the caps, enforce the timeout,
- * kill everything the user left behind, and report the exit with the files under /work/out.
+ * and at the program's end (its exit, its exit report, or the timeout) stop every process of the
+ * user before reporting the exit with the files under /work/out.
  */
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <grp.h>
 #include <linux/random.h>
 #include <poll.h>
 #include <sched.h>
@@ -15,8 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -26,10 +23,13 @@
 
 #include "agent.h"
 
-#define OUT_MAX_ENTRIES 1000 /* files listed from /work/out */
-#define OUT_MAX_DEPTH 16
-#define DRAIN_GRACE_MS 2000 /* after the last kill, how long to wait for pipes to close */
-#define EXIT_REPORT_GRACE_MS 50 /* after the exit report, for the pipes' end before killing */
+/* The host waits for the answer until 2 s after the program's timeout; the agent's own
+ * deadline leaves room for sending it. Within it, stopping the user's processes may take up to
+ * STOP_TIMEOUT_MS (they die in microseconds unless something is badly wrong), and collecting
+ * /work/out gets the rest, at least COLLECT_MIN_MS. */
+#define ANSWER_GRACE_MS 1500
+#define STOP_TIMEOUT_MS 1000
+#define COLLECT_MIN_MS 250
 
 int run_request_parse(const uint8_t *payload, size_t len, struct run_request *req)
 {
@@ -100,31 +100,6 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
 	return close(fd) == 0 ? 0 : -errno;
 }
 
-/* Kills every process of the sandbox user, double-forked daemons that left the program's session
- * included. As PID 1, kill(-1) reaches every process but init itself, and in the guest those are
- * all the user's (the agent starts nothing else that outlives a call). Anywhere else (a test
- * run by hand) a helper that takes the user's uid signals exactly the user's processes. */
-static void kill_all_user_processes(void)
-{
-	if (getpid() == 1) {
-		/* twice: a process forking while the first pass runs is caught by the second */
-		for (int pass = 0; pass < 2; pass++)
-			(void)kill(-1, SIGKILL);
-		return;
-	}
-	pid_t pid = fork();
-	if (pid == 0) {
-		if (setgid(AGENT_USER_GID) != 0 || setuid(AGENT_USER_UID) != 0)
-			_exit(1);
-		/* twice: a process forking while the first pass runs is caught by the second */
-		for (int pass = 0; pass < 2; pass++)
-			(void)kill(-1, SIGKILL);
-		_exit(0);
-	}
-	if (pid > 0)
-		(void)waitpid(pid, NULL, 0);
-}
-
 struct output_stream {
 	int fd;           /* read end of the pipe, -1 once closed */
 	uint32_t frame;   /* AL_FRAME_STDOUT or AL_FRAME_STDERR */
@@ -154,107 +129,32 @@ static int pump_output(int channel_fd, struct output_stream *s)
 	return forward ? channel_send(channel_fd, s->frame, buf, forward) : 0;
 }
 
-/* ---- /work/out collection ---- */
-
-struct out_collector {
-	struct tar_writer tar;
-	char *skipped;       /* "SIZE PATH\n" lines */
-	size_t skipped_len;
-	uint64_t returned;   /* content bytes put in the tar */
-	uint64_t cap;
-	unsigned entries;
-	int truncated;
-};
-
-static int note_skipped(struct out_collector *c, const char *rel, uint64_t size)
+/* Forwards what is left in an output pipe. Once the user's processes are stopped, all they wrote
+ * is in the pipe: the end of file comes only when the dying writers are torn down, which the
+ * answer does not wait for. */
+static int drain_output(int channel_fd, struct output_stream *s)
 {
-	char line[PATH_MAX + 32];
-	int n = snprintf(line, sizeof line, "%llu %s\n", (unsigned long long)size, rel);
-	if (n < 0 || (size_t)n >= sizeof line)
-		return 0;
-	char *p = realloc(c->skipped, c->skipped_len + (size_t)n);
-	if (!p)
-		return -ENOMEM;
-	memcpy(p + c->skipped_len, line, (size_t)n);
-	c->skipped = p;
-	c->skipped_len += (size_t)n;
-	c->truncated = 1;
+	while (s->fd >= 0) {
+		struct pollfd pfd = {s->fd, POLLIN, 0};
+		if (poll(&pfd, 1, 0) <= 0)
+			return 0;
+		int rc = pump_output(channel_fd, s);
+		if (rc)
+			return rc;
+	}
 	return 0;
 }
 
-static int collect_file(struct out_collector *c, const char *full, const char *rel, uint64_t size)
+/* Whether a pipe holds bytes not read yet. */
+static int pipe_has_data(int fd)
 {
-	if (strchr(rel, '\n'))
-		return 0; /* cannot be named in the skipped list; leave it out */
-	if (c->returned + size > c->cap)
-		return note_skipped(c, rel, size);
-	int fd = open(full, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	uint8_t *content = malloc(size ? size : 1);
-	size_t got = 0;
-	while (content && got < size) {
-		ssize_t n = read(fd, content + got, size - got);
-		if (n <= 0)
-			break;
-		got += (size_t)n;
-	}
-	close(fd);
-	int rc = 0;
-	if (!content)
-		rc = -ENOMEM;
-	else if (tar_add_file(&c->tar, rel, content, got) == 0)
-		c->returned += got;
-	else
-		rc = note_skipped(c, rel, size);
-	free(content);
-	return rc;
-}
-
-static int collect_dir(struct out_collector *c, const char *dir, const char *rel, int depth)
-{
-	struct dirent **names;
-	int n = scandir(dir, &names, NULL, alphasort);
-	if (n < 0)
-		return 0;
-	int rc = 0;
-	for (int i = 0; i < n; i++) {
-		const char *name = names[i]->d_name;
-		if (rc || !strcmp(name, ".") || !strcmp(name, ".."))
-			continue;
-		char full[PATH_MAX], sub[PATH_MAX];
-		if ((size_t)snprintf(full, sizeof full, "%s/%s", dir, name) >= sizeof full ||
-		    (size_t)snprintf(sub, sizeof sub, "%s%s%s", rel, *rel ? "/" : "", name) >=
-			    sizeof sub)
-			continue;
-		struct stat st;
-		if (lstat(full, &st) != 0)
-			continue;
-		if (c->entries >= OUT_MAX_ENTRIES) {
-			c->truncated = 1;
-			continue;
-		}
-		if (S_ISREG(st.st_mode)) {
-			c->entries++;
-			rc = collect_file(c, full, sub, (uint64_t)st.st_size);
-		} else if (S_ISDIR(st.st_mode) && depth < OUT_MAX_DEPTH) {
-			rc = collect_dir(c, full, sub, depth + 1);
-		}
-	}
-	for (int i = 0; i < n; i++)
-		free(names[i]);
-	free(names);
-	return rc;
+	int n = 0;
+	return fd >= 0 && (ioctl(fd, FIONREAD, &n) != 0 || n > 0);
 }
 
 static int send_exit(int channel_fd, int status, int timed_out, const struct output_stream *out,
-		     const struct output_stream *err, uint64_t files_cap)
+		     const struct output_stream *err, const struct out_files *files)
 {
-	struct out_collector c = {.cap = files_cap};
-	int rc = collect_dir(&c, AGENT_OUT_DIR, "", 0);
-	if (rc == 0 && c.tar.len > 0)
-		rc = tar_finish(&c.tar);
-
 	struct al_exit e = {0};
 	if (WIFEXITED(status)) {
 		e.exit_code = WEXITSTATUS(status);
@@ -265,30 +165,16 @@ static int send_exit(int channel_fd, int status, int timed_out, const struct out
 	e.flags = (timed_out ? AL_EXIT_TIMED_OUT : 0) |
 		  (out->truncated ? AL_EXIT_STDOUT_TRUNCATED : 0) |
 		  (err->truncated ? AL_EXIT_STDERR_TRUNCATED : 0) |
-		  (c.truncated ? AL_EXIT_FILES_TRUNCATED : 0);
+		  (files->truncated ? AL_EXIT_FILES_TRUNCATED : 0);
 	e.stdout_bytes = out->total;
 	e.stderr_bytes = err->total;
-	e.files_len = (uint32_t)c.tar.len;
-	e.skipped_len = (uint32_t)c.skipped_len;
-
-	if (rc == 0) {
-		size_t body = c.tar.len + c.skipped_len;
-		uint8_t *payload = malloc(sizeof e + body);
-		if (!payload) {
-			rc = -ENOMEM;
-		} else {
-			memcpy(payload, &e, sizeof e);
-			if (c.tar.len)
-				memcpy(payload + sizeof e, c.tar.data, c.tar.len);
-			if (c.skipped_len)
-				memcpy(payload + sizeof e + c.tar.len, c.skipped, c.skipped_len);
-			rc = channel_send(channel_fd, AL_FRAME_EXIT, payload, sizeof e + body);
-			free(payload);
-		}
-	}
-	tar_writer_free(&c.tar);
-	free(c.skipped);
-	return rc;
+	if (!files->payload)
+		return channel_send(channel_fd, AL_FRAME_EXIT, &e, sizeof e);
+	e.files_len = files->tar_len;
+	e.skipped_len = files->skipped_len;
+	memcpy(files->payload, &e, sizeof e);
+	return channel_send(channel_fd, AL_FRAME_EXIT, files->payload,
+			    sizeof e + (size_t)files->tar_len + files->skipped_len);
 }
 
 static int64_t now_ms(void)
@@ -296,6 +182,13 @@ static int64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Milliseconds until deadline, within [least, most]. */
+static int ms_until(int64_t deadline, int least, int most)
+{
+	int64_t left = deadline - now_ms();
+	return left < least ? least : left > most ? most : (int)left;
 }
 
 static int prepare_work_dir(int channel_fd, const struct run_request *req, const char *script)
@@ -410,7 +303,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	 * deadline, the answer), however busy they keep the one vCPU: the answer then does not wait
 	 * for the kernel to tear the finished program down. Only for the run, not while the guest
 	 * boots (its kernel threads must not wait behind us); children start as ordinary processes. */
-	struct sched_param fifo = {.sched_priority = 1};
+	struct sched_param fifo = {.sched_priority = AGENT_RUN_PRIORITY};
 	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &fifo) != 0)
 		perror("airlock-agent: sched_setscheduler");
 
@@ -419,6 +312,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
 		its.it_value.tv_nsec = 1;
 	timerfd_settime(timer_fd, 0, &its, NULL);
+	int64_t answer_by = now_ms() + h->timeout_ms + ANSWER_GRACE_MS;
 
 	struct output_stream out = {prog->stdout_fd, AL_FRAME_STDOUT, h->stdout_cap, 0, 0};
 	struct output_stream err = {prog->stderr_fd, AL_FRAME_STDERR, h->stderr_cap, 0, 0};
@@ -427,40 +321,25 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
 				 .go_fd = -1, .ready_fd = -1}; /* this function owns the process now */
 	pump_input(&in);
-	int status = 0, child_done = 0, timed_out = 0, kill_pending = 0;
-	int64_t drain_deadline = -1;
+	int status = 0, ended = 0, timed_out = 0;
 
-	while (!child_done || out.fd >= 0 || err.fd >= 0) {
+	/* until the program's end: its exit, its exit report, or the timeout */
+	while (!ended) {
 		struct pollfd fds[6] = {
 			{out.fd, POLLIN, 0},   {err.fd, POLLIN, 0},     {sig_fd, POLLIN, 0},
 			{timer_fd, POLLIN, 0}, {in.fd, POLLOUT, 0}, {report_fd, POLLIN, 0}};
-		int wait_ms = -1;
-		if (drain_deadline >= 0) {
-			wait_ms = (int)(drain_deadline - now_ms());
-			if (wait_ms <= 0 && kill_pending) {
-				/* something the program started still holds its output */
-				kill_all_user_processes();
-				kill_pending = 0;
-				drain_deadline = now_ms() + DRAIN_GRACE_MS;
+		if (poll(fds, 6, -1) < 0) {
+			if (errno == EINTR)
 				continue;
-			}
-			if (wait_ms <= 0)
-				break; /* something unkillable holds the pipes: stop waiting */
+			break; /* the agent cannot wait any more: end the program here */
 		}
-		if (poll(fds, 6, wait_ms) < 0 && errno != EINTR)
-			break;
-		if (fds[5].revents && child_done) {
-			close(report_fd); /* whatever more comes there (its end) means nothing now */
-			report_fd = -1;
-		} else if (fds[5].revents && read_exit_report(&report_fd, &status)) {
-			/* The program is over; the kernel is still freeing its process. Its output is
-			 * closed: once the pipes are at their end the result goes out, and what it left
-			 * behind is killed after that (a VM that answered is destroyed anyway), so that
-			 * the result does not wait for that process's teardown. */
-			child_done = 1;
-			kill_pending = 1;
-			drain_deadline = now_ms() + EXIT_REPORT_GRACE_MS;
-		}
+		/* The report comes once the program's output is closed, while the kernel still frees
+		 * the interpreter's memory: answering then does not wait for that. The program may
+		 * write one itself (python's starter cannot hide the pipe from code in the same
+		 * process); since every user process is stopped next, a forged report ends the
+		 * program just as exiting with that status would. */
+		if (fds[5].revents && read_exit_report(&report_fd, &status))
+			ended = 1;
 		if (fds[4].revents)
 			pump_input(&in);
 		if (fds[0].revents && (rc = pump_output(channel_fd, &out)) != 0)
@@ -474,26 +353,19 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 			int st;
 			pid_t pid;
 			while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
-				if (pid == child && !child_done) {
+				if (pid == child && !ended) {
 					status = st;
-					child_done = 1;
-					/* the program is over: nothing it started may outlive it */
-					kill_all_user_processes();
-					drain_deadline = now_ms() + DRAIN_GRACE_MS;
+					ended = 1;
 				}
 			}
 		}
-		if (fds[3].revents && !timed_out) {
-			uint64_t ticks;
-			(void)!read(timer_fd, &ticks, sizeof ticks);
-			timed_out = !child_done;
-			kill_all_user_processes();
+		if (fds[3].revents && !ended) {
+			timed_out = 1;
+			ended = 1;
 		}
 	}
-	if (out.fd >= 0)
-		close(out.fd);
-	if (err.fd >= 0)
-		close(err.fd);
+	if (!ended || timed_out)
+		status = SIGKILL; /* reads as "killed by SIGKILL" */
 	if (in.fd >= 0)
 		close(in.fd);
 	if (report_fd >= 0)
@@ -501,23 +373,53 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	close(sig_fd);
 	close(timer_fd);
 
-	if (!child_done)
-		status = SIGKILL; /* reads as "killed by SIGKILL" */
-	rc = send_exit(channel_fd, status, timed_out, &out, &err, h->out_files_cap);
-	if (kill_pending)
-		kill_all_user_processes();
+	/* Nothing the program started may outlive it, and nothing of the user's may run while its
+	 * output and files are read: what the result holds is what there was at the kill. */
+	struct stop_mark mark;
+	stop_kill_all(&mark);
+	struct out_files files = {0};
+	rc = 0;
+	if (!pipe_has_data(out.fd) && !pipe_has_data(err.fd) && !out_files_any(AGENT_OUT_DIR) &&
+	    stop_nothing_ran_since(&mark)) {
+		/* the usual end: nothing left to read, and no user task has run since the kill,
+		 * so none can have added anything; the dying ones are not waited for */
+	} else {
+		int stopped = stop_user_processes(ms_until(answer_by, 1, STOP_TIMEOUT_MS));
+		if (stopped != 0)
+			fprintf(stderr, "airlock-agent: the user's processes did not stop: %s\n",
+				strerror(-stopped));
+		if (stopped == 0 && ((rc = drain_output(channel_fd, &out)) != 0 ||
+				     (rc = drain_output(channel_fd, &err)) != 0))
+			return rc;
+		if (stopped == 0)
+			rc = out_files_collect(AGENT_OUT_DIR, h->out_files_cap,
+					       ms_until(answer_by, COLLECT_MIN_MS, INT_MAX), &files);
+		else
+			files.truncated = 1; /* a process still running could change them */
+	}
+	if (out.fd >= 0)
+		close(out.fd);
+	if (err.fd >= 0)
+		close(err.fd);
+	if (rc == 0)
+		rc = send_exit(channel_fd, status, timed_out, &out, &err, &files);
+	out_files_free(&files);
 	return rc;
 }
 
 void warm_up_run_path(void)
 {
-	/* an emulated CPU translates code on first use: run the kernel's fork, exit and wait paths
-	 * (and the agent's) once while the VM waits in the pool, not during the request */
+	/* an emulated CPU translates code on first use: run the kernel's fork, kill, exit and wait
+	 * paths (and the agent's) once while the VM waits in the pool, not during the request */
 	pid_t pid = fork();
 	if (pid == 0)
-		_exit(0);
+		for (;;)
+			pause();
 	if (pid > 0) {
+		(void)kill(pid, SIGKILL); /* as the end of a run kills */
+		(void)kill(-1, 0);        /* the walk of kill(-1), signalling nothing */
 		(void)waitpid(pid, NULL, 0);
+		stop_count_own_task();
 		/* its SIGCHLD (blocked) would otherwise wake the run's first poll for nothing */
 		sigset_t chld;
 		sigemptyset(&chld);
@@ -528,6 +430,8 @@ void warm_up_run_path(void)
 	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
 	if (fd >= 0)
 		close(fd);
+	stop_warm_up();
+	out_files_warm_up();
 	/* the file system paths a request takes: a file in the run directory, a directory in /work */
 	static const char warm_file[] = AGENT_RUN_DIR "/warm-up";
 	if (write_file(warm_file, "x", 1, 0600) == 0)

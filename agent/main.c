@@ -213,6 +213,7 @@ static void serve_one_run(int channel_fd)
 	if (started != 0) /* not fatal: the request will start one */
 		fprintf(stderr, "airlock-agent: the interpreter started ahead %s: %s\n", why,
 			strerror(-started));
+	stop_note_processes(); /* before READY: in the snapshot, for every VM restored from it */
 
 	struct al_ready ready = {.version = AL_PROTO_VERSION};
 	if (channel_send(channel_fd, AL_FRAME_READY, &ready, sizeof ready) != 0) {

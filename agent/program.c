@@ -209,6 +209,7 @@ int program_start(struct program *p, uint32_t language, int preload, const char 
 		}
 		return rc;
 	}
+	stop_forget_processes(); /* a user process the note of them does not hold */
 	pid_t pid = fork();
 	if (pid == 0) {
 		const int child_fds[5] = {in[0], out[1], err[1], go[0], ready[1]};

@@ -13,6 +13,7 @@
 #include "agent.h"
 
 #define BLOCK 512u
+#define MEMBER_PATH_MAX (155 + 1 + 100) /* prefix "/" name */
 
 struct ustar_header {
 	char name[100];
@@ -136,10 +137,42 @@ static int write_member(const char *full, const uint8_t *content, uint64_t size,
 	return rc;
 }
 
+/* Reads the header of a member: size and mode parsed, checksum and magic checked. Returns 0 or
+ * -EPROTO. */
+static int read_header(const struct ustar_header *h, uint64_t *size, uint64_t *mode)
+{
+	uint64_t chksum;
+	if (parse_octal(h->size, sizeof h->size, size) ||
+	    parse_octal(h->chksum, sizeof h->chksum, &chksum) ||
+	    parse_octal(h->mode, sizeof h->mode, mode) || chksum != header_checksum(h) ||
+	    memcmp(h->magic, "ustar", 5) != 0)
+		return -EPROTO;
+	return 0;
+}
+
+/* The member's path: prefix "/" name, without a trailing slash (directories). */
+static void member_path(const struct ustar_header *h, char member[MEMBER_PATH_MAX + 1])
+{
+	size_t plen = strnlen(h->prefix, sizeof h->prefix);
+	size_t nlen = strnlen(h->name, sizeof h->name);
+	if (plen) {
+		memcpy(member, h->prefix, plen);
+		member[plen] = '/';
+		memcpy(member + plen + 1, h->name, nlen);
+		member[plen + 1 + nlen] = '\0';
+	} else {
+		memcpy(member, h->name, nlen);
+		member[nlen] = '\0';
+	}
+	size_t mlen = strlen(member);
+	while (mlen > 0 && member[mlen - 1] == '/')
+		member[--mlen] = '\0';
+}
+
 int tar_extract(const uint8_t *data, size_t len, const char *dir, uid_t uid, gid_t gid,
 		const char **bad_path)
 {
-	static char member[256 + 1];
+	static char member[MEMBER_PATH_MAX + 1];
 	size_t dir_len = strlen(dir);
 	size_t off = 0;
 	*bad_path = NULL;
@@ -148,28 +181,10 @@ int tar_extract(const uint8_t *data, size_t len, const char *dir, uid_t uid, gid
 		const struct ustar_header *h = (const void *)(data + off);
 		if (is_zero_block(data + off))
 			return 0;
-		uint64_t size, chksum, mode;
-		if (parse_octal(h->size, sizeof h->size, &size) ||
-		    parse_octal(h->chksum, sizeof h->chksum, &chksum) ||
-		    parse_octal(h->mode, sizeof h->mode, &mode) || chksum != header_checksum(h) ||
-		    memcmp(h->magic, "ustar", 5) != 0)
+		uint64_t size, mode;
+		if (read_header(h, &size, &mode) != 0)
 			return -EPROTO;
-
-		size_t plen = strnlen(h->prefix, sizeof h->prefix);
-		size_t nlen = strnlen(h->name, sizeof h->name);
-		if (plen) {
-			memcpy(member, h->prefix, plen);
-			member[plen] = '/';
-			memcpy(member + plen + 1, h->name, nlen);
-			member[plen + 1 + nlen] = '\0';
-		} else {
-			memcpy(member, h->name, nlen);
-			member[nlen] = '\0';
-		}
-		/* strip a trailing slash (directories) */
-		size_t mlen = strlen(member);
-		while (mlen > 0 && member[mlen - 1] == '/')
-			member[--mlen] = '\0';
+		member_path(h, member);
 		if (!path_is_safe(member)) {
 			*bad_path = member;
 			return -EINVAL;
@@ -206,11 +221,43 @@ int tar_extract(const uint8_t *data, size_t len, const char *dir, uid_t uid, gid
 	return off == len ? 0 : -EPROTO;
 }
 
+int tar_check(const uint8_t *data, size_t len, uint64_t *content, unsigned *files)
+{
+	char member[MEMBER_PATH_MAX + 1];
+	uint64_t sum = 0;
+	unsigned count = 0;
+	size_t off = 0;
+	while (off + BLOCK <= len && !is_zero_block(data + off)) {
+		const struct ustar_header *h = (const void *)(data + off);
+		uint64_t size, mode;
+		if (read_header(h, &size, &mode) != 0 ||
+		    (h->typeflag != '0' && h->typeflag != '\0'))
+			return -EPROTO;
+		member_path(h, member);
+		if (!path_is_safe(member))
+			return -EPROTO;
+		off += BLOCK;
+		uint64_t padded = (size + BLOCK - 1) / BLOCK * BLOCK;
+		if (padded < size || padded > len - off)
+			return -EPROTO;
+		off += padded;
+		sum += size;
+		count++;
+	}
+	/* the end: exactly the two zero blocks that tar_finish writes */
+	if (len - off != 2 * BLOCK || !is_zero_block(data + off) ||
+	    !is_zero_block(data + off + BLOCK))
+		return -EPROTO;
+	*content = sum;
+	*files = count;
+	return 0;
+}
+
 static int writer_reserve(struct tar_writer *w, size_t more)
 {
 	if (w->len + more <= w->cap)
 		return 0;
-	size_t cap = w->cap ? w->cap : 64 * 1024;
+	size_t cap = w->cap ? w->cap : 4096; /* each page is a fault: most outputs are small */
 	while (cap < w->len + more)
 		cap *= 2;
 	uint8_t *p = realloc(w->data, cap);

@@ -10,8 +10,10 @@ The attacks: sockets to outside addresses (TCP, UDP, ICMP, raw) and DNS; host pa
 unshare, ptrace and kill of PID 1 (the agent), kill -9 -1, /dev/mem, module loading, kexec, BPF,
 userfaultfd, io_uring, reboot; a fork bomb; a memory bomb; filling the disk; very many files;
 an output flood; an infinite loop; sleeping past the timeout; closing stdout early; a daemon
-that double-forks to outlive the program, and what one call leaves for the next.
+that double-forks to outlive the program, and what one call leaves for the next; a forged exit
+report, links in /work/out and a link swapped in while the files are collected.
 """
+import base64
 import os
 import sys
 import uuid
@@ -24,8 +26,9 @@ server = None
 calls = 0
 
 
-def execute(code, language="python", timeout_s=30, wait=180):
-    """One execute_code call; returns structuredContent (a sandbox failure fails the case)."""
+def call(code, language="python", timeout_s=30, wait=180):
+    """One execute_code call; returns the whole CallToolResult (a sandbox failure fails the
+    case)."""
     global server, calls
     if server is None:
         server = started("--pool", "1")
@@ -34,7 +37,27 @@ def execute(code, language="python", timeout_s=30, wait=180):
     r = server.call("c%d" % calls, args, timeout=wait)
     expect("result" in r and "structuredContent" in r["result"],
            "a program result, not a sandbox failure", r)
-    return r["result"]["structuredContent"]
+    return r["result"]
+
+
+def execute(code, language="python", timeout_s=30, wait=180):
+    """One execute_code call; returns structuredContent."""
+    return call(code, language, timeout_s, wait)["structuredContent"]
+
+
+def returned_files(result):
+    """{path under /work/out: content bytes} of the files a result carries (an image block has
+    no path: "<image N>")."""
+    files = {}
+    for n, block in enumerate(result["content"]):
+        if block["type"] == "image":
+            files["<image %d>" % n] = base64.b64decode(block["data"])
+        elif block["type"] == "resource":
+            res = block["resource"]
+            path = res["uri"][len("airlock://out/"):]
+            files[path] = (res["text"].encode() if "text" in res
+                           else base64.b64decode(res["blob"]))
+    return files
 
 
 def still_serves():
@@ -229,6 +252,15 @@ def closing_stdout_early_keeps_the_exit_status():
 
 
 @test
+def closing_every_fd_keeps_the_exit_status():
+    # a program that closes every inherited fd (as daemons do) closes the starter's report pipe
+    code = "import os, sys\nos.closerange(0, 256)\nsys.exit(7)\n"
+    res = execute(code)
+    expect(res["exit_code"] == 7 and not res["timed_out"], "the program's own status", res)
+    still_serves()
+
+
+@test
 def nothing_outlives_a_call():
     # a daemon that double-forks, a file in /tmp and in /work: the next call sees none of them
     first = ("import os, time\n"
@@ -250,6 +282,143 @@ def nothing_outlives_a_call():
               "print(len(mine))\n")
     res = execute(second)
     expect(lines(res) == ["False False", "1"], "a fresh VM: no file, no process left", res)
+
+
+# What only the guest's root may read, and what marks it: /etc/shadow starts with root's line.
+ROOT_ONLY_MARK = b"root:"
+
+
+def expect_only_own_files(result, own, what):
+    """Every file the result lists or carries is one the program made (own: {path: content})."""
+    listed = [f["path"] for f in result["structuredContent"]["files"]]
+    carried = returned_files(result)
+    expect(set(listed) <= set(own), what + ": only the program's own files listed", listed)
+    for path, content in carried.items():
+        expect(ROOT_ONLY_MARK not in content, what + ": nothing of /etc/shadow", path)
+        expect(content == own.get(path), what + ": %s holds what the program wrote" % path,
+               content[:200])
+
+
+@test
+def a_forged_exit_report_ends_the_program():
+    # The python starter reports the program's end on fd 4, where the program can write too. A
+    # daemon forges "exit 0" there, then goes on writing to /work/out and swaps it for a link to
+    # /etc; the program itself sleeps on. The forged report must end it all as an exit with
+    # status 0 would: nothing done after it comes back.
+    code = r"""
+import os, time
+os.makedirs('/work/out', exist_ok=True)
+open('/work/out/before.txt', 'w').write('written before the report')
+print('before', flush=True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.write(4, b"X0\n")
+        for i in range(2000):
+            open('/work/out/after-%d.txt' % i, 'w').write('written after the report')
+            if i == 10:
+                os.rename('/work/out', '/work/moved')
+                os.symlink('/etc', '/work/out')
+        os._exit(0)
+    os._exit(0)
+time.sleep(600)
+"""
+    res = call(code, timeout_s=60)
+    sc = res["structuredContent"]
+    expect(sc["exit_code"] == 0 and not sc["timed_out"] and sc["stdout"] == "before\n",
+           "the forged report ended the program as exit 0, with what it printed before", sc)
+    expect(sc["duration_ms"] < 30000, "long before the timeout", sc)
+    expect_only_own_files(res, {"before.txt": b"written before the report"}, "forged report")
+    expect("before.txt" in returned_files(res), "what was there before the report comes back",
+           sc["files"])
+    still_serves()
+
+
+@test
+def bash_and_javascript_cannot_forge_an_exit_report():
+    # their starters close the report pipe (fd 4) before the program runs: writing there fails,
+    # and the program ends when it ends
+    cases = (("bash", "echo X0 >&4 && echo wrote; echo went on; exit 3"),
+             ("javascript", "const fs = require('fs');\n"
+                            "try { fs.writeSync(4, 'X0\\n'); console.log('wrote'); } catch (e) {}\n"
+                            "console.log('went on'); process.exit(3);\n"))
+    for language, code in cases:
+        res = execute(code, language=language)
+        expect(res["stdout"] == "went on\n" and res["exit_code"] == 3,
+               language + ": no report pipe, the program's own end", res)
+    still_serves()
+
+
+@test
+def links_in_out_are_not_followed():
+    # links to what only root may read, in /work/out and as /work/out itself: the files are
+    # collected as the sandbox user and no link is followed
+    code = r"""
+import os
+os.makedirs('/work/out/sub', exist_ok=True)
+open('/work/out/mine.txt', 'w').write('mine')
+os.symlink('/etc/shadow', '/work/out/shadow')
+os.symlink('/etc', '/work/out/etc')
+os.symlink('/sbin/init', '/work/out/agent')
+os.symlink('/etc/shadow', '/work/out/sub/shadow')
+print('made')
+"""
+    res = call(code)
+    expect(res["structuredContent"]["exit_code"] == 0, "the program ran", res["structuredContent"])
+    expect_only_own_files(res, {"mine.txt": b"mine"}, "links in /work/out")
+    expect(returned_files(res) == {"mine.txt": b"mine"}, "the regular file comes back",
+           res["structuredContent"]["files"])
+    code = r"""
+import os
+os.rmdir('/work/out')
+os.symlink('/etc', '/work/out')
+print('swapped')
+"""
+    res = call(code)
+    expect(res["structuredContent"]["exit_code"] == 0, "the program ran", res["structuredContent"])
+    expect_only_own_files(res, {}, "/work/out a link to /etc")
+    still_serves()
+
+
+@test
+def a_link_swapped_in_during_collection_is_not_followed():
+    # A daemon swaps /work/out, and a directory in it, for links to / as fast as it can while
+    # the program ends and its files are collected. Several runs, each ending at another point
+    # of the swapping: none may return anything from outside /work/out.
+    code = r"""
+import os
+os.makedirs('/work/out/d', exist_ok=True)
+open('/work/out/mine.txt', 'w').write('mine')
+open('/work/out/d/mine.txt', 'w').write('mine')
+if os.fork() == 0:
+    os.setsid()
+    null = os.open('/dev/null', os.O_WRONLY)
+    os.dup2(null, 1)
+    os.dup2(null, 2)
+    if os.fork() == 0:
+        while True:
+            os.rename('/work/out/d', '/work/d.real')
+            os.symlink('/', '/work/out/d')
+            os.rename('/work/out', '/work/out.real')
+            os.symlink('/', '/work/out')
+            for _ in range(2000):  # mostly in the linked state
+                pass
+            os.unlink('/work/out')
+            os.rename('/work/out.real', '/work/out')
+            os.unlink('/work/out/d')
+            os.rename('/work/d.real', '/work/out/d')
+    os._exit(0)
+import time
+time.sleep(0.3)
+print('done')
+"""
+    own = {"mine.txt": b"mine", "d/mine.txt": b"mine"}
+    for run in range(6):
+        res = call(code)
+        sc = res["structuredContent"]
+        expect(sc["exit_code"] == 0 and sc["stdout"] == "done\n", "run %d ended" % run, sc)
+        expect_only_own_files(res, own, "run %d" % run)
+    still_serves()
 
 
 @test

@@ -116,7 +116,9 @@ def _exit(status):
     emulation, and the VM is destroyed next anyway. What a program can observe still happens:
     non-daemon threads are joined, atexit functions run, and the standard streams are flushed.
     Then the streams are closed and the status reported on fd 4, so that the agent can answer
-    while the kernel still frees this large process's memory.
+    while the kernel still frees this large process's memory. The program can write on fd 4 too:
+    the agent stops every process of the user at any report, so a forged one only ends the program
+    early, as exiting would.
     """
     threading = sys.modules.get("threading")
     # (only when there is something to wait for or to call: under emulation even an idle
@@ -132,9 +134,15 @@ def _exit(status):
             stream.flush()
         except Exception:  # a closed or broken stream: nothing more to say
             pass
-    os.close(1)
-    os.close(2)
-    os.write(4, b"X%d\n" % status)
+    for fd in (1, 2):
+        try:
+            os.close(fd)
+        except OSError:  # the program closed it already
+            pass
+    try:
+        os.write(4, b"X%d\n" % status)
+    except OSError:  # the program closed fd 4: the agent then learns the status from the exit
+        pass
     os._exit(status)
 
 
