@@ -192,12 +192,47 @@ static void run_request_lengths_must_add_up(void)
 	CHECK(run_request_parse(payload, sizeof payload, &req) == -EPROTO);
 }
 
+/* What the agent accepts from its collector (agent/collect.c, the sandbox user's child):
+ * exactly the archives tar_add_file and tar_finish make. */
+static void agent_checks_what_its_collector_sent(void)
+{
+	struct tar_writer w = {0};
+	CHECK(tar_add_file(&w, "a.txt", "alpha", 5) == 0);
+	CHECK(tar_add_file(&w, "d/b.bin", "\0\1", 2) == 0);
+	CHECK(tar_finish(&w) == 0);
+	uint64_t content = 0;
+	unsigned files = 0;
+	CHECK(tar_check(w.data, w.len, &content, &files) == 0 && content == 7 && files == 2);
+	CHECK(tar_check(w.data, w.len - 1, &content, &files) == -EPROTO);   /* cut short */
+	CHECK(tar_check(w.data, w.len - 512, &content, &files) == -EPROTO); /* one end block */
+	uint8_t *longer = malloc(w.len + 512);
+	memcpy(longer, w.data, w.len);
+	memset(longer + w.len, 0, 512);
+	CHECK(tar_check(longer, w.len + 512, &content, &files) == -EPROTO); /* trailing bytes */
+	free(longer);
+	tar_writer_free(&w);
+
+	one_member(&w, "link");
+	set_typeflag_and_fix_checksum(&w, '2'); /* a symlink */
+	CHECK(tar_check(w.data, w.len, &content, &files) == -EPROTO);
+	tar_writer_free(&w);
+	one_member(&w, "../up");
+	CHECK(tar_check(w.data, w.len, &content, &files) == -EPROTO);
+	tar_writer_free(&w);
+	one_member(&w, "f");
+	memcpy(w.data + 124, "77777777777", 11); /* size past the archive */
+	set_typeflag_and_fix_checksum(&w, '0');
+	CHECK(tar_check(w.data, w.len, &content, &files) == -EPROTO);
+	tar_writer_free(&w);
+}
+
 int main(void)
 {
 	TEST(host_archive_unpacks_in_agent);
 	TEST(agent_archive_reads_on_host);
 	TEST(agent_refuses_hostile_archives);
 	TEST(run_request_lengths_must_add_up);
+	TEST(agent_checks_what_its_collector_sent);
 	if (dir[0])
 		nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 	return TEST_EXIT_STATUS();
