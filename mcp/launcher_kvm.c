@@ -47,6 +47,9 @@ static int kvm_command(const struct vm_spec *s, struct argv_list *a)
 	rc |= argv_push(a, "--serial-log=%s", s->serial_log);
 	if (launcher_unconfined())
 		rc |= argv_push(a, "--unconfined");
+	else if (s->run_as_uid && s->run_as_gid)
+		/* airlock is root: the VM's own user outside (airlock-vmm refuses it otherwise) */
+		rc |= argv_push(a, "--run-as=%u:%u", s->run_as_uid, s->run_as_gid);
 	if (s->warm_language && !s->restore) {
 		/* the snapshot is taken on SIGUSR2, once the host has seen READY */
 		rc |= argv_push(a, "--cmdline-extra=airlock.warm=%s", s->warm_language);

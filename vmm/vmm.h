@@ -85,16 +85,18 @@ int vcpu_complete_exit(struct vm *vm);
 
 /* ---- jail (jail.c) and seccomp (seccomp.c) ---- */
 
+struct jail_identity; /* jail.h: who the VM becomes outside */
 /* The jail's first step, before anything else (jail_supervisor.c): forks into a pid namespace
  * of the VM's own. Returns 0 in the VM (pid 1 there) or -errno (logged); the parent stays
- * outside as the VM's supervisor and never returns. writes_snapshot: as jail_enter. */
-int jail_begin(bool writes_snapshot);
+ * outside as the VM's supervisor and never returns. */
+int jail_begin(const struct jail_identity *id);
 /* Whether the process that must outlive this one (the supervisor, or airlock) has ended. */
 bool jail_parent_gone(void);
 /* Enters the jail (user, namespaces, empty root): while the process is single-threaded, with
- * every file the VM needs already open. writes_snapshot keeps the user (root may be needed to
- * write the snapshot directory). Returns 0 or -errno (logged). */
-int jail_enter(bool writes_snapshot);
+ * every file the VM needs already open. Returns 0 or -errno (logged). */
+int jail_enter(const struct jail_identity *id);
+/* Closes every fd but those in keep (n <= 8; -1 entries ignored). Returns 0 or -errno. */
+int jail_close_fds_except(const int *keep, size_t n);
 /* Seals it once the threads run: no capabilities, limits (writes_snapshot: no
  * file size limit), no_new_privs, not dumpable, no core dumps. Returns 0 or -errno (logged). */
 int jail_seal(uint64_t guest_ram, bool writes_snapshot);
