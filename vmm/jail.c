@@ -16,7 +16,8 @@
  *     (uid 0 maps to that one outside uid), sees no network interface but its own loopback, no
  *     other process, and no host host name;
  *   - an empty root: a tiny tmpfs, read-only, pivot_root'ed to, the old root detached: no path
- *     of the host resolves any more;
+ *     of the host resolves any more (from an initramfs's own root, which cannot be pivoted
+ *     from, moved on top of it and chrooted to, as switch_root does);
  *   - every capability dropped (effective, permitted, inheritable, ambient, bounding set);
  *   - no_new_privs; no core dumps; bounded fds, file size (the serial log) and address space.
  * cgroups are not set here: airlock puts the process in one (mcp/cgroup.c).
@@ -49,9 +50,44 @@
 
 int jail_failed(const char *what)
 {
+	return jail_refused(what, NULL);
+}
+
+int jail_refused(const char *what, const char *why)
+{
 	int err = errno;
-	vmm_log("jail: %s: %s", what, strerror(err));
+	vmm_log("jail: %s: %s%s%s", what, strerror(err), why ? ": " : "", why ? why : "");
 	return -err;
+}
+
+static long read_sysctl(const char *path)
+{
+	char value[32] = "";
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -1;
+	bool ok = fgets(value, sizeof value, f) != NULL;
+	fclose(f);
+	return ok ? strtol(value, NULL, 10) : -1;
+}
+
+const char *jail_unshare_refused_because(int err)
+{
+	if (err == ENOSPC)
+		return "a namespace limit is 0 or used up (user.max_user_namespaces or another "
+		       "user.max_*_namespaces): raise it, e.g. sysctl -w user.max_user_namespaces=15000";
+	if (err == EPERM && geteuid() != 0 &&
+	    read_sysctl("/proc/sys/kernel/unprivileged_userns_clone") == 0)
+		return "user namespaces are for root only here (kernel.unprivileged_userns_clone=0): "
+		       "sysctl -w kernel.unprivileged_userns_clone=1, or run airlock as root";
+	if (err == EPERM)
+		return "the kernel refuses new namespaces to this process: it runs chrooted (start "
+		       "airlock in a root switched to with switch_root or pivot_root instead) or under "
+		       "a seccomp policy that forbids unshare (a container's: allow it)";
+	if (err == EINVAL)
+		return "this kernel lacks a namespace the jail needs (CONFIG_USER_NS, CONFIG_NET_NS, "
+		       "CONFIG_PID_NS, CONFIG_IPC_NS, CONFIG_UTS_NS, CONFIG_CGROUPS)";
+	return NULL;
 }
 
 /* A number for --run-as: decimal, no sign, not 0 (root) and not -1 (no id). */
@@ -96,8 +132,11 @@ int jail_identity_choose(const char *run_as, bool writes_snapshot, struct jail_i
 static int write_proc_file(const char *path, const char *text)
 {
 	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT)
+		return jail_refused(path, "/proc is not mounted: mount -t proc proc /proc");
 	if (fd < 0)
-		return jail_failed(path);
+		return jail_refused(path, "the kernel refused the VM's user namespace its id maps "
+					  "(a /proc of another pid namespace, or mounted with hidepid?)");
 	ssize_t len = (ssize_t)strlen(text);
 	ssize_t n = write(fd, text, (size_t)len);
 	int err = errno;
@@ -182,13 +221,13 @@ static int enter_namespaces(const struct jail_identity *id)
 		if (setgroups(0, NULL) != 0)
 			return jail_failed("setgroups");
 		if (unshare(spaces) != 0)
-			return jail_failed("unshare");
+			return jail_refused("unshare", jail_unshare_refused_because(errno));
 		rc = jail_request_id_maps();
 		if (rc == 0)
 			rc = jail_switch_ids(0, 0, false); /* root inside is id's uid and gid outside */
 	} else {
 		if (unshare(spaces) != 0)
-			return jail_failed("unshare");
+			return jail_refused("unshare", jail_unshare_refused_because(errno));
 		rc = jail_map_ids("self", 0, id->uid, 0, id->gid);
 	}
 	if (rc == 0 && sethostname("airlock-vmm", 11) != 0)
@@ -196,18 +235,60 @@ static int enter_namespaces(const struct jail_identity *id)
 	return rc;
 }
 
+/* Whether this mount namespace's root is its first mount, the one the kernel starts with:
+ * airlock runs from an initramfs, straight from the initial ramfs. pivot_root cannot leave
+ * that mount (it has no parent; EINVAL). mountinfo names a namespace's first mount as its own
+ * parent. */
+static bool root_is_first_mount(void)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	if (!f)
+		return false; /* pivot_root will say more */
+	char *line = NULL;
+	size_t cap = 0;
+	bool first = false;
+	while (getline(&line, &cap, f) > 0) {
+		unsigned id, parent;
+		char point[3];
+		if (sscanf(line, "%u %u %*s %*s %2s", &id, &parent, point) == 3 &&
+		    strcmp(point, "/") == 0 && id == parent)
+			first = true;
+	}
+	free(line);
+	fclose(f);
+	return first;
+}
+
 static int enter_empty_root(void)
 {
+	bool first_mount = root_is_first_mount();
 	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0)
 		return jail_failed("making the mounts private");
 	if (mount("airlock-jail", JAIL_MOUNT_POINT, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		  "size=4k,nr_inodes=2,mode=0500") != 0)
-		return jail_failed("mounting the empty root");
-	/* pivot_root(".", "."): the old root ends up on top of the new one, detached next */
-	if (chdir(JAIL_MOUNT_POINT) != 0 || syscall(SYS_pivot_root, ".", ".") != 0)
-		return jail_failed("pivot_root");
-	if (umount2(".", MNT_DETACH) != 0)
-		return jail_failed("detaching the old root");
+		return jail_refused("mounting the empty root on " JAIL_MOUNT_POINT,
+				    errno == ENOENT ? "the host's root has no " JAIL_MOUNT_POINT
+						      " directory: create it"
+						    : NULL);
+	if (chdir(JAIL_MOUNT_POINT) != 0)
+		return jail_failed("chdir");
+	if (!first_mount) {
+		/* pivot_root(".", "."): the old root ends up on top of the new one, detached next */
+		if (syscall(SYS_pivot_root, ".", ".") != 0)
+			return jail_failed("pivot_root");
+		if (umount2(".", MNT_DETACH) != 0)
+			return jail_failed("detaching the old root");
+	} else {
+		/* From the initial ramfs, as switch_root does: the empty root moved on top of it and
+		 * made the process's root. The host's mounts stay below in this mount namespace (the
+		 * first mount cannot be detached), reachable by no path: the root has no way up, and
+		 * the jail keeps no directory fd but a snapshot's and drops CAP_SYS_CHROOT; the
+		 * seccomp filter allows neither chroot nor mount. */
+		if (mount(".", "/", NULL, MS_MOVE, NULL) != 0)
+			return jail_failed("moving the empty root onto the initial ramfs");
+		if (chroot(".") != 0)
+			return jail_failed("chroot");
+	}
 	if (chdir("/") != 0 ||
 	    mount(NULL, "/", NULL, MS_REMOUNT | MS_BIND | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
 		  NULL) != 0)

@@ -26,6 +26,11 @@ int jail_identity_choose(const char *run_as, bool writes_snapshot, struct jail_i
 
 /* Logs "jail: WHAT: strerror(errno)" and returns -errno. */
 int jail_failed(const char *what);
+/* The same with ": WHY" after it, when WHY is not NULL: the cause and its fix, on the one line
+ * that ends the log (airlock shows it; `airlock doctor` runs the same steps). */
+int jail_refused(const char *what, const char *why);
+/* Why unshare failed with err, and the fix, as far as it can be told; NULL where unknown. */
+const char *jail_unshare_refused_because(int err);
 /* Writes pid's id maps ("self" or a number): inside_uid and inside_gid are uid and gid outside
  * (no supplementary groups: setgroups denied). */
 int jail_map_ids(const char *pid, uid_t inside_uid, uid_t uid, gid_t inside_gid, gid_t gid);

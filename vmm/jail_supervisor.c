@@ -54,11 +54,13 @@ bool jail_parent_gone(void)
 static int unshare_pid_namespace(const struct jail_identity *id)
 {
 	if (id->from_root)
-		return unshare(CLONE_NEWPID) == 0 ? 0 : jail_failed("unshare (pid)");
+		return unshare(CLONE_NEWPID) == 0
+			       ? 0
+			       : jail_refused("unshare (pid)", jail_unshare_refused_because(errno));
 	uid_t uid = geteuid();
 	gid_t gid = getegid();
 	if (unshare(CLONE_NEWUSER | CLONE_NEWPID) != 0)
-		return jail_failed("unshare (user, pid)");
+		return jail_refused("unshare (user, pid)", jail_unshare_refused_because(errno));
 	return jail_map_ids("self", uid, uid, gid, gid);
 }
 
