@@ -38,6 +38,12 @@ struct io_device {
 	 * file and applies it. Both return 0 or -errno; restore logs why it refused. */
 	int (*save)(struct io_device *dev, void *buf, size_t cap, size_t *len);
 	int (*restore)(struct io_device *dev, const void *buf, size_t len);
+	/* Optional: logs the device's state in a line or two, for a VM that ended or stalled
+	 * unexplained (vm_report_state); called on the vCPU thread. */
+	void (*report)(struct io_device *dev);
+	/* Optional: the last line the device printed for the guest (the serial console), into
+	 * out; returns its length. */
+	size_t (*last_line)(struct io_device *dev, char *out, size_t out_len);
 	void *state;
 };
 
@@ -79,6 +85,23 @@ int vm_run(struct vm *vm);
 /* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe and
  * async-signal-safe. vm_run returns status. */
 void vm_request_stop(struct vm *vm, int status);
+/* Asks the vCPU thread to log the VM's state (vm_report_state) with why, once it is out of
+ * KVM_RUN; thread-safe, the run goes on. why must outlive the call (a string literal). */
+void vm_request_report(struct vm *vm, const char *why);
+
+/* kvm_report.c: what the VM did last and how it stands, for an end or a stall that the guest
+ * did not explain. */
+
+/* Records the exit just taken in a small ring (the vCPU thread, at each exit). */
+void vm_record_exit(const struct kvm_run *run);
+/* Logs why, then the vCPU's registers, segments, events, MP state and LAPIC, the last exits
+ * and each device's report. On the vCPU thread, outside KVM_RUN. */
+void vm_report_state(struct vm *vm, const char *why);
+/* One line for an end that may well be normal: why, the number of exits and the last one's
+ * rip, and the guest console's last line (so that it still shows where airlock quotes the last
+ * line of the log). */
+void vm_report_end(struct vm *vm, const char *why);
+
 /* Re-enters the stopped vCPU with immediate_exit set so that KVM finishes the last I/O exit
  * and the vCPU's state is consistent (api.rst, KVM_RUN). Returns 0 or -errno. */
 int vcpu_complete_exit(struct vm *vm);
