@@ -11,7 +11,7 @@
 
 #include "vmm.h"
 
-#define EXIT_HISTORY 16
+#define EXIT_HISTORY 64
 
 struct exit_record {
 	uint32_t reason;
@@ -42,13 +42,24 @@ void vm_record_exit(const struct kvm_run *run)
 	}
 }
 
+static bool same_exit(const struct exit_record *a, const struct exit_record *b)
+{
+	return a->reason == b->reason && a->addr == b->addr && a->len == b->len &&
+	       a->rip == b->rip && a->write == b->write;
+}
+
 static void report_exits(void)
 {
-	char line[EXIT_HISTORY * 48 + 1] = "";
+	char line[EXIT_HISTORY * 56 + 1] = "";
 	size_t used = 0;
 	uint64_t first = exits_seen > EXIT_HISTORY ? exits_seen - EXIT_HISTORY : 0;
 	for (uint64_t i = first; i < exits_seen && used < sizeof line; i++) {
 		const struct exit_record *r = &history[i % EXIT_HISTORY];
+		unsigned repeat = 1; /* the same exit in a row (a loop) is written once, xN */
+		while (i + 1 < exits_seen && same_exit(r, &history[(i + 1) % EXIT_HISTORY])) {
+			repeat++;
+			i++;
+		}
 		int n;
 		if (r->reason == KVM_EXIT_IO)
 			n = snprintf(line + used, sizeof line - used, " io:%#llx/%u%c@%#llx",
@@ -61,9 +72,15 @@ static void report_exits(void)
 		else
 			n = snprintf(line + used, sizeof line - used, " exit:%u@%#llx", r->reason,
 				     (unsigned long long)r->rip);
-		if (n < 0)
+		if (n < 0 || (size_t)n >= sizeof line - used)
 			break;
 		used += (size_t)n;
+		if (repeat > 1) {
+			n = snprintf(line + used, sizeof line - used, "x%u", repeat);
+			if (n < 0 || (size_t)n >= sizeof line - used)
+				break;
+			used += (size_t)n;
+		}
 	}
 	vmm_log("  last exits (%llu in all, oldest first; kind:address/bytes@rip):%s",
 		(unsigned long long)exits_seen, line[0] ? line : " none");
