@@ -48,42 +48,55 @@ static bool same_exit(const struct exit_record *a, const struct exit_record *b)
 	       a->rip == b->rip && a->write == b->write;
 }
 
+/* One exit, as kind:address/bytes@rip, xN for a run of N alike. Returns its length. */
+static int format_exit(const struct exit_record *r, unsigned repeat, char *out, size_t len)
+{
+	char count[16] = "";
+	if (repeat > 1)
+		snprintf(count, sizeof count, "x%u", repeat);
+	if (r->reason == KVM_EXIT_IO || r->reason == KVM_EXIT_MMIO)
+		return snprintf(out, len, " %s:%#llx/%u%c@%#llx%s",
+				r->reason == KVM_EXIT_IO ? "io" : "mmio", (unsigned long long)r->addr,
+				r->len, r->write ? 'w' : 'r', (unsigned long long)r->rip, count);
+	return snprintf(out, len, " exit:%u@%#llx%s", r->reason, (unsigned long long)r->rip, count);
+}
+
+static void report_exit_line(bool first_line, const char *exits)
+{
+	if (first_line)
+		vmm_log("  last exits (%llu in all, oldest first; kind:address/bytes@rip):%s",
+			(unsigned long long)exits_seen, exits);
+	else
+		vmm_log("  last exits, continued:%s", exits);
+}
+
+/* The history, oldest first, on as many lines as vmm_log's line length needs. */
 static void report_exits(void)
 {
-	char line[EXIT_HISTORY * 56 + 1] = "";
+	char line[720];
 	size_t used = 0;
+	bool first_line = true;
 	uint64_t first = exits_seen > EXIT_HISTORY ? exits_seen - EXIT_HISTORY : 0;
-	for (uint64_t i = first; i < exits_seen && used < sizeof line; i++) {
+	for (uint64_t i = first; i < exits_seen; i++) {
 		const struct exit_record *r = &history[i % EXIT_HISTORY];
 		unsigned repeat = 1; /* the same exit in a row (a loop) is written once, xN */
 		while (i + 1 < exits_seen && same_exit(r, &history[(i + 1) % EXIT_HISTORY])) {
 			repeat++;
 			i++;
 		}
-		int n;
-		if (r->reason == KVM_EXIT_IO)
-			n = snprintf(line + used, sizeof line - used, " io:%#llx/%u%c@%#llx",
-				     (unsigned long long)r->addr, r->len, r->write ? 'w' : 'r',
-				     (unsigned long long)r->rip);
-		else if (r->reason == KVM_EXIT_MMIO)
-			n = snprintf(line + used, sizeof line - used, " mmio:%#llx/%u%c@%#llx",
-				     (unsigned long long)r->addr, r->len, r->write ? 'w' : 'r',
-				     (unsigned long long)r->rip);
-		else
-			n = snprintf(line + used, sizeof line - used, " exit:%u@%#llx", r->reason,
-				     (unsigned long long)r->rip);
-		if (n < 0 || (size_t)n >= sizeof line - used)
-			break;
-		used += (size_t)n;
-		if (repeat > 1) {
-			n = snprintf(line + used, sizeof line - used, "x%u", repeat);
-			if (n < 0 || (size_t)n >= sizeof line - used)
-				break;
-			used += (size_t)n;
+		char one[96];
+		int n = format_exit(r, repeat, one, sizeof one);
+		if (n < 0 || (size_t)n >= sizeof one)
+			continue;
+		if (used + (size_t)n >= sizeof line) {
+			report_exit_line(first_line, line);
+			first_line = false;
+			used = 0;
 		}
+		memcpy(line + used, one, (size_t)n + 1);
+		used += (size_t)n;
 	}
-	vmm_log("  last exits (%llu in all, oldest first; kind:address/bytes@rip):%s",
-		(unsigned long long)exits_seen, line[0] ? line : " none");
+	report_exit_line(first_line, used ? line : " none");
 }
 
 static void report_segment(const char *name, const struct kvm_segment *s, char *out, size_t len)
