@@ -18,9 +18,11 @@
 
 enum { RECEIVEQ = 0, TRANSMITQ = 1 };
 
-/* A restored guest answers the host's first bytes (airlock's PING) within milliseconds, a
- * loaded emulated test host within seconds. Silent this long, its state is logged, twice, so
- * that a VM airlock later gives up on (60 s) has left its own account. */
+/* A restored guest answers the host (airlock's PING, a RUN: the agent says at least that it
+ * started) within milliseconds, a loaded emulated test host within seconds. Silent this long
+ * after the host last spoke, its state is logged, twice, so that a VM airlock later gives up on
+ * (60 s to become ready, or the program's timeout) has left its own account. A program that
+ * computes long without output gets the same report, harmless beside its result. */
 static const unsigned silence_report_s[] = {15, 40};
 
 struct console {
@@ -32,10 +34,12 @@ struct console {
 	struct virtq_chain tx_chain;
 	struct virtq_chain rx_chain;
 	bool rx_held; /* rx_chain was popped and still waits for bytes */
-	/* for reports (dev->lock): bytes each way, and a restored guest's silence */
+	/* for reports (dev->lock): bytes each way, and a restored guest's silence since the host
+	 * last spoke (or since the restore) */
 	uint64_t to_guest, from_guest;
 	bool restored;
-	struct timespec restored_at;
+	bool host_waits; /* the host spoke last: bytes went to the guest, none came back since */
+	struct timespec spoke_at;
 	unsigned silence_reports;
 };
 
@@ -66,8 +70,10 @@ static void transmit(struct console *con)
 				vmm_log("virtio-console: the host closed the channel");
 				vm_request_stop(con->vm, 0);
 			}
-			if (!b->writable)
+			if (!b->writable && b->len) {
 				con->from_guest += b->len;
+				con->host_waits = false;
+			}
 		}
 		if (virtq_push(dev->mem, q, con->tx_chain.head, 0) != 0) {
 			rc = -EINVAL;
@@ -122,6 +128,11 @@ static int receive(struct console *con)
 		return -EPIPE;
 	con->rx_held = false;
 	con->to_guest += (uint64_t)n;
+	if (n > 0 && !con->host_waits) { /* the silence is timed from the first unanswered byte */
+		con->host_waits = true;
+		con->silence_reports = 0;
+		clock_gettime(CLOCK_MONOTONIC, &con->spoke_at);
+	}
 	if (virtq_push(dev->mem, q, con->rx_chain.head, (uint32_t)n) != 0)
 		virtio_fail(dev, "malformed receive queue");
 	else
@@ -130,16 +141,16 @@ static int receive(struct console *con)
 }
 
 /* With dev->lock held: ms until the restored guest's silence is due for a report (0: now),
- * or -1 when it has spoken, was not restored, or was reported on enough. */
+ * or -1 when it has answered the host, was not restored, or was reported on enough. */
 static int silence_report_due(struct console *con)
 {
-	if (!con->restored || con->from_guest ||
+	if (!con->restored || !con->host_waits ||
 	    con->silence_reports >= sizeof silence_report_s / sizeof silence_report_s[0])
 		return -1;
 	struct timespec now;
 	clock_gettime(CLOCK_MONOTONIC, &now);
-	int64_t silent_ms = (now.tv_sec - con->restored_at.tv_sec) * 1000 +
-			    (now.tv_nsec - con->restored_at.tv_nsec) / 1000000;
+	int64_t silent_ms = (now.tv_sec - con->spoke_at.tv_sec) * 1000 +
+			    (now.tv_nsec - con->spoke_at.tv_nsec) / 1000000;
 	int64_t due_ms = (int64_t)silence_report_s[con->silence_reports] * 1000 - silent_ms;
 	return due_ms > 0 ? (int)due_ms : 0;
 }
@@ -155,8 +166,8 @@ static void *console_io_thread(void *arg)
 		int due = silence_report_due(con);
 		if (due == 0) {
 			con->silence_reports++;
-			vm_request_report(con->vm, "the restored guest has said nothing since it "
-						   "was restored (15 s, then 40 s)");
+			vm_request_report(con->vm, "the restored guest has not answered the host for "
+						   "15 s (then 40 s)");
 			due = silence_report_due(con);
 		}
 		pthread_mutex_unlock(&dev->lock);
@@ -220,7 +231,9 @@ static int console_restore(struct virtio_device *dev, const void *buf, size_t le
 		dev->queues[RECEIVEQ].last_avail--;
 	con->rx_held = false;
 	con->restored = true;
-	clock_gettime(CLOCK_MONOTONIC, &con->restored_at);
+	/* a restored guest waits for the host: its silence counts from the restore */
+	con->host_waits = true;
+	clock_gettime(CLOCK_MONOTONIC, &con->spoke_at);
 	/* the I/O thread started before this state existed and waits for a kick: the restored
 	 * guest's receive buffers are already posted (and its silence is now timed) */
 	uint64_t one = 1;

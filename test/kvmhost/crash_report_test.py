@@ -132,7 +132,7 @@ def stall(snap):
         text = log_text(vm)
         print("---- airlock-vmm's log of the stall ----\n%s---- end ----" % text, flush=True)
         missing = [p for p in REPORT_PARTS if p not in text]
-        report(vm.proc.poll() is None and "said nothing" in text and not missing,
+        report(vm.proc.poll() is None and "has not answered the host" in text and not missing,
                "stall: a silent restored guest's state is logged after 15 s, the VM running on",
                "running %s, missing %s; log: %s" % (vm.proc.poll() is None, missing,
                                                     text[-400:].replace("\n", " | ")))

@@ -5,7 +5,7 @@ callers, "the guest shut down before the program finished" and "the guest did no
 within 60 s"). Each restore gets a PING, then a program: a sleep and a print, a plain print, or
 now and then a memory bomb (the guest's OOM killer must end it, not the VM). Any other end is
 a failure, and its evidence is printed: airlock-vmm's own log (since item 12 it logs the VM's
-state when the guest crashes, or stays silent 15 s after its restore) and the serial tail.
+state when the guest crashes, or leaves the host unanswered 15 s) and the serial tail.
 A diagnostic, not part of CI (python3 stdlib only). From the host:
 
     KVMHOST_EXTRA=test/kvmhost/snapshot_test.py:test/kvmhost/restore_stress.py \\
@@ -14,6 +14,7 @@ A diagnostic, not part of CI (python3 stdlib only). From the host:
 import argparse
 import os
 import signal
+import struct
 import sys
 import threading
 import time
@@ -33,6 +34,34 @@ PROGRAMS = [
 ]
 PING_TIMEOUT = 60  # what airlock allows a restored VM to become ready
 RUN_TIMEOUT = 90
+
+SNAP_VM_PIT, SNAP_VM_IOAPIC, SNAP_CPU_LAPIC, SNAP_CPU_MSRS = 2, 5, 23, 24
+STATE_HEADER = 64  # vmm/snapshot.c documents the format
+
+
+def describe(path):
+    """The snapshot's timer state: a restored guest whose sleep never returns lost its timer."""
+    with open(path, "rb") as f:
+        data = f.read()
+    s, off = {}, STATE_HEADER
+    for _ in range(struct.unpack_from("<I", data, 12)[0]):
+        kind, length = struct.unpack_from("<II", data, off)
+        s[kind] = data[off + 8:off + 8 + length]
+        off += 8 + ((length + 7) & ~7)
+    reg = lambda off: struct.unpack_from("<I", s[SNAP_CPU_LAPIC], off)[0]  # noqa: E731
+    print("  lapic LVTT %#x TMICT %#x TMCCT %#x TDCR %#x SVR %#x LINT0 %#x" % (
+        reg(0x320), reg(0x380), reg(0x390), reg(0x3e0), reg(0xf0), reg(0x350)))
+    msrs = s[SNAP_CPU_MSRS]
+    for i in range(struct.unpack_from("<I", msrs)[0]):
+        index, _, value = struct.unpack_from("<IIQ", msrs, 8 + 16 * i)
+        if index in (0x10, 0x6e0):  # TSC, TSC deadline
+            print("  msr %#x = %#x" % (index, value))
+    for ch in range(3):  # struct kvm_pit_channel_state, 24 bytes each
+        f = struct.unpack_from("<IHBBBBBBBBBBq", s[SNAP_VM_PIT], 24 * ch)
+        print("  pit %d count %d mode %d gate %d" % (ch, f[0], f[9], f[11]))
+    redir = struct.unpack_from("<24Q", s[SNAP_VM_IOAPIC], 8 + 24)
+    print("  ioapic redir %s" % " ".join("%d:%#x" % (i, redir[i]) for i in range(8)), flush=True)
+
 
 lock = threading.Lock()
 counts = {"ok": 0, "failed": 0}
@@ -106,11 +135,15 @@ def main():
     ap.add_argument("--restores", type=int, default=150)
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--vmm", default=st.VMM)
+    ap.add_argument("--snapshot", default="/tmp/airlock-snapshot",
+                    help="made unless it exists (so that runs can share one)")
     args = ap.parse_args()
     st.VMM = args.vmm
-    snap = "/tmp/airlock-snapshot"
-    if not st.make_snapshot(snap):
+    snap = args.snapshot
+    if not os.path.exists(os.path.join(snap, "state")) and not st.make_snapshot(snap):
         return 1
+    print("the snapshot's timers:")
+    describe(os.path.join(snap, "state"))
     next_restore = [0]
     started = time.monotonic()
 
