@@ -1,5 +1,7 @@
 /* airlock doctor: what this host can run, one line per check, and which backend `auto` picks.
- * Exits 1 when no backend can run a guest here.
+ * The kvm line comes from the backend's probe, which builds airlock-vmm's jail once with no VM
+ * (airlock-vmm --jail-check): where it cannot be built, the line gives airlock-vmm's reason and
+ * fix, the same words a VM's failure would end with. Exits 1 when no backend can run a guest.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -115,7 +117,8 @@ int cli_doctor(int argc, char **argv)
 		snprintf(detail, sizeof detail, "%s (%s)", chosen->name,
 			 chosen == &launcher_kvm
 				 ? "KVM can run a guest here"
-				 : (kvm ? "airlock-vmm is missing; QEMU emulation is the fallback"
+				 : (kvm ? "the kvm backend cannot run here (its line above says why); "
+					  "QEMU emulation is the fallback"
 					: "KVM cannot run a guest here; QEMU emulation is the fallback"));
 		report("->", "auto", detail);
 		return 0;

@@ -19,6 +19,7 @@
 
 static volatile int stop_requested; /* set from any thread; read by the run loop */
 static volatile int stop_status;
+static const char *volatile report_requested; /* vm_request_report's why, until logged */
 static pthread_t vcpu_thread;
 static bool vcpu_thread_known;
 static struct kvm_run *running;
@@ -105,6 +106,12 @@ int vm_create(struct vm *vm, uint64_t mem_size, int mem_fd)
 		vmm_log("cannot map the vCPU's kvm_run: %s", strerror(errno));
 		return err;
 	}
+	/* KVM copies the general registers into kvm_run at each exit: the exit history then says
+	 * where the guest was (kvm_report.c), which an AMD vCPU's state no longer can after a
+	 * triple fault (KVM resets it) */
+	int sync = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_SYNC_REGS);
+	if (sync > 0 && (sync & KVM_SYNC_X86_REGS))
+		vm->run->kvm_valid_regs = KVM_SYNC_X86_REGS;
 	return 0;
 }
 
@@ -148,6 +155,36 @@ void vm_request_stop(struct vm *vm, int status)
 		running->immediate_exit = 1;
 	if (vcpu_thread_known && !pthread_equal(pthread_self(), vcpu_thread))
 		pthread_kill(vcpu_thread, SIGUSR1);
+}
+
+void vm_request_report(struct vm *vm, const char *why)
+{
+	(void)vm;
+	__atomic_store_n(&report_requested, why, __ATOMIC_SEQ_CST);
+	if (running)
+		running->immediate_exit = 1;
+	if (vcpu_thread_known && !pthread_equal(pthread_self(), vcpu_thread))
+		pthread_kill(vcpu_thread, SIGUSR1);
+}
+
+/* What a triple fault (KVM_EXIT_SHUTDOWN) was. It is how the guest reboots itself: Linux with
+ * reboot=t (the agent's end; a panic, with panic=-1) loads an empty IDT and raises int3. With
+ * any other IDT it is a crash the guest did not ask for. On AMD, KVM resets the vCPU at a
+ * triple fault (svm.c, shutdown_interception: the VMCB is undefined after it), so its state
+ * cannot tell the two apart. */
+enum triple_fault { REBOOT, CRASH, UNKNOWN };
+
+static enum triple_fault triple_fault_kind(struct vm *vm, struct kvm_sregs *sregs)
+{
+	if (ioctl(vm->vcpu_fd, KVM_GET_SREGS, sregs) < 0) {
+		kvm_ioctl_failed("GET_SREGS");
+		return UNKNOWN;
+	}
+	if (sregs->idt.limit == 0)
+		return REBOOT;
+	bool reset = sregs->cs.selector == 0xf000 && sregs->cs.base == 0xffff0000 &&
+		     !(sregs->cr0 & 1) && sregs->idt.limit == 0xffff && sregs->idt.base == 0;
+	return reset ? UNKNOWN : CRASH;
 }
 
 static struct io_device *find_device(struct vm *vm, bool port, uint64_t addr, unsigned len)
@@ -228,11 +265,19 @@ int vm_run(struct vm *vm)
 		if (ioctl(vm->vcpu_fd, KVM_RUN, 0) < 0) {
 			if (errno == EINTR || errno == EAGAIN) {
 				vm->run->immediate_exit = 0;
+				/* out of KVM_RUN with its last exit completed: the state is whole */
+				const char *why = __atomic_exchange_n(&report_requested, NULL,
+								      __ATOMIC_SEQ_CST);
+				if (why)
+					vm_report_state(vm, why);
 				continue;
 			}
 			kvm_ioctl_failed("RUN");
+			vm_report_state(vm, "KVM_RUN failed");
 			return 1;
 		}
+		vm_record_exit(vm->run);
+		struct kvm_sregs sregs;
 		switch (vm->run->exit_reason) {
 		case KVM_EXIT_IO:
 			if (handle_io(vm) != 0)
@@ -242,23 +287,50 @@ int vm_run(struct vm *vm)
 			handle_mmio(vm);
 			break;
 		case KVM_EXIT_SHUTDOWN: /* a triple fault: how the guest reboots (reboot=t) */
+			switch (triple_fault_kind(vm, &sregs)) {
+			case REBOOT:
+				if (vm->verbose)
+					vmm_log("the guest shut down");
+				return 0;
+			case CRASH:
+				vm_report_state(vm, "the guest triple-faulted");
+				vmm_log("the guest crashed: a triple fault it did not ask for (IDT "
+					"%#llx/%#x, not the empty one of a reboot); its state is logged "
+					"above",
+					(unsigned long long)sregs.idt.base, sregs.idt.limit);
+				return 1;
+			case UNKNOWN:
+				/* most often the agent's own end: one line, what is known */
+				vm_report_end(vm, "the guest ended with a triple fault: its own reboot or a "
+						  "crash (KVM resets an AMD vCPU then: no state to tell)");
+				return 0;
+			}
+			return 0;
 		case KVM_EXIT_SYSTEM_EVENT:
-			if (vm->verbose)
-				vmm_log("the guest shut down");
+			vm_report_state(vm, "the guest ended with a system event");
+			vmm_log("the guest ended with system event %u", vm->run->system_event.type);
 			return 0;
 		case KVM_EXIT_HLT:
-			return 0; /* with the in-kernel irqchip only a guest that is done halts here */
+			/* never with the in-kernel irqchip, which halts the vCPU in KVM itself */
+			vm_report_state(vm, "the guest halted out of KVM");
+			vmm_log("the guest halted (KVM_EXIT_HLT); its state is logged above");
+			return 0;
 		case KVM_EXIT_FAIL_ENTRY:
-			vmm_log("KVM: VM entry failed (hardware reason 0x%llx)",
+			vm_report_state(vm, "VM entry failed");
+			vmm_log("KVM: VM entry failed (hardware reason 0x%llx); the VM's state is "
+				"logged above",
 				(unsigned long long)vm->run->fail_entry.hardware_entry_failure_reason);
 			return 1;
 		case KVM_EXIT_INTERNAL_ERROR:
+			vm_report_state(vm, "KVM internal error");
 			vmm_log("KVM: internal error (suberror %u): the guest ran an instruction KVM "
-				"cannot emulate",
+				"cannot emulate; the VM's state is logged above",
 				vm->run->internal.suberror);
 			return 1;
 		default:
-			vmm_log("KVM: unexpected exit (reason %u)", vm->run->exit_reason);
+			vm_report_state(vm, "unexpected exit");
+			vmm_log("KVM: unexpected exit (reason %u); the VM's state is logged above",
+				vm->run->exit_reason);
 			return 1;
 		}
 	}

@@ -7,7 +7,12 @@
  *   restore: CPUID first (later SETs are checked against it); REGS before VCPU_EVENTS (SET_REGS
  *            drops a pending exception that the events bring back); SREGS before LAPIC (both
  *            carry the APIC base); LAPIC before MSRs (the TSC-deadline MSR is only accepted in
- *            TSC-deadline mode); within the MSRs the TSC before the TSC deadline; events last.
+ *            TSC-deadline mode); within the MSRs the TSC before the TSC deadline; events last
+ *            of the vCPU's. The PIT after everything: SET_PIT2 arms its timer at once, and an
+ *            interrupt it raised before the PICs' SET_IRQCHIP would be wiped by it, and with
+ *            it the PIT's reinjection: KVM injects the next only once the guest acknowledged
+ *            that one, so the guest's timer never fired again (a restored guest whose sleep
+ *            never returned; its PIT, one-shot, was due within ms: item 12).
  *
  * Everything read back comes from a file: sizes are checked here, and whatever KVM refuses is
  * reported as a snapshot that does not fit this host.
@@ -270,16 +275,24 @@ static const void *counted_section(const struct snap_image *img, uint32_t type, 
 	return s->data;
 }
 
-static int restore_vm(struct vm *vm, const struct snap_image *img)
+/* Last of all (see the top of this file). */
+static int restore_pit(struct vm *vm, const struct snap_image *img)
 {
 	const void *pit = section(img, SNAP_VM_PIT, sizeof(struct kvm_pit_state2));
-	const void *clock_data = section(img, SNAP_VM_CLOCK, sizeof(struct kvm_clock_data));
-	if (!pit || !clock_data)
+	if (!pit)
 		return -EINVAL;
 	struct kvm_pit_state2 p;
 	memcpy(&p, pit, sizeof p);
 	if (ioctl(vm->vm_fd, KVM_SET_PIT2, &p) < 0)
 		return failed("SET_PIT2");
+	return 0;
+}
+
+static int restore_vm(struct vm *vm, const struct snap_image *img)
+{
+	const void *clock_data = section(img, SNAP_VM_CLOCK, sizeof(struct kvm_clock_data));
+	if (!clock_data)
+		return -EINVAL;
 	struct kvm_clock_data clock;
 	memcpy(&clock, clock_data, sizeof clock);
 	clock.flags = 0; /* the value as saved, nothing else */
@@ -454,5 +467,7 @@ static int restore_vcpu(struct vm *vm, const struct snap_image *img)
 int kvm_state_restore(struct vm *vm, const struct snap_image *img)
 {
 	int rc = restore_vm(vm, img);
-	return rc ? rc : restore_vcpu(vm, img);
+	if (rc == 0)
+		rc = restore_vcpu(vm, img);
+	return rc ? rc : restore_pit(vm, img);
 }

@@ -3,10 +3,11 @@
  * channel (an fd it inherits) and an 8250 UART for the boot log, and runs until the guest ends.
  * With --snapshot-to DIR, SIGUSR2 stops the guest and writes a snapshot to DIR instead (exit 0
  * once it is on disk); --restore DIR resumes a VM from one (snapshot.c) without booting.
- * First it forks into a pid namespace of its own, a supervisor outside (jail_supervisor.c); once
- * its files are open it enters a jail (jail.c: an unprivileged user, its own namespaces, an
- * empty root, no capabilities, limits), and once its devices are attached a seccomp filter
- * (seccomp.c): any syscall outside it kills it with SIGSYS.
+ * It keeps no fd but stdio and the channel. First it forks into a pid namespace of its own, a
+ * supervisor outside (jail_supervisor.c); once its files are open it enters a jail (jail.c: a
+ * user of its own outside, --run-as when started as root, its own namespaces, an empty root, no
+ * capabilities, limits), and once its devices are attached a seccomp filter (seccomp.c): any
+ * syscall outside it kills it with SIGSYS. --jail-check builds the same jail with no VM.
  * Exit status: 0 when the guest shut down (or the snapshot was written), 1 when the VM failed,
  * 2 for bad arguments, 3 when a snapshot was refused (corrupt, or from another build or host).
  */
@@ -23,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "jail.h"
 #include "layout.h"
 #include "snapshot.h"
 #include "vmm.h"
@@ -38,6 +40,8 @@ struct options {
 	bool verbose;
 	bool seccomp_log, seccomp_selftest;
 	bool unconfined; /* --unconfined: no jail, no filter (the benchmark's "before") */
+	const char *run_as; /* --run-as UID:GID (started as root) */
+	bool jail_check;    /* --jail-check: build the jail, no VM, and say whether it holds */
 };
 
 static void usage(void)
@@ -47,6 +51,11 @@ static void usage(void)
 			"                   [--cmdline-extra ARGS] [--snapshot-to DIR] [--verbose]\n"
 			"       airlock-vmm --restore DIR --rootfs IMAGE --channel-fd N\n"
 			"                   [--serial-log FILE] [--snapshot-to DIR] [--verbose]\n"
+			"       airlock-vmm --jail-check [--run-as UID:GID]\n"
+			"  --run-as UID:GID    started as root: the VM and its supervisor become this user\n"
+			"                      and group outside (default: nobody)\n"
+			"  --jail-check        set up the jail as a VM would, with no VM, and exit 0 if it\n"
+			"                      holds (airlock doctor)\n"
 			"  --seccomp-log       development: log syscalls outside the filter, not kill\n"
 			"  --seccomp-selftest  tests: make a forbidden syscall once the filter is on\n"
 			"  --unconfined        benchmark only: no jail and no filter, to measure their cost\n");
@@ -68,6 +77,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"seccomp-log", no_argument, NULL, 'L'},
 		{"seccomp-selftest", no_argument, NULL, 'T'},
 		{"unconfined", no_argument, NULL, 'U'},
+		{"run-as", required_argument, NULL, 'u'},
+		{"jail-check", no_argument, NULL, 'J'},
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct options){.channel_fd = -1, .memory_mb = 512};
@@ -85,6 +96,8 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'L': o->seccomp_log = true; break;
 		case 'T': o->seccomp_selftest = true; break;
 		case 'U': o->unconfined = true; break;
+		case 'u': o->run_as = optarg; break;
+		case 'J': o->jail_check = true; break;
 		case 'c':
 			o->channel_fd = (int)strtol(optarg, &end, 10);
 			if (*end || o->channel_fd < 0 || fcntl(o->channel_fd, F_GETFD) < 0) {
@@ -109,7 +122,11 @@ static int parse_options(int argc, char **argv, struct options *o)
 			return -EINVAL;
 		}
 	}
-	if (!o->rootfs || o->channel_fd < 0 || optind < argc)
+	if (optind < argc)
+		return -EINVAL;
+	if (o->jail_check)
+		return o->unconfined ? -EINVAL : 0;
+	if (!o->rootfs || o->channel_fd < 0)
 		return -EINVAL;
 	/* a restored VM has its kernel and memory size in the snapshot (and may be snapshotted
 	 * again: a snapshot of a restored VM shows its state, e.g. when it stopped answering) */
@@ -256,8 +273,29 @@ static int apply_snapshot(struct vm *vm, const struct options *o, struct snapsho
 	return 0;
 }
 
+/* --jail-check: the jail a VM would get, every step of it, with no VM: what `airlock doctor`
+ * runs to know that a VM can start here. Same code, same messages on failure. */
+static int jail_check(const struct jail_identity *id)
+{
+	if (jail_begin(id) != 0 || jail_enter(id) != 0 ||
+	    jail_seal(64ull << 20, false) != 0)
+		return 1;
+	struct vmm_seccomp_options filter = {0};
+	if (vmm_seccomp_install(&filter) != 0)
+		return 1;
+	vmm_log("jail: ok (pid, user, mount, net, ipc, uts and cgroup namespaces, an empty root, "
+		"no capabilities, seccomp)");
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	/* Started as root: never dumpable, from the first instruction to the end, so that no
+	 * process attaches while it changes user (the user's processes could, were it dumpable
+	 * then; a process attached once stays attached). Anyone else stays dumpable until the
+	 * seal: writing its own id maps needs /proc/self to be its own. */
+	if (geteuid() == 0)
+		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* airlock owns this VM: if airlock dies, the VM goes with it */
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
 	/* One malloc arena: a thread's first allocation otherwise creates its own, which reads
@@ -269,13 +307,26 @@ int main(int argc, char **argv)
 		usage();
 		return 2;
 	}
+	/* Only stdio and the channel: whatever else the starter left open (it should have set
+	 * CLOEXEC) would reach the VM and its supervisor. */
+	const int keep[] = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, o.channel_fd};
+	if (jail_close_fds_except(keep, sizeof keep / sizeof keep[0]) != 0)
+		return 1;
+	bool confine = !o.unconfined;
+	struct jail_identity id = {0};
+	if (confine && jail_identity_choose(o.run_as, o.snapshot_to != NULL, &id) != 0)
+		return 2;
+	if (o.jail_check) { /* no leak check at exit: the jail hides the /proc it reads */
+		int status = jail_check(&id);
+		fflush(stderr);
+		_exit(status);
+	}
 	if (o.snapshot_to) {
 		struct sigaction sa = {.sa_handler = on_snapshot_signal}; /* no SA_RESTART */
 		sigaction(SIGUSR2, &sa, NULL);
 	}
 	/* Before anything else: the VM in a pid namespace of its own (jail_supervisor.c) */
-	bool confine = !o.unconfined;
-	if (confine && jail_begin(o.snapshot_to != NULL) != 0)
+	if (confine && jail_begin(&id) != 0)
 		return 1;
 	/* Everything the VM needs is opened first: the jail leaves no path behind. */
 	struct device_files files;
@@ -294,7 +345,7 @@ int main(int argc, char **argv)
 			rc = 1;
 	}
 	/* Still one thread (the console's starts with the devices): into the jail (jail.c). */
-	if (rc == 0 && confine && jail_enter(o.snapshot_to != NULL) != 0)
+	if (rc == 0 && confine && jail_enter(&id) != 0)
 		rc = 1;
 	if (rc == 0 && attach_devices(&vm, &o, &files) != 0)
 		rc = 1;

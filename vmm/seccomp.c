@@ -66,8 +66,19 @@ static const struct allowed_syscall writing_a_snapshot[] = {
 	{SCMP_SYS(fstat), "the same, older libc"},
 };
 
-/* KVM requests after set-up: only running (interrupts go through irqfd eventfds). */
-static const unsigned long steady_ioctls[] = {KVM_RUN};
+/* KVM requests after set-up: running (interrupts go through irqfd eventfds), and reading the
+ * vCPU's own state back when the guest ends or stalls unexplained (kvm_report.c). */
+static const struct {
+	unsigned long request;
+	const char *why;
+} steady_ioctls[] = {
+	{KVM_RUN, "the vCPU runs"},
+	{KVM_GET_SREGS, "a triple fault: the guest's own reboot (empty IDT) or a crash"},
+	{KVM_GET_REGS, "the state of a VM that crashed or stalls, for its log"},
+	{KVM_GET_VCPU_EVENTS, "the same: pending exceptions and interrupts"},
+	{KVM_GET_MP_STATE, "the same: running or halted"},
+	{KVM_GET_LAPIC, "the same: the local APIC's timer and pending vectors"},
+};
 
 /* Reading the VM's state for a snapshot (kvm_state.c). */
 static const unsigned long snapshot_ioctls[] = {
@@ -137,8 +148,8 @@ int vmm_seccomp_install(const struct vmm_seccomp_options *o)
 	int rc = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_TSYNC, 1); /* the console thread too */
 	if (rc == 0)
 		rc = allow_all(ctx, steady_state, sizeof steady_state / sizeof steady_state[0]);
-	if (rc == 0)
-		rc = allow_ioctls(ctx, steady_ioctls, sizeof steady_ioctls / sizeof steady_ioctls[0]);
+	for (size_t i = 0; rc == 0 && i < sizeof steady_ioctls / sizeof steady_ioctls[0]; i++)
+		rc = allow_ioctls(ctx, &steady_ioctls[i].request, 1);
 	if (rc == 0)
 		rc = allow_memory_without_exec(ctx);
 	if (rc == 0)

@@ -3,6 +3,7 @@
  * kernel's tty layer waits for it before sending more.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,6 +27,9 @@ struct serial {
 	bool thri_pending;
 	char line[256];
 	size_t line_len;
+	char tail[256]; /* the last bytes written, a ring, for reports */
+	size_t tail_pos;
+	bool tail_wrapped;
 };
 
 static void flush_line(struct serial *s)
@@ -89,6 +93,11 @@ static void serial_write(struct io_device *io, uint64_t offset, const void *data
 		if (s->line_len == sizeof s->line)
 			flush_line(s);
 		s->line[s->line_len++] = (char)v;
+		s->tail[s->tail_pos++] = (char)v;
+		if (s->tail_pos == sizeof s->tail) {
+			s->tail_pos = 0;
+			s->tail_wrapped = true;
+		}
 		if (v == '\n')
 			flush_line(s);
 		raise_thri(s);
@@ -147,6 +156,54 @@ static int serial_restore(struct io_device *io, const void *buf, size_t len)
 	return 0;
 }
 
+/* The guest console's last bytes on one line (a partial last line is written to the log
+ * first: a crash rarely ends its message with a newline). */
+static void serial_report(struct io_device *io)
+{
+	struct serial *s = io->state;
+	flush_line(s);
+	char text[4 * sizeof s->tail + 1];
+	size_t n = 0;
+	size_t count = s->tail_wrapped ? sizeof s->tail : s->tail_pos;
+	size_t start = s->tail_wrapped ? s->tail_pos : 0;
+	for (size_t i = 0; i < count; i++) {
+		unsigned char c = (unsigned char)s->tail[(start + i) % sizeof s->tail];
+		if (c == '\n')
+			n += (size_t)snprintf(text + n, sizeof text - n, " | ");
+		else if (c >= 0x20 && c < 0x7f)
+			text[n++] = (char)c;
+		else if (c != '\r')
+			n += (size_t)snprintf(text + n, sizeof text - n, "\\x%02x", c);
+		text[n] = '\0';
+	}
+	text[n] = '\0';
+	vmm_log("  serial: the guest console's last %zu bytes: %s", count, count ? text : "(none)");
+}
+
+static size_t serial_last_line(struct io_device *io, char *out, size_t out_len)
+{
+	struct serial *s = io->state;
+	flush_line(s);
+	size_t count = s->tail_wrapped ? sizeof s->tail : s->tail_pos;
+	size_t start = s->tail_wrapped ? s->tail_pos : 0;
+	/* back from the end over line ends, then to the start of that line */
+	size_t end = count;
+	while (end > 0 && (s->tail[(start + end - 1) % sizeof s->tail] == '\n' ||
+			   s->tail[(start + end - 1) % sizeof s->tail] == '\r'))
+		end--;
+	size_t begin = end;
+	while (begin > 0 && s->tail[(start + begin - 1) % sizeof s->tail] != '\n')
+		begin--;
+	size_t n = 0;
+	for (size_t i = begin; i < end && n + 1 < out_len; i++) {
+		unsigned char c = (unsigned char)s->tail[(start + i) % sizeof s->tail];
+		out[n++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+	}
+	if (out_len)
+		out[n] = '\0';
+	return n;
+}
+
 int serial_create(struct vm *vm, int log_fd)
 {
 	struct serial *s = calloc(1, sizeof *s);
@@ -160,7 +217,8 @@ int serial_create(struct vm *vm, int log_fd)
 	}
 	s->io = (struct io_device){.name = "serial", .is_port = true, .base = SERIAL_BASE,
 				   .size = 8, .read = serial_read, .write = serial_write,
-				   .save = serial_save, .restore = serial_restore, .state = s};
+				   .save = serial_save, .restore = serial_restore,
+				   .report = serial_report, .last_line = serial_last_line, .state = s};
 	return vm_add_device(vm, &s->io);
 }
 

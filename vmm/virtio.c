@@ -3,6 +3,7 @@
 #include <linux/virtio_config.h>
 #include <linux/virtio_mmio.h>
 #include <linux/virtio_ring.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "virtio.h"
@@ -435,6 +436,38 @@ int virtio_mmio_attach(struct vm *vm, struct virtio_device *dev,
 	return vm_add_device(vm, &dev->io);
 }
 
+/* For a VM that ended or stalls unexplained: the transport's state, each live queue as the
+ * device and the driver each see it (the guest's ring indices read from its memory, as they
+ * are), then the device's own. */
+static void virtio_mmio_report(struct io_device *io)
+{
+	struct virtio_device *dev = io->state;
+	pthread_mutex_lock(&dev->lock);
+	char queues[2 * 160] = "";
+	size_t used = 0;
+	for (unsigned i = 0; i < dev->ops->num_queues && i < VIRTIO_MAX_QUEUES; i++) {
+		const struct virtqueue *q = &dev->queues[i];
+		const struct vring_avail *avail = q->ready ? avail_ring(dev->mem, q) : NULL;
+		const struct vring_used *ring =
+			q->ready ? gpa_ptr(dev->mem, q->used_gpa, sizeof(struct vring_used)) : NULL;
+		int n = snprintf(queues + used, sizeof queues - used,
+				 "; q%u ready=%d size=%u last_avail=%u used=%u avail.idx=%d "
+				 "avail.flags=%#x used.idx=%d",
+				 i, q->ready, q->size, q->last_avail, q->used_idx,
+				 avail ? __atomic_load_n(&avail->idx, __ATOMIC_RELAXED) : -1,
+				 avail ? __atomic_load_n(&avail->flags, __ATOMIC_RELAXED) : 0,
+				 ring ? __atomic_load_n(&ring->idx, __ATOMIC_RELAXED) : -1);
+		if (n < 0 || (size_t)n >= sizeof queues - used)
+			break;
+		used += (size_t)n;
+	}
+	vmm_log("  %s: status=%#x interrupt_status=%#x%s", dev->ops->name, dev->status,
+		dev->interrupt_status, queues);
+	if (dev->ops->report)
+		dev->ops->report(dev);
+	pthread_mutex_unlock(&dev->lock);
+}
+
 void virtio_mmio_init(struct virtio_device *dev, const struct virtio_device_ops *ops,
 		      struct guest_memory *mem, uint64_t base, struct irq_line irq, void *state)
 {
@@ -453,6 +486,7 @@ void virtio_mmio_init(struct virtio_device *dev, const struct virtio_device_ops 
 		.write = mmio_write,
 		.save = virtio_mmio_save,
 		.restore = virtio_mmio_restore,
+		.report = virtio_mmio_report,
 		.state = dev,
 	};
 }

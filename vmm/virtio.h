@@ -36,6 +36,8 @@ struct virtio_device_ops {
 	 * transport's state was saved or restored. restore checks what it reads (a file). */
 	int (*save)(struct virtio_device *dev, void *buf, size_t cap, size_t *len);
 	int (*restore)(struct virtio_device *dev, const void *buf, size_t len);
+	/* Optional: logs the device's own state after the transport's (dev->lock held). */
+	void (*report)(struct virtio_device *dev);
 };
 
 struct virtqueue {

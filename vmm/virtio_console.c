@@ -11,11 +11,19 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "virtio.h"
 
 enum { RECEIVEQ = 0, TRANSMITQ = 1 };
+
+/* A restored guest answers the host (airlock's PING, a RUN: the agent says at least that it
+ * started) within milliseconds, a loaded emulated test host within seconds. Silent this long
+ * after the host last spoke, its state is logged, twice, so that a VM airlock later gives up on
+ * (60 s to become ready, or the program's timeout) has left its own account. A program that
+ * computes long without output gets the same report, harmless beside its result. */
+static const unsigned silence_report_s[] = {15, 40};
 
 struct console {
 	struct virtio_device dev;
@@ -26,6 +34,13 @@ struct console {
 	struct virtq_chain tx_chain;
 	struct virtq_chain rx_chain;
 	bool rx_held; /* rx_chain was popped and still waits for bytes */
+	/* for reports (dev->lock): bytes each way, and a restored guest's silence since the host
+	 * last spoke (or since the restore) */
+	uint64_t to_guest, from_guest;
+	bool restored;
+	bool host_waits; /* the host spoke last: bytes went to the guest, none came back since */
+	struct timespec spoke_at;
+	unsigned silence_reports;
 };
 
 static int write_all(int fd, const uint8_t *p, size_t len)
@@ -54,6 +69,10 @@ static void transmit(struct console *con)
 			if (!b->writable && b->len && write_all(con->channel_fd, b->host, b->len)) {
 				vmm_log("virtio-console: the host closed the channel");
 				vm_request_stop(con->vm, 0);
+			}
+			if (!b->writable && b->len) {
+				con->from_guest += b->len;
+				con->host_waits = false;
 			}
 		}
 		if (virtq_push(dev->mem, q, con->tx_chain.head, 0) != 0) {
@@ -108,11 +127,32 @@ static int receive(struct console *con)
 	if (n < 0)
 		return -EPIPE;
 	con->rx_held = false;
+	con->to_guest += (uint64_t)n;
+	if (n > 0 && !con->host_waits) { /* the silence is timed from the first unanswered byte */
+		con->host_waits = true;
+		con->silence_reports = 0;
+		clock_gettime(CLOCK_MONOTONIC, &con->spoke_at);
+	}
 	if (virtq_push(dev->mem, q, con->rx_chain.head, (uint32_t)n) != 0)
 		virtio_fail(dev, "malformed receive queue");
 	else
 		virtio_notify_used(dev, q);
 	return 0;
+}
+
+/* With dev->lock held: ms until the restored guest's silence is due for a report (0: now),
+ * or -1 when it has answered the host, was not restored, or was reported on enough. */
+static int silence_report_due(struct console *con)
+{
+	if (!con->restored || !con->host_waits ||
+	    con->silence_reports >= sizeof silence_report_s / sizeof silence_report_s[0])
+		return -1;
+	struct timespec now;
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	int64_t silent_ms = (now.tv_sec - con->spoke_at.tv_sec) * 1000 +
+			    (now.tv_nsec - con->spoke_at.tv_nsec) / 1000000;
+	int64_t due_ms = (int64_t)silence_report_s[con->silence_reports] * 1000 - silent_ms;
+	return due_ms > 0 ? (int)due_ms : 0;
 }
 
 static void *console_io_thread(void *arg)
@@ -123,10 +163,17 @@ static void *console_io_thread(void *arg)
 		pthread_mutex_lock(&dev->lock);
 		bool can_receive = virtio_is_live(dev) &&
 				   (con->rx_held || virtq_has_avail(dev->mem, &dev->queues[RECEIVEQ]));
+		int due = silence_report_due(con);
+		if (due == 0) {
+			con->silence_reports++;
+			vm_request_report(con->vm, "the restored guest has not answered the host for "
+						   "15 s (then 40 s)");
+			due = silence_report_due(con);
+		}
 		pthread_mutex_unlock(&dev->lock);
 		struct pollfd fds[2] = {{con->kick_fd, POLLIN, 0},
 					{can_receive ? con->channel_fd : -1, POLLIN, 0}};
-		if (poll(fds, 2, -1) < 0 && errno != EINTR)
+		if (poll(fds, 2, due) < 0 && errno != EINTR)
 			break;
 		if (fds[0].revents) {
 			uint64_t kicks;
@@ -183,11 +230,26 @@ static int console_restore(struct virtio_device *dev, const void *buf, size_t le
 	if (s.rx_held)
 		dev->queues[RECEIVEQ].last_avail--;
 	con->rx_held = false;
+	con->restored = true;
+	/* a restored guest waits for the host: its silence counts from the restore */
+	con->host_waits = true;
+	clock_gettime(CLOCK_MONOTONIC, &con->spoke_at);
 	/* the I/O thread started before this state existed and waits for a kick: the restored
-	 * guest's receive buffers are already posted */
+	 * guest's receive buffers are already posted (and its silence is now timed) */
 	uint64_t one = 1;
 	(void)!write(con->kick_fd, &one, sizeof one);
 	return 0;
+}
+
+static void console_report(struct virtio_device *dev)
+{
+	struct console *con = dev->state;
+	struct pollfd p = {con->channel_fd, POLLIN, 0};
+	bool waiting = poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+	vmm_log("  virtio-console: %llu bytes to the guest, %llu from it; a receive chain held: "
+		"%d; host bytes waiting in the channel: %s",
+		(unsigned long long)con->to_guest, (unsigned long long)con->from_guest, con->rx_held,
+		waiting ? "yes" : "no");
 }
 
 static const struct virtio_device_ops console_ops = {
@@ -199,6 +261,7 @@ static const struct virtio_device_ops console_ops = {
 	.reset = console_reset,
 	.save = console_save,
 	.restore = console_restore,
+	.report = console_report,
 };
 
 int virtio_console_create(struct vm *vm, int channel_fd, uint64_t base, unsigned gsi)

@@ -38,6 +38,12 @@ struct io_device {
 	 * file and applies it. Both return 0 or -errno; restore logs why it refused. */
 	int (*save)(struct io_device *dev, void *buf, size_t cap, size_t *len);
 	int (*restore)(struct io_device *dev, const void *buf, size_t len);
+	/* Optional: logs the device's state in a line or two, for a VM that ended or stalled
+	 * unexplained (vm_report_state); called on the vCPU thread. */
+	void (*report)(struct io_device *dev);
+	/* Optional: the last line the device printed for the guest (the serial console), into
+	 * out; returns its length. */
+	size_t (*last_line)(struct io_device *dev, char *out, size_t out_len);
 	void *state;
 };
 
@@ -79,22 +85,41 @@ int vm_run(struct vm *vm);
 /* Asks the run loop to end (from a device, e.g. the i8042 reset); thread-safe and
  * async-signal-safe. vm_run returns status. */
 void vm_request_stop(struct vm *vm, int status);
+/* Asks the vCPU thread to log the VM's state (vm_report_state) with why, once it is out of
+ * KVM_RUN; thread-safe, the run goes on. why must outlive the call (a string literal). */
+void vm_request_report(struct vm *vm, const char *why);
+
+/* kvm_report.c: what the VM did last and how it stands, for an end or a stall that the guest
+ * did not explain. */
+
+/* Records the exit just taken in a small ring (the vCPU thread, at each exit). */
+void vm_record_exit(const struct kvm_run *run);
+/* Logs why, then the vCPU's registers, segments, events, MP state and LAPIC, the last exits
+ * and each device's report. On the vCPU thread, outside KVM_RUN. */
+void vm_report_state(struct vm *vm, const char *why);
+/* One line for an end that may well be normal: why, the number of exits and the last one's
+ * rip, and the guest console's last line (so that it still shows where airlock quotes the last
+ * line of the log). */
+void vm_report_end(struct vm *vm, const char *why);
+
 /* Re-enters the stopped vCPU with immediate_exit set so that KVM finishes the last I/O exit
  * and the vCPU's state is consistent (api.rst, KVM_RUN). Returns 0 or -errno. */
 int vcpu_complete_exit(struct vm *vm);
 
 /* ---- jail (jail.c) and seccomp (seccomp.c) ---- */
 
+struct jail_identity; /* jail.h: who the VM becomes outside */
 /* The jail's first step, before anything else (jail_supervisor.c): forks into a pid namespace
  * of the VM's own. Returns 0 in the VM (pid 1 there) or -errno (logged); the parent stays
- * outside as the VM's supervisor and never returns. writes_snapshot: as jail_enter. */
-int jail_begin(bool writes_snapshot);
+ * outside as the VM's supervisor and never returns. */
+int jail_begin(const struct jail_identity *id);
 /* Whether the process that must outlive this one (the supervisor, or airlock) has ended. */
 bool jail_parent_gone(void);
 /* Enters the jail (user, namespaces, empty root): while the process is single-threaded, with
- * every file the VM needs already open. writes_snapshot keeps the user (root may be needed to
- * write the snapshot directory). Returns 0 or -errno (logged). */
-int jail_enter(bool writes_snapshot);
+ * every file the VM needs already open. Returns 0 or -errno (logged). */
+int jail_enter(const struct jail_identity *id);
+/* Closes every fd but those in keep (n <= 8; -1 entries ignored). Returns 0 or -errno. */
+int jail_close_fds_except(const int *keep, size_t n);
 /* Seals it once the threads run: no capabilities, limits (writes_snapshot: no
  * file size limit), no_new_privs, not dumpable, no core dumps. Returns 0 or -errno (logged). */
 int jail_seal(uint64_t guest_ram, bool writes_snapshot);

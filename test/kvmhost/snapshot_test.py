@@ -43,6 +43,7 @@ KERNEL = "vmlinux"
 ROOTFS = "/dev/vda"  # the test host's disk is the guest image
 MEMORY_MB = 512
 WARM = "airlock.warm=python"
+RUN_AS = (42001, 42002)  # a VM's own user and group, as airlock (root) gives each VM
 
 results = []
 
@@ -296,10 +297,11 @@ def proc_status(pid):
 
 def jail_in_place(snap):
     """A restored VM, once READY, runs jailed (vmm/jail.c): pid 1 of its own pid namespace under
-    a confined supervisor (vmm/jail_supervisor.c), nobody outside, its own user, mount,
-    net, ipc, uts and cgroup namespaces, an empty root, no capabilities, no_new_privs, under its
-    seccomp filter, with no core dumps and few fds; and it still runs a program."""
-    vm = Vm(restore_args(snap), "/tmp/jail.log")
+    a confined supervisor (vmm/jail_supervisor.c), both the --run-as user outside (identity_test.py
+    shows what that keeps out), its own user, mount, net, ipc, uts and cgroup namespaces, an
+    empty root, no capabilities, no_new_privs, under its seccomp filter, with no core dumps and
+    few fds; and it still runs a program."""
+    vm = Vm(restore_args(snap) + ["--run-as", "%d:%d" % RUN_AS], "/tmp/jail.log")
     try:
         vm.chan.send(FRAME_PING)
         kind, _ = vm.chan.recv(30)
@@ -312,19 +314,23 @@ def jail_in_place(snap):
                os.readlink("/proc/%d/ns/pid" % pid) != os.readlink("/proc/self/ns/pid"),
                "jail: the VM is pid 1 of a pid namespace of its own, under a supervisor",
                "supervisor's children %s, the VM's NSpid %r" % (children, status.get("NSpid")))
-        report(outer.get("Uid", "").split() == ["65534"] * 4 and
+        report(outer.get("Uid", "").split() == [str(RUN_AS[0])] * 4 and
+               outer.get("Gid", "").split() == [str(RUN_AS[1])] * 4 and
                outer.get("CapEff") == "0000000000000000" and
                outer.get("CapBnd") == "0000000000000000" and outer.get("NoNewPrivs") == "1" and
                len(os.listdir("/proc/%d/fd" % supervisor)) == 2 and
                "2" in os.listdir("/proc/%d/fd" % supervisor),
-               "jail: the supervisor runs as nobody, with no capability, no_new_privs, and holds "
+               "jail: the supervisor runs as the --run-as user, with no capability, no_new_privs, "
+               "and holds "
                "no fd but stderr and the VM's lifeline",
                "Uid %s CapEff %s CapBnd %s NoNewPrivs %s fds %s" % (
                    outer.get("Uid"), outer.get("CapEff"), outer.get("CapBnd"),
                    outer.get("NoNewPrivs"), sorted(os.listdir("/proc/%d/fd" % supervisor))))
-        uids = status.get("Uid", "").split()
-        report(kind == FRAME_READY and uids and all(u == "65534" for u in uids),
-               "jail: the restored VM runs as nobody outside", "Uid %s" % uids)
+        uids, gids = status.get("Uid", "").split(), status.get("Gid", "").split()
+        report(kind == FRAME_READY and uids == [str(RUN_AS[0])] * 4 and
+               gids == [str(RUN_AS[1])] * 4,
+               "jail: the restored VM runs as the --run-as user outside",
+               "Uid %s Gid %s" % (uids, gids))
         report(status.get("CapEff") == "0000000000000000" and
                status.get("CapBnd") == "0000000000000000",
                "jail: no capabilities (effective, bounding)",
