@@ -8,7 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js';
-import { LATEST_PROTOCOL_VERSION } from '@modelcontextprotocol/sdk/types.js';
+import { LATEST_PROTOCOL_VERSION, LoggingMessageNotificationSchema } from '@modelcontextprotocol/sdk/types.js';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const airlock = path.join(process.env.AIRLOCK_BUILD ?? path.join(root, 'build'), 'mcp', 'airlock');
@@ -31,13 +31,21 @@ after(async () => {
   await client.close();
 });
 
+// This server's VMs: its children (a VM, or the wrapper above it), not the VMs that another
+// airlock on the same machine runs at the same time.
 function vmCount() {
   try {
-    // the VM programs themselves, not a wrapper (bubblewrap) whose command line names them
-    return execFileSync('pgrep', ['-f', '^(\\S*/)?(qemu-system-x86_64|airlock-vmm)( |$)'])
-      .toString().trim().split('\n').length;
+    return execFileSync('pgrep', ['-P', String(transport.pid)]).toString().trim().split('\n').length;
   } catch {
     return 0; // pgrep exits 1 when nothing matches
+  }
+}
+
+async function waitFor(what, cond, ms = 30000) {
+  const t = Date.now();
+  while (!cond()) {
+    assert.ok(Date.now() - t < ms, `${what} within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 10));
   }
 }
 
@@ -170,8 +178,7 @@ test('cancellation through an AbortSignal ends the call and its VM', async () =>
   const before = vmCount();
   const controller = new AbortController();
   const call = run({ code: 'import time; time.sleep(30)' }, { signal: controller.signal });
-  await new Promise((resolve) => setTimeout(resolve, 1500));
-  assert.equal(vmCount(), before + 1);
+  await waitFor('the call takes a VM (the pool refills)', () => vmCount() === before + 1);
   controller.abort('test');
   await assert.rejects(call);
   const t = Date.now();
@@ -190,6 +197,19 @@ test('8 concurrent time.sleep(1) calls finish in well under 8 s', async () => {
   assert.ok(seconds < 8, `took ${seconds} s`);
 });
 
-test('logging/setLevel is accepted', async () => {
-  await client.setLoggingLevel('debug');
+test('logging/setLevel debug: the server then logs to the client', async () => {
+  const logs = [];
+  client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
+  assert.deepEqual(await client.setLoggingLevel('debug'), {});
+  // a cancelled call is logged at debug level (mcp/server.c)
+  const controller = new AbortController();
+  const call = run({ code: 'import time; time.sleep(30)' }, { signal: controller.signal });
+  await client.ping(); // answered in order: the server has the call by then
+  controller.abort('test');
+  await assert.rejects(call);
+  await waitFor('a log message', () => logs.length > 0, 10000);
+  assert.ok(logs.every((l) => l.logger === 'airlock' && l.level && typeof l.data === 'string'),
+    JSON.stringify(logs));
+  assert.ok(logs.some((l) => l.level === 'debug' && /cancel/.test(l.data)), JSON.stringify(logs));
+  await client.setLoggingLevel('warning');
 });
