@@ -41,6 +41,8 @@ HEARTBEAT_GAP = 90            # no heartbeat for this long: the test host froze
 MAX_ATTEMPTS = 3              # runs of one kvm test at most (so two retries)
 MAX_RETRIES = 8               # retries in the whole run
 FAIL_FAST_IN_A_ROW = 3        # kvm tests failing in a row on a healthy test host stop kvm
+TICK = 5.0                    # seconds between looks at a quiet child
+KVMHOST_SUITE = ["bash", "test/kvmhost/suite.sh"]  # (test/runner_selftest.py fakes it)
 
 SANITIZER_OPTIONS = "halt_on_error=1:print_stacktrace=1"
 SANITIZER_REPORT = re.compile(r"runtime error:|ERROR: AddressSanitizer|ERROR: LeakSanitizer|"
@@ -157,7 +159,7 @@ class Process:
         self.buf = b""
         self.log = log
 
-    def lines(self, timeout, tick=5.0):
+    def lines(self, timeout):
         """Yields (line or None at each idle tick) until EOF; stops the child at timeout."""
         end = now() + timeout
         fd = self.proc.stdout.fileno()
@@ -173,7 +175,7 @@ class Process:
                 self.timed_out = True
                 self.stop()
                 return
-            ready, _, _ = select.select([fd], [], [], min(tick, left))
+            ready, _, _ = select.select([fd], [], [], min(TICK, left))
             if not ready:
                 yield None
                 continue
@@ -416,7 +418,7 @@ def listing(suite):
 
 def log_file(suite, what=""):
     os.makedirs(LOGS, exist_ok=True)
-    return open(os.path.join(LOGS, suite["name"] + what + ".log"), "a")
+    return open(os.path.join(LOGS, suite["name"] + what + ".log"), "a", buffering=1)
 
 
 def test_timeouts(suite, tests, scale=1):
@@ -732,11 +734,11 @@ def run_kvmhost(run, suite, tests):
         start_of = {}
         with log_file(suite, ".kvmhost") as log, host_lock():
             log.write("=== boot %d: %s\n" % (boots, " ".join(argv)))
-            p = Process(["bash", "test/kvmhost/suite.sh"] + argv, env=env, log=log)
+            p = Process(KVMHOST_SUITE + argv, env=env, log=log)
             for line in p.lines(timeout):
                 if line is not None:
                     health.feed(line)
-                    ev = parser.feed(line)
+                    ev = None if line.startswith("kvm_keeper: heartbeat") else parser.feed(line)
                     if ev and ev[0] == "start":
                         start_of[ev[1]] = now()
                     elif ev and ev[0] == "result" and ev[1] in history:
@@ -788,6 +790,9 @@ def run_kvmhost(run, suite, tests):
                     progress = True
                 continue
             progress = True
+            if r is None and stop_for:  # cut short by fail-fast: it proved nothing either way
+                run.record(Result(suite["name"], t, False, why=stop_for, note="not run"))
+                continue
             why = (r[2] or "failed") if r else (
                 "no result: killed at the global deadline" if cut else
                 "no result: the test host froze while it ran" if unhealthy else
@@ -977,10 +982,20 @@ def summary(run):
     quarantined = [r for r in run.results if r.quarantine]
     say()
     say("== summary (logs: %s)" % os.path.relpath(LOGS, ROOT))
-    if failed:
+    if len(failed) > len(not_run):
         say("failed:")
         for r in failed:
-            say("  %s: %s" % (r.name, shorten(r.why, 200)))
+            if r.note != "not run":
+                say("  %s: %s" % (r.name, shorten(r.why, 200)))
+    if not_run:
+        say("not run (counted as failed):")
+        reasons = {}
+        for r in not_run:
+            reasons.setdefault(r.why, {}).setdefault(r.suite, []).append(r.test)
+        for why, suites in reasons.items():
+            say("  %s:" % why)
+            for suite, tests in suites.items():
+                say("    %s: %d test%s" % (suite, len(tests), "" if len(tests) == 1 else "s"))
     if run.retries:
         say("retried (each on evidence that the KVM test host was unhealthy):")
         for line in run.retries:

@@ -40,6 +40,9 @@ INTEGRATION = "test/integration/"
 SECURITY = "test/security/"
 
 SUITES = [
+    # The runner's own rules for kvm retries and fail-fast, against a fake test host (seconds).
+    suite("runner", "harness", "the runner's retry and fail-fast rules (a fake KVM test host)",
+          file="test/runner_selftest.py"),
     # No VM: the C unit tests, as meson registers them (test/unit/meson.build).
     suite("unit", "meson", "unit tests", build="build", timeout=300),
     suite("unit.valgrind", "meson", "unit tests under valgrind", build="build",
