@@ -4,6 +4,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
@@ -35,13 +36,22 @@ after(async () => {
 });
 
 // This server's VMs: its children (a VM, or the wrapper above it), not the VMs that another
-// airlock on the same machine runs at the same time.
+// airlock on the same machine runs at the same time, nor short-lived forks of the server itself.
 function vmCount() {
+  let children;
   try {
-    return execFileSync('pgrep', ['-P', String(transport.pid)]).toString().trim().split('\n').length;
+    children = execFileSync('pgrep', ['-P', String(transport.pid)]).toString().trim().split('\n');
   } catch {
     return 0; // pgrep exits 1 when nothing matches
   }
+  const server = fs.readlinkSync(`/proc/${transport.pid}/exe`);
+  return children.filter((pid) => {
+    try {
+      return fs.readlinkSync(`/proc/${pid}/exe`) !== server;
+    } catch {
+      return false; // gone meanwhile
+    }
+  }).length;
 }
 
 async function waitFor(what, cond, ms = 30000) {

@@ -38,6 +38,14 @@ def eventually(check, timeout=30):
         time.sleep(0.05)
 
 
+def jailed_leaf(vm):
+    """The VM process below vm once its jail is complete: not dumpable any more, the last step
+    (the preload in QEMU, airlock-vmm's own jail), so no check below sees it half set up."""
+    leaf = leaf_process(vm)
+    expect(os.stat("/proc/%s/fd" % leaf).st_uid == 0, "not dumpable", leaf)
+    return leaf
+
+
 def wait_until_gone(pids, timeout):
     """Seconds until every process in pids has exited (pidfds: no polling, no pgrep), or None
     past timeout."""
@@ -174,20 +182,20 @@ def writable_by_nobody(path):
 def vms_run_jailed():
     """The VM process (QEMU under bubblewrap on tcg, airlock-vmm on kvm) has no capabilities,
     no_new_privs, namespaces of its own and a root that holds only what it needs."""
-    # as root (CI, the KVM test host): the uid, dumpable and file checks below need it
-    expect(os.geteuid() == 0, "run as root: what a VM may reach is checked as root's server")
+    # CI and the KVM test host run as root: the checks for root's server below must run
+    expect(os.geteuid() == 0, "run as root (the uid, dumpable and file checks need it)")
     s = started("--pool", "1")
     try:
         wait_for_pool(s, 3)
         vms = s.vms()
         expect(len(vms) >= 3, "the pool's VMs are there", vms)
         for vm in vms:
-            def jailed():  # checked once its wrapper or supervisor has set the jail up
-                leaf = leaf_process(vm)
-                with open("/proc/%s/status" % leaf) as f:
-                    status = dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
-                expect(status["CapEff"] == "0000000000000000" and status["NoNewPrivs"] == "1",
-                       "no capabilities, no_new_privs", (leaf, status.get("CapEff")))
+            leaf = eventually(lambda: jailed_leaf(vm))
+            with open("/proc/%s/status" % leaf) as f:
+                status = dict(l.rstrip("\n").split(":\t", 1) for l in f if ":\t" in l)
+            expect(status["CapEff"] == "0000000000000000" and status["NoNewPrivs"] == "1",
+                   "no capabilities, no_new_privs", (leaf, status.get("CapEff")))
+            if os.geteuid() == 0:  # started by root, the VM runs as nobody outside
                 expect(status["Uid"].split() == ["65534"] * 4, "nobody outside", status["Uid"])
                 # and not dumpable, or any other process of nobody's could ptrace it: /proc
                 # then gives its files to root
@@ -195,40 +203,39 @@ def vms_run_jailed():
                 held = files_held(leaf)
                 expect(held and all(not writable_by_nobody(f) for f in held),
                        "nobody can write none of the files it holds", held)
-                # both run in a pid namespace of their own, under a supervisor outside it (bubblewrap;
-                # airlock-vmm's own, vmm/jail_supervisor.c)
-                spaces = ("user", "mnt", "net", "ipc", "uts", "pid")
-                with open("/proc/%s/limits" % leaf) as f:
-                    limits = f.read()
-                expect(re.search(r"Max core file size\s+0\s+0", limits) and
-                       not re.search(r"Max open files\s+unlimited", limits) and
-                       not re.search(r"Max address space\s+unlimited", limits),
-                       "no core dumps, bounded fds and address space", limits)
-                shared = [n for n in spaces
-                          if os.readlink("/proc/%s/ns/%s" % (leaf, n)) ==
-                          os.readlink("/proc/self/ns/" + n)]
-                expect(not shared, "namespaces of its own", shared)
-                root = "/proc/%s/root/" % leaf
-                top = set(os.listdir(root))
-                allowed = {"bin", "dev", "etc", "lib", "lib64", "proc", "root", "tmp", "usr",
-                           "airlock-qemu-preload.so"}
-                expect(top <= allowed, "its root holds only what the VM needs", top - allowed)
-                if "etc" in top:
-                    expect(os.listdir(root + "etc") == ["ld.so.cache"], "of /etc, ld.so.cache",
-                           os.listdir(root + "etc"))
-                for host_path in ("/etc/passwd", "/etc/shadow", os.path.abspath(__file__)):
-                    expect(not os.path.exists(root + host_path.lstrip("/")),
-                           "the host's %s is not there" % host_path)
-                if BACKEND == "tcg":  # QEMU cannot write its snapshot, RAM file included
-                    with open("/proc/%s/mountinfo" % leaf) as f:
-                        options = {l.split()[4]: l.split()[5].split(",")[0] for l in f}
-                    snap = {m: o for m, o in options.items() if "/snapshot-" in m}
-                    expect(all(o == "ro" for o in snap.values()),
-                           "the snapshot, if mounted at all, is read-only", snap)
-                    modes = ram_file_modes(leaf)
-                    expect(modes and all(m == os.O_RDONLY for m in modes),
-                           "QEMU holds the snapshot's RAM file read-only", modes)
-            eventually(jailed)
+            # both run in a pid namespace of their own, under a supervisor outside it (bubblewrap;
+            # airlock-vmm's own, vmm/jail_supervisor.c)
+            spaces = ("user", "mnt", "net", "ipc", "uts", "pid")
+            with open("/proc/%s/limits" % leaf) as f:
+                limits = f.read()
+            expect(re.search(r"Max core file size\s+0\s+0", limits) and
+                   not re.search(r"Max open files\s+unlimited", limits) and
+                   not re.search(r"Max address space\s+unlimited", limits),
+                   "no core dumps, bounded fds and address space", limits)
+            shared = [n for n in spaces
+                      if os.readlink("/proc/%s/ns/%s" % (leaf, n)) ==
+                      os.readlink("/proc/self/ns/" + n)]
+            expect(not shared, "namespaces of its own", shared)
+            root = "/proc/%s/root/" % leaf
+            top = set(os.listdir(root))
+            allowed = {"bin", "dev", "etc", "lib", "lib64", "proc", "root", "tmp", "usr",
+                       "airlock-qemu-preload.so"}
+            expect(top <= allowed, "its root holds only what the VM needs", top - allowed)
+            if "etc" in top:
+                expect(os.listdir(root + "etc") == ["ld.so.cache"], "of /etc, ld.so.cache",
+                       os.listdir(root + "etc"))
+            for host_path in ("/etc/passwd", "/etc/shadow", os.path.abspath(__file__)):
+                expect(not os.path.exists(root + host_path.lstrip("/")),
+                       "the host's %s is not there" % host_path)
+            if BACKEND == "tcg":  # QEMU cannot write its snapshot, RAM file included
+                with open("/proc/%s/mountinfo" % leaf) as f:
+                    options = {l.split()[4]: l.split()[5].split(",")[0] for l in f}
+                snap = {m: o for m, o in options.items() if "/snapshot-" in m}
+                expect(all(o == "ro" for o in snap.values()),
+                       "the snapshot, if mounted at all, is read-only", snap)
+                modes = ram_file_modes(leaf)
+                expect(modes and all(m == os.O_RDONLY for m in modes),
+                       "QEMU holds the snapshot's RAM file read-only", modes)
     finally:
         s.close()
 
