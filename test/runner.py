@@ -533,7 +533,9 @@ def run_meson(run, suite, tests):
         argv += ["--setup", suite["setup"]]
     argv += tests
     timeout = min(suite["timeout"], run.left())
-    logpath = os.path.join(ROOT, suite["build"], "meson-logs", base + ".json")
+    # meson names its log LOGBASE-SETUP.json when --setup is given
+    logpath = os.path.join(ROOT, suite["build"], "meson-logs", base + (
+        "-" + suite["setup"] if suite.get("setup") else "") + ".json")
     if os.path.exists(logpath):
         os.unlink(logpath)
     with log_file(suite) as log:
