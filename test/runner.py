@@ -718,21 +718,21 @@ def run_kvmhost(run, suite, tests):
         boots += 1
         budget = (suite.get("timeout", 0) * KVMHOST_SCALE or
                   sum(per_test[t] for t in pending)) + KVMHOST_BOOT
-        timeout = min(budget, left)
         argv = ["--env", "AIRLOCK_TEST_TIMEOUT_SCALE=%d" % KVMHOST_SCALE] + script_argv(
             suite, pending if suite["kind"] == "harness" else [], False, KVMHOST_SCALE)
-        env = child_env({"KVMHOST_TIMEOUT": str(int(timeout) + 30)})
-        if suite.get("payload_file"):
-            env["KVMHOST_EXTRA"] = suite["payload_file"]
         parser = parser_for(suite, tests)
         health = HostHealth()
-        say("   boot %d of the KVM test host: %d test%s, limit %.0f s" % (
-            boots, len(pending), "" if len(pending) == 1 else "s", timeout))
         stop_for = None      # fail-fast: why, once a failure on a healthy host calls for it
         suspect = None       # (when, why): a failure that may call for it, if the host is well
         in_a_row = run.kvm_failed_in_a_row
         start_of = {}
         with log_file(suite, ".kvmhost") as log, host_lock():
+            timeout = min(budget, run.left())  # (after any wait for the lock)
+            env = child_env({"KVMHOST_TIMEOUT": str(int(timeout) + 30)})
+            if suite.get("payload_file"):
+                env["KVMHOST_EXTRA"] = suite["payload_file"]
+            say("   boot %d of the KVM test host: %d test%s, limit %.0f s" % (
+                boots, len(pending), "" if len(pending) == 1 else "s", timeout))
             log.write("=== boot %d: %s\n" % (boots, " ".join(argv)))
             p = Process(KVMHOST_SUITE + argv, env=env, log=log)
             for line in p.lines(timeout):
