@@ -147,9 +147,14 @@ def child_env(extra=None):
     return env
 
 
+class Interrupted(Exception):
+    """SIGINT or SIGTERM (CI's own timeout, a ^C): stop, and still print the summary."""
+
+
 class Process:
     """A child in a session of its own, read line by line with a deadline; stopping it ends its
     whole process group (SIGTERM, then SIGKILL)."""
+    live = set()  # every child not yet waited for, so that an interrupted run ends them all
 
     def __init__(self, argv, env=None, cwd=ROOT, log=None):
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
@@ -157,6 +162,7 @@ class Process:
                                      start_new_session=True)
         self.buf = b""
         self.log = log
+        Process.live.add(self)
 
     def lines(self, timeout):
         """Yields (line or None at each idle tick) until EOF; stops the child at timeout."""
@@ -201,6 +207,7 @@ class Process:
     def wait(self):
         self.stop() if self.timed_out else None
         status = self.proc.wait()
+        Process.live.discard(self)
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)  # anything it left behind
         except ProcessLookupError:
@@ -940,6 +947,26 @@ def main():
     say("runner: %d suites, deadline %.0f s; the kvm backend runs %s" % (
         len(chosen), args.deadline, "directly" if direct_kvm else
         "inside the KVM test host (test/kvmhost)"))
+    def interrupted(signum, frame):
+        raise Interrupted(signal.Signals(signum).name)
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
+    try:
+        run_all(run, chosen, direct_kvm)
+    except Interrupted as e:
+        for p in list(Process.live):
+            p.stop()
+        run.record(Result("runner", "(interrupted)", False,
+                          why="%s: the run was stopped before its end" % e))
+    if not args.selectors:
+        for pattern, reason in quarantine:
+            if not any(fnmatch.fnmatchcase(r.name, pattern) for r in run.results):
+                run.record(Result("quarantine", pattern, False,
+                                  why="a quarantine entry that matches no test: %s" % reason))
+    return summary(run)
+
+
+def run_all(run, chosen, direct_kvm):
     for suite in SUITES:
         if suite["name"] not in chosen:
             continue
@@ -966,12 +993,6 @@ def main():
         say("== %s: %d passed, %d failed in %.0f s" % (
             suite["name"], sum(1 for r in mine if r.ok and not r.quarantine),
             sum(1 for r in mine if not r.ok and not r.quarantine), now() - started))
-    if not args.selectors:
-        for pattern, reason in quarantine:
-            if not any(fnmatch.fnmatchcase(r.name, pattern) for r in run.results):
-                run.record(Result("quarantine", pattern, False,
-                                  why="a quarantine entry that matches no test: %s" % reason))
-    return summary(run)
 
 
 def summary(run):
