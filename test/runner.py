@@ -87,6 +87,7 @@ class Run:
         self.retries = []             # "suite/test: reason"
         self.kvm_stopped = None       # why no more kvm tests run (fail-fast)
         self.kvm_failed_in_a_row = 0
+        self.lock_wait = 0.0          # seconds spent waiting for $KVMHOST_LOCK
 
     def left(self):
         return self.deadline - now()
@@ -677,9 +678,10 @@ class HostHealth:
 
 
 @contextlib.contextmanager
-def host_lock():
+def host_lock(run):
     """$KVMHOST_LOCK, when set: a file locked around each boot of the test host, for machines
-    where several people boot it (it takes both cores)."""
+    where several people boot it (it takes both cores). The wait counts against the deadline,
+    and the summary says how long it was."""
     path = os.environ.get("KVMHOST_LOCK")
     if not path:
         yield
@@ -689,7 +691,9 @@ def host_lock():
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             say("   waiting for %s" % path)
+            started = now()
             fcntl.flock(f, fcntl.LOCK_EX)
+            run.lock_wait += now() - started
         yield
 
 
@@ -733,7 +737,7 @@ def run_kvmhost(run, suite, tests):
         suspect = None       # (when, why): a failure that may call for it, if the host is well
         in_a_row = run.kvm_failed_in_a_row
         start_of = {}
-        with log_file(suite, ".kvmhost") as log, host_lock():
+        with log_file(suite, ".kvmhost") as log, host_lock(run):
             timeout = min(budget, run.left())  # (after any wait for the lock)
             env = child_env({"KVMHOST_TIMEOUT": str(int(timeout) + 30)})
             if suite.get("payload_file"):
@@ -1028,9 +1032,11 @@ def summary(run):
     if run.kvm_stopped:
         say("kvm stopped early: %s" % run.kvm_stopped)
     say("%d quarantined (%d of them failed), %d retried, %d not run (counted as failed); "
-        "%.0f s of the %.0f s deadline" % (
+        "%.0f s of the %.0f s deadline%s" % (
             len(quarantined), sum(1 for r in quarantined if not r.ok), len(run.retries),
-            len(not_run), now() - run.started, run.deadline - run.started))
+            len(not_run), now() - run.started, run.deadline - run.started,
+            " (%.0f s of it waiting for $KVMHOST_LOCK)" % run.lock_wait if run.lock_wait
+            else ""))
     say("%d passed, %d failed" % (passed, len(failed)))
     return 1 if failed else 0
 
