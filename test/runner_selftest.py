@@ -78,6 +78,7 @@ def run_fake(boots, tests=("a", "b", "c"), canary=None, quarantine=()):
         json.dump({"boots": boots}, f)
     runner.KVMHOST_SUITE = [sys.executable, os.path.abspath(__file__), "--fake-host", scenario]
     runner.HEARTBEAT_GAP, runner.TICK, runner.LOGS = 2, 0.5, scratch
+    os.environ.pop("KVMHOST_LOCK", None)  # a fake boot takes no real test host's lock
     suite = dict(name="fake.kvm", kind="harness", about="fake", file="fake.py", backend="kvm")
     if canary:
         suite["canary"] = canary
