@@ -65,6 +65,8 @@ SUITES = [
           file=INTEGRATION + "mcp_sdk.test.mjs", backend="tcg"),
     suite("user-code.tcg", "harness", "hostile user code is contained",
           file=SECURITY + "test_user_code.py", backend="tcg"),
+    suite("vm-processes.tcg", "harness", "what a VM's host processes hold, who may reach them",
+          file=SECURITY + "test_vm_processes.py", backend="tcg"),
     suite("host-server.tcg", "harness", "the host server under 2,000 calls",
           file=SECURITY + "test_host_server.py", backend="tcg", test_timeout=900),
 
@@ -112,12 +114,17 @@ SUITES = [
           file=INTEGRATION + "mcp_sdk.test.mjs", backend="kvm"),
     suite("user-code.kvm", "harness", "hostile user code is contained",
           file=SECURITY + "test_user_code.py", backend="kvm", exclude=HEAVY_USER_CODE),
-    suite("user-code-heavy.kvm", "harness", "hostile user code: the heavy attacks",
-          file=SECURITY + "test_user_code.py", backend="kvm", tests=HEAVY_USER_CODE),
     suite("hostile-guest.kvm", "checks", "a hostile guest against airlock-vmm (release and "
           "ASan/UBSan builds)", file=SECURITY + "test_hostile_guest.py", timeout=600,
           args=["build/vmm/airlock-vmm", "build-asan/vmm/airlock-vmm"]),
     suite("vmm-snapshot.kvm", "checks", "airlock-vmm's snapshot format and restores",
           payload_file="test/kvmhost/snapshot_test.py", kvmhost_only=True, timeout=600,
           args=["--restores", "20", "--measure", "5"]),
+    suite("limits.kvm", "harness", "limits: silent guests, output caps, concurrency, timeouts",
+          file=INTEGRATION + "test_limits.py", backend="kvm"),
+    suite("vm-processes.kvm", "harness", "what a VM's host processes hold, who may reach them",
+          file=SECURITY + "test_vm_processes.py", backend="kvm"),
+    # Last: all quarantined (test/quarantine.txt), shown but not counted; a boot of their own.
+    suite("user-code-heavy.kvm", "harness", "hostile user code: the heavy attacks",
+          file=SECURITY + "test_user_code.py", backend="kvm", tests=HEAVY_USER_CODE),
 ]
