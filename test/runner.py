@@ -163,6 +163,7 @@ class Process:
                                      start_new_session=True)
         self.buf = b""
         self.log = log
+        self.timed_out = False
         Process.live.add(self)
 
     def lines(self, timeout):
@@ -193,8 +194,6 @@ class Process:
                 return
             self.buf += chunk
 
-    timed_out = False
-
     def stop(self):
         if self.proc.poll() is None:
             try:
@@ -206,7 +205,6 @@ class Process:
                 pass
 
     def wait(self):
-        self.stop() if self.timed_out else None
         status = self.proc.wait()
         Process.live.discard(self)
         try:
