@@ -150,6 +150,16 @@ def _parent(pid):
         return 0
 
 
+def _is_vm(pid):
+    """A VM program itself (QEMU, airlock-vmm, or the bubblewrap above QEMU), not any process
+    whose command line names one (a shell script, a flock, an editor)."""
+    try:
+        with open("/proc/%s/comm" % pid) as f:
+            return f.read().strip() in ("qemu-system-x86", "airlock-vmm", "bwrap")
+    except OSError:
+        return False
+
+
 def _ours(pid):
     """A VM below this process, or an orphan (its server gone, it was reparented to init): not a
     VM that another airlock on the same machine runs right now."""
@@ -168,7 +178,8 @@ def _leaked_vms(before, grace):
     VMs as it exits; give the kernel time to reap them, without sleeping when there are none)."""
     deadline = time.monotonic() + grace
     while True:
-        leaked = [p for p in vm_processes() if p not in before and _ours(p.split()[0])]
+        leaked = [p for p in vm_processes() if p not in before and _is_vm(p.split()[0]) and
+                  _ours(p.split()[0])]
         if not leaked or time.monotonic() >= deadline:
             return leaked
         time.sleep(0.05)
