@@ -66,7 +66,7 @@ def fake_host(scenario_path, args):
     return 1 if failed else 0
 
 
-def run_fake(boots, tests=("a", "b", "c"), canary=None, quarantine=()):
+def run_fake(boots, tests=("a", "b", "c"), canary=None, quarantine=(), boot_with=()):
     """Runs the runner's kvm loop over the fake test host; returns (results by test, the Run,
     boots used, what it printed)."""
     import io
@@ -82,6 +82,8 @@ def run_fake(boots, tests=("a", "b", "c"), canary=None, quarantine=()):
     suite = dict(name="fake.kvm", kind="harness", about="fake", file="fake.py", backend="kvm")
     if canary:
         suite["canary"] = canary
+    if boot_with:
+        suite["boot_with"] = list(boot_with)
     run = runner.Run(600, list(quarantine))
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
@@ -124,6 +126,14 @@ def a_frozen_host_is_stopped_and_the_running_test_retried():
     expect(boots == 2 and len(run.retries) == 1 and "froze" in run.retries[0],
            "b retried because the heartbeat stopped", (run.retries, out))
     expect(time.monotonic() - started < 30, "the frozen boot was stopped, not waited out")
+
+
+@test
+def a_retry_boot_first_runs_what_the_tests_rely_on():
+    results, run, boots, out = run_fake([{"b": "freeze"}, {}], boot_with=["a"])
+    expect(all(r.ok for r in results.values()) and boots == 2, "b and c pass", out)
+    expect("ran fake.kvm/a again first" in out, "a ran first in the second boot", out)
+    expect(sum(1 for r in run.results if r.test == "a") == 1, "a counted once", out)
 
 
 @test

@@ -11,7 +11,8 @@ Keys: name, kind, about, and by kind:
   harness  file (a test/integration/harness.py file), backend, build (the airlock under test),
            tests (only these), exclude (all but these), test_timeout (seconds per test), timeouts
            ({test: seconds}), canary (on kvm: a failure of this test on a healthy test host stops
-           every kvm suite)
+           every kvm suite), boot_with (in the test host: tests that make what the others rely
+           on, run again first in every later boot, a fresh test host)
   node     file (a node --test file), backend, test_timeout
   checks   file or payload_file, args: a script that prints PASS/FAIL per check; one test
   example  argv (run in an empty directory; "{node}" is the pinned node), expect (regular
@@ -107,7 +108,8 @@ SUITES = [
     suite("run.kvm", "harness", "airlock run, VM tests", file=INTEGRATION + "test_run.py",
           backend="kvm", canary="python_hello"),
     suite("snapshot.kvm", "harness", "snapshots and restore through airlock", backend="kvm",
-          file=INTEGRATION + "test_snapshot.py", test_timeout=420),
+          file=INTEGRATION + "test_snapshot.py", test_timeout=420,
+          boot_with=["snapshots_are_made_for_every_language"]),
     suite("mcp-raw.kvm", "harness", "airlock mcp at the wire, the warm pool, every VM's jail, "
           "cgroup v2", file=INTEGRATION + "test_mcp_raw.py", backend="kvm"),
     suite("sdk.kvm", "node", "airlock mcp driven by the official MCP SDK client",
