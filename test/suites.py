@@ -128,5 +128,6 @@ SUITES = [
           file=SECURITY + "test_vm_processes.py", backend="kvm"),
     # Last: all quarantined (test/quarantine.txt), shown but not counted; a boot of their own.
     suite("user-code-heavy.kvm", "harness", "hostile user code: the heavy attacks",
-          file=SECURITY + "test_user_code.py", backend="kvm", tests=HEAVY_USER_CODE),
+          file=SECURITY + "test_user_code.py", backend="kvm",
+          tests=HEAVY_USER_CODE + ["the_server_ends_cleanly"]),  # (it ends the file's server)
 ]

@@ -20,6 +20,10 @@ export AIRLOCK_RECIPES=$PWD/images AIRLOCK_IMAGES=/tmp/images AIRLOCK_TEST_BACKE
 export AIRLOCK_AGENT=$PWD/build/agent/airlock-agent
 # a UBSan finding in the sanitizer build stops it and shows where (as on the host)
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# A nested boot runs at emulation speed: a fresh test host's first VM of a language (its snapshot
+# made first) took up to 46 s of airlock's 60 s boot deadline, and over it under load (the
+# heavy user-code boot, 2026-12-06). The deadline is scaled like the tests' own.
+export AIRLOCK_BOOT_TIMEOUT=${AIRLOCK_BOOT_TIMEOUT:-180}
 recipe=$(build/mcp/airlock image list | sed -n 's/^current recipe: *//p')
 kernel=$(echo "$recipe" | grep -o 'kernel-[0-9a-f]*')
 rootfs=$(echo "$recipe" | grep -o 'rootfs-[0-9a-f]*')
