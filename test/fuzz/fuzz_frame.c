@@ -25,6 +25,8 @@ static void append(struct byte_buffer *b, bool *truncated, const uint8_t *data, 
 		*truncated = true;
 		len = room;
 	}
+	if (len == 0)
+		return; /* as sandbox.c's append_output: data may be NULL then (memcpy's is nonnull) */
 	if (!b->data && !(b->data = malloc(OUTPUT_CAP)))
 		abort();
 	memcpy(b->data + b->len, data, len);

@@ -3,8 +3,13 @@
 # repository; new inputs go to a scratch copy unless --merge is given, which folds what the run
 # found back into test/fuzz/corpus (minimized). A crash leaves its input in build-fuzz/artifacts/.
 # Usage: test/fuzz/run.sh [--merge] [SECONDS [TARGET...]]   (default: 30 s, every target)
-# Ends with "N passed, N failed" (a target passes when it ran its time without a finding).
+# Ends with "N passed, N failed". A target passes when it ran its time, exited 0 and its log holds
+# no finding: no crash, sanitizer report (UBSan included: -fno-sanitize-recover and halt_on_error
+# make one fatal), leak, timeout of one input (-timeout) or memory past -rss_limit_mb.
 set -uo pipefail
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1}
+finding='^==[0-9]+==|ERROR: libFuzzer|runtime error:|Sanitizer|SUMMARY: |Test unit written|ALARM: working on the last Unit|out-of-memory|-rss_limit_mb|deadly signal|Done 0 runs'
 cd "$(dirname "$0")/../.."
 merge=false
 if [ "${1:-}" = --merge ]; then merge=true; shift; fi
@@ -33,7 +38,7 @@ for t in "${targets[@]}"; do
     -close_fd_mask=2 -artifact_prefix="build-fuzz/artifacts/$t-" "$scratch" >"$log" 2>&1
   rc=$?
   runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log")
-  if [ $rc = 0 ] && [ -n "$runs" ]; then
+  if [ $rc = 0 ] && [ -n "$runs" ] && ! grep -qE "$finding" "$log"; then
     echo "PASS fuzz_$t: $runs inputs in ${seconds} s, no finding ($(ls "$scratch" | wc -l) in corpus)"
     passed=$((passed + 1))
     if $merge; then
@@ -41,7 +46,7 @@ for t in "${targets[@]}"; do
     fi
   else
     echo "FAIL fuzz_$t (exit $rc): see $log"
-    grep -E "^==[0-9]+==ERROR|runtime error|^SUMMARY|Test unit written" "$log" | head -5 | sed 's/^/   /'
+    grep -E "$finding" "$log" | head -8 | sed 's/^/   /'
     failed=$((failed + 1))
   fi
   rm -rf "$scratch"

@@ -1,10 +1,20 @@
 """A small test harness for airlock's VM tests: standard library only.
 
-Tests are plain functions registered with @test; each gets a fresh look at the world through the
-helpers here. The runner prints one PASS/FAIL line per test and ends with "N passed, N failed".
+Tests are plain functions registered with @test (or @test(timeout=SECONDS)); each gets a fresh
+look at the world through the helpers here. A file run as a script:
+
+    FILE --list                         the names of its tests, one a line
+    FILE [--timeout S] [NAME...]        those tests (all by default); an unknown NAME is an error
+
+prints "# run NAME" as each test starts, then one PASS/FAIL line for it, then the check that no VM
+process outlived the file, and ends with "N passed, N failed". Each test has a deadline (its own
+timeout, else --timeout, else $AIRLOCK_TEST_TIMEOUT or 240 s, times $AIRLOCK_TEST_TIMEOUT_SCALE):
+past it the test is interrupted and fails. test/runner.py runs these files (docs/testing.md).
 """
+import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -17,11 +27,21 @@ AIRLOCK = os.path.join(os.environ.get("AIRLOCK_BUILD", BUILD), "mcp", "airlock")
 os.environ.setdefault("AIRLOCK_AGENT", os.path.join(BUILD, "agent", "airlock-agent"))
 
 _tests = []
+SUITE_CHECK = "no_vm_process_outlives_the_suite"
 
 
-def test(fn):
-    _tests.append(fn)
-    return fn
+def test(fn=None, *, timeout=None):
+    """Registers a test: @test, or @test(timeout=SECONDS) for one that needs longer."""
+    def register(f):
+        f.test_timeout = timeout
+        _tests.append(f)
+        return f
+    return register(fn) if fn is not None else register
+
+
+class TestTimeout(BaseException):
+    """Raised into a test at its deadline (a BaseException: `except Exception` in a test must not
+    swallow it)."""
 
 
 class Run:
@@ -81,33 +101,119 @@ def vm_processes():
     return [line for line in out.splitlines() if "pgrep" not in line]
 
 
-def main():
-    if sys.argv[1:] == ["--list"]:
-        print("\n".join(fn.__name__ for fn in _tests))
-        return 0
-    only = sys.argv[1:]
-    passed = failed = 0
-    before = set(vm_processes())
-    for fn in _tests:
-        if only and fn.__name__ not in only:
-            continue
-        started = time.monotonic()
+def _select(names):
+    """The tests named, in file order; an unknown name is an error, not a silent skip."""
+    known = {fn.__name__: fn for fn in _tests}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise SystemExit("harness: no such test in %s: %s (see --list)"
+                         % (os.path.basename(sys.argv[0]), ", ".join(unknown)))
+    chosen = [fn for fn in _tests if not names or fn.__name__ in names]
+    if not chosen:
+        raise SystemExit("harness: no test to run in %s" % os.path.basename(sys.argv[0]))
+    return chosen
+
+
+def _on_deadline(signum, frame):
+    raise TestTimeout()
+
+
+def _run_one(fn, default_timeout, scale):
+    limit = (fn.test_timeout or default_timeout) * scale
+    print("# run %s (deadline %.0f s)" % (fn.__name__, limit), flush=True)
+    started = time.monotonic()
+    signal.signal(signal.SIGALRM, _on_deadline)
+    signal.setitimer(signal.ITIMER_REAL, limit)
+    try:
         try:
             fn()
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+        print("PASS %s (%.1fs)" % (fn.__name__, time.monotonic() - started), flush=True)
+        return True
+    except TestTimeout:
+        print("FAIL %s (%.1fs): timed out after %.0f s" % (fn.__name__,
+              time.monotonic() - started, limit), flush=True)
+        traceback.print_exc(file=sys.stdout)
+    except Exception:
+        print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - started), flush=True)
+        traceback.print_exc(file=sys.stdout)
+    sys.stdout.flush()
+    return False
+
+
+def _parent(pid):
+    try:
+        with open("/proc/%s/stat" % pid) as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _is_vm(pid):
+    """A VM program itself (QEMU, airlock-vmm, or the bubblewrap above QEMU), not any process
+    whose command line names one (a shell script, a flock, an editor)."""
+    try:
+        with open("/proc/%s/comm" % pid) as f:
+            return f.read().strip() in ("qemu-system-x86", "airlock-vmm", "bwrap")
+    except OSError:
+        return False
+
+
+def _ours(pid):
+    """A VM below this process, or an orphan (its server gone, it was reparented to init): not a
+    VM that another airlock on the same machine runs right now."""
+    parent = _parent(pid)
+    if parent <= 1:
+        return True
+    while parent > 1:
+        if parent == os.getpid():
+            return True
+        parent = _parent(parent)
+    return False
+
+
+def _leaked_vms(before, grace):
+    """VM processes this file started and left alive after grace seconds (a server ends its
+    VMs as it exits; give the kernel time to reap them, without sleeping when there are none)."""
+    deadline = time.monotonic() + grace
+    while True:
+        leaked = [p for p in vm_processes() if p not in before and _is_vm(p.split()[0]) and
+                  _ours(p.split()[0])]
+        if not leaked or time.monotonic() >= deadline:
+            return leaked
+        time.sleep(0.05)
+
+
+def main():
+    ap = argparse.ArgumentParser(description="Runs this file's tests (harness.py).")
+    ap.add_argument("--list", action="store_true", help="print the test names and exit")
+    ap.add_argument("--timeout", type=float,
+                    default=float(os.environ.get("AIRLOCK_TEST_TIMEOUT", 240)),
+                    help="seconds per test unless it names its own (default 240)")
+    ap.add_argument("names", nargs="*", help="tests to run (default: all)")
+    args = ap.parse_args()
+    if args.list:
+        if args.names:
+            ap.error("--list takes no names")
+        print("\n".join(fn.__name__ for fn in _tests))
+        return 0 if _tests else 1
+    chosen = _select(args.names)
+    scale = float(os.environ.get("AIRLOCK_TEST_TIMEOUT_SCALE", 1))
+    passed = failed = 0
+    before = set(vm_processes())
+    for fn in chosen:
+        if _run_one(fn, args.timeout, scale):
             passed += 1
-            print("PASS %s (%.1fs)" % (fn.__name__, time.monotonic() - started), flush=True)
-        except Exception:
+        else:
             failed += 1
-            print("FAIL %s (%.1fs)" % (fn.__name__, time.monotonic() - started), flush=True)
-            traceback.print_exc(file=sys.stdout)
-    # The whole suite must leave no VM behind.
-    time.sleep(0.2)
-    leaked = [p for p in vm_processes() if p not in before]
+    # The whole file must leave no VM behind.
+    leaked = _leaked_vms(before, 2.0)
     if leaked:
         failed += 1
-        print("FAIL no_vm_process_outlives_the_suite: %s" % leaked)
+        print("FAIL %s: %s" % (SUITE_CHECK, leaked))
     else:
         passed += 1
-        print("PASS no_vm_process_outlives_the_suite")
+        print("PASS %s" % SUITE_CHECK)
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

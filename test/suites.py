@@ -1,0 +1,133 @@
+"""The registry: every suite test/runner.py runs, in the order it runs them (docs/testing.md).
+
+A suite is one test program on one backend and build. The tests inside come from the program
+itself (a Python file's --list, meson's list of unit binaries and the PASS/FAIL line each binary
+prints per function, node's TAP report), so a test added inside a file is picked up without an
+edit here. Known failures go in test/quarantine.txt, with their reason, not here.
+
+Keys: name, kind, about, and by kind:
+  meson    build, setup (a meson test setup), timeout (the whole meson test run)
+  fuzz     seconds (per target), timeout
+  harness  file (a test/integration/harness.py file), backend, build (the airlock under test),
+           tests (only these), exclude (all but these), test_timeout (seconds per test), timeouts
+           ({test: seconds}), canary (on kvm: a failure of this test on a healthy test host stops
+           every kvm suite), boot_with (in the test host: tests that make what the others rely
+           on, run again first in every later boot, a fresh test host)
+  node     file (a node --test file), backend, test_timeout
+  checks   file or payload_file, args: a script that prints PASS/FAIL per check; one test
+  example  argv (run in an empty directory; "{node}" is the pinned node), expect (regular
+           expressions its output must match), timeout
+A suite with backend "kvm" (and every "checks" suite) runs inside the KVM test host
+(test/kvmhost) unless this machine's own KVM runs guests; kvmhost_only: always there.
+"""
+
+# The heavy attacks of test/security/test_user_code.py: on kvm they crash the test host's own
+# kernel now and then (quarantined; test/quarantine.txt says why), so they get a boot of their
+# own, apart from the attacks that run clean there.
+HEAVY_USER_CODE = [
+    "fork_bomb_is_contained",
+    "memory_bomb_is_contained",
+    "filling_the_disk_stops_at_its_size",
+    "very_many_files_are_contained",
+    "output_flood_is_cut",
+]
+
+
+def suite(name, kind, about, **options):
+    return dict(name=name, kind=kind, about=about, **options)
+
+
+INTEGRATION = "test/integration/"
+SECURITY = "test/security/"
+
+SUITES = [
+    # The runner's own rules for kvm retries and fail-fast, against a fake test host (seconds).
+    suite("runner", "harness", "the runner's retry and fail-fast rules (a fake KVM test host)",
+          file="test/runner_selftest.py"),
+    # No VM: the C unit tests, as meson registers them (test/unit/meson.build).
+    suite("unit", "meson", "unit tests", build="build", timeout=300),
+    suite("unit.valgrind", "meson", "unit tests under valgrind", build="build",
+          setup="valgrind", timeout=900),
+    suite("unit.asan", "meson", "unit tests built with ASan/UBSan", build="build-asan",
+          timeout=300),
+    suite("fuzz", "fuzz", "the parsers of untrusted bytes under libFuzzer (test/fuzz)",
+          seconds=30, timeout=600),
+
+    # VMs on QEMU (tcg), directly on this machine.
+    suite("run.tcg", "harness", "airlock run, VM tests", file=INTEGRATION + "test_run.py",
+          backend="tcg"),
+    suite("snapshot.tcg", "harness", "snapshots and restore", backend="tcg",
+          file=INTEGRATION + "test_snapshot.py", test_timeout=420),
+    suite("mcp-raw.tcg", "harness", "airlock mcp at the wire, the warm pool, every VM's jail",
+          file=INTEGRATION + "test_mcp_raw.py", backend="tcg"),
+    suite("limits.tcg", "harness", "limits: silent guests, output caps, concurrency, timeouts",
+          file=INTEGRATION + "test_limits.py", backend="tcg"),
+    suite("sdk.tcg", "node", "airlock mcp driven by the official MCP SDK client",
+          file=INTEGRATION + "mcp_sdk.test.mjs", backend="tcg"),
+    suite("user-code.tcg", "harness", "hostile user code is contained",
+          file=SECURITY + "test_user_code.py", backend="tcg"),
+    suite("vm-processes.tcg", "harness", "what a VM's host processes hold, who may reach them",
+          file=SECURITY + "test_vm_processes.py", backend="tcg"),
+    suite("host-server.tcg", "harness", "the host server under 2,000 calls",
+          file=SECURITY + "test_host_server.py", backend="tcg", test_timeout=900),
+
+    # What a newcomer runs first: checked by what they print, not only their exit status.
+    suite("example.client-py", "example", "examples/client.py (stdlib MCP client session)",
+          argv=["/usr/bin/python3", "{root}/examples/client.py"], timeout=300,
+          expect=[r"connected to airlock \S+ \(protocol 2025-11-25\)", r"tools: execute_code",
+                  r"trend: 6\.69 per month, intercept 113\.0", r"\[image image/png saved to ", r"NameError",
+                  r"session completed"]),
+    suite("example.client-mjs", "example", "examples/client.mjs (MCP SDK client)",
+          argv=["{node}", "{root}/examples/client.mjs"], timeout=300,
+          expect=[r"connected to airlock", r"sum 10 on v\d+", r'structured: \{"exit_code":0\}']),
+
+    # The host code built with ASan/UBSan, on runs that exercise every path: output, files both
+    # ways, a flood, a timeout, hostile guests; JSON-RPC framing on real pipes, cancel, shutdown.
+    suite("run.tcg.asan", "harness", "airlock run with ASan/UBSan", backend="tcg",
+          build="build-asan", file=INTEGRATION + "test_run.py",
+          tests=["python_hello", "files_go_in_and_out", "output_flood_is_capped",
+                 "timeout_kills_an_infinite_loop", "malformed_frames_end_the_vm",
+                 "agent_crash_ends_with_an_error"]),
+    suite("mcp-raw.tcg.asan", "harness", "airlock mcp with ASan/UBSan", backend="tcg",
+          build="build-asan", file=INTEGRATION + "test_mcp_raw.py",
+          tests=["bad_lines_get_errors_and_the_server_keeps_serving",
+                 "oversized_line_is_refused_and_skipped", "argument_errors_name_the_field",
+                 "cancellation_kills_the_vm_quickly_and_sends_no_result",
+                 "eof_kills_running_vms_and_exits_zero_within_a_second",
+                 "stdin_may_be_a_plain_file",
+                 "a_crashing_vm_is_an_error_result_and_the_server_lives_on",
+                 "warm_pool_serves_calls_and_refills_after_a_burst",
+                 "the_server_and_its_vms_run_under_its_seccomp_filter"]),
+    suite("snapshot.tcg.asan", "harness", "snapshots with ASan/UBSan", backend="tcg",
+          build="build-asan", file=INTEGRATION + "test_snapshot.py", test_timeout=420,
+          tests=["every_language_answers_after_restore_many_times",
+                 "damaged_snapshots_are_refused_and_made_again"]),
+
+    # The kvm backend (airlock-vmm): in the KVM test host here. run.kvm goes first, and its
+    # first test is the canary: if it fails on a healthy test host, no other kvm test runs.
+    suite("run.kvm", "harness", "airlock run, VM tests", file=INTEGRATION + "test_run.py",
+          backend="kvm", canary="python_hello"),
+    suite("snapshot.kvm", "harness", "snapshots and restore through airlock", backend="kvm",
+          file=INTEGRATION + "test_snapshot.py", test_timeout=420,
+          boot_with=["snapshots_are_made_for_every_language"]),
+    suite("mcp-raw.kvm", "harness", "airlock mcp at the wire, the warm pool, every VM's jail, "
+          "cgroup v2", file=INTEGRATION + "test_mcp_raw.py", backend="kvm"),
+    suite("sdk.kvm", "node", "airlock mcp driven by the official MCP SDK client",
+          file=INTEGRATION + "mcp_sdk.test.mjs", backend="kvm"),
+    suite("user-code.kvm", "harness", "hostile user code is contained",
+          file=SECURITY + "test_user_code.py", backend="kvm", exclude=HEAVY_USER_CODE),
+    suite("hostile-guest.kvm", "checks", "a hostile guest against airlock-vmm (release and "
+          "ASan/UBSan builds)", file=SECURITY + "test_hostile_guest.py", timeout=600,
+          args=["build/vmm/airlock-vmm", "build-asan/vmm/airlock-vmm"]),
+    suite("vmm-snapshot.kvm", "checks", "airlock-vmm's snapshot format and restores",
+          payload_file="test/kvmhost/snapshot_test.py", kvmhost_only=True, timeout=600,
+          args=["--restores", "20", "--measure", "5"]),
+    suite("limits.kvm", "harness", "limits: silent guests, output caps, concurrency, timeouts",
+          file=INTEGRATION + "test_limits.py", backend="kvm"),
+    suite("vm-processes.kvm", "harness", "what a VM's host processes hold, who may reach them",
+          file=SECURITY + "test_vm_processes.py", backend="kvm"),
+    # Last: all quarantined (test/quarantine.txt), shown but not counted; a boot of their own.
+    suite("user-code-heavy.kvm", "harness", "hostile user code: the heavy attacks",
+          file=SECURITY + "test_user_code.py", backend="kvm",
+          tests=HEAVY_USER_CODE + ["the_server_ends_cleanly"]),  # (it ends the file's server)
+]
