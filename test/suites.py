@@ -122,10 +122,24 @@ SUITES = [
     suite("vmm-snapshot.kvm", "checks", "airlock-vmm's snapshot format and restores",
           payload_file="test/kvmhost/snapshot_test.py", kvmhost_only=True, timeout=600,
           args=["--restores", "20", "--measure", "5"]),
+    suite("vmm-identity.kvm", "checks", "who airlock-vmm is outside: its own uid, no one may "
+          "signal, trace or read it, never dumpable, no inherited fd",
+          payload_file="test/kvmhost/snapshot_test.py:test/kvmhost/identity_test.py",
+          kvmhost_only=True, timeout=600),
+    suite("vmm-jail-host.kvm", "checks", "airlock from an initramfs root; a refused jail step "
+          "explained by doctor and by the run alike",
+          payload_file="test/kvmhost/snapshot_test.py:test/kvmhost/jail_host_test.py",
+          kvmhost_only=True, timeout=600),
+    suite("vmm-crash-report.kvm", "checks", "what airlock-vmm records when a guest ends or "
+          "stays silent unexplained",
+          payload_file="test/kvmhost/snapshot_test.py:test/kvmhost/crash_report_test.py",
+          kvmhost_only=True, timeout=600),
     suite("limits.kvm", "harness", "limits: silent guests, output caps, concurrency, timeouts",
           file=INTEGRATION + "test_limits.py", backend="kvm"),
     suite("vm-processes.kvm", "harness", "what a VM's host processes hold, who may reach them",
-          file=SECURITY + "test_vm_processes.py", backend="kvm"),
+          file=SECURITY + "test_vm_processes.py", backend="kvm",
+          tests=["vm_processes_get_none_of_airlocks_environment_or_fds",
+                 "no_other_process_may_trace_read_or_signal_a_vm"]),  # the rest is QEMU's
     # Last: all quarantined (test/quarantine.txt), shown but not counted; a boot of their own.
     suite("user-code-heavy.kvm", "harness", "hostile user code: the heavy attacks",
           file=SECURITY + "test_user_code.py", backend="kvm",

@@ -5,7 +5,8 @@
 # Usage: test/fuzz/run.sh [--merge] [SECONDS [TARGET...]]   (default: 30 s, every target)
 # Ends with "N passed, N failed". A target passes when it ran its time, exited 0 and its log holds
 # no finding: no crash, sanitizer report (UBSan included: -fno-sanitize-recover and halt_on_error
-# make one fatal), leak, timeout of one input (-timeout) or memory past -rss_limit_mb.
+# make one fatal), leak, timeout of one input (-timeout), memory past -rss_limit_mb or one
+# allocation past -malloc_limit_mb.
 set -uo pipefail
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-halt_on_error=1:detect_leaks=1}
@@ -34,8 +35,10 @@ for t in "${targets[@]}"; do
   cp "$corpus"/* "$scratch"/ 2>/dev/null
   log=build-fuzz/artifacts/$t.log
   # -close_fd_mask=2: the code under test logs refusals to stderr, millions of times
+  # -malloc_limit_mb: no single allocation may come near what a hostile guest once got out of
+  # the host (an EXIT's files tar expanded to gigabytes); the largest frame is 40 MiB
   "build-fuzz/test/fuzz/fuzz_$t" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
-    -close_fd_mask=2 -artifact_prefix="build-fuzz/artifacts/$t-" "$scratch" >"$log" 2>&1
+    -malloc_limit_mb=64 -close_fd_mask=2 -artifact_prefix="build-fuzz/artifacts/$t-" "$scratch" >"$log" 2>&1
   rc=$?
   runs=$(sed -n 's/^Done \([0-9]*\) runs.*/\1/p' "$log")
   if [ $rc = 0 ] && [ -n "$runs" ] && ! grep -qE "$finding" "$log"; then

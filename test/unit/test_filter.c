@@ -66,7 +66,7 @@ static void listed_syscalls_are_refused(void)
 		execl(self_path, "test_filter", "child", (char *)NULL);
 		_exit(127);
 	}
-	int status;
+	int status = -1;
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }

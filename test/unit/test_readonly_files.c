@@ -100,7 +100,7 @@ static void the_owner_cannot_write_through_its_fd(void)
 		}
 		_exit(cannot_write(fd, "a read-only mount"));
 	}
-	int status;
+	int status = -1;
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	remove_file();
@@ -121,7 +121,7 @@ static void a_sealed_copy_cannot_be_written_either(void)
 			_exit(102);
 		_exit(cannot_write(fd, "a sealed memfd"));
 	}
-	int status;
+	int status = -1;
 	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
 	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	remove_file();
