@@ -30,6 +30,10 @@ int channel_open(const char *path);
  * being the virtio device's probe order) or virtio-console port 0 (airlock-vmm: /dev/hvc0).
  * Returns the fd or -errno (-ENOENT while the driver has not registered the port yet). */
 int channel_find(void);
+/* Writes all of buf, EINTR retried (the agent's parts share it). Returns 0 or -errno. */
+int fd_write_all(int fd, const void *buf, size_t len);
+/* CLOCK_MONOTONIC in milliseconds, for the agent's deadlines. */
+int64_t monotonic_ms(void);
 /* Writes one frame (header + payload). Returns 0 or -errno. */
 int channel_send(int fd, uint32_t type, const void *payload, size_t len);
 /* Sends an ERROR frame with printf-style text (truncated to AL_FRAME_MAX_ERROR_TEXT). */

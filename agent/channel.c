@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "agent.h"
@@ -60,7 +61,7 @@ int channel_find(void)
 	return fd >= 0 ? fd : channel_open("/dev/hvc0");
 }
 
-static int write_all(int fd, const void *buf, size_t len)
+int fd_write_all(int fd, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 	while (len > 0) {
@@ -74,6 +75,13 @@ static int write_all(int fd, const void *buf, size_t len)
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int64_t monotonic_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int read_all(int fd, void *buf, size_t len)
@@ -99,9 +107,9 @@ int channel_send(int fd, uint32_t type, const void *payload, size_t len)
 	if (len > AL_FRAME_MAX_PAYLOAD)
 		return -EMSGSIZE;
 	struct al_frame_header h = {.type = type, .length = (uint32_t)len};
-	int rc = write_all(fd, &h, sizeof h);
+	int rc = fd_write_all(fd, &h, sizeof h);
 	if (rc == 0 && len)
-		rc = write_all(fd, payload, len);
+		rc = fd_write_all(fd, payload, len);
 	return rc;
 }
 

@@ -212,21 +212,6 @@ static int open_dir_without_links(const char *path)
 	return fd >= 0 ? (int)fd : -errno;
 }
 
-static int write_all(int fd, const void *data, size_t len)
-{
-	const uint8_t *p = data;
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -EPIPE;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 /* Becomes the sandbox user for good: no supplementary groups, no capabilities (they go with
  * uid 0 when all three uids change), no way back through exec, not dumpable. */
 static int become_sandbox_user(void)
@@ -276,22 +261,15 @@ static void collect_as_user(int report_fd, const char *dir, uint64_t cap)
 				   .skipped_len = (uint32_t)w.skipped_len,
 				   .truncated = (uint32_t)w.truncated};
 	if (rc == 0)
-		rc = write_all(COLLECT_CHILD_FD, &r, sizeof r);
+		rc = fd_write_all(COLLECT_CHILD_FD, &r, sizeof r);
 	if (rc == 0 && w.tar.len)
-		rc = write_all(COLLECT_CHILD_FD, w.tar.data, w.tar.len);
+		rc = fd_write_all(COLLECT_CHILD_FD, w.tar.data, w.tar.len);
 	if (rc == 0 && w.skipped_len)
-		rc = write_all(COLLECT_CHILD_FD, w.skipped, w.skipped_len);
+		rc = fd_write_all(COLLECT_CHILD_FD, w.skipped, w.skipped_len);
 	_exit(rc == 0 ? 0 : 1);
 }
 
 /* ---- in the agent: the child's report, untrusted ---- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Reads exactly len bytes before deadline. Returns 0, -EPIPE at an early end, -ETIMEDOUT or
  * -errno. */
@@ -299,7 +277,7 @@ static int read_exact(int fd, void *buf, size_t len, int64_t deadline)
 {
 	uint8_t *p = buf;
 	while (len > 0) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - monotonic_ms();
 		struct pollfd pfd = {fd, POLLIN, 0};
 		int ready = left > 0 ? poll(&pfd, 1, (int)left) : 0;
 		if (ready < 0 && errno == EINTR)
@@ -411,7 +389,7 @@ int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_
 		close(p[0]);
 		return err;
 	}
-	int rc = take_report(p[0], cap, now_ms() + timeout_ms, f);
+	int rc = take_report(p[0], cap, monotonic_ms() + timeout_ms, f);
 	close(p[0]);
 	if (rc)
 		(void)kill(pid, SIGKILL); /* late or lying: it has nothing more to say */

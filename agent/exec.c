@@ -177,17 +177,10 @@ static int send_exit(int channel_fd, int status, int timed_out, const struct out
 			    sizeof e + (size_t)files->tar_len + files->skipped_len);
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Milliseconds until deadline, within [least, most]. */
 static int ms_until(int64_t deadline, int least, int most)
 {
-	int64_t left = deadline - now_ms();
+	int64_t left = deadline - monotonic_ms();
 	return left < least ? least : left > most ? most : (int)left;
 }
 
@@ -312,7 +305,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
 		its.it_value.tv_nsec = 1;
 	timerfd_settime(timer_fd, 0, &its, NULL);
-	int64_t answer_by = now_ms() + h->timeout_ms + ANSWER_GRACE_MS;
+	int64_t answer_by = monotonic_ms() + h->timeout_ms + ANSWER_GRACE_MS;
 
 	struct output_stream out = {prog->stdout_fd, AL_FRAME_STDOUT, h->stdout_cap, 0, 0};
 	struct output_stream err = {prog->stderr_fd, AL_FRAME_STDERR, h->stderr_cap, 0, 0};

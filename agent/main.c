@@ -149,13 +149,6 @@ static int open_channel(void)
  * meets the reboot, after LAST_FRAME_GRACE_MS, or at once when the channel hangs up. */
 #define LAST_FRAME_GRACE_MS 30000
 
-static int64_t monotonic_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void wait_for_the_host(int channel_fd)
 {
 	struct pollfd p = {.fd = channel_fd, .events = POLLIN};

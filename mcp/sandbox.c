@@ -120,7 +120,9 @@ static void boot_log_tail(const struct sandbox *sb, char *out, size_t out_len)
 	FILE *f = fopen(sb->serial_log, "r");
 	if (!f)
 		return;
-	char buf[4096];
+	/* the log's end: a panic's call trace, and airlock-vmm's own record of the VM's end
+	 * after it (vmm/kvm_report.c), take several KiB */
+	static char buf[64 << 10];
 	fseek(f, 0, SEEK_END);
 	long size = ftell(f);
 	fseek(f, size > (long)sizeof buf - 1 ? size - (long)sizeof buf + 1 : 0, SEEK_SET);

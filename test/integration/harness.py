@@ -14,9 +14,12 @@ past it the test is interrupted and fails. test/runner.py runs these files (docs
 import argparse
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 
@@ -87,6 +90,34 @@ def run_json(code, *args, **kw):
     if "error" in j:  # the sandbox failed: say how, not which key is missing
         raise AssertionError("sandbox error: %s" % j["error"])
     return r, j
+
+
+def misbehaving_images(mode, extra_files=None):
+    """An image directory whose kernel is the real one and whose root file system holds only a
+    misbehaving /sbin/init (test/guests/misbehave.c, its mode in /misbehave), and extra_files
+    ({name: bytes}) at /. The caller removes it (shutil.rmtree)."""
+    listing = airlock("image", "list").stdout.decode()
+    m = re.search(r"kernel-([0-9a-f]{16}) base-[0-9a-f]{16} rootfs-([0-9a-f]{16})", listing)
+    image_dir = re.search(r"image directory: (.*)", listing).group(1)
+    tmp = tempfile.mkdtemp(prefix="airlock-badguest-")
+    os.symlink(os.path.join(image_dir, "kernel-" + m.group(1)),
+               os.path.join(tmp, "kernel-" + m.group(1)))
+    tree = os.path.join(tmp, "tree")
+    for d in ("sbin", "dev", "proc"):
+        os.makedirs(os.path.join(tree, d))
+    shutil.copy(os.path.join(BUILD, "test", "guests", "misbehave"),
+                os.path.join(tree, "sbin", "init"))
+    with open(os.path.join(tree, "misbehave"), "w") as f:
+        f.write(mode)
+    for name, content in (extra_files or {}).items():
+        with open(os.path.join(tree, name), "wb") as f:
+            f.write(content)
+    rootfs = os.path.join(tmp, "rootfs-" + m.group(2))
+    os.makedirs(rootfs)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-d", tree,
+                    os.path.join(rootfs, "rootfs.ext4"), "48M"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return tmp
 
 
 def expect(cond, what, ctx=None):

@@ -7,15 +7,12 @@ import base64
 import hashlib
 import json
 import os
-import re
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import BUILD, airlock, expect, main, test  # noqa: E402
+from harness import expect, main, misbehaving_images, test  # noqa: E402
 from mcp_session import started, wait_for_pool  # noqa: E402
 
 CAP = 1 << 20         # stdout, stderr, and /work/out's returned files in total (SPEC.md)
@@ -95,30 +92,6 @@ def returned_files(result):
 
 def sha256(data):
     return hashlib.sha256(data).hexdigest()
-
-
-def misbehaving_images(mode):
-    """An image directory whose kernel is the real one and whose root file system holds only a
-    misbehaving /sbin/init (test/guests/misbehave.c); as test_run.py makes it."""
-    listing = airlock("image", "list").stdout.decode()
-    m = re.search(r"kernel-([0-9a-f]{16}) base-[0-9a-f]{16} rootfs-([0-9a-f]{16})", listing)
-    image_dir = re.search(r"image directory: (.*)", listing).group(1)
-    tmp = tempfile.mkdtemp(prefix="airlock-badguest-")
-    os.symlink(os.path.join(image_dir, "kernel-" + m.group(1)),
-               os.path.join(tmp, "kernel-" + m.group(1)))
-    tree = os.path.join(tmp, "tree")
-    for d in ("sbin", "dev", "proc"):
-        os.makedirs(os.path.join(tree, d))
-    shutil.copy(os.path.join(BUILD, "test", "guests", "misbehave"),
-                os.path.join(tree, "sbin", "init"))
-    with open(os.path.join(tree, "misbehave"), "w") as f:
-        f.write(mode)
-    rootfs = os.path.join(tmp, "rootfs-" + m.group(2))
-    os.makedirs(rootfs)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-d", tree,
-                    os.path.join(rootfs, "rootfs.ext4"), "8M"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return tmp
 
 
 # ---- the tests ----

@@ -58,6 +58,9 @@ def wait_until_gone(pids, timeout):
             fds.append(os.pidfd_open(int(pid)))
         except ProcessLookupError:
             pass  # gone already
+        except OSError as e:  # EINVAL: no thread group left to it, it is exiting
+            if e.errno != errno.EINVAL:
+                raise
     try:
         for fd in fds:
             left = started + timeout - time.monotonic()

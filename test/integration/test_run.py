@@ -10,7 +10,8 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import AIRLOCK, BUILD, airlock, expect, main, run_code, run_json, test  # noqa: E402
+from harness import (AIRLOCK, airlock, expect, main, misbehaving_images,  # noqa: E402
+                     run_code, run_json, test)
 
 
 @test
@@ -213,33 +214,6 @@ def image_list_shows_the_current_recipe():
 
 
 # ---- broken and hostile guests: the run must end with a clear error, never hang ----
-
-def misbehaving_images(mode, extra_files=None):
-    """An image directory whose kernel is the real one and whose root file system holds only a
-    misbehaving /sbin/init (test/guests/misbehave.c), and extra_files ({name: bytes}) at /."""
-    listing = airlock("image", "list").stdout.decode()
-    m = re.search(r"kernel-([0-9a-f]{16}) base-[0-9a-f]{16} rootfs-([0-9a-f]{16})", listing)
-    image_dir = re.search(r"image directory: (.*)", listing).group(1)
-    tmp = tempfile.mkdtemp(prefix="airlock-badguest-")
-    os.symlink(os.path.join(image_dir, "kernel-" + m.group(1)),
-               os.path.join(tmp, "kernel-" + m.group(1)))
-    tree = os.path.join(tmp, "tree")
-    for d in ("sbin", "dev", "proc"):
-        os.makedirs(os.path.join(tree, d))
-    shutil.copy(os.path.join(BUILD, "test", "guests", "misbehave"),
-                os.path.join(tree, "sbin", "init"))
-    with open(os.path.join(tree, "misbehave"), "w") as f:
-        f.write(mode)
-    for name, content in (extra_files or {}).items():
-        with open(os.path.join(tree, name), "wb") as f:
-            f.write(content)
-    rootfs = os.path.join(tmp, "rootfs-" + m.group(2))
-    os.makedirs(rootfs)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-O", "^has_journal", "-d", tree,
-                    os.path.join(rootfs, "rootfs.ext4"), "48M"], check=True,
-                   stdout=subprocess.DEVNULL)
-    return tmp
-
 
 def run_on_bad_guest(mode, env=None):
     tmp = misbehaving_images(mode)
