@@ -39,7 +39,8 @@ struct vm_spec {
 	 * file, opened by airlock through read-only mounts (readonly_files.h), or -1 (the VM that
 	 * makes a snapshot). QEMU opens them through these, its jail binding none of them. */
 	int kernel_fd, rootfs_fd, memory_fd;
-	bool serial_on_stdout; /* tcg: the serial console goes to stdout, else to serial_log */
+	bool serial_on_stdout; /* the serial console goes to stdout (a file airlock opened), else to
+				* serial_log, opened by the VM process itself */
 
 	/* Who the VM's processes are outside, when airlock runs as root: a uid and gid of their own
 	 * that no other process of the host shares (vm_identity.h), so that no other process may

@@ -155,7 +155,10 @@ static int kvm_command(const struct vm_spec *s, struct argv_list *a)
 	}
 	rc |= argv_push(a, "--rootfs=%s", s->rootfs);
 	rc |= argv_push(a, "--channel-fd=%d", s->channel_fd);
-	rc |= argv_push(a, "--serial-log=%s", s->serial_log);
+	if (s->serial_on_stdout)
+		rc |= argv_push(a, "--serial-stdout");
+	else
+		rc |= argv_push(a, "--serial-log=%s", s->serial_log);
 	if (launcher_unconfined())
 		rc |= argv_push(a, "--unconfined");
 	else if (s->run_as_uid && s->run_as_gid)

@@ -137,7 +137,7 @@ static void boot_log_tail(const struct sandbox *sb, char *out, size_t out_len)
 		line = strrchr(buf, '\n');
 		line = line ? line + 1 : buf;
 	}
-	quote_guest_text(line, strcspn(line, "\n"), out, out_len);
+	quote_guest_text(line, strcspn(line, "\r\n"), out, out_len);
 }
 
 static void fail(struct sandbox *sb, int error, const char *fmt, ...)
@@ -637,7 +637,8 @@ static int spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_t
 		.kernel_fd = tcg ? KERNEL_FD_IN_VM : -1,
 		.rootfs_fd = tcg ? ROOTFS_FD_IN_VM : -1,
 		.memory_fd = tcg_restore ? MEMORY_FD_IN_VM : -1,
-		.serial_on_stdout = tcg,
+		/* the log airlock opened: the VM's own uid could not open it by name */
+		.serial_on_stdout = true,
 	};
 	int control[2] = {-1, -1}, state_fd = -1, files[3] = {-1, -1, -1};
 	int rc = vm_identity_take(&sb->identity);

@@ -35,6 +35,8 @@
 struct options {
 	const char *kernel, *rootfs, *serial_log, *cmdline_extra;
 	const char *snapshot_to, *restore;
+	bool serial_stdout; /* --serial-stdout: the guest console to our stdout, opened by the
+			     * starter (a file it owns, which our own user could not open) */
 	int channel_fd;
 	unsigned memory_mb;
 	bool verbose;
@@ -47,10 +49,11 @@ struct options {
 static void usage(void)
 {
 	fprintf(stderr, "usage: airlock-vmm --kernel VMLINUX --rootfs IMAGE --channel-fd N\n"
-			"                   [--memory-mb N] [--vcpus 1] [--serial-log FILE]\n"
+			"                   [--memory-mb N] [--vcpus 1] [--serial-log FILE | --serial-stdout]\n"
 			"                   [--cmdline-extra ARGS] [--snapshot-to DIR] [--verbose]\n"
 			"       airlock-vmm --restore DIR --rootfs IMAGE --channel-fd N\n"
-			"                   [--serial-log FILE] [--snapshot-to DIR] [--verbose]\n"
+			"                   [--serial-log FILE | --serial-stdout] [--snapshot-to DIR]\n"
+			"                   [--verbose]\n"
 			"       airlock-vmm --jail-check [--run-as UID:GID]\n"
 			"  --run-as UID:GID    started as root: the VM and its supervisor become this user\n"
 			"                      and group outside (default: nobody)\n"
@@ -70,6 +73,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"memory-mb", required_argument, NULL, 'm'},
 		{"vcpus", required_argument, NULL, 'n'},
 		{"serial-log", required_argument, NULL, 's'},
+		{"serial-stdout", no_argument, NULL, 'O'},
 		{"cmdline-extra", required_argument, NULL, 'x'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"snapshot-to", required_argument, NULL, 'S'},
@@ -89,6 +93,7 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'k': o->kernel = optarg; break;
 		case 'r': o->rootfs = optarg; break;
 		case 's': o->serial_log = optarg; break;
+		case 'O': o->serial_stdout = true; break;
 		case 'x': o->cmdline_extra = optarg; break;
 		case 'v': o->verbose = true; break;
 		case 'S': o->snapshot_to = optarg; break;
@@ -209,7 +214,9 @@ struct device_files {
 static int open_device_files(const struct options *o, struct device_files *f)
 {
 	f->log_fd = -1;
-	if (o->serial_log) {
+	if (o->serial_stdout) {
+		f->log_fd = STDOUT_FILENO;
+	} else if (o->serial_log) {
 		f->log_fd = open(o->serial_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 		if (f->log_fd < 0)
 			vmm_log("cannot open %s: %s (boot log dropped)", o->serial_log, strerror(errno));

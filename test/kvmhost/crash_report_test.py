@@ -105,8 +105,9 @@ def clean_end(snap):
     try:
         vm.chan.send(st.FRAME_PING)
         kind, _ = vm.chan.recv(60)
-        out, _, code, _ = st.run_program(vm.chan, st.LANG_PYTHON, "print('ok')")
-        status = vm.wait(60)
+        # no hang-up: the guest ends itself, after the agent's 30 s wait for the host
+        out, _, code, _ = st.run_program(vm.chan, st.LANG_PYTHON, "print('ok')", hang_up=False)
+        status = vm.wait(90)
         text = log_text(vm)
         print("---- airlock-vmm's log of a clean end ----\n%s---- end ----" % text, flush=True)
         if amd():  # a triple fault on AMD: its one line, whose exits carry the kernel's rips

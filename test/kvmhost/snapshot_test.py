@@ -89,8 +89,11 @@ def run_frame(language, code, timeout_ms=20000):
     return head + code
 
 
-def run_program(chan, language, code, timeout=60):
-    """Sends RUN; returns (stdout, stderr, exit_code or None, error text)."""
+def run_program(chan, language, code, timeout=60, hang_up=True):
+    """Sends RUN; returns (stdout, stderr, exit_code or None, error text). Then hangs up, as
+    airlock does with the answer in hand: airlock-vmm ends the VM (status 0) when its host goes.
+    Without the hang-up the agent waits 30 s for the host before its own reboot (agent/main.c,
+    LAST_FRAME_GRACE_MS)."""
     chan.send(FRAME_RUN, run_frame(language, code))
     out, err = b"", b""
     while True:
@@ -99,9 +102,11 @@ def run_program(chan, language, code, timeout=60):
             out += payload
         elif kind == FRAME_STDERR:
             err += payload
-        elif kind == FRAME_EXIT:
-            return out, err, struct.unpack("<i", payload[:4])[0], ""
-        elif kind == FRAME_ERROR:
+        elif kind in (FRAME_EXIT, FRAME_ERROR):
+            if hang_up:
+                chan.sock.shutdown(socket.SHUT_WR)
+            if kind == FRAME_EXIT:
+                return out, err, struct.unpack("<i", payload[:4])[0], ""
             return out, err, None, payload.decode(errors="replace")
 
 
