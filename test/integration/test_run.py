@@ -10,7 +10,7 @@ import sys
 import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (AIRLOCK, airlock, expect, main, misbehaving_images,  # noqa: E402
+from harness import (AIRLOCK, SLOWDOWN, airlock, expect, main, misbehaving_images,  # noqa: E402
                      run_code, run_json, test)
 
 
@@ -109,7 +109,8 @@ def output_flood_is_capped():
     r, j = run_json(code, timeout=120)
     expect(j["stdout_truncated"] and len(j["stdout"]) == 1 << 20, "stdout cut at 1 MiB", j.keys())
     expect(j["stderr"] == "done\n" and j["exit_code"] == 0, "program ran to the end", r.stderr)
-    expect(r.seconds < 30, "100 MB flood returned in %.1f s" % r.seconds)
+    # well before the 120 s timeout: 14 s on tcg here, 25 to 33 s in the emulated KVM test host
+    expect(r.seconds < 30 * SLOWDOWN, "100 MB flood returned in %.1f s" % r.seconds)
 
 
 @test
