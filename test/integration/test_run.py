@@ -106,10 +106,13 @@ def output_flood_is_capped():
     code = ("import sys\nchunk = 'x' * 1023 + '\\n'\n"
             "for i in range(100 * 1024): sys.stdout.write(chunk)\n"
             "print('done', file=sys.stderr)")
-    r, j = run_json(code, timeout=120)
+    # the program's own timeout: the default 30 s is about what the flood takes in the emulated
+    # KVM test host (25 to 35 s there, 14 s on tcg here)
+    r, j = run_json(code, "--timeout", "120", timeout=180)
     expect(j["stdout_truncated"] and len(j["stdout"]) == 1 << 20, "stdout cut at 1 MiB", j.keys())
-    expect(j["stderr"] == "done\n" and j["exit_code"] == 0, "program ran to the end", r.stderr)
-    # well before the 120 s timeout: 14 s on tcg here, 25 to 33 s in the emulated KVM test host
+    expect(j["stderr"] == "done\n" and j["exit_code"] == 0, "program ran to the end",
+           {k: v for k, v in j.items() if k != "stdout"})
+    # well before that timeout
     expect(r.seconds < 30 * SLOWDOWN, "100 MB flood returned in %.1f s" % r.seconds)
 
 
