@@ -34,8 +34,13 @@ static int setup_cpuid(struct vm *vm)
 		rc = -errno;
 		vmm_log("KVM: ioctl (GET_SUPPORTED_CPUID) failed: %s", strerror(errno));
 	}
+	/* KVM emulates the LAPIC's TSC-deadline mode but leaves its CPUID bit to us: with it the
+	 * guest's tick (mptable.c) is one WRMSR, handled in the kernel, with nothing to calibrate */
+	bool tsc_deadline = ioctl(vm->kvm_fd, KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 	for (uint32_t i = 0; rc == 0 && i < cpuid->nent; i++) {
 		struct kvm_cpuid_entry2 *e = &cpuid->entries[i];
+		if (e->function == 1 && tsc_deadline)
+			e->ecx |= 1u << 24; /* TSC_DEADLINE */
 		if (e->function == 1)
 			e->ebx &= 0x00ffffff; /* initial APIC id 0: our one vCPU */
 		if (e->function == 0xb || e->function == 0x1f)

@@ -11,6 +11,7 @@
 #define LAYOUT_CMDLINE 0x20000
 #define LAYOUT_CMDLINE_MAX 4096
 #define LAYOUT_EBDA_START 0x9fc00 /* e820: RAM below it, reserved up to 1 MiB */
+#define LAYOUT_MP_TABLE LAYOUT_EBDA_START /* mptable.c: where Linux looks (the last KiB) */
 #define LAYOUT_HIGH_MEMORY 0x100000
 #define LAYOUT_KERNEL_MIN 0x100000 /* a vmlinux may not load below 1 MiB */
 
@@ -20,6 +21,8 @@
 #define LAYOUT_MAX_RAM LAYOUT_MMIO_BASE
 
 /* x86 housekeeping pages KVM needs (Intel VMX), above the MMIO devices, below 4 GiB */
+#define LAYOUT_IOAPIC 0xfec00000u /* KVM's in-kernel IOAPIC and LAPIC, at their usual places */
+#define LAYOUT_LAPIC 0xfee00000u
 #define LAYOUT_IDENTITY_MAP 0xfeffc000ULL
 #define LAYOUT_TSS 0xfeffd000ULL
 

@@ -198,7 +198,8 @@ static int boot(struct vm *vm, const struct options *o)
 		return -E2BIG;
 	}
 	if ((rc = boot_write_page_tables(&vm->mem)) != 0 ||
-	    (rc = boot_write_zero_page(&vm->mem, cmdline)) != 0) {
+	    (rc = boot_write_zero_page(&vm->mem, cmdline)) != 0 ||
+	    (rc = boot_write_mp_table(&vm->mem)) != 0) {
 		vmm_log("cannot write the boot structures: %s", strerror(-rc));
 		return rc;
 	}

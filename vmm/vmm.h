@@ -150,6 +150,8 @@ int boot_load_elf(struct guest_memory *mem, const uint8_t *image, size_t len, ui
 int boot_write_zero_page(struct guest_memory *mem, const char *cmdline);
 /* Identity page tables for the first 1 GiB (2 MiB pages) and the boot GDT. */
 int boot_write_page_tables(struct guest_memory *mem);
+/* mptable.c: the MP table (one CPU, the IOAPIC, the legacy IRQs pin for pin). */
+int boot_write_mp_table(struct guest_memory *mem);
 
 /* serial.c, rtc.c, virtio_blk.c, virtio_console.c: the devices. */
 
