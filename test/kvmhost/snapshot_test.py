@@ -422,6 +422,12 @@ def main():
                             "import time; time.sleep(0.1); print('ok')", b"ok\n")
         restore_and_run(snap, "restore: bash run", LANG_BASH,
                         "echo hi from $0; sleep 0.1; echo done", None)
+        # the MP table (vmm/mptable.c): without it the tick is the PIT's, through the 8259
+        restore_and_run(snap, "restore: the guest ticks on its LAPIC, its devices interrupt "
+                        "through the IOAPIC (the MP table)", LANG_PYTHON,
+                        "print(open('/sys/devices/system/clockevents/clockevent0/"
+                        "current_device').read().strip(), 'IO-APIC' in open('/proc/interrupts')"
+                        ".read())", b"lapic-deadline True\n")
         probe = ("import os, random, time; print(os.urandom(16).hex(), random.random(), "
                  "time.time())")
         a = restore_and_run(snap, "restore: uniqueness probe 1", LANG_PYTHON, probe, None)
