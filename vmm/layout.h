@@ -20,9 +20,11 @@
 #define LAYOUT_VIRTIO_MMIO_SIZE 0x1000
 #define LAYOUT_MAX_RAM LAYOUT_MMIO_BASE
 
-/* x86 housekeeping pages KVM needs (Intel VMX), above the MMIO devices, below 4 GiB */
-#define LAYOUT_IOAPIC 0xfec00000u /* KVM's in-kernel IOAPIC and LAPIC, at their usual places */
+/* KVM's in-kernel IOAPIC and LAPIC, at their usual places (named in the MP table) */
+#define LAYOUT_IOAPIC 0xfec00000u
 #define LAYOUT_LAPIC 0xfee00000u
+
+/* x86 housekeeping pages KVM needs (Intel VMX), above the MMIO devices, below 4 GiB */
 #define LAYOUT_IDENTITY_MAP 0xfeffc000ULL
 #define LAYOUT_TSS 0xfeffd000ULL
 

@@ -129,6 +129,10 @@ static int parse_options(int argc, char **argv, struct options *o)
 	}
 	if (optind < argc)
 		return -EINVAL;
+	if (o->serial_log && o->serial_stdout) {
+		vmm_log("--serial-log and --serial-stdout: one console, one place");
+		return -EINVAL;
+	}
 	if (o->jail_check)
 		return o->unconfined ? -EINVAL : 0;
 	if (!o->rootfs || o->channel_fd < 0)

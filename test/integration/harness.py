@@ -235,11 +235,10 @@ def main():
         print("\n".join(fn.__name__ for fn in _tests))
         return 0 if _tests else 1
     chosen = _select(args.names)
-    scale = SLOWDOWN
     passed = failed = 0
     before = set(vm_processes())
     for fn in chosen:
-        if _run_one(fn, args.timeout, scale):
+        if _run_one(fn, args.timeout, SLOWDOWN):
             passed += 1
         else:
             failed += 1
