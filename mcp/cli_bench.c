@@ -1,4 +1,4 @@
-/* airlock bench: the benchmark (DESIGN.md, "Benchmark"). The measuring and the peers live in
+/* airlock bench: the benchmark (docs/benchmarks.md). The measuring and the peers live in
  * test/perf/bench.py (standard-library Python, beside the recipe in the source tree); this finds
  * it and runs it against this airlock binary. */
 #include <errno.h>

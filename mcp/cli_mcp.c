@@ -18,8 +18,9 @@
 
 /* One warm VM per language: a call finds one waiting; the next is restored behind it. */
 #define DEFAULT_POOL_SIZE 1u
-/* Calls waiting for a VM slot (SPEC.md). Each holds its request, at most ~17 MiB (server.h):
- * 256 bound the queue at ~4.3 GiB in the worst case, ~256 small requests in the usual one. */
+/* Calls waiting for a VM slot (docs/interface.md). Each holds its request, at most ~17 MiB
+ * (server.h): 256 bound the queue at ~4.3 GiB in the worst case, ~256 small requests in the usual
+ * one. */
 #define DEFAULT_MAX_QUEUED 256u
 #define MAX_MAX_QUEUED 65536u
 

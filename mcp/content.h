@@ -1,6 +1,6 @@
-/* The CallToolResult of execute_code, in SPEC.md's order: the readable text block, an image block
- * per image under /work/out, an embedded resource per other file, and the structured result as
- * text (without stdout/stderr); plus structuredContent and isError. */
+/* The CallToolResult of execute_code, in docs/interface.md's order: the readable text block, an
+ * image block per image under /work/out, an embedded resource per other file, and the structured
+ * result as text (without stdout/stderr); plus structuredContent and isError. */
 #ifndef AIRLOCK_CONTENT_H
 #define AIRLOCK_CONTENT_H
 

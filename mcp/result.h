@@ -1,4 +1,4 @@
-/* What a run produced, in the shape SPEC.md gives `execute_code`'s structuredContent (and
+/* What a run produced, in the shape docs/interface.md gives `execute_code`'s structuredContent (and
  * `airlock run --json`): exit status, output as UTF-8, truncation flags, duration, output files.
  */
 #ifndef AIRLOCK_RESULT_H

@@ -22,9 +22,10 @@ static void on_stopped(void *ctx)
 	*(int *)ctx = 1;
 }
 
-/* What the server owes for one line of input, by the rules of JSON-RPC 2.0 as SPEC.md applies
- * them: nothing (a blank line, a notification, a response), or one answer, appended to owed as
- * [the id it must carry (null when the line has no usable id), the method (null when none)].
+/* What the server owes for one line of input, by the rules of JSON-RPC 2.0 as docs/interface.md
+ * applies them: nothing (a blank line, a notification, a response), or one answer, appended to
+ * owed as [the id it must carry (null when the line has no usable id), the method (null when
+ * none)].
  * Independent of rpc.c and server.c on purpose: a path that forgets to answer shows up as a
  * missing id. */
 static void owe(const char *line, size_t len, json_t *owed)

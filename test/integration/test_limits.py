@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The limits of SPEC.md at their edges, through `airlock mcp`: a guest that goes silent after
+"""The limits of docs/interface.md at their edges, through `airlock mcp`: a guest that goes silent after
 RUN, the stderr cap, the 1 MiB total of returned files, binary files byte-exact both ways,
 --max-concurrent, --max-timeout, cancelling a queued call, and pooled VMs that sat idle.
 VMs run on $AIRLOCK_TEST_BACKEND (default tcg)."""
@@ -15,7 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import expect, main, misbehaving_images, test  # noqa: E402
 from mcp_session import started, wait_for_pool  # noqa: E402
 
-CAP = 1 << 20         # stdout, stderr, and /work/out's returned files in total (SPEC.md)
+CAP = 1 << 20         # stdout, stderr, and /work/out's returned files in total (docs/interface.md)
 RUN_GRACE_S = 2.0     # mcp/sandbox.c RUN_GRACE_MS: the host's wait past the limit
 
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""airlock's benchmark (DESIGN.md, "Benchmark"): `airlock bench` runs this.
+"""airlock's benchmark (docs/benchmarks.md): `airlock bench` runs this.
 
 One invocation measures airlock and its peers side by side on this machine, interleaved where it
 matters, and prints medians, p99 and ratios (and writes the same as JSON with --json FILE):

@@ -1,5 +1,5 @@
 /* The structured result: UTF-8 repair, signal names, MIME types, path rules, and the JSON shape
- * SPEC.md gives for execute_code's structuredContent. */
+ * docs/interface.md gives for execute_code's structuredContent. */
 #include <stdlib.h>
 #include <string.h>
 
