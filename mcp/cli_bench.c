@@ -24,11 +24,14 @@ int cli_bench(int argc, char **argv)
 		return 1;
 	}
 	self[n] = '\0';
+	/* beside the recipes: test/perf/ in a source tree, the data directory's top when installed */
 	snprintf(script, sizeof script, "%s/../test/perf/bench.py", im.recipe_dir);
+	if (access(script, R_OK) != 0)
+		snprintf(script, sizeof script, "%s/../bench.py", im.recipe_dir);
 	if (access(script, R_OK) != 0) {
-		fprintf(stderr, "airlock: the benchmark %s is not here (it ships with the source tree; "
-				"set AIRLOCK_RECIPES to its images/ directory)\n",
-			script);
+		fprintf(stderr, "airlock: the benchmark is not beside the recipes in %s (reinstall "
+				"airlock, or set AIRLOCK_RECIPES to a source tree's images/)\n",
+			im.recipe_dir);
 		return 1;
 	}
 	const char *python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";

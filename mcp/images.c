@@ -171,8 +171,14 @@ int images_init(struct images *im, const char *dir_override, char *err, size_t e
 	}
 
 	const char *recipes = getenv("AIRLOCK_RECIPES");
-	snprintf(im->recipe_dir, sizeof im->recipe_dir, "%s",
-		 recipes && *recipes ? recipes : AIRLOCK_RECIPE_DIR);
+	char data[PATH_MAX];
+	if (recipes && *recipes)
+		snprintf(im->recipe_dir, sizeof im->recipe_dir, "%s", recipes);
+	else if (locate_data_dir(data, sizeof data) ||
+		 path_printf(im->recipe_dir, sizeof im->recipe_dir, "%s/images", data)) {
+		snprintf(err, err_len, "the image recipe's path is too long");
+		return -ENAMETOOLONG;
+	}
 	if (locate_program("AIRLOCK_AGENT", "../agent/airlock-agent", "airlock-agent", im->agent,
 			   sizeof im->agent) != 0) {
 		snprintf(err, err_len, "airlock-agent not found (looked beside this program and in "

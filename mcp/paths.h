@@ -1,4 +1,5 @@
-/* Where airlock finds its companion programs (airlock-agent, airlock-vmm). */
+/* Where airlock finds its companion programs (airlock-agent, airlock-vmm) and its data (the
+ * image recipes, the benchmark). */
 #ifndef AIRLOCK_PATHS_H
 #define AIRLOCK_PATHS_H
 
@@ -9,6 +10,11 @@
  * Returns 0 with out set, or -ENOENT (out then holds the installed path it tried). */
 int locate_program(const char *env_var, const char *build_relative, const char *name, char *out,
 		   size_t out_len);
+
+/* Where airlock's data lives: the source tree (AIRLOCK_SOURCE_DIR) for the airlock of its build
+ * tree, the installed AIRLOCK_DATA_DIR for any other. Writes the directory to out: 0, or
+ * -ENAMETOOLONG. */
+int locate_data_dir(char *out, size_t out_len);
 
 /* snprintf for paths: -ENAMETOOLONG instead of a silently cut path, 0 when it fits. */
 int path_printf(char *out, size_t out_len, const char *fmt, ...)

@@ -56,6 +56,8 @@ SUITES = [
     # VMs on QEMU (tcg), directly on this machine.
     suite("run.tcg", "harness", "airlock run, VM tests", file=INTEGRATION + "test_run.py",
           backend="tcg"),
+    suite("install.tcg", "harness", "meson install: a complete airlock, no source tree needed",
+          file=INTEGRATION + "test_install.py", backend="tcg"),
     suite("snapshot.tcg", "harness", "snapshots and restore", backend="tcg",
           file=INTEGRATION + "test_snapshot.py", test_timeout=420),
     suite("mcp-raw.tcg", "harness", "airlock mcp at the wire, the warm pool, every VM's jail",
