@@ -40,7 +40,7 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 	uint64_t body = (uint64_t)h->code_len + h->stdin_len + h->files_len;
 	if (h->version != AL_PROTO_VERSION || body != len - sizeof *h)
 		return -EPROTO;
-	if (h->language < AL_LANG_PYTHON || h->language > AL_LANG_BASH)
+	if (h->language < AL_LANG_FIRST || h->language >= AL_LANG_END)
 		return -EPROTO;
 	req->code = payload + sizeof *h;
 	req->stdin_data = req->code + h->code_len;

@@ -33,6 +33,10 @@ struct mount_point {
 	const char *data;
 };
 
+#define STRINGIFY(x) #x
+#define STRINGIFY_VALUE(x) STRINGIFY(x)
+#define TMPFS_SIZE STRINGIFY_VALUE(AL_GUEST_TMPFS_MB) "m"
+
 /* The root file system is mounted read-only by the kernel (`ro`); everything writable is a
  * size-capped tmpfs. */
 static const struct mount_point mounts[] = {
@@ -42,8 +46,9 @@ static const struct mount_point mounts[] = {
 	{"devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "mode=0620,ptmxmode=0666"},
 	{"tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=64m"},
 	{"tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755,size=64m"},
-	{"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=256m"},
-	{"tmpfs", "/work", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755,size=256m,uid=1000,gid=1000"},
+	{"tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777,size=" TMPFS_SIZE},
+	{"tmpfs", "/work", "tmpfs", MS_NOSUID | MS_NODEV,
+	 "mode=0755,size=" TMPFS_SIZE ",uid=1000,gid=1000"},
 };
 
 static void log_error(const char *what)
@@ -175,9 +180,6 @@ static void end_vm(void)
  * that makes a snapshot). Returns the language, or 0. */
 static uint32_t warm_language(void)
 {
-	static const char *const names[] = {[AL_LANG_PYTHON] = "python",
-					    [AL_LANG_JAVASCRIPT] = "javascript",
-					    [AL_LANG_BASH] = "bash"};
 	char cmdline[4096];
 	int fd = open("/proc/cmdline", O_RDONLY | O_CLOEXEC);
 	ssize_t n = fd >= 0 ? read(fd, cmdline, sizeof cmdline - 1) : -1;
@@ -189,8 +191,8 @@ static uint32_t warm_language(void)
 	for (char *tok = strtok(cmdline, " \n"); tok; tok = strtok(NULL, " \n")) {
 		if (strncmp(tok, "airlock.warm=", 13) != 0)
 			continue;
-		for (uint32_t lang = AL_LANG_PYTHON; lang <= AL_LANG_BASH; lang++)
-			if (!strcmp(tok + 13, names[lang]))
+		for (uint32_t lang = AL_LANG_FIRST; lang < AL_LANG_END; lang++)
+			if (!strcmp(tok + 13, al_language_name(lang)))
 				return lang;
 	}
 	return 0;

@@ -48,7 +48,8 @@ struct interpreter {
 	"printf R >&4; while :; do read -r line <&3 || exit 125; RANDOM=${line#?}; "                 \
 	"case $line in G*) break;; esac; printf R >&4; done; exec 3<&- 4>&-; unset line; . \"$0\""
 
-static const struct interpreter interpreters[] = {
+/* One per row of AL_LANGUAGES (proto.h); a row left out here is refused at its first run. */
+static const struct interpreter interpreters[AL_LANG_END] = {
 	[AL_LANG_PYTHON] = {AGENT_RUN_DIR "/main.py", 1, 1,
 			    {"/usr/bin/python3", "/usr/lib/airlock/start.py", AGENT_RUN_DIR "/main.py",
 			     NULL}},
@@ -74,9 +75,17 @@ static char *const user_environment[] = {
 	NULL,
 };
 
+static const struct interpreter *interpreter_of(uint32_t language)
+{
+	if (language < AL_LANG_FIRST || language >= AL_LANG_END || !interpreters[language].script)
+		return NULL;
+	return &interpreters[language];
+}
+
 const char *program_script_path(uint32_t language)
 {
-	return interpreters[language].script;
+	const struct interpreter *interp = interpreter_of(language);
+	return interp ? interp->script : NULL;
 }
 
 /* The child that execs its interpreter only at go (node): answers prepares, returns 0 at "G". */
@@ -193,7 +202,11 @@ static int wait_until_ready(int ready_fd, int timeout_ms, const char **why)
 
 int program_start(struct program *p, uint32_t language, int preload, const char **why)
 {
-	const struct interpreter *interp = &interpreters[language];
+	const struct interpreter *interp = interpreter_of(language);
+	if (!interp) {
+		*why = "has no interpreter in this agent";
+		return -EINVAL;
+	}
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, go[2] = {-1, -1},
 	    ready[2] = {-1, -1};
 	*p = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,

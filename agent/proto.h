@@ -60,11 +60,58 @@ enum al_frame_type {
 	AL_FRAME_PING = 0x82, /* struct al_ping; answered with READY */
 };
 
+/* The languages, once. A row's place is its number on the wire (al_run.language: 1, 2, ...), so
+ * rows are only ever appended. Each row: its enum name, the name users, the tool and the
+ * snapshots use, and what the tool's description tells a model about it. A new language is a row
+ * here, its interpreter in agent/program.c and its packages in images/packages.txt: the agent,
+ * the host's tool schema and description, the pool and the snapshots all read this list. */
+#define AL_LANGUAGES(X)                                                                            \
+	X(PYTHON, "python",                                                                        \
+	  "python (Python 3.11 with numpy, pandas, scipy, matplotlib and the standard library; "   \
+	  "plt.show() returns each figure as a PNG)")                                              \
+	X(JAVASCRIPT, "javascript", "javascript (Node.js 18, no npm packages)")                    \
+	X(BASH, "bash", "bash (coreutils, sed, grep, procps)")
+
 enum al_language {
-	AL_LANG_PYTHON = 1,
-	AL_LANG_JAVASCRIPT = 2,
-	AL_LANG_BASH = 3,
+	AL_LANG_NONE = 0, /* no language: never valid on the wire */
+#define AL_LANGUAGE_ENUM(id, name, about) AL_LANG_##id,
+	AL_LANGUAGES(AL_LANGUAGE_ENUM)
+#undef AL_LANGUAGE_ENUM
+	AL_LANG_END, /* one past the last: arrays indexed by language have AL_LANG_END entries */
 };
+#define AL_LANG_FIRST 1
+
+/* A language's name ("python"), or NULL for a number that is none. */
+static inline const char *al_language_name(uint32_t language)
+{
+	switch (language) {
+#define AL_LANGUAGE_NAME(id, name, about)                                                          \
+	case AL_LANG_##id:                                                                         \
+		return name;
+		AL_LANGUAGES(AL_LANGUAGE_NAME)
+#undef AL_LANGUAGE_NAME
+	default:
+		return NULL;
+	}
+}
+
+/* What the tool's description says of a language, or NULL. */
+static inline const char *al_language_about(uint32_t language)
+{
+	switch (language) {
+#define AL_LANGUAGE_ABOUT(id, name, about)                                                         \
+	case AL_LANG_##id:                                                                         \
+		return about;
+		AL_LANGUAGES(AL_LANGUAGE_ABOUT)
+#undef AL_LANGUAGE_ABOUT
+	default:
+		return NULL;
+	}
+}
+
+/* The guest's two tmpfs file systems, /work and /tmp, are this size each (agent/main.c mounts
+ * them; the tool's description states it). */
+#define AL_GUEST_TMPFS_MB 256
 
 struct al_frame_header {
 	uint32_t type;

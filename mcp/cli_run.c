@@ -23,14 +23,12 @@
 #include "images.h"
 #include "launcher.h"
 #include "result.h"
+#include "call_limits.h"
 #include "sandbox.h"
 #include "snapshot.h"
 
-#define DEFAULT_TIMEOUT_S 30.0
 #define MAX_TIMEOUT_S 300.0
 #define MAX_INPUT_BYTES (16u << 20) /* code + stdin + files, as for an MCP request */
-#define OUTPUT_CAP (1u << 20)
-#define OUT_FILES_CAP (1u << 20)
 struct run_options {
 	const char *backend, *language, *file, *code_arg, *images_dir, *out_dir;
 	double timeout_s;
@@ -51,7 +49,7 @@ struct run_state {
 static void usage(void)
 {
 	fprintf(stderr,
-		"usage: airlock run [--backend auto|kvm|tcg] [--lang python|javascript|bash]\n"
+		"usage: airlock run [--backend auto|kvm|tcg] [--lang LANGUAGE]\n"
 		"                   [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
 		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--verbose] [--cold]\n"
 		"                   (--file F | CODE)\n"
@@ -61,6 +59,9 @@ static void usage(void)
 		"file not written is said on stderr (and in \"out_skipped\" with --json).\n"
 		"The VM is restored from the language's snapshot when `airlock image build` made one\n"
 		"(for this backend and VM size), else booted; --cold always boots.\n");
+	char names[256];
+	sandbox_language_list(names, sizeof names);
+	fprintf(stderr, "LANGUAGE: %s (default python).\n", names);
 }
 
 /* Reads a whole file (or fd) up to limit bytes. Returns 0 or -errno (-EFBIG past the limit). */
@@ -159,7 +160,7 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		{"cold", no_argument, NULL, 'C'},          {NULL, 0, NULL, 0},
 	};
 	*o = (struct run_options){.backend = "auto", .language = "python",
-				  .timeout_s = DEFAULT_TIMEOUT_S, .memory_mb = VM_DEFAULT_MEMORY_MB,
+				  .timeout_s = CALL_DEFAULT_TIMEOUT_S, .memory_mb = VM_DEFAULT_MEMORY_MB,
 				  .vcpus = VM_DEFAULT_VCPUS};
 	int c;
 	char *end;
@@ -386,7 +387,7 @@ static void save_output_files(const char *dir, const struct file_list *files, js
 		}
 		if (!f->returned) {
 			snprintf(limit, sizeof limit, "not returned: over the %u MiB limit for "
-				 "output files", OUT_FILES_CAP >> 20);
+				 "output files", CALL_OUT_FILES_CAP >> 20);
 			reason = limit;
 		} else if (strcmp(name, f->path) != 0) {
 			/* a name that a terminal or a script may take for something else */
@@ -439,7 +440,7 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 			r->boot_ms, st->restored ? "restored from the snapshot" : "booted",
 			r->duration_ms);
 	struct file_list files = {0};
-	if (result_output_files(r, OUT_FILES_CAP, &files) != 0)
+	if (result_output_files(r, CALL_OUT_FILES_CAP, &files) != 0)
 		fprintf(stderr, "airlock: the guest returned a malformed file archive\n");
 	if (o->json) {
 		/* with --out, execute_code's result plus "out_skipped": the files not written */
@@ -517,8 +518,9 @@ int cli_run(int argc, char **argv)
 	struct images im;
 
 	if (lang_rc != 0) {
-		fprintf(stderr, "airlock: --lang must be python, javascript or bash (got '%s')\n",
-			o.language);
+		char names[256];
+		sandbox_language_list(names, sizeof names);
+		fprintf(stderr, "airlock: --lang must be %s (got '%s')\n", names, o.language);
 		status = 2;
 		goto out;
 	}
@@ -594,9 +596,9 @@ int cli_run(int argc, char **argv)
 		.files_tar = tar,
 		.files_len = tar_len,
 		.timeout_ms = (uint32_t)llround(o.timeout_s * 1000),
-		.stdout_cap = OUTPUT_CAP,
-		.stderr_cap = OUTPUT_CAP,
-		.out_files_cap = OUT_FILES_CAP,
+		.stdout_cap = CALL_OUTPUT_CAP,
+		.stderr_cap = CALL_OUTPUT_CAP,
+		.out_files_cap = CALL_OUT_FILES_CAP,
 	};
 	if (sandbox_start(&loop, &vm, &req, on_done, &st, &st.sandbox, err, sizeof err) != 0) {
 		fprintf(stderr, "airlock: %s\n", err);

@@ -13,13 +13,11 @@
 #include "content.h"
 #include "result.h"
 #include "rpc.h"
+#include "call_limits.h"
 #include "sandbox.h"
 #include "tools.h"
 
-#define DEFAULT_TIMEOUT_S 30.0
 #define MAX_FILES 1000
-#define OUTPUT_CAP (1u << 20)
-#define OUT_FILES_CAP (1u << 20)
 #define PROGRESS_INTERVAL_MS 1000
 
 struct execution {
@@ -175,7 +173,7 @@ static int take_arguments(json_t *args, double max_timeout_s, struct execution *
 		snprintf(why, why_len, "language: must be \"python\", \"javascript\" or \"bash\"");
 		return -EINVAL;
 	}
-	e->timeout_s = DEFAULT_TIMEOUT_S;
+	e->timeout_s = CALL_DEFAULT_TIMEOUT_S;
 	if (timeout) {
 		double t = json_number_value(timeout);
 		if (!json_is_number(timeout) || !(t > 0) || !isfinite(t)) {
@@ -243,7 +241,7 @@ static void on_sandbox_done(struct sandbox *sb, const struct sandbox_result *r, 
 					  r->message);
 	} else {
 		struct file_list files = {0};
-		if (result_output_files(r, OUT_FILES_CAP, &files) != 0)
+		if (result_output_files(r, CALL_OUT_FILES_CAP, &files) != 0)
 			server_log(call->srv, LOG_WARNING, "the guest returned a malformed archive");
 		e->result = content_run_result(r, &files, e->timeout_s);
 		file_list_free(&files);
@@ -288,9 +286,9 @@ static void start_execution(struct call *call)
 		.files_tar = e->tar,
 		.files_len = e->tar_len,
 		.timeout_ms = (uint32_t)llround(e->timeout_s * 1000),
-		.stdout_cap = OUTPUT_CAP,
-		.stderr_cap = OUTPUT_CAP,
-		.out_files_cap = OUT_FILES_CAP,
+		.stdout_cap = CALL_OUTPUT_CAP,
+		.stderr_cap = CALL_OUTPUT_CAP,
+		.out_files_cap = CALL_OUT_FILES_CAP,
 	};
 	/* a warm VM from the pool, else one restored (or booted) now */
 	struct sandbox_vm vm;

@@ -36,7 +36,7 @@ int images_build(const struct images *im, bool force, char *err, size_t err_len)
 struct snapshot_recipe {
 	const char *backend;  /* "tcg" or "kvm" */
 	const char *program;  /* the VM program (qemu-system-x86_64, airlock-vmm), full path */
-	const char *language; /* "python", "javascript", "bash" */
+	const char *language; /* a name of AL_LANGUAGES (agent/proto.h) */
 	unsigned memory_mb, vcpus;
 };
 

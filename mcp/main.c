@@ -14,7 +14,7 @@ static void usage(FILE *out)
 		"usage:\n"
 		"  airlock mcp [--backend auto|kvm|tcg] [--pool N] [--max-concurrent N]\n"
 		"              [--max-queued N] [--max-timeout S]\n"
-		"  airlock run [--backend auto|kvm|tcg] [--lang python|javascript|bash]\n"
+		"  airlock run [--backend auto|kvm|tcg] [--lang LANGUAGE]\n"
 		"              [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
 		"              [--cold] (--file F | CODE)\n"
 		"  airlock image build [--force] [--backend auto|kvm|tcg] [--no-snapshots]\n"

@@ -32,7 +32,7 @@ struct lane {
 struct pool {
 	uv_loop_t *loop;
 	struct pool_config cfg;
-	struct lane lanes[AL_LANG_BASH + 1];
+	struct lane lanes[AL_LANG_END];
 	uv_timer_t retry; /* the next refill: after a failure, or after a take */
 	bool stopping, timer_closed;
 	void (*stopped)(void *ctx);
@@ -76,7 +76,7 @@ static void maybe_finish_stop(struct pool *p)
 {
 	if (!p->stopping || !p->timer_closed)
 		return;
-	for (int l = AL_LANG_PYTHON; l <= AL_LANG_BASH; l++)
+	for (int l = AL_LANG_FIRST; l < AL_LANG_END; l++)
 		if (p->lanes[l].members)
 			return;
 	void (*stopped)(void *) = p->stopped;
@@ -144,7 +144,7 @@ static void refill(struct pool *p)
 {
 	if (p->stopping)
 		return;
-	for (int l = AL_LANG_PYTHON; l <= AL_LANG_BASH; l++) {
+	for (int l = AL_LANG_FIRST; l < AL_LANG_END; l++) {
 		struct lane *lane = &p->lanes[l];
 		if (!p->cfg.vm[l].snapshot_dir)
 			continue;
@@ -208,7 +208,7 @@ void pool_stop(struct pool *p, void (*stopped)(void *ctx), void *ctx)
 	p->stopped_ctx = ctx;
 	uv_timer_stop(&p->retry);
 	uv_close((uv_handle_t *)&p->retry, on_retry_closed);
-	for (int l = AL_LANG_PYTHON; l <= AL_LANG_BASH; l++)
+	for (int l = AL_LANG_FIRST; l < AL_LANG_END; l++)
 		for (struct member *m = p->lanes[l].members; m; m = m->next)
 			sandbox_cancel(m->sb); /* on_member_done frees it, later */
 }

@@ -21,7 +21,7 @@ struct pool;
  * without a snapshot (never pooled). */
 struct pool_config {
 	unsigned size; /* idle VMs per language */
-	struct sandbox_vm vm[AL_LANG_BASH + 1];
+	struct sandbox_vm vm[AL_LANG_END];
 	void (*log)(void *ctx, const char *message); /* restore failures */
 	void *log_ctx;
 };

@@ -853,23 +853,32 @@ void sandbox_cancel(struct sandbox *sb)
 	fail(sb, -ECANCELED, "cancelled");
 }
 
-static const char *const language_names[] = {
-	[AL_LANG_PYTHON] = "python", [AL_LANG_JAVASCRIPT] = "javascript", [AL_LANG_BASH] = "bash"};
-
 int sandbox_language(const char *name, enum al_language *out)
 {
-	for (int l = AL_LANG_PYTHON; l <= AL_LANG_BASH; l++)
-		if (strcmp(name, language_names[l]) == 0) {
+	for (int l = AL_LANG_FIRST; l < AL_LANG_END; l++)
+		if (strcmp(name, al_language_name((uint32_t)l)) == 0) {
 			*out = (enum al_language)l;
 			return 0;
 		}
 	return -EINVAL;
 }
 
+void sandbox_language_list(char *out, size_t out_len)
+{
+	size_t used = 0;
+	if (out_len)
+		out[0] = '\0';
+	for (uint32_t l = AL_LANG_FIRST; l < AL_LANG_END && used < out_len; l++) {
+		const char *sep = l == AL_LANG_FIRST ? "" : l + 1 == AL_LANG_END ? " or " : ", ";
+		int n = snprintf(out + used, out_len - used, "%s%s", sep, al_language_name(l));
+		used += n > 0 ? (size_t)n : 0;
+	}
+}
+
 const char *sandbox_language_name(enum al_language language)
 {
-	return language >= AL_LANG_PYTHON && language <= AL_LANG_BASH ? language_names[language]
-								       : "unknown";
+	const char *name = al_language_name(language);
+	return name ? name : "unknown";
 }
 
 uint32_t sandbox_boot_timeout_ms(void)

@@ -92,9 +92,12 @@ void sandbox_submit(struct sandbox *sb, const struct sandbox_request *req, sandb
 		    void *ctx);
 /* Kills the VM now; done follows with error -ECANCELED. Safe to call more than once. */
 void sandbox_cancel(struct sandbox *sb);
-/* "python", "javascript" or "bash" to its enum al_language. Returns 0 or -EINVAL. */
+/* A language's name (a row of AL_LANGUAGES, agent/proto.h) to its enum al_language. Returns 0 or
+ * -EINVAL. */
 int sandbox_language(const char *name, enum al_language *out);
-/* And back: "python", "javascript" or "bash". */
+/* Every language's name, "a, b or c", into out (cut to fit). */
+void sandbox_language_list(char *out, size_t out_len);
+/* And back ("unknown" for none). */
 const char *sandbox_language_name(enum al_language language);
 /* The boot deadline: $AIRLOCK_BOOT_TIMEOUT seconds when set (slow hosts, tests), else 60 s. */
 uint32_t sandbox_boot_timeout_ms(void);

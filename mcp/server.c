@@ -34,8 +34,8 @@ struct server {
 	char images_error[1024];
 
 	/* per language: the snapshot VMs restore from (empty: boot instead), and the warm pool */
-	char snapshots[AL_LANG_BASH + 1][PATH_MAX];
-	struct snapshot_facts snapshot_facts[AL_LANG_BASH + 1];
+	char snapshots[AL_LANG_END][PATH_MAX];
+	struct snapshot_facts snapshot_facts[AL_LANG_END];
 	struct pool *pool;
 	bool pool_stopping;
 
@@ -284,7 +284,7 @@ static void pool_log(void *ctx, const char *message)
 static void start_pool(struct server *srv)
 {
 	struct pool_config pc = {.size = srv->cfg.pool_size, .log = pool_log, .log_ctx = srv};
-	for (int l = AL_LANG_PYTHON; l <= AL_LANG_BASH; l++) {
+	for (int l = AL_LANG_FIRST; l < AL_LANG_END; l++) {
 		const char *name = sandbox_language_name((enum al_language)l);
 		struct snapshot_spec spec = {srv->cfg.launcher, &srv->cfg.images, name,
 					     srv->cfg.memory_mb, srv->cfg.vcpus, 0};

@@ -421,9 +421,8 @@ int snapshot_ensure(const struct snapshot_spec *s, char *dir, size_t dir_len, ch
 int snapshot_ensure_all(const struct launcher *launcher, const struct images *images,
 			unsigned memory_mb, unsigned vcpus, char *err, size_t err_len)
 {
-	static const char *const languages[] = {"python", "javascript", "bash"};
-	for (size_t i = 0; i < sizeof languages / sizeof languages[0]; i++) {
-		struct snapshot_spec spec = {launcher, images, languages[i], memory_mb, vcpus,
+	for (uint32_t l = AL_LANG_FIRST; l < AL_LANG_END; l++) {
+		struct snapshot_spec spec = {launcher, images, al_language_name(l), memory_mb, vcpus,
 					     SNAPSHOT_MAKE_TIMEOUT_MS};
 		char dir[PATH_MAX];
 		int rc = snapshot_ensure(&spec, dir, sizeof dir, err, err_len);

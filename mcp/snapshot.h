@@ -36,7 +36,7 @@
 struct snapshot_spec {
 	const struct launcher *launcher;
 	const struct images *images;
-	const char *language; /* "python", "javascript", "bash" */
+	const char *language; /* a name of AL_LANGUAGES (agent/proto.h) */
 	unsigned memory_mb, vcpus;
 	uint32_t timeout_ms; /* boot + interpreter start + save */
 };

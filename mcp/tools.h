@@ -10,8 +10,8 @@
 struct tool {
 	const char *name;
 	const char *title;
-	/* printf format with one %g: the maximum timeout in seconds */
-	const char *description;
+	/* Writes the description for this server's configuration (its limits). */
+	void (*describe)(const struct server_config *cfg, char *out, size_t len);
 	const char *input_schema;  /* JSON text */
 	const char *output_schema; /* JSON text */
 	/* Validates the arguments and starts the call; it ends with call_finish() or call_drop(). */

@@ -12,7 +12,9 @@
 #include <unistd.h>
 
 #include "base64.h"
+#include "call_limits.h"
 #include "check.h"
+#include "proto.h"
 #include "rpc.h"
 #include "server.h"
 
@@ -132,6 +134,35 @@ static void answers_the_protocol_methods(void)
 	CHECK(strstr(json_string_value(json_object_get(tool, "description")), "300 s") != NULL);
 	CHECK(json_is_object(json_object_get(reply_for(&r, 4), "result")));
 	CHECK(error_code(reply_for(&r, 5)) == RPC_METHOD_NOT_FOUND);
+	replies_free(&r);
+}
+
+/* The tool says what this server does: every language of AL_LANGUAGES in its schema and its
+ * description, and the limits as configured (--memory-mb, --max-timeout) and defined
+ * (call_limits.h), not figures written beside them. */
+static void the_tool_describes_the_tables_and_this_servers_limits(void)
+{
+	const char in[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n";
+	struct server_config cfg = test_config();
+	cfg.memory_mb = 768;
+	cfg.max_timeout_s = 45;
+	struct replies r;
+	serve_with(&cfg, in, sizeof in - 1, &r);
+	json_t *tool = json_array_get(json_object_get(json_object_get(reply_for(&r, 1), "result"),
+						      "tools"), 0);
+	const char *description = json_string_value(json_object_get(tool, "description"));
+	json_t *props = json_object_get(json_object_get(tool, "inputSchema"), "properties");
+	json_t *names = json_object_get(json_object_get(props, "language"), "enum");
+	CHECK(description && json_array_size(names) == AL_LANG_END - AL_LANG_FIRST);
+	for (uint32_t l = AL_LANG_FIRST; l < AL_LANG_END && description; l++) {
+		CHECK(strcmp(json_string_value(json_array_get(names, l - AL_LANG_FIRST)),
+			     al_language_name(l)) == 0);
+		CHECK(strstr(description, al_language_about(l)) != NULL);
+	}
+	CHECK(description && strstr(description, "768 MiB of memory") != NULL);
+	CHECK(description && strstr(description, "at most 45 s") != NULL);
+	CHECK(json_real_value(json_object_get(json_object_get(props, "timeout_s"), "default")) ==
+	      CALL_DEFAULT_TIMEOUT_S);
 	replies_free(&r);
 }
 
@@ -404,6 +435,7 @@ static void a_client_that_does_not_read_stops_the_input(void)
 int main(void)
 {
 	TEST(answers_the_protocol_methods);
+	TEST(the_tool_describes_the_tables_and_this_servers_limits);
 	TEST(bad_lines_get_errors);
 	TEST(oversized_line_is_skipped);
 	TEST(execute_code_checks_arguments_then_reports_the_sandbox);
