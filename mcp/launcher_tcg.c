@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "launcher.h"
+#include "layout.h" /* vmm/: the guest kernel command line both backends give */
 #include "paths.h"
 
 static const char *qemu_binary(void)
@@ -375,8 +376,7 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 	if (tsc_khz)
 		snprintf(tsc, sizeof tsc, " tsc_early_khz=%u tsc=reliable", tsc_khz);
 	rc |= argv_push(a, "-append");
-	rc |= argv_push(a, "console=ttyS0 quiet reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 "
-			   "init=/sbin/init nolapic_timer%s%s%s",
+	rc |= argv_push(a, GUEST_CMDLINE_CONSOLE " quiet " GUEST_CMDLINE_SYSTEM " nolapic_timer%s%s%s",
 			tsc, s->warm_language ? " airlock.warm=" : "",
 			s->warm_language ? s->warm_language : "");
 	rc |= argv_push(a, "-drive");

@@ -1,4 +1,6 @@
-/* The guest-physical memory map of an airlock microVM, as named constants. */
+/* The guest-physical memory map of an airlock microVM, as named constants, and what its kernel is
+ * told of its devices. mcp/launcher_tcg.c includes this file too (the one header vmm/ and mcp/
+ * share), for the kernel command line both backends give the same guest. */
 #ifndef AIRLOCK_LAYOUT_H
 #define AIRLOCK_LAYOUT_H
 
@@ -31,5 +33,25 @@
 /* Interrupt lines (GSIs; below 16 they also reach the legacy PIC) */
 #define LAYOUT_IRQ_SERIAL 4
 #define LAYOUT_IRQ_VIRTIO_FIRST 5
+
+/* The virtio-mmio devices, one page each from LAYOUT_MMIO_BASE in this order, each with the next
+ * IRQ: main.c attaches them and names them on the kernel command line from these alone. The
+ * disk comes first, so that it is /dev/vda (GUEST_CMDLINE_SYSTEM). A new device is a slot here
+ * (before LAYOUT_VIRTIO_SLOTS), its file and its line in main.c's attach_devices. */
+enum layout_virtio_slot {
+	LAYOUT_VIRTIO_BLK,
+	LAYOUT_VIRTIO_CONSOLE,
+	LAYOUT_VIRTIO_SLOTS,
+};
+#define LAYOUT_VIRTIO_BASE(slot)                                                                   \
+	(LAYOUT_MMIO_BASE + (unsigned long long)(slot) * LAYOUT_VIRTIO_MMIO_SIZE)
+#define LAYOUT_VIRTIO_IRQ(slot) (LAYOUT_IRQ_VIRTIO_FIRST + (unsigned)(slot))
+
+/* What every guest kernel is told, on both backends: its console, then (after "quiet", or not)
+ * how it ends and what it runs. reboot=t with panic=-1 turns the agent's end and a panic into a
+ * triple fault, which ends the VM; the root is the first virtio disk, read-only; init is the
+ * agent. */
+#define GUEST_CMDLINE_CONSOLE "console=ttyS0"
+#define GUEST_CMDLINE_SYSTEM "reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 init=/sbin/init"
 
 #endif

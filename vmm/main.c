@@ -29,8 +29,6 @@
 #include "snapshot.h"
 #include "vmm.h"
 
-#define VIRTIO_BLK_BASE LAYOUT_MMIO_BASE
-#define VIRTIO_CONSOLE_BASE (LAYOUT_MMIO_BASE + LAYOUT_VIRTIO_MMIO_SIZE)
 
 struct options {
 	const char *kernel, *rootfs, *serial_log, *cmdline_extra;
@@ -189,14 +187,21 @@ static int boot(struct vm *vm, const struct options *o)
 	unsigned tsc_khz = vcpu_tsc_khz(vm);
 	if (tsc_khz)
 		snprintf(tsc, sizeof tsc, "tsc_early_khz=%u tsc=reliable ", tsc_khz);
+	/* no ACPI, no PCI: the kernel learns each virtio-mmio device from one parameter */
+	char devices[LAYOUT_VIRTIO_SLOTS * 48] = "";
+	size_t used = 0;
+	for (unsigned slot = 0; slot < LAYOUT_VIRTIO_SLOTS; slot++) {
+		int k = snprintf(devices + used, sizeof devices - used,
+				 "virtio_mmio.device=%uK@0x%llx:%u ", LAYOUT_VIRTIO_MMIO_SIZE >> 10,
+				 LAYOUT_VIRTIO_BASE(slot), LAYOUT_VIRTIO_IRQ(slot));
+		if (k < 0 || (size_t)k >= sizeof devices - used)
+			return -E2BIG;
+		used += (size_t)k;
+	}
 	char cmdline[LAYOUT_CMDLINE_MAX];
-	int n = snprintf(cmdline, sizeof cmdline,
-			 "console=ttyS0 %s reboot=t panic=-1 root=/dev/vda ro rootfstype=ext4 "
-			 "init=/sbin/init virtio_mmio.device=4K@0x%llx:%d "
-			 "virtio_mmio.device=4K@0x%llx:%d %s%s",
-			 o->verbose ? "" : "quiet", (unsigned long long)VIRTIO_BLK_BASE,
-			 LAYOUT_IRQ_VIRTIO_FIRST, (unsigned long long)VIRTIO_CONSOLE_BASE,
-			 LAYOUT_IRQ_VIRTIO_FIRST + 1, tsc, o->cmdline_extra ? o->cmdline_extra : "");
+	int n = snprintf(cmdline, sizeof cmdline, GUEST_CMDLINE_CONSOLE " %s " GUEST_CMDLINE_SYSTEM
+			 " %s%s%s", o->verbose ? "" : "quiet", devices, tsc,
+			 o->cmdline_extra ? o->cmdline_extra : "");
 	if (n < 0 || (size_t)n >= sizeof cmdline) {
 		vmm_log("kernel command line too long");
 		return -E2BIG;
@@ -245,10 +250,11 @@ static int attach_devices(struct vm *vm, const struct options *o, const struct d
 	if (rc == 0)
 		rc = rtc_create(vm);
 	if (rc == 0)
-		rc = virtio_blk_create(vm, f->disk_fd, VIRTIO_BLK_BASE, LAYOUT_IRQ_VIRTIO_FIRST);
+		rc = virtio_blk_create(vm, f->disk_fd, LAYOUT_VIRTIO_BASE(LAYOUT_VIRTIO_BLK),
+				       LAYOUT_VIRTIO_IRQ(LAYOUT_VIRTIO_BLK));
 	if (rc == 0)
-		rc = virtio_console_create(vm, o->channel_fd, VIRTIO_CONSOLE_BASE,
-					   LAYOUT_IRQ_VIRTIO_FIRST + 1);
+		rc = virtio_console_create(vm, o->channel_fd, LAYOUT_VIRTIO_BASE(LAYOUT_VIRTIO_CONSOLE),
+					   LAYOUT_VIRTIO_IRQ(LAYOUT_VIRTIO_CONSOLE));
 	if (rc)
 		vmm_log("cannot set up the devices: %s", strerror(-rc));
 	return rc;

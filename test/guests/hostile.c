@@ -12,7 +12,7 @@
  */
 #include <stdint.h>
 
-#include "../../vmm/layout.h"
+#include "layout.h"
 
 #define COM1 0x3f8
 #define BLK_BASE LAYOUT_MMIO_BASE
