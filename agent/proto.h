@@ -81,32 +81,24 @@ enum al_language {
 };
 #define AL_LANG_FIRST 1
 
-/* A language's name ("python"), or NULL for a number that is none. */
-static inline const char *al_language_name(uint32_t language)
+/* A language's row of AL_LANGUAGES, or NULL for a number that is none. */
+struct al_language_row {
+	const char *name;  /* "python": what users, the tool and the snapshots call it */
+	const char *about; /* what the tool's description says of it */
+};
+static inline const struct al_language_row *al_language(uint32_t language)
 {
-	switch (language) {
-#define AL_LANGUAGE_NAME(id, name, about)                                                          \
-	case AL_LANG_##id:                                                                         \
-		return name;
-		AL_LANGUAGES(AL_LANGUAGE_NAME)
-#undef AL_LANGUAGE_NAME
-	default:
-		return NULL;
-	}
+	static const struct al_language_row rows[AL_LANG_END] = {
+#define AL_LANGUAGE_ROW(id, name, about) [AL_LANG_##id] = {name, about},
+		AL_LANGUAGES(AL_LANGUAGE_ROW)
+#undef AL_LANGUAGE_ROW
+	};
+	return language >= AL_LANG_FIRST && language < AL_LANG_END ? &rows[language] : NULL;
 }
 
-/* What the tool's description says of a language, or NULL. */
-static inline const char *al_language_about(uint32_t language)
+static inline const char *al_language_name(uint32_t language)
 {
-	switch (language) {
-#define AL_LANGUAGE_ABOUT(id, name, about)                                                         \
-	case AL_LANG_##id:                                                                         \
-		return about;
-		AL_LANGUAGES(AL_LANGUAGE_ABOUT)
-#undef AL_LANGUAGE_ABOUT
-	default:
-		return NULL;
-	}
+	return al_language(language) ? al_language(language)->name : NULL;
 }
 
 /* The guest's two tmpfs file systems, /work and /tmp, are this size each (agent/main.c mounts

@@ -14,7 +14,7 @@ static void describe_execute_code(const struct server_config *cfg, char *out, si
 	size_t used = 0;
 	for (uint32_t l = AL_LANG_FIRST; l < AL_LANG_END && used < sizeof languages; l++) {
 		int n = snprintf(languages + used, sizeof languages - used, "%s%s",
-				 l > AL_LANG_FIRST ? ", " : "", al_language_about(l));
+				 l > AL_LANG_FIRST ? ", " : "", al_language(l)->about);
 		used += n > 0 ? (size_t)n : 0;
 	}
 	snprintf(out, len,
