@@ -1,5 +1,5 @@
 /* airlock bench: the benchmark (docs/benchmarks.md). The measuring and the peers live in
- * test/perf/bench.py (standard-library Python, beside the recipe in the source tree); this finds
+ * test/perf/bench.py (standard-library Python; installed as share/airlock/bench.py); this finds
  * it and runs it against this airlock binary. */
 #include <errno.h>
 #include <limits.h>
