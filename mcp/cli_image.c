@@ -7,7 +7,7 @@
 #include "cli.h"
 #include "images.h"
 #include "launcher.h"
-#include "snapshot.h"
+#include "snapshot_cache.h"
 
 int cli_image(int argc, char **argv)
 {

@@ -25,7 +25,7 @@
 #include "result.h"
 #include "call_limits.h"
 #include "sandbox.h"
-#include "snapshot.h"
+#include "snapshot_cache.h"
 
 #define MAX_TIMEOUT_S 300.0
 #define MAX_INPUT_BYTES (16u << 20) /* code + stdin + files, as for an MCP request */

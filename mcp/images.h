@@ -32,7 +32,7 @@ bool images_ready(const struct images *im);
 /* Builds whatever of the current recipe is missing (everything when force), with a progress line
  * on stderr for each step. Returns 0 or -errno with err naming the failed step and its log. */
 int images_build(const struct images *im, bool force, char *err, size_t err_len);
-/* What a snapshot depends on besides the images (see snapshot.h). */
+/* What a snapshot depends on besides the images (see snapshot_cache.h). */
 struct snapshot_recipe {
 	const char *backend;  /* "tcg" or "kvm" */
 	const char *program;  /* the VM program (qemu-system-x86_64, airlock-vmm), full path */

@@ -23,7 +23,7 @@ struct vm_spec {
 	unsigned vcpus;
 	int channel_fd; /* fd number of the host channel in the VM process */
 
-	/* Snapshots (snapshot.c). Making one: boot with warm_language set, snapshot_dir receiving
+	/* Snapshots (snapshot_cache.c). Making one: boot with warm_language set, snapshot_dir receiving
 	 * it. Restoring one: restore set, snapshot_dir holding it. Either way the directory holds
 	 * `memory` (guest RAM) and `state` (everything else). */
 	const char *warm_language; /* the agent starts this interpreter before READY */

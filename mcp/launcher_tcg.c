@@ -102,8 +102,8 @@ static int tcg_program(char *out, size_t out_len)
 }
 
 /* Snapshots: guest RAM is the file DIR/memory. Making one, QEMU maps it shared, so the file is
- * the RAM and the migration stream (x-ignore-shared, driven over QMP by snapshot.c) carries only
- * device state. Restoring, it maps the file private: copy-on-write over the page cache that
+ * the RAM and the migration stream (x-ignore-shared, driven over QMP by snapshot_cache.c) carries
+ * only device state. Restoring, it maps the file private: copy-on-write over the page cache that
  * every VM of the snapshot shares, and only the device state is loaded (-incoming defer, then
  * migrate-incoming from state_fd, sent by sandbox.c). The rest of the command line must be the
  * same both times, kernel and command line included (they size the ROMs in the stream); how

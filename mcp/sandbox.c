@@ -27,7 +27,7 @@
 #include "qmp.h"
 #include "sandbox.h"
 #include "readonly_files.h"
-#include "snapshot.h"
+#include "snapshot_cache.h"
 #include "vm_process.h"
 
 /* After the program's limit the agent kills it and reports; the host waits this much longer for
@@ -356,7 +356,7 @@ static void on_request_written(uv_write_t *req, int status)
 		fail(sb, -EIO, "cannot send the request to the guest: %s", uv_strerror(status));
 }
 
-/* A restored VM runs no request once its snapshot's memory file was written (snapshot.h): it
+/* A restored VM runs no request once its snapshot's memory file was written (snapshot_cache.h): it
  * may have been restored from the change. Fails the sandbox and returns true then. */
 static bool snapshot_written_since(struct sandbox *sb)
 {

@@ -24,11 +24,11 @@ struct sandbox_vm {
 	unsigned vcpus;
 	uint32_t boot_timeout_ms; /* spawn until the agent is READY */
 	bool verbose;             /* copy the guest's boot log to stderr at the end */
-	/* Restore from this snapshot (snapshot.h) instead of booting, or NULL. The snapshot's
+	/* Restore from this snapshot (snapshot_cache.h) instead of booting, or NULL. The snapshot's
 	 * language is the only one its VM runs. */
 	const char *snapshot_dir;
 	const char *snapshot_language;
-	/* the snapshot's facts (snapshot.h): the TSC rate a restore repeats (vm_spec), and the
+	/* the snapshot's facts (snapshot_cache.h): the TSC rate a restore repeats (vm_spec), and the
 	 * memory file's change time (no request runs once it changed) */
 	unsigned guest_tsc_khz;
 	int64_t snapshot_memory_ctime_ns;

@@ -12,7 +12,7 @@
 #include "pool.h"
 #include "rpc.h"
 #include "server.h"
-#include "snapshot.h"
+#include "snapshot_cache.h"
 #include "tools.h"
 
 static const char *const supported_versions[] = {

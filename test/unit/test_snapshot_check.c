@@ -1,4 +1,4 @@
-/* The host's snapshot check (mcp/snapshot.c): a whole snapshot passes; a missing, truncated,
+/* The host's snapshot check (mcp/snapshot_cache.c): a whole snapshot passes; a missing, truncated,
  * altered or mismatched one is refused with -EINVAL (or -ENOENT when there is none), so that it is
  * made again instead of being half-loaded. No VM: the files are written here. */
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "../../mcp/snapshot.h" /* not vmm/snapshot.h, also on the path */
+#include "snapshot_cache.h"
 
 static char dir[] = "/tmp/airlock-test-snapshot-XXXXXX";
 static struct images im;
@@ -78,7 +78,7 @@ static void whole_snapshot_passes(void)
 	CHECK(snapshot_memory_unchanged(dir, facts.memory_ctime_ns, why, sizeof why) == 0);
 }
 
-/* A VM that broke out into QEMU 7.2 could write the memory file it maps (snapshot.h): once
+/* A VM that broke out into QEMU 7.2 could write the memory file it maps (snapshot_cache.h): once
  * written, even with its size and its modification time put back, the snapshot is refused. */
 static void written_memory_is_refused(void)
 {

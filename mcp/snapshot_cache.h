@@ -18,8 +18,8 @@
  * be undone without being seen: it changes the file's ctime, which the manifest records, so the
  * snapshot is refused from then on, and a VM restored from it runs no request once it changed.
  */
-#ifndef AIRLOCK_SNAPSHOT_H
-#define AIRLOCK_SNAPSHOT_H
+#ifndef AIRLOCK_SNAPSHOT_CACHE_H
+#define AIRLOCK_SNAPSHOT_CACHE_H
 
 #include <limits.h>
 #include <stdbool.h>

@@ -1,4 +1,4 @@
-/* Making and checking snapshots (see snapshot.h). Making is blocking and runs at image build
+/* Making and checking snapshots (see snapshot_cache.h). Making is blocking and runs at image build
  * time (`airlock image build`, or the server's first-use build on a worker thread).
  *
  * The manifest is text, one "key value" per line:
@@ -13,7 +13,7 @@
  *     state_hash HEX        FNV-1a of `state`
  *     guest_tsc_khz N       tcg: the TSC rate its kernel was told (host_tsc_khz), which a
  *                           restore's command line must repeat; 0 on kvm (airlock-vmm asks KVM)
- *     memory_ctime_ns N     `memory`'s change time once made: a write since shows (snapshot.h)
+ *     memory_ctime_ns N     `memory`'s change time once made: a later write shows (see the .h)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +32,7 @@
 #include "proto.h"
 #include "paths.h"
 #include "qmp.h"
-#include "snapshot.h"
+#include "snapshot_cache.h"
 #include "vm_process.h"
 
 #define MANIFEST_VERSION 2 /* 2: guest_tsc_khz, memory_ctime_ns */
