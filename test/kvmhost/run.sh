@@ -67,9 +67,10 @@ elapsed() { echo "$(date +%s.%N) $START" | awk '{printf "%.1f", $1 - $2}'; }
 # One CPU. With two, the nested guests died now and then: restored airlock-vmm VMs triple-faulted
 # (restore_stress.py, 8 workers: 4 in 170 restores, QEMU 7.2; 1 in 256 under QEMU 10.0) and
 # the test host's own kernel read `current` through a wrong GS base after a nested VM exit.
-# With one: none in 256 (2026-12-06), the same stress, and no slower for the CI suites (run.kvm
-# 181 s against 197 s). The experiments' knobs: KVMHOST_SMP, KVMHOST_ACCEL (tcg,thread=single),
-# KVMHOST_QEMU with KVMHOST_QEMU_DATA (another QEMU build and its firmware directory).
+# With one: none in 640 (2026-12-06: 256 without the MP table, 384 with it), and no slower for
+# the CI suites (run.kvm 181 s against 197 s). The experiments' knobs: KVMHOST_SMP,
+# KVMHOST_ACCEL (tcg,thread=single), KVMHOST_QEMU with KVMHOST_QEMU_DATA (another QEMU build and
+# its firmware directory).
 echo "run.sh: booting test host (memory ${MEM} MiB, ${KVMHOST_SMP:-1} CPU, timeout ${TIMEOUT} s)"
 timeout -k 10 "$TIMEOUT" "$QEMU" ${KVMHOST_QEMU_DATA:+-L "$KVMHOST_QEMU_DATA" -L /usr/share/seabios} \
   -M q35 -accel "${KVMHOST_ACCEL:-tcg}" -cpu "${KVMHOST_CPU:-EPYC,+svm,+npt}" \
