@@ -1,5 +1,5 @@
 /* The guest-physical memory map of an airlock microVM, as named constants, and what its kernel is
- * told of its devices. mcp/launcher_tcg.c includes this file too (the one header vmm/ and mcp/
+ * told of its devices. mcp/backend/tcg/tcg.c includes this file too (the one header vmm/ and mcp/
  * share), for the kernel command line both backends give the same guest. */
 #ifndef AIRLOCK_LAYOUT_H
 #define AIRLOCK_LAYOUT_H

@@ -16,9 +16,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#define CGROUP_VM_MEMORY_OVERHEAD (512ull << 20) /* the VMM process beyond guest RAM */
-#define CGROUP_VM_PIDS_MAX 64                    /* QEMU's threads, with room */
-
 enum cgroup_mode { CGROUP_NONE, CGROUP_V1, CGROUP_V2 };
 
 struct vm_cgroup {

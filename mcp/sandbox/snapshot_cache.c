@@ -1,5 +1,7 @@
-/* Making and checking snapshots (see snapshot_cache.h). Making is blocking and runs at image build
- * time (`airlock image build`, or the server's first-use build on a worker thread).
+/* Making and checking snapshots (see snapshot_cache.h). Making is a sandbox's life (sandbox.c)
+ * with the backend's save in place of a run, on a loop of its own that snapshot_make runs to the
+ * end: at image build time (`airlock image build`, or the server's first-use build on a worker
+ * thread).
  *
  * The manifest is text, one "key value" per line:
  *     airlock-snapshot 2
@@ -16,29 +18,20 @@
  *     memory_ctime_ns N     `memory`'s change time once made: a later write shows (see the .h)
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <ftw.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-#include "proto.h"
 #include "paths.h"
-#include "qmp.h"
+#include "proto.h"
+#include "sandbox.h"
 #include "snapshot_cache.h"
-#include "vm_process.h"
 
 #define MANIFEST_VERSION 2 /* 2: guest_tsc_khz, memory_ctime_ns */
-#define CHANNEL_FD 3
-#define CONTROL_FD 4
-#define SAVE_TIMEOUT_MS 120000
 
 static void copy_value(char *out, size_t out_len, const char *value)
 {
@@ -52,10 +45,10 @@ static void copy_value(char *out, size_t out_len, const char *value)
 int snapshot_locate(const struct snapshot_spec *s, char *dir, size_t dir_len)
 {
 	char program[PATH_MAX];
-	int rc = s->launcher->program(program, sizeof program);
+	int rc = s->backend->program(program, sizeof program);
 	if (rc)
 		return rc;
-	struct snapshot_recipe r = {s->launcher->name, program, s->language, s->memory_mb,
+	struct snapshot_recipe r = {s->backend->name, program, s->language, s->memory_mb,
 				    s->vcpus};
 	return images_snapshot_dir(s->images, &r, dir, dir_len);
 }
@@ -180,81 +173,6 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Reads exactly len bytes before the deadline. Returns 0 or -errno. */
-static int read_full(int fd, void *buf, size_t len, int64_t deadline)
-{
-	uint8_t *p = buf;
-	while (len > 0) {
-		struct pollfd pfd = {fd, POLLIN, 0};
-		int left = (int)(deadline - now_ms());
-		if (left <= 0 || poll(&pfd, 1, left) <= 0)
-			return -ETIMEDOUT;
-		ssize_t n = read(fd, p, len);
-		if (n <= 0)
-			return n == 0 ? -EPIPE : -errno;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
-/* Waits for the agent's READY: the interpreter is started and waits for code. */
-static int wait_ready(int channel, int64_t deadline)
-{
-	struct al_frame_header h;
-	struct al_ready ready;
-	int rc = read_full(channel, &h, sizeof h, deadline);
-	if (rc == 0 && (h.type != AL_FRAME_READY || h.length != sizeof ready))
-		rc = -EPROTO;
-	if (rc == 0)
-		rc = read_full(channel, &ready, sizeof ready, deadline);
-	if (rc == 0 && ready.version != AL_PROTO_VERSION)
-		rc = -EPROTO;
-	return rc;
-}
-
-/* Waits for the VM process; returns its exit status, or -ETIMEDOUT after killing it. */
-static int wait_exit(pid_t pid, int64_t deadline)
-{
-	int status;
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-		if (r < 0)
-			return -errno;
-		if (now_ms() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return -ETIMEDOUT;
-		}
-		struct timespec pause = {0, 10 * 1000000L};
-		nanosleep(&pause, NULL);
-	}
-}
-
-static pid_t spawn(char **argv, const int fds[3], int log_fd)
-{
-	pid_t pid = fork();
-	if (pid != 0)
-		return pid;
-	int high[3];
-	for (int i = 0; i < 3; i++)
-		high[i] = fds[i] >= 0 ? fcntl(fds[i], F_DUPFD_CLOEXEC, 10) : -1;
-	for (int i = 0; i < 3; i++)
-		if (high[i] >= 0)
-			dup2(high[i], CHANNEL_FD + i);
-	int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
-	dup2(null, 0);
-	dup2(log_fd, 1);
-	dup2(log_fd, 2);
-	/* only the fds above and airlock's environment (vm_process.h) reach the VM */
-	close_range(CHANNEL_FD + 3, ~0u, 0);
-	execvpe(argv[0], argv, (char **)vm_environment());
-	fprintf(stderr, "cannot start %s: %s\n", argv[0], strerror(errno));
-	_exit(127);
-}
-
 static int write_manifest(const struct snapshot_spec *s, const char *dir, unsigned guest_tsc_khz)
 {
 	char path[PATH_MAX], hash[IMAGE_KEY_LEN + 1];
@@ -266,7 +184,7 @@ static int write_manifest(const struct snapshot_spec *s, const char *dir, unsign
 	if (!f)
 		return -errno;
 	fprintf(f, "airlock-snapshot %d\nlanguage %s\nbackend %s\nkernel %s\nrootfs %s\n",
-		MANIFEST_VERSION, s->language, s->launcher->name, s->images->kernel_key,
+		MANIFEST_VERSION, s->language, s->backend->name, s->images->kernel_key,
 		s->images->rootfs_key);
 	fprintf(f, "memory_mb %u\nmemory_size %lld\nstate_size %lld\nstate_hash %s\n",
 		s->memory_mb, file_size(dir, "memory"), file_size(dir, "state"), hash);
@@ -277,81 +195,57 @@ static int write_manifest(const struct snapshot_spec *s, const char *dir, unsign
 	return rc;
 }
 
-/* Boots the VM into tmp, waits for READY and has it saved. Returns 0 or -errno with err set. */
+struct made {
+	int error;
+	char message[1024];
+};
+
+static void on_made(struct sandbox *sb, const struct sandbox_result *res, void *ctx)
+{
+	(void)sb;
+	struct made *made = ctx;
+	made->error = res->error;
+	snprintf(made->message, sizeof made->message, "%s", res->message);
+}
+
+/* Boots the VM into tmp and has it saved: a sandbox's life on a loop of this thread's own (the
+ * server makes snapshots on a worker thread while its own loop serves). Returns 0 or -errno
+ * with err set. */
 static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const char *log,
 			 char *err, size_t err_len)
 {
-	bool tcg = strcmp(s->launcher->name, "tcg") == 0;
-	int channel[2] = {-1, -1}, control[2] = {-1, -1}, state_fd = -1, log_fd = -1, rc = 0;
-	char state[PATH_MAX], guest_log[PATH_MAX];
-	path_printf(state, sizeof state, "%s/state", tmp);
-	path_printf(guest_log, sizeof guest_log, "%s.guest", log); /* the guest's console */
-	log_fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (log_fd < 0 || socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel) != 0 ||
-	    (tcg && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) ||
-	    (tcg && (state_fd = open(state, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)) < 0)) {
-		rc = -errno;
-		snprintf(err, err_len, "cannot set up the snapshot VM: %s", strerror(errno));
-		goto out;
+	/* One loop per thread, made once and kept: with libuv 1.44.2, a loop that spawned a VM,
+	 * closed, and a second one made after it in the same thread ended in an assertion in the
+	 * second's uv_loop_close (closing fd <= 2), every time. */
+	static _Thread_local uv_loop_t *loop;
+	if (!loop && (loop = malloc(sizeof *loop)) != NULL && uv_loop_init(loop) != 0) {
+		free(loop);
+		loop = NULL;
 	}
-	struct vm_spec spec = {
+	if (!loop) {
+		snprintf(err, err_len, "cannot make an event loop");
+		return -ENOMEM;
+	}
+	struct sandbox_vm vm = {
+		.backend = s->backend,
 		.kernel = s->images->kernel,
 		.rootfs = s->images->rootfs,
-		.serial_log = guest_log,
 		.memory_mb = s->memory_mb,
 		.vcpus = s->vcpus,
-		.channel_fd = CHANNEL_FD,
-		.warm_language = s->language,
+		.boot_timeout_ms = s->timeout_ms,
 		.snapshot_dir = tmp,
-		.control_fd = tcg ? CONTROL_FD : -1,
-		.state_fd = -1, /* passed over QMP when saving */
-		.kernel_fd = -1, /* by path: this VM runs as airlock does, to write the snapshot */
-		.rootfs_fd = -1,
-		.memory_fd = -1,
+		.snapshot_language = s->language,
+		.log_path = log,
 	};
-	struct argv_list argv = {0};
-	if ((rc = s->launcher->command(&spec, &argv)) != 0) {
-		argv_free(&argv);
-		snprintf(err, err_len, "cannot build the %s command line", s->launcher->name);
-		goto out;
+	struct made made = {.error = -EINPROGRESS};
+	int rc = sandbox_make_snapshot(loop, &vm, on_made, &made, err, err_len);
+	if (rc == 0) {
+		uv_run(loop, UV_RUN_DEFAULT); /* until the VM is reaped and its handles closed */
+		rc = made.error;
+		if (rc)
+			snprintf(err, err_len, "the snapshot VM failed: %s (log: %s)", made.message,
+				 log);
 	}
-	const int fds[3] = {channel[1], control[1], -1};
-	/* QEMU writes its serial log itself; airlock-vmm's own messages go to the log too */
-	pid_t pid = spawn(argv.items, fds, log_fd);
-	argv_free(&argv);
-	if (pid < 0) {
-		rc = -errno;
-		snprintf(err, err_len, "cannot start the snapshot VM: %s", strerror(errno));
-		goto out;
-	}
-	close(channel[1]);
-	channel[1] = -1;
-	if (control[1] >= 0)
-		close(control[1]);
-	control[1] = -1;
-	int64_t deadline = now_ms() + s->timeout_ms;
-	if ((rc = wait_ready(channel[0], deadline)) != 0) {
-		snprintf(err, err_len, "the snapshot VM did not become ready: %s (log: %s)",
-			 strerror(-rc), log);
-		kill(pid, SIGKILL);
-		wait_exit(pid, deadline);
-		goto out;
-	}
-	if (tcg)
-		rc = qmp_save_and_quit(control[0], state_fd, SAVE_TIMEOUT_MS, err, err_len);
-	else
-		rc = kill(pid, SIGUSR2) == 0 ? 0 : -errno; /* airlock-vmm saves and exits 0 */
-	int status = wait_exit(pid, now_ms() + SAVE_TIMEOUT_MS);
-	if (rc == 0 && status != 0) {
-		rc = -EIO;
-		snprintf(err, err_len, "the VM program ended with status %d while saving (log: %s)",
-			 status, log);
-	}
-out:;
-	int fds_to_close[] = {channel[0], channel[1], control[0], control[1], state_fd, log_fd};
-	for (size_t i = 0; i < sizeof fds_to_close / sizeof fds_to_close[0]; i++)
-		if (fds_to_close[i] >= 0)
-			close(fds_to_close[i]);
 	return rc;
 }
 
@@ -374,10 +268,9 @@ int snapshot_make(const struct snapshot_spec *s, const char *dir, char *err, siz
 	}
 	fprintf(stderr, "airlock: making the %s snapshot (%s: boot, start the interpreter, save); "
 			"log: %s\n",
-		s->language, s->launcher->name, log);
+		s->language, s->backend->name, log);
 	int64_t started = now_ms();
-	/* what the tcg launcher told the kernel (measured once per process, so the same value) */
-	unsigned tsc_khz = strcmp(s->launcher->name, "tcg") == 0 ? host_tsc_khz() : 0;
+	unsigned tsc_khz = s->backend->snapshot_tsc_khz();
 	int rc = boot_and_save(s, tmp, log, err, err_len);
 	if (rc == 0 && (rc = write_manifest(s, tmp, tsc_khz)) != 0)
 		snprintf(err, err_len, "cannot write the snapshot manifest: %s", strerror(-rc));
@@ -418,11 +311,11 @@ int snapshot_ensure(const struct snapshot_spec *s, char *dir, size_t dir_len, ch
 	return snapshot_make(s, dir, err, err_len);
 }
 
-int snapshot_ensure_all(const struct launcher *launcher, const struct images *images,
+int snapshot_ensure_all(const struct backend *backend, const struct images *images,
 			unsigned memory_mb, unsigned vcpus, char *err, size_t err_len)
 {
 	for (uint32_t l = AL_LANG_FIRST; l < AL_LANG_END; l++) {
-		struct snapshot_spec spec = {launcher, images, al_language_name(l), memory_mb, vcpus,
+		struct snapshot_spec spec = {backend, images, al_language_name(l), memory_mb, vcpus,
 					     SNAPSHOT_MAKE_TIMEOUT_MS};
 		char dir[PATH_MAX];
 		int rc = snapshot_ensure(&spec, dir, sizeof dir, err, err_len);

@@ -1,4 +1,4 @@
-/* Preloaded into every jailed QEMU (LD_PRELOAD, launcher_tcg.c): three things QEMU 7.2 cannot
+/* Preloaded into every jailed QEMU (LD_PRELOAD, tcg.c): three things QEMU 7.2 cannot
  * be told on its command line.
  *
  * Not dumpable, from its first instruction on: airlock-vmm makes itself undumpable (vmm/jail.c);

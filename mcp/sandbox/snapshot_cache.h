@@ -14,7 +14,7 @@
  * The memory file is what every later VM starts from, so no VM may write it: airlock-vmm opens it
  * read-only, and QEMU does too, though 7.2 would open it read-write even to map it private
  * (qemu_preload.c), as a user who may not write it or under a jail that binds it read-only
- * (launcher_tcg.c). Should it be written all the same (by anything on the host), the write cannot
+ * (backend/tcg/tcg.c). Should it be written all the same (by anything on the host), the write cannot
  * be undone without being seen: it changes the file's ctime, which the manifest records, so the
  * snapshot is refused from then on, and a VM restored from it runs no request once it changed.
  */
@@ -27,14 +27,14 @@
 #include <stdint.h>
 
 #include "images.h"
-#include "launcher.h"
+#include "backend.h"
 
 /* boot + importing numpy, pandas and matplotlib under emulation on a loaded host (about 10 s on
  * tcg here, 16 s in the KVM test host): a boot that has not answered in 3 minutes never will */
 #define SNAPSHOT_MAKE_TIMEOUT_MS 180000
 
 struct snapshot_spec {
-	const struct launcher *launcher;
+	const struct backend *backend;
 	const struct images *images;
 	const char *language; /* a name of AL_LANGUAGES (agent/proto.h) */
 	unsigned memory_mb, vcpus;
@@ -58,8 +58,8 @@ int snapshot_check(const struct snapshot_spec *spec, const char *dir,
  * -EINVAL with why saying it was written since (or is gone). A stat, cheap enough per request. */
 int snapshot_memory_unchanged(const char *dir, int64_t memory_ctime_ns, char *why,
 			      size_t why_len);
-/* Makes the snapshot: boots, waits for READY, saves, checks, and moves it into place. Blocking;
- * progress and failures on stderr too. Returns 0 or -errno with err set. */
+/* Makes the snapshot: boots, waits for READY, saves, checks, and moves it into place. Blocking
+ * (it runs an event loop of its own); progress and failures on stderr too. Returns 0 or -errno with err set. */
 int snapshot_make(const struct snapshot_spec *spec, const char *dir, char *err, size_t err_len);
 /* Checks the snapshot and (re)makes it when it is missing or damaged. Returns 0 with dir set, or
  * -errno with err set. */
@@ -67,7 +67,7 @@ int snapshot_ensure(const struct snapshot_spec *spec, char *dir, size_t dir_len,
 		    size_t err_len);
 
 /* snapshot_ensure() for every language. Returns 0 or -errno with err set. */
-int snapshot_ensure_all(const struct launcher *launcher, const struct images *images,
+int snapshot_ensure_all(const struct backend *backend, const struct images *images,
 			unsigned memory_mb, unsigned vcpus, char *err, size_t err_len);
 
 #endif

@@ -269,7 +269,7 @@ static void build_images(uv_work_t *work)
 	struct server *srv = work->data;
 	const struct server_config *cfg = &srv->cfg;
 	if (images_build(&cfg->images, false, srv->images_error, sizeof srv->images_error) != 0 ||
-	    snapshot_ensure_all(cfg->launcher, &cfg->images, cfg->memory_mb, cfg->vcpus,
+	    snapshot_ensure_all(cfg->backend, &cfg->images, cfg->memory_mb, cfg->vcpus,
 				srv->images_error, sizeof srv->images_error) != 0)
 		srv->images_failed = true;
 }
@@ -286,7 +286,7 @@ static void start_pool(struct server *srv)
 	struct pool_config pc = {.size = srv->cfg.pool_size, .log = pool_log, .log_ctx = srv};
 	for (int l = AL_LANG_FIRST; l < AL_LANG_END; l++) {
 		const char *name = sandbox_language_name((enum al_language)l);
-		struct snapshot_spec spec = {srv->cfg.launcher, &srv->cfg.images, name,
+		struct snapshot_spec spec = {srv->cfg.backend, &srv->cfg.images, name,
 					     srv->cfg.memory_mb, srv->cfg.vcpus, 0};
 		char why[512];
 		if (snapshot_locate(&spec, srv->snapshots[l], sizeof srv->snapshots[l]) != 0 ||
@@ -329,7 +329,7 @@ void server_vm_spec(const struct server *srv, enum al_language language, struct 
 {
 	const struct server_config *cfg = &srv->cfg;
 	*vm = (struct sandbox_vm){
-		.launcher = cfg->launcher,
+		.backend = cfg->backend,
 		.kernel = cfg->images.kernel,
 		.rootfs = cfg->images.rootfs,
 		.memory_mb = cfg->memory_mb,

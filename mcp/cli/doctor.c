@@ -11,7 +11,7 @@
 
 #include "cli.h"
 #include "images.h"
-#include "launcher.h"
+#include "backend.h"
 
 static void report(const char *verdict, const char *what, const char *detail)
 {
@@ -101,25 +101,22 @@ int cli_doctor(int argc, char **argv)
 	char why[512];
 	bool kvm = host_kvm_usable(why, sizeof why);
 	report(kvm ? "ok" : "no", "kvm-host", why);
-	const struct launcher *chosen = NULL;
-	bool kvm_backend = launcher_kvm.probe(why, sizeof why) == 0;
-	report(kvm_backend ? "ok" : "no", "kvm", why);
-
-	bool tcg = launcher_tcg.probe(why, sizeof why) == 0;
-	report(tcg ? "ok" : "no", "tcg", why);
+	const struct backend *chosen = NULL;
+	for (const struct backend *const *b = backends; *b; b++) {
+		bool ok = (*b)->probe(why, sizeof why) == 0;
+		report(ok ? "ok" : "no", (*b)->name, why);
+	}
 
 	check_images();
 	check_cgroups();
 	check_namespaces();
 
-	if (launcher_select("auto", &chosen, why, sizeof why) == 0) {
+	if (backend_select("auto", &chosen, why, sizeof why) == 0) {
 		char detail[600];
 		snprintf(detail, sizeof detail, "%s (%s)", chosen->name,
-			 chosen == &launcher_kvm
-				 ? "KVM can run a guest here"
-				 : (kvm ? "the kvm backend cannot run here (its line above says why); "
-					  "QEMU emulation is the fallback"
-					: "KVM cannot run a guest here; QEMU emulation is the fallback"));
+			 chosen == backends[0] ? "the first choice, and it can run here"
+					       : "the first choices cannot run here (their lines "
+						 "above say why); this one can");
 		report("->", "auto", detail);
 		return 0;
 	}

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "cgroup.h"
+#include "vm_limits.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define CPU_PERIOD_US 100000
@@ -242,7 +243,7 @@ static int enter_v2(const struct vm_cgroup *cg, pid_t pid, uint64_t memory, unsi
 	int rc = write_file(dir, "memory.max", text);
 	if (rc == 0)
 		(void)write_file(dir, "memory.swap.max", "0"); /* absent without swap accounting */
-	snprintf(text, sizeof text, "%d", CGROUP_VM_PIDS_MAX);
+	snprintf(text, sizeof text, "%d", VM_CGROUP_PIDS_MAX);
 	if (rc == 0)
 		rc = write_file(dir, "pids.max", text);
 	snprintf(text, sizeof text, "%u %u", cpus * CPU_PERIOD_US, CPU_PERIOD_US);
@@ -267,7 +268,7 @@ static int enter_v1(const struct vm_cgroup *cg, pid_t pid, uint64_t memory, unsi
 			snprintf(text, sizeof text, "%llu", (unsigned long long)memory);
 			rc = write_file(dir, "memory.limit_in_bytes", text);
 		} else if (strcmp(v1_controllers[i], "pids") == 0) {
-			snprintf(text, sizeof text, "%d", CGROUP_VM_PIDS_MAX);
+			snprintf(text, sizeof text, "%d", VM_CGROUP_PIDS_MAX);
 			rc = write_file(dir, "pids.max", text);
 		} else {
 			snprintf(text, sizeof text, "%d", CPU_PERIOD_US);
@@ -290,7 +291,7 @@ int vm_cgroup_enter(struct vm_cgroup *cg, pid_t pid, uint64_t guest_ram, unsigne
 	if (mode == CGROUP_NONE)
 		return 0;
 	snprintf(cg->name, sizeof cg->name, "vm-%d", (int)pid);
-	uint64_t memory = guest_ram + CGROUP_VM_MEMORY_OVERHEAD;
+	uint64_t memory = guest_ram + VM_CGROUP_MEMORY_OVERHEAD;
 	unsigned cpus = vcpus + 1; /* the vCPUs and the monitor's own I/O */
 	int rc = mode == CGROUP_V2 ? enter_v2(cg, pid, memory, cpus) : enter_v1(cg, pid, memory, cpus);
 	if (rc)

@@ -1,6 +1,10 @@
 /* One VM's life, on a libuv loop: spawn the backend's VM process with the host channel, wait for
  * the agent's READY, send the run request, collect output within the caps, enforce the boot and
- * run deadlines, kill the VM, and report one result. Every VM serves exactly one run.
+ * run deadlines, kill the VM, and report one result. Every VM serves exactly one run. Making a
+ * snapshot is the same life with the backend's save in place of the run.
+ *
+ * This is sandbox/'s face: the protocol and the CLI include it; snapshot_cache.h, pool.h and
+ * images.h are the rest of the part's interface.
  */
 #ifndef AIRLOCK_SANDBOX_H
 #define AIRLOCK_SANDBOX_H
@@ -10,14 +14,14 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "launcher.h"
+#include "backend.h"
 #include "proto.h"
 
 struct sandbox;
 
 /* What to boot. */
 struct sandbox_vm {
-	const struct launcher *launcher;
+	const struct backend *backend;
 	const char *kernel;
 	const char *rootfs;
 	unsigned memory_mb;
@@ -32,6 +36,9 @@ struct sandbox_vm {
 	 * memory file's change time (no request runs once it changed) */
 	unsigned guest_tsc_khz;
 	int64_t snapshot_memory_ctime_ns;
+	/* The VM's log (its console and the VM program's messages) goes here and is kept, or, when
+	 * NULL, to a temporary file removed with the VM. */
+	const char *log_path;
 };
 
 /* What to run. The sandbox copies everything it needs before sandbox_start() returns. */
@@ -86,6 +93,12 @@ int sandbox_start(uv_loop_t *loop, const struct sandbox_vm *vm, const struct san
  * before. Same returns as sandbox_start(). */
 int sandbox_spawn(uv_loop_t *loop, const struct sandbox_vm *vm, sandbox_ready_fn ready,
 		  sandbox_done_fn done, void *ctx, struct sandbox **out, char *err, size_t err_len);
+/* Boots a VM with vm->snapshot_language's interpreter waiting, and once its agent is READY has
+ * the backend save it into vm->snapshot_dir: done() gets error 0 once the VM program has ended
+ * with the snapshot written (sandbox/snapshot_cache.c checks it). Same returns as
+ * sandbox_start(). */
+int sandbox_make_snapshot(uv_loop_t *loop, const struct sandbox_vm *vm, sandbox_done_fn done,
+			  void *ctx, char *err, size_t err_len);
 /* Gives a spawned VM its one request; from now on done/ctx receive its result, failures (a
  * request too large, say) included. */
 void sandbox_submit(struct sandbox *sb, const struct sandbox_request *req, sandbox_done_fn done,
@@ -102,8 +115,8 @@ const char *sandbox_language_name(enum al_language language);
 /* The boot deadline: $AIRLOCK_BOOT_TIMEOUT seconds when set (slow hosts, tests), else 60 s. */
 uint32_t sandbox_boot_timeout_ms(void);
 
-/* Sandboxes whose VM process or handles are not gone yet: a program that ends runs its loop
- * until this is 0, so that no VM outlives it. */
+/* This thread's sandboxes whose VM process or handles are not gone yet: a program that ends runs
+ * its loop until this is 0, so that no VM outlives it. */
 unsigned sandbox_live_count(void);
 
 /* Whether a VM started without a request is ready for one and has not ended since. */

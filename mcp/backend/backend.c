@@ -1,4 +1,5 @@
-/* Backend selection and the argv helper shared by the launchers. */
+/* Backend selection, and what every backend shares: the argv helper, the launch record, what
+ * the host offers (KVM, the TSC rate). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -12,7 +13,7 @@
 #include <x86intrin.h>
 #endif
 
-#include "launcher.h"
+#include "backend.h"
 
 int argv_push(struct argv_list *argv, const char *fmt, ...)
 {
@@ -101,42 +102,62 @@ unsigned host_tsc_khz(void)
 #endif
 }
 
-int launcher_select(const char *backend, const struct launcher **out, char *why, size_t why_len)
+const struct backend *const backends[] = {&backend_kvm, &backend_tcg, NULL};
+
+int backend_select(const char *name, const struct backend **out, char *why, size_t why_len)
 {
-	const struct launcher *order[2] = {NULL, NULL};
-	if (strcmp(backend, "kvm") == 0)
-		order[0] = &launcher_kvm;
-	else if (strcmp(backend, "tcg") == 0)
-		order[0] = &launcher_tcg;
-	else if (strcmp(backend, "auto") == 0) {
-		order[0] = &launcher_kvm; /* kvm only where it can really run a guest */
-		order[1] = &launcher_tcg;
-	} else {
-		snprintf(why, why_len, "unknown backend '%s' (use auto, kvm or tcg)", backend);
-		return -EINVAL;
-	}
-	char first_why[512] = "";
+	bool any = strcmp(name, "auto") == 0;
+	char tried[1024] = "";
+	size_t used = 0;
 	int rc = -ENODEV;
-	for (int i = 0; i < 2 && order[i]; i++) {
-		rc = order[i]->probe(why, why_len);
+	for (const struct backend *const *b = backends; *b; b++) {
+		if (!any && strcmp(name, (*b)->name) != 0)
+			continue;
+		rc = (*b)->probe(why, why_len);
 		if (rc == 0) {
-			*out = order[i];
+			*out = *b;
 			return 0;
 		}
-		if (i == 0)
-			snprintf(first_why, sizeof first_why, "%s", why);
+		int n = snprintf(tried + used, sizeof tried - used, "%s%s: %s", used ? "; " : "",
+				 (*b)->name, why);
+		used = n > 0 && (size_t)n < sizeof tried - used ? used + (size_t)n : used;
+		if (!any) { /* one backend asked for: its words, and the way out */
+			snprintf(why + strlen(why), why_len - strlen(why), "%s",
+				 *b == backends[0] ? " (--backend tcg runs without KVM)" : "");
+			return rc;
+		}
 	}
-	if (order[1]) { /* auto: say why neither backend can run */
-		char tcg_why[512];
-		snprintf(tcg_why, sizeof tcg_why, "%s", why);
-		snprintf(why, why_len, "kvm: %s; tcg: %s", first_why, tcg_why);
-	} else
-		snprintf(why + strlen(why), why_len - strlen(why), "%s",
-			 order[0] == &launcher_kvm ? " (--backend tcg runs without KVM)" : "");
-	return rc;
+	if (any)
+		snprintf(why, why_len, "%s", tried);
+	else
+		snprintf(why, why_len, "unknown backend '%s' (use auto, kvm or tcg)", name);
+	return any ? rc : -EINVAL;
 }
 
-bool launcher_unconfined(void)
+void vm_launch_init(struct vm_launch *launch)
+{
+	memset(launch, 0, sizeof *launch);
+	for (int i = 0; i < VM_FDS_MAX; i++)
+		launch->fds[i] = -1;
+	launch->control_fd = -1;
+	launch->save_fd = -1;
+}
+
+void vm_launch_free(struct vm_launch *launch)
+{
+	argv_free(&launch->argv);
+	for (int i = VM_FD_CHANNEL + 1; i < VM_FDS_MAX; i++) /* the backend's; the sandbox's are its own */
+		if (launch->fds[i] >= 0)
+			close(launch->fds[i]);
+	int own[] = {launch->control_fd, launch->save_fd};
+	for (int i = 0; i < 2; i++)
+		if (own[i] >= 0)
+			close(own[i]);
+	free(launch->backend_state);
+	vm_launch_init(launch);
+}
+
+bool backend_unconfined(void)
 {
 	static int unconfined = -1;
 	if (unconfined < 0) {

@@ -1,17 +1,32 @@
 /* The tcg backend: QEMU full-system emulation of a `microvm` machine. Same kernel, root file
  * system and agent as the kvm backend; the host channel is a virtio-console port on a socket the
  * host passes in as an fd. No network device, no firmware tables, QEMU's own seccomp sandbox.
+ * Snapshots go through QEMU's machine protocol (qmp.c) on a socket of their own.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "launcher.h"
+#include "backend.h"
 #include "layout.h" /* vmm/: the guest kernel command line both backends give */
 #include "paths.h"
+#include "qmp.h"
+#include "readonly_files.h"
+#include "vm_limits.h"
+
+/* The VM process's fds beyond the sandbox's (backend.h): QEMU's QMP monitor, the migration
+ * stream a restore loads, and the files QEMU uses, opened here, so that it opens no host path
+ * itself (but for the VM that makes a snapshot). */
+#define FD_CONTROL 4
+#define FD_STATE 5
+#define FD_KERNEL 6
+#define FD_ROOTFS 7
+#define FD_MEMORY 8
 
 static const char *qemu_binary(void)
 {
@@ -102,26 +117,27 @@ static int tcg_program(char *out, size_t out_len)
 }
 
 /* Snapshots: guest RAM is the file DIR/memory. Making one, QEMU maps it shared, so the file is
- * the RAM and the migration stream (x-ignore-shared, driven over QMP by snapshot_cache.c) carries
- * only device state. Restoring, it maps the file private: copy-on-write over the page cache that
+ * the RAM and the migration stream (x-ignore-shared, driven over QMP by tcg_save) carries only
+ * device state. Restoring, it maps the file private: copy-on-write over the page cache that
  * every VM of the snapshot shares, and only the device state is loaded (-incoming defer, then
- * migrate-incoming from state_fd, sent by sandbox.c). The rest of the command line must be the
- * same both times, kernel and command line included (they size the ROMs in the stream); how
+ * migrate-incoming from FD_STATE, queued by tcg_prepare). The rest of the command line must be
+ * the same both times, kernel and command line included (they size the ROMs in the stream); how
  * QEMU reaches the files (path or fd) is not part of it. */
 static int push_snapshot_args(const struct vm_spec *s, const char *memory, struct argv_list *a)
 {
+	bool restore = s->mode == VM_RESTORE;
 	char *escaped = qemu_escape(memory);
 	if (!escaped)
 		return -ENOMEM;
 	int rc = 0;
 	rc |= argv_push(a, "-object");
 	rc |= argv_push(a, "memory-backend-file,id=ram,size=%uM,mem-path=%s,share=%s", s->memory_mb,
-			escaped, s->restore ? "off" : "on");
+			escaped, restore ? "off" : "on");
 	rc |= argv_push(a, "-chardev");
-	rc |= argv_push(a, "socket,id=control,fd=%d", s->control_fd);
+	rc |= argv_push(a, "socket,id=control,fd=%d", FD_CONTROL);
 	rc |= argv_push(a, "-mon");
 	rc |= argv_push(a, "chardev=control,mode=control");
-	if (s->restore) {
+	if (restore) {
 		rc |= argv_push(a, "-incoming");
 		rc |= argv_push(a, "defer");
 	}
@@ -136,8 +152,7 @@ static int push_snapshot_args(const struct vm_spec *s, const char *memory, struc
  * log fails a write instead of killing it). prlimit sets its limits: no core dumps, bounded fds,
  * address space and file size (its log). QEMU's own seccomp filter (-sandbox) comes on top. Its
  * environment is airlock's minimal one (vm_process.h). Its serial console goes to its stdout,
- * the VM's log, where sandbox.c asks (else to the file serial_log, in a directory bound in
- * writable).
+ * the VM's log, a file airlock opened.
  *
  * Its files (struct qemu_plan) it can write none of, the snapshot's RAM file least of all (every
  * later VM starts from it): airlock hands them over as fds opened through read-only mounts
@@ -158,8 +173,6 @@ static int push_snapshot_args(const struct vm_spec *s, const char *memory, struc
  * it dies, and --die-with-parent passes that on to QEMU (airlock-vmm does this itself). Without
  * bubblewrap QEMU runs unjailed under setpriv and prlimit alone, preloaded all the same (doctor
  * says so). */
-#define QEMU_MAX_FDS 256                     /* it holds a few dozen */
-#define QEMU_ADDRESS_SPACE_EXTRA (4ull << 30) /* TCG's 1 GiB code buffer, libraries, threads */
 
 struct qemu_plan {
 	char bwrap[4096]; /* jailed: bubblewrap's path; empty: not jailed */
@@ -207,21 +220,22 @@ static bool readable_by_others(const char *path)
 static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
 {
 	char memory[4096] = "";
-	bool confined = !launcher_unconfined();
+	bool confined = !backend_unconfined();
+	bool restore = s->mode == VM_RESTORE;
 	if (s->snapshot_dir)
 		snprintf(memory, sizeof memory, "%s/memory", s->snapshot_dir);
 	if (!confined || !find_in_path("bwrap", p->bwrap, sizeof p->bwrap))
 		p->bwrap[0] = '\0';
-	p->by_fd = s->kernel_fd >= 0 && s->rootfs_fd >= 0 && (!s->restore || s->memory_fd >= 0);
+	p->by_fd = s->mode != VM_MAKE_SNAPSHOT;
 	bool own_uid = confined && s->run_as_uid != 0 && p->by_fd &&
 		       (!p->bwrap[0] || unprivileged_jail_possible()) &&
 		       readable_by_others(s->kernel) && readable_by_others(s->rootfs) &&
-		       (!s->restore || readable_by_others(memory));
+		       (!restore || readable_by_others(memory));
 	p->uid = own_uid ? s->run_as_uid : 0;
 	if (p->by_fd) {
-		snprintf(p->kernel, sizeof p->kernel, "/proc/self/fd/%d", s->kernel_fd);
-		snprintf(p->rootfs, sizeof p->rootfs, "/proc/self/fd/%d", s->rootfs_fd);
-		snprintf(p->memory, sizeof p->memory, "/proc/self/fd/%d", s->memory_fd);
+		snprintf(p->kernel, sizeof p->kernel, "/proc/self/fd/%d", FD_KERNEL);
+		snprintf(p->rootfs, sizeof p->rootfs, "/proc/self/fd/%d", FD_ROOTFS);
+		snprintf(p->memory, sizeof p->memory, "/proc/self/fd/%d", FD_MEMORY);
 	} else {
 		snprintf(p->kernel, sizeof p->kernel, "%s", s->kernel);
 		snprintf(p->rootfs, sizeof p->rootfs, "%s", s->rootfs);
@@ -233,7 +247,7 @@ static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
 }
 
 /* Files named by path (the VM that makes a snapshot): bound in, read-only but for the
- * snapshot being made and the log. */
+ * snapshot being made. */
 static int push_bound_paths(const struct vm_spec *s, struct argv_list *a)
 {
 	int rc = 0;
@@ -243,18 +257,8 @@ static int push_bound_paths(const struct vm_spec *s, struct argv_list *a)
 		rc |= argv_push(a, "%s", ro[i]);
 		rc |= argv_push(a, "%s", ro[i]);
 	}
-	if (!s->serial_on_stdout) {
-		char tmpdir[4096];
-		snprintf(tmpdir, sizeof tmpdir, "%s", s->serial_log);
-		char *slash = strrchr(tmpdir, '/');
-		if (slash && slash != tmpdir)
-			*slash = '\0';
-		rc |= argv_push(a, "--bind");
-		rc |= argv_push(a, "%s", tmpdir);
-		rc |= argv_push(a, "%s", tmpdir);
-	}
 	if (s->snapshot_dir) {
-		rc |= argv_push(a, s->restore ? "--ro-bind" : "--bind");
+		rc |= argv_push(a, s->mode == VM_RESTORE ? "--ro-bind" : "--bind");
 		rc |= argv_push(a, "%s", s->snapshot_dir);
 		rc |= argv_push(a, "%s", s->snapshot_dir);
 	}
@@ -268,7 +272,7 @@ static int push_preload_env(const struct vm_spec *s, const struct qemu_plan *p,
 {
 	int rc = argv_push(a, "env");
 	rc |= argv_push(a, "LD_PRELOAD=%s", p->preload);
-	if (s->restore)
+	if (s->mode == VM_RESTORE)
 		rc |= argv_push(a, "AIRLOCK_READONLY_RAM=%s", p->memory);
 	return rc;
 }
@@ -285,17 +289,17 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	rc |= argv_push(a, "--pdeathsig");
 	rc |= argv_push(a, "KILL");
 	rc |= argv_push(a, "--");
-	if (launcher_unconfined())
+	if (backend_unconfined())
 		return push_preload_env(s, p, a) | rc ? -ENOMEM : 0;
 	/* limits (prlimit, util-linux too): no core dump (it would hold guest memory), a bounded
 	 * number of fds, an address space of guest RAM plus TCG's code buffer and the rest, and
 	 * a bounded log (not for the VM that makes a snapshot: its RAM file is as large as RAM) */
 	rc |= argv_push(a, "prlimit");
 	rc |= argv_push(a, "--core=0");
-	rc |= argv_push(a, "--nofile=%u", QEMU_MAX_FDS);
+	rc |= argv_push(a, "--nofile=%u", VM_QEMU_MAX_FDS);
 	rc |= argv_push(a, "--as=%llu",
-			((unsigned long long)s->memory_mb << 20) + QEMU_ADDRESS_SPACE_EXTRA);
-	if (!s->snapshot_dir || s->restore)
+			((unsigned long long)s->memory_mb << 20) + VM_QEMU_ADDRESS_SPACE_EXTRA);
+	if (s->mode != VM_MAKE_SNAPSHOT)
 		rc |= argv_push(a, "--fsize=%llu", VM_LOG_MAX_BYTES);
 	rc |= argv_push(a, "--");
 	if (!p->bwrap[0]) /* preloaded all the same */
@@ -317,7 +321,7 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	rc |= argv_push(a, "--setenv");
 	rc |= argv_push(a, "LD_PRELOAD");
 	rc |= argv_push(a, "%s", PRELOAD_IN_JAIL);
-	if (s->restore) {
+	if (s->mode == VM_RESTORE) {
 		rc |= argv_push(a, "--setenv");
 		rc |= argv_push(a, "AIRLOCK_READONLY_RAM");
 		rc |= argv_push(a, "%s", p->memory);
@@ -326,20 +330,18 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	return rc ? -ENOMEM : 0;
 }
 
-static int tcg_command(const struct vm_spec *s, struct argv_list *a)
+static int push_command(const struct vm_spec *s, struct argv_list *a)
 {
 	struct qemu_plan *p = calloc(1, sizeof *p);
 	if (!p)
 		return -ENOMEM;
 	int rc = plan_qemu(s, p);
 	char *kernel = qemu_escape(p->kernel), *rootfs = qemu_escape(p->rootfs);
-	char *serial_log = qemu_escape(s->serial_log);
 	if (rc == 0)
-		rc = kernel && rootfs && serial_log ? push_jail_args(s, p, a) : -ENOMEM;
+		rc = kernel && rootfs ? push_jail_args(s, p, a) : -ENOMEM;
 	if (rc) {
 		free(kernel);
 		free(rootfs);
-		free(serial_log);
 		free(p);
 		return rc;
 	}
@@ -372,13 +374,12 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 	 * tsc=reliable: the host's TSC is the clock, not to be judged against the tick (the jiffies
 	 * watchdog), which an emulated CPU loses under load. */
 	char tsc[64] = "";
-	unsigned tsc_khz = s->restore ? s->guest_tsc_khz : host_tsc_khz();
+	unsigned tsc_khz = s->mode == VM_RESTORE ? s->guest_tsc_khz : host_tsc_khz();
 	if (tsc_khz)
 		snprintf(tsc, sizeof tsc, " tsc_early_khz=%u tsc=reliable", tsc_khz);
 	rc |= argv_push(a, "-append");
 	rc |= argv_push(a, GUEST_CMDLINE_CONSOLE " quiet " GUEST_CMDLINE_SYSTEM " nolapic_timer%s%s%s",
-			tsc, s->warm_language ? " airlock.warm=" : "",
-			s->warm_language ? s->warm_language : "");
+			tsc, s->language ? " airlock.warm=" : "", s->language ? s->language : "");
 	rc |= argv_push(a, "-drive");
 	rc |= argv_push(a, "id=root,file=%s,format=raw,if=none,read-only=on", rootfs);
 	rc |= argv_push(a, "-device");
@@ -389,26 +390,114 @@ static int tcg_command(const struct vm_spec *s, struct argv_list *a)
 	rc |= argv_push(a, "-device");
 	rc |= argv_push(a, "virtio-serial-device,max_ports=2");
 	rc |= argv_push(a, "-chardev");
-	rc |= argv_push(a, "socket,id=channel,fd=%d", s->channel_fd);
+	rc |= argv_push(a, "socket,id=channel,fd=%d", VM_FD_CHANNEL);
 	rc |= argv_push(a, "-device");
 	rc |= argv_push(a, "virtserialport,chardev=channel,nr=1,name=airlock");
 	rc |= argv_push(a, "-serial");
-	if (s->serial_on_stdout)
-		rc |= argv_push(a, "stdio");
-	else
-		rc |= argv_push(a, "file:%s", serial_log);
+	rc |= argv_push(a, "stdio");
 	if (s->snapshot_dir)
 		rc |= push_snapshot_args(s, p->memory, a);
 	free(kernel);
 	free(rootfs);
-	free(serial_log);
 	free(p);
 	return rc ? -ENOMEM : 0;
 }
 
-const struct launcher launcher_tcg = {
+/* The kernel, the root disk and, restoring, the snapshot's RAM file, all read-only such that
+ * nothing holding them can write them (readonly_files.h). */
+static int open_files(const struct vm_spec *s, struct vm_launch *launch, char *err, size_t err_len)
+{
+	char memory[4096 + 8] = "";
+	if (s->mode == VM_RESTORE)
+		snprintf(memory, sizeof memory, "%s/memory", s->snapshot_dir);
+	const char *paths[] = {s->kernel, s->rootfs, memory};
+	const int numbers[] = {FD_KERNEL, FD_ROOTFS, FD_MEMORY};
+	for (int i = 0; i < 3; i++) {
+		if (!paths[i][0])
+			continue;
+		int fd = readonly_open(paths[i]);
+		if (fd < 0) {
+			snprintf(err, err_len, "cannot open %s: %s", paths[i], strerror(-fd));
+			return fd;
+		}
+		launch->fds[numbers[i]] = fd;
+	}
+	return 0;
+}
+
+/* QEMU's QMP monitor on a socket of its own. Restoring, QEMU waits (-incoming defer) for the
+ * commands that load the stream from FD_STATE: they are queued on the socket at once, and their
+ * answers are not read (a failed load ends QEMU, and its message reaches the log). Making a
+ * snapshot, the stream's file is opened here and handed over when saving. */
+static int open_control(const struct vm_spec *s, struct vm_launch *launch, char *err,
+			size_t err_len)
+{
+	int control[2];
+	char path[4096 + 8], commands[512];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) {
+		snprintf(err, err_len, "cannot make QEMU's control socket: %s", strerror(errno));
+		return -errno;
+	}
+	launch->control_fd = control[0];
+	launch->fds[FD_CONTROL] = control[1];
+	snprintf(path, sizeof path, "%s/state", s->snapshot_dir);
+	if (s->mode == VM_MAKE_SNAPSHOT) {
+		launch->save_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (launch->save_fd < 0) {
+			snprintf(err, err_len, "cannot create %s: %s", path, strerror(errno));
+			return -errno;
+		}
+		return 0;
+	}
+	int fd = readonly_open(path);
+	int rc = fd < 0 ? fd : qmp_restore_commands(FD_STATE, commands, sizeof commands);
+	launch->fds[FD_STATE] = fd;
+	if (rc == 0 && write(control[0], commands, strlen(commands)) != (ssize_t)strlen(commands))
+		rc = -errno;
+	if (rc)
+		snprintf(err, err_len, "cannot open the snapshot %s: %s", s->snapshot_dir,
+			 strerror(-rc));
+	return rc;
+}
+
+static int tcg_prepare(const struct vm_spec *s, struct vm_launch *launch, char *err,
+		       size_t err_len)
+{
+	int rc = s->mode == VM_MAKE_SNAPSHOT ? 0 : open_files(s, launch, err, err_len);
+	if (rc == 0 && s->mode != VM_BOOT)
+		rc = open_control(s, launch, err, err_len);
+	if (rc == 0 && (rc = push_command(s, &launch->argv)) != 0)
+		snprintf(err, err_len, "cannot build QEMU's command line: %s", strerror(-rc));
+	return rc;
+}
+
+static int tcg_save(struct vm_launch *launch, pid_t pid, char *err, size_t err_len)
+{
+	(void)pid;
+	struct qmp_save *save;
+	int rc = qmp_save_start(launch->control_fd, launch->save_fd, &save, err, err_len);
+	if (rc == 0)
+		launch->backend_state = save;
+	return rc;
+}
+
+static int tcg_save_progress(struct vm_launch *launch, const char *data, size_t len, char *err,
+			     size_t err_len)
+{
+	return qmp_save_progress(launch->backend_state, data, len, err, err_len);
+}
+
+static unsigned tcg_snapshot_tsc_khz(void)
+{
+	return host_tsc_khz(); /* what push_command told the kernel: measured once per process */
+}
+
+const struct backend backend_tcg = {
 	.name = "tcg",
 	.probe = tcg_probe,
-	.command = tcg_command,
 	.program = tcg_program,
+	.prepare = tcg_prepare,
+	.save = tcg_save,
+	.save_progress = tcg_save_progress,
+	.snapshot_tsc_khz = tcg_snapshot_tsc_khz,
 };

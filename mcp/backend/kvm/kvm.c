@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "launcher.h"
+#include "backend.h"
 #include "paths.h"
 
 #define JAIL_CHECK_TIMEOUT_MS 10000 /* a few ms on a host, ~0.1 s in the emulated KVM test host */
@@ -131,7 +131,7 @@ static int kvm_probe(char *why, size_t why_len)
 		return -ENOENT;
 	}
 	char jail_why[512];
-	if (!launcher_unconfined() && jail_check(path, jail_why, sizeof jail_why) != 0) {
+	if (!backend_unconfined() && jail_check(path, jail_why, sizeof jail_why) != 0) {
 		snprintf(why, why_len, "airlock-vmm cannot build its jail here: %s", jail_why);
 		return -EPERM;
 	}
@@ -139,14 +139,14 @@ static int kvm_probe(char *why, size_t why_len)
 	return 0;
 }
 
-static int kvm_command(const struct vm_spec *s, struct argv_list *a)
+static int push_command(const struct vm_spec *s, struct argv_list *a)
 {
 	char path[4096];
 	if (vmm_path(path, sizeof path) != 0)
 		return -ENOENT;
 	int rc = 0;
 	rc |= argv_push(a, "%s", path);
-	if (s->restore) {
+	if (s->mode == VM_RESTORE) {
 		rc |= argv_push(a, "--restore=%s", s->snapshot_dir);
 	} else {
 		rc |= argv_push(a, "--kernel=%s", s->kernel);
@@ -154,27 +154,51 @@ static int kvm_command(const struct vm_spec *s, struct argv_list *a)
 		rc |= argv_push(a, "--vcpus=%u", s->vcpus);
 	}
 	rc |= argv_push(a, "--rootfs=%s", s->rootfs);
-	rc |= argv_push(a, "--channel-fd=%d", s->channel_fd);
-	if (s->serial_on_stdout)
-		rc |= argv_push(a, "--serial-stdout");
-	else
-		rc |= argv_push(a, "--serial-log=%s", s->serial_log);
-	if (launcher_unconfined())
+	rc |= argv_push(a, "--channel-fd=%d", VM_FD_CHANNEL);
+	rc |= argv_push(a, "--serial-stdout");
+	if (backend_unconfined())
 		rc |= argv_push(a, "--unconfined");
-	else if (s->run_as_uid && s->run_as_gid)
+	else if (s->run_as_uid)
 		/* airlock is root: the VM's own user outside (airlock-vmm refuses it otherwise) */
-		rc |= argv_push(a, "--run-as=%u:%u", s->run_as_uid, s->run_as_gid);
-	if (s->warm_language && !s->restore) {
-		/* the snapshot is taken on SIGUSR2, once the host has seen READY */
-		rc |= argv_push(a, "--cmdline-extra=airlock.warm=%s", s->warm_language);
+		rc |= argv_push(a, "--run-as=%u:%u", s->run_as_uid, s->run_as_uid);
+	if (s->mode == VM_MAKE_SNAPSHOT) {
+		/* the snapshot is taken on SIGUSR2 (kvm_save), once the host has seen READY */
+		rc |= argv_push(a, "--cmdline-extra=airlock.warm=%s", s->language);
 		rc |= argv_push(a, "--snapshot-to=%s", s->snapshot_dir);
 	}
 	return rc ? -ENOMEM : 0;
 }
 
-const struct launcher launcher_kvm = {
+static int kvm_prepare(const struct vm_spec *s, struct vm_launch *launch, char *err,
+		       size_t err_len)
+{
+	int rc = push_command(s, &launch->argv);
+	if (rc)
+		snprintf(err, err_len, "cannot build airlock-vmm's command line: %s", strerror(-rc));
+	return rc;
+}
+
+/* airlock-vmm saves the VM into --snapshot-to and exits 0. */
+static int kvm_save(struct vm_launch *launch, pid_t pid, char *err, size_t err_len)
+{
+	(void)launch;
+	if (kill(pid, SIGUSR2) == 0)
+		return 0;
+	snprintf(err, err_len, "cannot signal airlock-vmm to save: %s", strerror(errno));
+	return -errno;
+}
+
+static unsigned kvm_snapshot_tsc_khz(void)
+{
+	return 0; /* airlock-vmm asks KVM, and its snapshot holds the rate */
+}
+
+const struct backend backend_kvm = {
 	.name = "kvm",
 	.probe = kvm_probe,
-	.command = kvm_command,
 	.program = vmm_path,
+	.prepare = kvm_prepare,
+	.save = kvm_save,
+	.save_progress = NULL,
+	.snapshot_tsc_khz = kvm_snapshot_tsc_khz,
 };

@@ -159,7 +159,7 @@ int cli_mcp(int argc, char **argv)
 	signal(SIGPIPE, SIG_IGN); /* a host that closes our stdout ends us through EOF instead */
 
 	char why[512];
-	if (launcher_select(backend, &cfg.launcher, why, sizeof why) != 0)
+	if (backend_select(backend, &cfg.backend, why, sizeof why) != 0)
 		snprintf(cfg.unavailable, sizeof cfg.unavailable, "%s", why);
 	else if (images_init(&cfg.images, images_dir, why, sizeof why) != 0)
 		snprintf(cfg.unavailable, sizeof cfg.unavailable, "%s", why);
@@ -168,7 +168,7 @@ int cli_mcp(int argc, char **argv)
 			cfg.unavailable);
 	else
 		fprintf(stderr, "airlock: MCP server on stdio, backend %s, up to %u VMs at once\n",
-			cfg.launcher->name, cfg.max_concurrent);
+			cfg.backend->name, cfg.max_concurrent);
 	if (!cfg.unavailable[0] && cgroup_init(why, sizeof why) == CGROUP_NONE)
 		fprintf(stderr, "airlock: VMs run without cgroup limits: %s\n", why);
 

@@ -12,7 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "launcher.h"
+#include "backend.h"
 #include "vm_process.h"
 
 char *const *vm_environment(void)
@@ -80,7 +80,7 @@ static int identity_dir(void)
 int vm_identity_take(struct vm_identity *id)
 {
 	*id = (struct vm_identity){0, -1};
-	if (geteuid() != 0 || launcher_unconfined())
+	if (geteuid() != 0 || backend_unconfined())
 		return 0;
 	int dir = identity_dir();
 	if (dir < 0)

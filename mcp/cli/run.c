@@ -21,7 +21,7 @@
 #include "cgroup.h"
 #include "cli.h"
 #include "images.h"
-#include "launcher.h"
+#include "backend.h"
 #include "result.h"
 #include "call_limits.h"
 #include "sandbox.h"
@@ -514,7 +514,7 @@ int cli_run(int argc, char **argv)
 	char err[1024];
 	enum al_language lang = AL_LANG_PYTHON;
 	int lang_rc = sandbox_language(o.language, &lang);
-	const struct launcher *launcher = NULL;
+	const struct backend *backend = NULL;
 	struct images im;
 
 	if (lang_rc != 0) {
@@ -546,7 +546,7 @@ int cli_run(int argc, char **argv)
 		fprintf(stderr, "airlock: %s\n", err);
 		goto out;
 	}
-	if (launcher_select(o.backend, &launcher, err, sizeof err) != 0) {
+	if (backend_select(o.backend, &backend, err, sizeof err) != 0) {
 		fprintf(stderr, "airlock: %s\n", err);
 		goto out;
 	}
@@ -566,7 +566,7 @@ int cli_run(int argc, char **argv)
 	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
 
 	struct sandbox_vm vm = {
-		.launcher = launcher,
+		.backend = backend,
 		.kernel = im.kernel,
 		.rootfs = im.rootfs,
 		.memory_mb = o.memory_mb,
@@ -575,7 +575,7 @@ int cli_run(int argc, char **argv)
 		.verbose = o.verbose,
 	};
 	char snapshot[PATH_MAX];
-	struct snapshot_spec snap = {launcher, &im, o.language, o.memory_mb, o.vcpus, 0};
+	struct snapshot_spec snap = {backend, &im, o.language, o.memory_mb, o.vcpus, 0};
 	struct snapshot_facts facts;
 	if (!o.cold && snapshot_locate(&snap, snapshot, sizeof snapshot) == 0 &&
 	    snapshot_check(&snap, snapshot, &facts, err, sizeof err) == 0) {

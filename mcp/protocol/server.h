@@ -11,13 +11,13 @@
 #include <uv.h>
 
 #include "images.h"
-#include "launcher.h"
+#include "backend.h"
 #include "sandbox.h"
 
 #define MCP_PROTOCOL_LATEST "2025-11-25"
 
 struct server_config {
-	const struct launcher *launcher;
+	const struct backend *backend;
 	struct images images;
 	unsigned memory_mb, vcpus;
 	unsigned max_concurrent; /* VMs running at once; further calls wait */

@@ -6,7 +6,7 @@
 
 #include "cli.h"
 #include "images.h"
-#include "launcher.h"
+#include "backend.h"
 #include "snapshot_cache.h"
 
 int cli_image(int argc, char **argv)
@@ -63,12 +63,12 @@ int cli_image(int argc, char **argv)
 			return 1;
 		}
 		/* the snapshots of the backend this host uses, at the default VM size */
-		const struct launcher *launcher;
-		if (snapshots && launcher_select(backend, &launcher, err, sizeof err) != 0) {
+		const struct backend *chosen;
+		if (snapshots && backend_select(backend, &chosen, err, sizeof err) != 0) {
 			fprintf(stderr, "airlock: no snapshots: %s\n", err);
 			return 1;
 		}
-		if (snapshots && snapshot_ensure_all(launcher, &im, VM_DEFAULT_MEMORY_MB,
+		if (snapshots && snapshot_ensure_all(chosen, &im, VM_DEFAULT_MEMORY_MB,
 						     VM_DEFAULT_VCPUS, err, sizeof err) != 0) {
 			fprintf(stderr, "airlock: %s\n", err);
 			return 1;
