@@ -20,7 +20,7 @@
  *     from, moved on top of it and chrooted to, as switch_root does);
  *   - every capability dropped (effective, permitted, inheritable, ambient, bounding set);
  *   - no_new_privs; no core dumps; bounded fds, file size (the serial log) and address space.
- * cgroups are not set here: airlock puts the process in one (mcp/cgroup.c).
+ * cgroups are not set here: airlock puts the process in one (mcp/confine/cgroup.c).
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,4 +1,4 @@
-/* The MCP server's own seccomp filter, installed once it has started (cli_mcp.c): looser than
+/* The MCP server's own seccomp filter, installed once it has started (cli/mcp.c): looser than
  * airlock-vmm's, a list of syscalls refused with EPERM (filter.c says why for each), inherited by
  * every process it starts.
  */

@@ -1,4 +1,4 @@
-/* What one call may use, defined once: execute_code (execute.c), airlock run (cli_run.c) and the
+/* What one call may use, defined once: execute_code (execute.c), airlock run (cli/run.c) and the
  * tool's description (tools.c) read these. The guest's own sizes are in agent/proto.h
  * (AL_GUEST_TMPFS_MB); the VM's memory is the server's --memory-mb (backend.h's default). */
 #ifndef AIRLOCK_CALL_LIMITS_H

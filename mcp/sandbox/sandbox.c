@@ -380,6 +380,7 @@ static int spawn(uv_loop_t *loop, const struct sandbox_vm *vm, enum vm_mode mode
 	sb->done = done;
 	sb->ctx = ctx;
 	vm_launch_init(&sb->launch);
+	sb->identity = (struct vm_identity){0, -1}; /* none yet: the VM that makes a snapshot takes none */
 	frame_decoder_init(&sb->decoder);
 
 	int fds[2] = {-1, -1};

@@ -214,17 +214,11 @@ static void on_made(struct sandbox *sb, const struct sandbox_result *res, void *
 static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const char *log,
 			 char *err, size_t err_len)
 {
-	/* One loop per thread, made once and kept: with libuv 1.44.2, a loop that spawned a VM,
-	 * closed, and a second one made after it in the same thread ended in an assertion in the
-	 * second's uv_loop_close (closing fd <= 2), every time. */
-	static _Thread_local uv_loop_t *loop;
-	if (!loop && (loop = malloc(sizeof *loop)) != NULL && uv_loop_init(loop) != 0) {
-		free(loop);
-		loop = NULL;
-	}
-	if (!loop) {
-		snprintf(err, err_len, "cannot make an event loop");
-		return -ENOMEM;
+	uv_loop_t loop;
+	int rc = uv_loop_init(&loop);
+	if (rc) {
+		snprintf(err, err_len, "cannot make an event loop: %s", uv_strerror(rc));
+		return -EIO;
 	}
 	struct sandbox_vm vm = {
 		.backend = s->backend,
@@ -238,14 +232,16 @@ static int boot_and_save(const struct snapshot_spec *s, const char *tmp, const c
 		.log_path = log,
 	};
 	struct made made = {.error = -EINPROGRESS};
-	int rc = sandbox_make_snapshot(loop, &vm, on_made, &made, err, err_len);
+	rc = sandbox_make_snapshot(&loop, &vm, on_made, &made, err, err_len);
 	if (rc == 0) {
-		uv_run(loop, UV_RUN_DEFAULT); /* until the VM is reaped and its handles closed */
+		uv_run(&loop, UV_RUN_DEFAULT); /* until the VM is reaped and its handles closed */
 		rc = made.error;
 		if (rc)
 			snprintf(err, err_len, "the snapshot VM failed: %s (log: %s)", made.message,
 				 log);
 	}
+	if (uv_loop_close(&loop) != 0) /* every handle is closed by now: a bug if not */
+		fprintf(stderr, "airlock: the snapshot maker's loop still had handles open\n");
 	return rc;
 }
 

@@ -1,5 +1,5 @@
 /* A QEMU taken over, for the tests only: preloaded into QEMU together with airlock's own preload
- * (mcp/qemu_preload.c, linked in beside this file) in place of it, it tries, before QEMU's
+ * (mcp/backend/tcg/qemu_preload.c, linked in beside this file) in place of it, it tries, before QEMU's
  * main() runs, every way it can think of to change the VM's files through what it holds: each
  * fd it inherited, the file each names, and /proc/self/fd/N. It prints one line per operation
  * that got through ("qemu-attack: WROTE ...") and a summary; test/security/test_vm_processes.py

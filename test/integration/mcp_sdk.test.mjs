@@ -221,7 +221,7 @@ test('logging/setLevel debug: the server then logs to the client', async () => {
   const logs = [];
   client.setNotificationHandler(LoggingMessageNotificationSchema, (n) => logs.push(n.params));
   assert.deepEqual(await client.setLoggingLevel('debug'), {});
-  // a cancelled call is logged at debug level (mcp/server.c)
+  // a cancelled call is logged at debug level (mcp/protocol/server.c)
   const controller = new AbortController();
   const call = run({ code: 'import time; time.sleep(30)' }, { signal: controller.signal });
   await client.ping(); // answered in order: the server has the call by then

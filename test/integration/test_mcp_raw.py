@@ -173,7 +173,7 @@ def reopens_for_writing(pid, fd):
         return False
 
 
-VM_UID_BASE, VM_UID_COUNT = 0x7A1C0000, 65536  # mcp/vm_process.h
+VM_UID_BASE, VM_UID_COUNT = 0x7A1C0000, 65536  # mcp/confine/vm_process.h
 
 
 @test
@@ -543,7 +543,7 @@ def logging_level_can_be_set():
         r = s.request(2, "logging/setLevel", {"level": "loud"})
         expect(r["error"]["code"] == -32602, "bad level", r)
         s.call(3, {"code": "print(1)"})
-        # a cancelled call is logged at debug level (mcp/server.c)
+        # a cancelled call is logged at debug level (mcp/protocol/server.c)
         s.send({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
                 "params": {"name": "execute_code", "arguments": {"code": "import time; time.sleep(30)"}}})
         s.send({"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 4}})

@@ -263,7 +263,7 @@ int main(void)
              "gid=5,mode=620,ptmxmode=666");
     do_mount("tmpfs", NEWROOT "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV,
              "mode=1777");
-    /* cgroup v2, as systemd hosts have it: the path of mcp/cgroup.c this
+    /* cgroup v2, as systemd hosts have it: the path of mcp/confine/cgroup.c this
      * project's own machine (v1) cannot run */
     do_mount("cgroup2", NEWROOT "/sys/fs/cgroup", "cgroup2",
              MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);

@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import AIRLOCK, BUILD, airlock, expect, main, test  # noqa: E402
 from mcp_session import BACKEND, Server, wait_for_pool  # noqa: E402
 
-VM_UID_BASE = 0x7A1C0000  # mcp/vm_process.h
+VM_UID_BASE = 0x7A1C0000  # mcp/confine/vm_process.h
 VM_UID_COUNT = 65536
 OTHER_UID = 4243  # a user of no account here
 

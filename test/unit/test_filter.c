@@ -1,4 +1,4 @@
-/* The server's own seccomp filter (mcp/filter.c): in a child that installs it, every syscall
+/* The server's own seccomp filter (mcp/confine/filter.c): in a child that installs it, every syscall
  * that would let a taken-over server reach into other processes or the kernel fails with EPERM,
  * and what the server needs still works. */
 #include <errno.h>

@@ -1,4 +1,4 @@
-/* The library preloaded into QEMU (mcp/qemu_preload.c): the process is not dumpable, a write past
+/* The library preloaded into QEMU (mcp/backend/tcg/qemu_preload.c): the process is not dumpable, a write past
  * its file size limit fails instead of killing it (SIGXFSZ ignored), and an open
  * for reading and writing of exactly the path in AIRLOCK_READONLY_RAM becomes read-only, through
  * every name it defines; other paths, other modes and creation are left alone. It is preloaded

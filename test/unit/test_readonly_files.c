@@ -1,4 +1,4 @@
-/* The files a VM may only read (mcp/readonly_files.c): whoever holds one of its fds, the file's
+/* The files a VM may only read (mcp/confine/readonly_files.c): whoever holds one of its fds, the file's
  * owner included, cannot write it, reopen it for writing through /proc/self/fd, or change its
  * mode; on a read-only mount (as root, and as a user in a user namespace of its own) and as a
  * sealed copy. */

@@ -1,4 +1,4 @@
-/* The host's snapshot check (mcp/snapshot_cache.c): a whole snapshot passes; a missing, truncated,
+/* The host's snapshot check (mcp/sandbox/snapshot_cache.c): a whole snapshot passes; a missing, truncated,
  * altered or mismatched one is refused with -EINVAL (or -ENOENT when there is none), so that it is
  * made again instead of being half-loaded. No VM: the files are written here. */
 #include <errno.h>

@@ -167,7 +167,7 @@ static int push_snapshot_args(const struct vm_spec *s, const char *memory, struc
  * read (its reopen checks permissions again); without them it stays root, with no capability.
  * Started by a user, as that user: the user's own processes are the same trust domain.
  *
- * No --new-session: sandbox.c starts the VM in a session of its own (no terminal to reach) and
+ * No --new-session: the sandbox starts the VM in a session of its own (no terminal to reach) and
  * kills its whole process group. QEMU does not end with its parent: setpriv (util-linux,
  * essential on Debian, like prlimit) makes the kernel kill bubblewrap when airlock dies, however
  * it dies, and --die-with-parent passes that on to QEMU (airlock-vmm does this itself). Without
