@@ -442,7 +442,38 @@ static int take_exit(struct sandbox *sb, const uint8_t *payload, size_t len)
 	return 0;
 }
 
-static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len)
+/* A CREDIT frame in flight: freed when written (or cancelled as the channel closes). */
+struct credit_write {
+	uv_write_t req; /* first: the callback gets it back */
+	struct frame_credit frame;
+};
+
+static void on_credit_written(uv_write_t *req, int status)
+{
+	struct sandbox *sb = req->data;
+	free(req);
+	if (status == UV_EPIPE || status == UV_ECONNRESET)
+		channel_closed_by_vm(sb);
+	else if (status < 0 && status != UV_ECANCELED)
+		fail(sb, -EIO, "cannot send credit to the guest: %s", uv_strerror(status));
+}
+
+/* Grants the guest bytes more of stream's output (agent/proto.h: credit). */
+static int send_credit(struct sandbox *sb, uint32_t stream, uint32_t bytes)
+{
+	struct credit_write *w = malloc(sizeof *w);
+	if (!w)
+		return -ENOMEM;
+	w->frame = frame_encode_credit(stream, bytes);
+	w->req.data = sb;
+	uv_buf_t buf = uv_buf_init((char *)&w->frame, sizeof w->frame);
+	int rc = uv_write(&w->req, (uv_stream_t *)&sb->channel, &buf, 1, on_credit_written);
+	if (rc)
+		free(w);
+	return rc;
+}
+
+static int on_frame(void *ctx, uint32_t type, uint32_t stream, const uint8_t *payload, size_t len)
 {
 	struct sandbox *sb = ctx;
 	struct sandbox_result *r = &sb->res;
@@ -480,9 +511,8 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 		}
 		return 0;
 	}
-	case AL_FRAME_STDOUT:
-	case AL_FRAME_STDERR: {
-		bool is_out = type == AL_FRAME_STDOUT;
+	case AL_FRAME_DATA: { /* the decoder admits DATA only on the open output streams */
+		bool is_out = stream == AL_STREAM_STDOUT;
 		int rc = append_output(is_out ? &r->out : &r->err,
 				       is_out ? sb->run.stdout_cap : sb->run.stderr_cap, payload,
 				       len);
@@ -491,6 +521,9 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 			     is_out ? "stdout" : "stderr");
 		else if (rc)
 			fail(sb, rc, "out of memory collecting output");
+		uint32_t grant = rc ? 0 : frame_stream_consumed(&sb->decoder, stream, len);
+		if (grant && (rc = send_credit(sb, stream, grant)) != 0)
+			fail(sb, -EIO, "cannot send credit to the guest: %s", uv_strerror(rc));
 		return rc;
 	}
 	case AL_FRAME_EXIT: {
@@ -533,7 +566,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	int rc = frame_decoder_feed(&sb->decoder, (const uint8_t *)buf->base, (size_t)nread,
 				    on_frame, sb);
 	if (rc == -EPROTO && sb->decoder.error)
-		fail(sb, -EPROTO, "the guest sent a malformed frame: %s", sb->decoder.error);
+		fail(sb, -EPROTO, "%s%s",
+		     sb->decoder.wrong_version ? "" : "the guest sent a malformed frame: ",
+		     sb->decoder.error);
 }
 
 static int build_request(struct sandbox *sb, const struct sandbox_request *req)
@@ -545,6 +580,7 @@ static int build_request(struct sandbox *sb, const struct sandbox_request *req)
 		.version = AL_PROTO_VERSION,
 		.language = req->language,
 		.timeout_ms = req->timeout_ms,
+		.output_window = FRAME_OUTPUT_WINDOW,
 		.stdout_cap = req->stdout_cap,
 		.stderr_cap = req->stderr_cap,
 		.out_files_cap = req->out_files_cap,
@@ -553,6 +589,9 @@ static int build_request(struct sandbox *sb, const struct sandbox_request *req)
 		.files_len = (uint32_t)req->files_len,
 	};
 	sb->decoder.exit_limit = frame_exit_limit(req->out_files_cap);
+	int rc = frame_open_output_streams(&sb->decoder, &sb->run);
+	if (rc)
+		return rc;
 	sb->request_len = AL_FRAME_HEADER_SIZE + sizeof(struct al_run) + body;
 	sb->request = malloc(sb->request_len);
 	if (!sb->request)
@@ -717,7 +756,8 @@ static int send_ping(struct sandbox *sb)
 {
 	_Static_assert(sizeof sb->ping == AL_FRAME_HEADER_SIZE + sizeof(struct al_ping),
 		       "the PING frame is sent as it lies in memory");
-	sb->ping.header = (struct al_frame_header){AL_FRAME_PING, sizeof(struct al_ping)};
+	sb->ping.header =
+	    frame_header(AL_FRAME_PING, AL_STREAM_CONVERSATION, sizeof(struct al_ping));
 	if (getrandom(sb->ping.ping.entropy, sizeof sb->ping.ping.entropy, 0) !=
 	    sizeof sb->ping.ping.entropy)
 		return -errno;

@@ -204,7 +204,8 @@ static int wait_ready(int channel, int64_t deadline)
 	struct al_frame_header h;
 	struct al_ready ready;
 	int rc = read_full(channel, &h, sizeof h, deadline);
-	if (rc == 0 && (h.type != AL_FRAME_READY || h.length != sizeof ready))
+	if (rc == 0 && (h.type != AL_FRAME_READY || h.length != sizeof ready || h.stream != 0 ||
+			h.flags != 0))
 		rc = -EPROTO;
 	if (rc == 0)
 		rc = read_full(channel, &ready, sizeof ready, deadline);
