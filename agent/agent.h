@@ -1,6 +1,6 @@
 /* airlock-agent: the guest's PID 1. One header for the agent's parts: the channel to the host,
- * the program runner, stopping the user's processes, collecting /work/out and the tar
- * reader/writer. Depends on libc and proto.h only.
+ * the credit of its output streams, the program runner, stopping the user's processes,
+ * collecting /work/out and the tar reader/writer. Depends on libc and proto.h only.
  */
 #ifndef AIRLOCK_AGENT_H
 #define AIRLOCK_AGENT_H
