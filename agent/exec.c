@@ -181,9 +181,10 @@ static int take_host_frame(int channel_fd, struct output_stream streams[2])
 }
 
 /* Forwards what is left in the output pipes, waiting for the host's credit where it is spent
- * (until deadline). Once the user's processes are stopped, all they wrote is in the pipes: the
- * end of file comes only when the dying writers are torn down, which the answer does not wait
- * for. */
+ * until deadline: past it, what is left is not returned (the stream is flagged truncated) and
+ * the answer goes with what was sent. Once the user's processes are stopped, all they wrote is
+ * in the pipes: the end of file comes only when the dying writers are torn down, which the
+ * answer does not wait for. */
 static int drain_output(int channel_fd, struct output_stream streams[2], int64_t deadline)
 {
 	for (int i = 0; i < 2; i++) {
@@ -197,8 +198,12 @@ static int drain_output(int channel_fd, struct output_stream streams[2], int64_t
 				int ready = poll(&host, 1, ms_until(deadline, 0, INT_MAX));
 				if (ready < 0 && errno == EINTR)
 					continue;
-				if (ready <= 0)
-					return ready < 0 ? -errno : -ETIMEDOUT;
+				if (ready < 0)
+					return -errno;
+				if (ready == 0) {
+					s->truncated = 1; /* no credit in time */
+					break;
+				}
 				int rc = take_host_frame(channel_fd, streams);
 				if (rc)
 					return rc;

@@ -26,7 +26,8 @@
  *              connection, an interpreter cell): not sent in version 2
  *
  * DATA carries a stream's bytes (at most AL_FRAME_MAX_OUTPUT_CHUNK a frame); DATA on a stream
- * that is not open is a protocol error.
+ * that is not open is a protocol error. Version 2 closes no stream: the output streams end with
+ * the run, and all their DATA comes before EXIT.
  *
  * Credit. The receiver of a stream decides how much it takes in: its sender may have at most
  * that many bytes of DATA in flight. RUN grants the first window for each output stream
@@ -35,9 +36,10 @@
  * per half window), and each CREDIT adds its bytes to what the guest may send. The agent never
  * sends beyond its credit: with a stream's credit spent it stops reading the program's pipe,
  * so the program blocks on a full pipe (backpressure) until CREDIT comes. The host refuses DATA
- * beyond the credit it granted; the agent refuses CREDIT that would let more than
- * AL_STREAM_MAX_WINDOW bytes be in flight. Credit is not the cap: output past al_run's caps is
- * read and dropped by the agent, needing no credit.
+ * beyond the credit it granted; the agent refuses (ends the run with ERROR) a CREDIT that would
+ * let more than AL_STREAM_MAX_WINDOW bytes be in flight, and a RUN whose window is 0 or past it.
+ * Credit is not the cap: output past al_run's caps is read and dropped by the agent, needing no
+ * credit. The conversation's frames are not under credit: their types' limits bound them.
  *
  * A conversation (one VM serves exactly one run, then is destroyed):
  *
