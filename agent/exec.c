@@ -386,15 +386,20 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 
 	/* until the program's end: its exit, its exit report, or the timeout */
 	while (!ended) {
-		/* a stream whose credit is spent is not read: its program waits on a full pipe */
+		/* A stream whose credit is spent is not read: its program waits on a full pipe. The
+		 * host's CREDIT frames are read only then, not on every wake-up (a flood past the cap
+		 * wakes the agent per pipe write, and polling the port costs an emulated CPU each
+		 * time); the few that come meanwhile wait in the port. */
+		int out_ready = output_readable(out), err_ready = output_readable(err);
+		int needs_credit = (out->fd >= 0 && !out_ready) || (err->fd >= 0 && !err_ready);
 		struct pollfd fds[7] = {
-		    {output_readable(out) ? out->fd : -1, POLLIN, 0},
-		    {output_readable(err) ? err->fd : -1, POLLIN, 0},
+		    {out_ready ? out->fd : -1, POLLIN, 0},
+		    {err_ready ? err->fd : -1, POLLIN, 0},
 		    {sig_fd, POLLIN, 0},
 		    {timer_fd, POLLIN, 0},
 		    {in.fd, POLLOUT, 0},
 		    {report_fd, POLLIN, 0},
-		    {channel_fd, POLLIN, 0}};
+		    {needs_credit ? channel_fd : -1, POLLIN, 0}};
 		if (poll(fds, 7, -1) < 0) {
 			if (errno == EINTR)
 				continue;
