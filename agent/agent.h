@@ -1,6 +1,6 @@
 /* airlock-agent: the guest's PID 1. One header for the agent's parts: the channel to the host,
- * the program runner, stopping the user's processes, collecting /work/out and the tar
- * reader/writer. Depends on libc and proto.h only.
+ * the credit of its output streams, the program runner, stopping the user's processes,
+ * collecting /work/out and the tar reader/writer. Depends on libc and proto.h only.
  */
 #ifndef AIRLOCK_AGENT_H
 #define AIRLOCK_AGENT_H
@@ -34,13 +34,25 @@ int channel_find(void);
 int fd_write_all(int fd, const void *buf, size_t len);
 /* CLOCK_MONOTONIC in milliseconds, for the agent's deadlines. */
 int64_t monotonic_ms(void);
-/* Writes one frame (header + payload). Returns 0 or -errno. */
+/* Writes one frame (header + payload) on stream. Returns 0 or -errno. */
+int channel_send_on(int fd, uint32_t type, uint32_t stream, const void *payload, size_t len);
+/* Writes one frame of the conversation (stream 0). Returns 0 or -errno. */
 int channel_send(int fd, uint32_t type, const void *payload, size_t len);
 /* Sends an ERROR frame with printf-style text (truncated to AL_FRAME_MAX_ERROR_TEXT). */
 void channel_send_error(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Reads one frame: *type, and a malloc'd payload (*payload, *len) the caller frees.
- * Returns 0, -EPROTO for a frame over AL_FRAME_MAX_PAYLOAD, or -errno. */
-int channel_recv(int fd, uint32_t *type, uint8_t **payload, size_t *len);
+/* Reads one frame: *type, *stream, and a malloc'd payload (*payload, *len) the caller frees.
+ * Returns 0, -EPROTO for a frame over AL_FRAME_MAX_PAYLOAD or with flags set, or -errno. */
+int channel_recv(int fd, uint32_t *type, uint32_t *stream, uint8_t **payload, size_t *len);
+
+/* ---- credit.c: what the host lets the agent send on an output stream ---- */
+
+/* Adds a CREDIT's bytes to a stream's credit. Returns 0, or -EPROTO for a grant of 0 or one
+ * that would let more than AL_STREAM_MAX_WINDOW bytes be in flight (credit is left as it was). */
+int credit_grant(uint64_t *credit, uint32_t bytes);
+/* How many bytes to read from a program's output pipe now, into a buffer of buf_size: output
+ * past the cap is dropped and needs no credit; below it, at most the credit. 0: wait for
+ * CREDIT (the pipe is not read, so the program blocks on it when it is full). */
+size_t output_read_size(uint64_t credit, uint64_t total, uint64_t cap, size_t buf_size);
 
 /* ---- program.c: the user's program as a process, started before it is needed ---- */
 

@@ -1,5 +1,6 @@
 /* The agent's end of the host channel: a virtio-console tty switched to raw mode, carrying the
- * frames of proto.h. Writes are blocking and complete; the host reads as fast as it can.
+ * frames of proto.h. Writes are blocking and complete; the host reads as fast as it can (and
+ * says how much output it takes with CREDIT, which exec.c honours).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -102,15 +103,20 @@ static int read_all(int fd, void *buf, size_t len)
 	return 0;
 }
 
-int channel_send(int fd, uint32_t type, const void *payload, size_t len)
+int channel_send_on(int fd, uint32_t type, uint32_t stream, const void *payload, size_t len)
 {
 	if (len > AL_FRAME_MAX_PAYLOAD)
 		return -EMSGSIZE;
-	struct al_frame_header h = {.type = type, .length = (uint32_t)len};
+	struct al_frame_header h = {.type = type, .length = (uint32_t)len, .stream = stream};
 	int rc = fd_write_all(fd, &h, sizeof h);
 	if (rc == 0 && len)
 		rc = fd_write_all(fd, payload, len);
 	return rc;
+}
+
+int channel_send(int fd, uint32_t type, const void *payload, size_t len)
+{
+	return channel_send_on(fd, type, AL_STREAM_CONVERSATION, payload, len);
 }
 
 void channel_send_error(int fd, const char *fmt, ...)
@@ -127,13 +133,13 @@ void channel_send_error(int fd, const char *fmt, ...)
 	(void)channel_send(fd, AL_FRAME_ERROR, text, len);
 }
 
-int channel_recv(int fd, uint32_t *type, uint8_t **payload, size_t *len)
+int channel_recv(int fd, uint32_t *type, uint32_t *stream, uint8_t **payload, size_t *len)
 {
 	struct al_frame_header h;
 	int rc = read_all(fd, &h, sizeof h);
 	if (rc)
 		return rc;
-	if (h.length > AL_FRAME_MAX_PAYLOAD)
+	if (h.length > AL_FRAME_MAX_PAYLOAD || h.flags != 0)
 		return -EPROTO;
 	uint8_t *buf = malloc(h.length ? h.length : 1);
 	if (!buf)
@@ -144,6 +150,7 @@ int channel_recv(int fd, uint32_t *type, uint8_t **payload, size_t *len)
 		return rc;
 	}
 	*type = h.type;
+	*stream = h.stream;
 	*payload = buf;
 	*len = h.length;
 	return 0;

@@ -1,5 +1,6 @@
 /* One program run: prepare /work, let the interpreter (started ahead by program.c) run the
- * program, feed its stdin, stream its output to the host within the caps, enforce the timeout,
+ * program, feed its stdin, stream its output to the host within the caps and the host's credit
+ * (reading the host's CREDIT frames meanwhile), enforce the timeout,
  * and at the program's end (its exit, its exit report, or the timeout) stop every process of the
  * user before reporting the exit with the files under /work/out.
  */
@@ -39,6 +40,8 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 	const struct al_run *h = &req->header;
 	uint64_t body = (uint64_t)h->code_len + h->stdin_len + h->files_len;
 	if (h->version != AL_PROTO_VERSION || body != len - sizeof *h)
+		return -EPROTO;
+	if (h->output_window == 0 || h->output_window > AL_STREAM_MAX_WINDOW)
 		return -EPROTO;
 	if (h->language < AL_LANG_FIRST || h->language >= AL_LANG_END)
 		return -EPROTO;
@@ -100,20 +103,39 @@ static int write_file(const char *path, const void *data, size_t len, mode_t mod
 	return close(fd) == 0 ? 0 : -errno;
 }
 
+/* Milliseconds until deadline, within [least, most]. */
+static int ms_until(int64_t deadline, int least, int most)
+{
+	int64_t left = deadline - monotonic_ms();
+	return left < least ? least : left > most ? most : (int)left;
+}
+
 struct output_stream {
 	int fd;           /* read end of the pipe, -1 once closed */
-	uint32_t frame;   /* AL_FRAME_STDOUT or AL_FRAME_STDERR */
+	uint32_t stream;  /* AL_STREAM_STDOUT or AL_STREAM_STDERR */
 	uint64_t cap;     /* bytes to forward */
+	uint64_t credit;  /* bytes the host lets us send now */
 	uint64_t total;   /* bytes the program wrote */
 	int truncated;
 };
 
-/* Reads what is available and forwards it up to the cap; the rest is read and dropped so that the
- * program never blocks on a full pipe. Returns 0, or -errno when the channel fails. */
+/* Whether the stream's pipe is worth reading now: open, and not held back for want of credit. */
+static int output_readable(const struct output_stream *s)
+{
+	return s->fd >= 0 &&
+	       output_read_size(s->credit, s->total, s->cap, AL_FRAME_MAX_OUTPUT_CHUNK) > 0;
+}
+
+/* Reads what is available and forwards it up to the cap and the credit; the rest past the cap is
+ * read and dropped so that the program never blocks on a full pipe for it. Returns 0, or -errno
+ * when the channel fails. */
 static int pump_output(int channel_fd, struct output_stream *s)
 {
 	static uint8_t buf[AL_FRAME_MAX_OUTPUT_CHUNK];
-	ssize_t n = read(s->fd, buf, sizeof buf);
+	size_t want = output_read_size(s->credit, s->total, s->cap, sizeof buf);
+	if (want == 0)
+		return 0; /* until CREDIT comes */
+	ssize_t n = read(s->fd, buf, want);
 	if (n < 0 && (errno == EINTR || errno == EAGAIN))
 		return 0;
 	if (n <= 0) {
@@ -126,21 +148,71 @@ static int pump_output(int channel_fd, struct output_stream *s)
 	s->total += (uint64_t)n;
 	if ((size_t)n > forward)
 		s->truncated = 1;
-	return forward ? channel_send(channel_fd, s->frame, buf, forward) : 0;
+	if (forward == 0)
+		return 0;
+	s->credit -= forward; /* forward <= n <= want <= credit below the cap */
+	return channel_send_on(channel_fd, AL_FRAME_DATA, s->stream, buf, forward);
 }
 
-/* Forwards what is left in an output pipe. Once the user's processes are stopped, all they wrote
- * is in the pipe: the end of file comes only when the dying writers are torn down, which the
- * answer does not wait for. */
-static int drain_output(int channel_fd, struct output_stream *s)
+/* Reads one frame from the host during the run: only CREDIT for an output stream may come.
+ * Returns 0, or -EPROTO (or -errno when the channel fails). */
+static int take_host_frame(int channel_fd, struct output_stream streams[2])
 {
-	while (s->fd >= 0) {
-		struct pollfd pfd = {s->fd, POLLIN, 0};
-		if (poll(&pfd, 1, 0) <= 0)
-			return 0;
-		int rc = pump_output(channel_fd, s);
+	uint32_t type, stream;
+	uint8_t *payload;
+	size_t len;
+	int rc = channel_recv(channel_fd, &type, &stream, &payload, &len);
+	if (rc)
+		return rc;
+	struct al_credit credit;
+	if (type != AL_FRAME_CREDIT || len != sizeof credit ||
+	    (stream != AL_STREAM_STDOUT && stream != AL_STREAM_STDERR)) {
+		fprintf(stderr, "airlock-agent: the host sent frame type %u on stream %u\n", type,
+			stream);
+		rc = -EPROTO;
+	} else {
+		memcpy(&credit, payload, sizeof credit);
+		rc = credit_grant(&streams[stream - AL_STREAM_STDOUT].credit, credit.bytes);
 		if (rc)
-			return rc;
+			fprintf(stderr, "airlock-agent: the host granted credit past the window\n");
+	}
+	free(payload);
+	return rc;
+}
+
+/* Forwards what is left in the output pipes, waiting for the host's credit where it is spent
+ * until deadline: past it, what is left is not returned (the stream is flagged truncated) and
+ * the answer goes with what was sent. Once the user's processes are stopped, all they wrote is
+ * in the pipes: the end of file comes only when the dying writers are torn down, which the
+ * answer does not wait for. */
+static int drain_output(int channel_fd, struct output_stream streams[2], int64_t deadline)
+{
+	for (int i = 0; i < 2; i++) {
+		struct output_stream *s = &streams[i];
+		while (s->fd >= 0) {
+			struct pollfd pfd = {s->fd, POLLIN, 0};
+			if (poll(&pfd, 1, 0) <= 0)
+				break;
+			if (!output_readable(s)) {
+				struct pollfd host = {channel_fd, POLLIN, 0};
+				int ready = poll(&host, 1, ms_until(deadline, 0, INT_MAX));
+				if (ready < 0 && errno == EINTR)
+					continue;
+				if (ready < 0)
+					return -errno;
+				if (ready == 0) {
+					s->truncated = 1; /* no credit in time */
+					break;
+				}
+				int rc = take_host_frame(channel_fd, streams);
+				if (rc)
+					return rc;
+				continue;
+			}
+			int rc = pump_output(channel_fd, s);
+			if (rc)
+				return rc;
+		}
 	}
 	return 0;
 }
@@ -175,13 +247,6 @@ static int send_exit(int channel_fd, int status, int timed_out, const struct out
 	memcpy(files->payload, &e, sizeof e);
 	return channel_send(channel_fd, AL_FRAME_EXIT, files->payload,
 			    sizeof e + (size_t)files->tar_len + files->skipped_len);
-}
-
-/* Milliseconds until deadline, within [least, most]. */
-static int ms_until(int64_t deadline, int least, int most)
-{
-	int64_t left = deadline - monotonic_ms();
-	return left < least ? least : left > most ? most : (int)left;
 }
 
 static int prepare_work_dir(int channel_fd, const struct run_request *req, const char *script)
@@ -307,8 +372,11 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	timerfd_settime(timer_fd, 0, &its, NULL);
 	int64_t answer_by = monotonic_ms() + h->timeout_ms + ANSWER_GRACE_MS;
 
-	struct output_stream out = {prog->stdout_fd, AL_FRAME_STDOUT, h->stdout_cap, 0, 0};
-	struct output_stream err = {prog->stderr_fd, AL_FRAME_STDERR, h->stderr_cap, 0, 0};
+	/* RUN opened both output streams with output_window bytes of credit each */
+	struct output_stream streams[2] = {
+	    {prog->stdout_fd, AL_STREAM_STDOUT, h->stdout_cap, h->output_window, 0, 0},
+	    {prog->stderr_fd, AL_STREAM_STDERR, h->stderr_cap, h->output_window, 0, 0}};
+	struct output_stream *out = &streams[0], *err = &streams[1];
 	struct input_stream in = {prog->stdin_fd, req->stdin_data, h->stdin_len};
 	int report_fd = prog->ready_fd; /* the python starter's exit report */
 	*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
@@ -318,10 +386,21 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 
 	/* until the program's end: its exit, its exit report, or the timeout */
 	while (!ended) {
-		struct pollfd fds[6] = {
-			{out.fd, POLLIN, 0},   {err.fd, POLLIN, 0},     {sig_fd, POLLIN, 0},
-			{timer_fd, POLLIN, 0}, {in.fd, POLLOUT, 0}, {report_fd, POLLIN, 0}};
-		if (poll(fds, 6, -1) < 0) {
+		/* A stream whose credit is spent is not read: its program waits on a full pipe. The
+		 * host's CREDIT frames are read only then, not on every wake-up (a flood past the cap
+		 * wakes the agent per pipe write, and polling the port costs an emulated CPU each
+		 * time); the few that come meanwhile wait in the port. */
+		int out_ready = output_readable(out), err_ready = output_readable(err);
+		int needs_credit = (out->fd >= 0 && !out_ready) || (err->fd >= 0 && !err_ready);
+		struct pollfd fds[7] = {
+		    {out_ready ? out->fd : -1, POLLIN, 0},
+		    {err_ready ? err->fd : -1, POLLIN, 0},
+		    {sig_fd, POLLIN, 0},
+		    {timer_fd, POLLIN, 0},
+		    {in.fd, POLLOUT, 0},
+		    {report_fd, POLLIN, 0},
+		    {needs_credit ? channel_fd : -1, POLLIN, 0}};
+		if (poll(fds, 7, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break; /* the agent cannot wait any more: end the program here */
@@ -335,9 +414,11 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 			ended = 1;
 		if (fds[4].revents)
 			pump_input(&in);
-		if (fds[0].revents && (rc = pump_output(channel_fd, &out)) != 0)
+		if (fds[6].revents && (rc = take_host_frame(channel_fd, streams)) != 0)
 			return rc;
-		if (fds[1].revents && (rc = pump_output(channel_fd, &err)) != 0)
+		if (fds[0].revents && (rc = pump_output(channel_fd, out)) != 0)
+			return rc;
+		if (fds[1].revents && (rc = pump_output(channel_fd, err)) != 0)
 			return rc;
 		if (fds[2].revents) {
 			struct signalfd_siginfo si;
@@ -372,7 +453,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	stop_kill_all(&mark);
 	struct out_files files = {0};
 	rc = 0;
-	if (!pipe_has_data(out.fd) && !pipe_has_data(err.fd) && !out_files_any(AGENT_OUT_DIR) &&
+	if (!pipe_has_data(out->fd) && !pipe_has_data(err->fd) && !out_files_any(AGENT_OUT_DIR) &&
 	    stop_nothing_ran_since(&mark)) {
 		/* the usual end: nothing left to read, and no user task has run since the kill,
 		 * so none can have added anything; the dying ones are not waited for */
@@ -381,8 +462,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		if (stopped != 0)
 			fprintf(stderr, "airlock-agent: the user's processes did not stop: %s\n",
 				strerror(-stopped));
-		if (stopped == 0 && ((rc = drain_output(channel_fd, &out)) != 0 ||
-				     (rc = drain_output(channel_fd, &err)) != 0))
+		if (stopped == 0 && (rc = drain_output(channel_fd, streams, answer_by)) != 0)
 			return rc;
 		if (stopped == 0)
 			rc = out_files_collect(AGENT_OUT_DIR, h->out_files_cap,
@@ -390,12 +470,12 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		else
 			files.truncated = 1; /* a process still running could change them */
 	}
-	if (out.fd >= 0)
-		close(out.fd);
-	if (err.fd >= 0)
-		close(err.fd);
+	if (out->fd >= 0)
+		close(out->fd);
+	if (err->fd >= 0)
+		close(err->fd);
 	if (rc == 0)
-		rc = send_exit(channel_fd, status, timed_out, &out, &err, &files);
+		rc = send_exit(channel_fd, status, timed_out, out, err, &files);
 	out_files_free(&files);
 	return rc;
 }

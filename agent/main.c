@@ -215,15 +215,15 @@ static void serve_one_run(int channel_fd)
 		log_error("send READY");
 		return;
 	}
-	uint32_t type;
+	uint32_t type, stream;
 	uint8_t *payload;
 	size_t len;
 	int rc, pinged = 0;
 	/* PINGs come first when the VM was restored from a snapshot (its READY is in the snapshot) */
-	while ((rc = channel_recv(channel_fd, &type, &payload, &len)) == 0 &&
+	while ((rc = channel_recv(channel_fd, &type, &stream, &payload, &len)) == 0 &&
 	       type == AL_FRAME_PING) {
 		struct al_ping ping;
-		if (len == sizeof ping) {
+		if (len == sizeof ping && stream == AL_STREAM_CONVERSATION) {
 			/* unique from here on, before any request: the PRNGs are seeded again now */
 			memcpy(&ping, payload, sizeof ping);
 			refresh_entropy_and_clock(ping.entropy, ping.wall_clock_ns);
@@ -243,9 +243,11 @@ static void serve_one_run(int channel_fd)
 		return;
 	}
 	struct run_request req;
-	if (type != AL_FRAME_RUN || run_request_parse(payload, len, &req) != 0) {
-		channel_send_error(channel_fd, "malformed request (frame type %u, %zu bytes)", type,
-				   len);
+	if (type != AL_FRAME_RUN || stream != AL_STREAM_CONVERSATION ||
+	    run_request_parse(payload, len, &req) != 0) {
+		channel_send_error(channel_fd,
+				   "malformed request (frame type %u, stream %u, %zu bytes)", type,
+				   stream, len);
 	} else if ((rc = run_program(channel_fd, &req, &prog, pinged)) != 0) {
 		channel_send_error(channel_fd, "run failed: %s", strerror(-rc));
 	}

@@ -1,4 +1,4 @@
-/* The wire format between the host (airlock) and the guest agent (airlock-agent).
+/* The wire format between the host (airlock) and the guest agent (airlock-agent), version 2.
  *
  * It runs over one byte stream: a virtio-console port in the guest (/dev/hvc0 in raw mode with
  * airlock-vmm, /dev/vportNp1 with QEMU, whose console port drops bytes under load), one
@@ -9,14 +9,42 @@
  *
  *     u32 type      one of enum al_frame_type
  *     u32 length    payload bytes that follow (at most AL_FRAME_MAX_PAYLOAD)
+ *     u32 stream    the stream the frame belongs to: 0 for the conversation itself
+ *     u32 flags     reserved: 0 (a frame with any flag set is refused)
  *     u8  payload[length]
  *
  * All integers are little-endian (both ends are x86_64: the structs below are sent as they lie in
  * memory, they have no padding, and their sizes are checked at compile time).
  *
+ * Streams. The one channel carries several byte streams, each named by an id in the header:
+ *
+ *     0        the conversation: READY, PING, RUN, EXIT, ERROR travel only here
+ *     1, 2     the program's stdout and stderr (AL_STREAM_STDOUT, AL_STREAM_STDERR), opened by
+ *              RUN: the guest sends DATA on them, the host grants CREDIT for them
+ *     3..15    reserved for streams every run has, should one be added
+ *     16..     reserved for streams a later version opens on demand with OPEN (an egress
+ *              connection, an interpreter cell): not sent in version 2
+ *
+ * DATA carries a stream's bytes (at most AL_FRAME_MAX_OUTPUT_CHUNK a frame); DATA on a stream
+ * that is not open is a protocol error. Version 2 closes no stream: the output streams end with
+ * the run, and all their DATA comes before EXIT.
+ *
+ * Credit. The receiver of a stream decides how much it takes in: its sender may have at most
+ * that many bytes of DATA in flight. RUN grants the first window for each output stream
+ * (al_run.output_window, at most AL_STREAM_MAX_WINDOW); the host then sends CREDIT (struct
+ * al_credit, the header naming the stream) as it consumes the output, in batches (about once
+ * per half window), and each CREDIT adds its bytes to what the guest may send. The agent never
+ * sends beyond its credit: with a stream's credit spent it stops reading the program's pipe,
+ * so the program blocks on a full pipe (backpressure) until CREDIT comes. The host refuses DATA
+ * beyond the credit it granted; the agent refuses (ends the run with ERROR) a CREDIT that would
+ * let more than AL_STREAM_MAX_WINDOW bytes be in flight, and a RUN whose window is 0 or past it.
+ * Credit is not the cap: output past al_run's caps is read and dropped by the agent, needing no
+ * credit. The conversation's frames are not under credit: their types' limits bound them.
+ *
  * A conversation (one VM serves exactly one run, then is destroyed):
  *
- *     guest: READY                          the agent is up and waits for work
+ *     guest: READY                          the agent is up and waits for work (struct al_ready:
+ *                                           its protocol version)
  *     host:  PING ...                       optional, any number: "are you there?", with fresh
  *                                           entropy and the clock (struct al_ping)
  *     guest: READY                          one per PING, once the guest took the entropy and the
@@ -24,40 +52,63 @@
  *                                           sees a VM restored from a snapshot answer, unique,
  *                                           before any request; its first READY is in the
  *                                           snapshot)
- *     host:  RUN                            struct al_run, then code, stdin, files (ustar)
- *     guest: STDOUT / STDERR ...            program output as it comes, up to the caps
+ *     host:  RUN                            struct al_run, then code, stdin, files (ustar); opens
+ *                                           streams 1 and 2 with output_window bytes of credit
+ *     guest: DATA (stream 1 or 2) ...       program output as it comes, up to the caps, within
+ *     host:  CREDIT (stream 1 or 2) ...     the credit; the order of DATA frames across both
+ *                                           streams is the order the program's output was read
  *     guest: EXIT                           struct al_exit, then /work/out (ustar), then the list
  *                                           of output files not returned ("SIZE PATH\n" lines)
  *     or:    ERROR                          UTF-8 text: the agent could not run the program
  *
+ * Versions. READY says the agent's version (al_ready.version) and RUN the host's
+ * (al_run.version); each end refuses any other. A version 1 agent's READY (an 8-byte header, an
+ * 8-byte payload) reads to a version 2 host as a READY of length 8, which the host names as
+ * such: an image built by an older airlock is refused with a message, not a hang.
+ *
  * The guest is untrusted: the host decodes every frame defensively (known type, length within the
- * limit for that type, inner lengths adding up exactly) and ends the VM on the first bad frame.
+ * limit for that type, the stream and the credit, inner lengths adding up exactly) and ends the
+ * VM on the first bad frame.
  */
 #ifndef AIRLOCK_PROTO_H
 #define AIRLOCK_PROTO_H
 
 #include <stdint.h>
 
-#define AL_PROTO_VERSION 1u
+#define AL_PROTO_VERSION 2u
 
-#define AL_FRAME_HEADER_SIZE 8u
+#define AL_FRAME_HEADER_SIZE 16u
 /* Large enough for a RUN holding a 16 MiB request (code + stdin + files) and for an EXIT with
  * the returned output files; anything larger is a protocol error. */
 #define AL_FRAME_MAX_PAYLOAD (40u << 20)
-/* Output frames are cut at this size so the host can stream and cap them. */
+/* DATA frames are cut at this size so the host can stream and cap them. */
 #define AL_FRAME_MAX_OUTPUT_CHUNK (64u << 10)
+/* The most credit a stream's receiver may grant in all (bytes in flight); a larger window buys
+ * no speed and would let a stream hold the other end's memory. */
+#define AL_STREAM_MAX_WINDOW (64u << 20)
 #define AL_FRAME_MAX_ERROR_TEXT 4096u
 
 enum al_frame_type {
-	/* guest -> host */
-	AL_FRAME_READY = 1,  /* struct al_ready */
-	AL_FRAME_STDOUT = 2, /* raw bytes, at most AL_FRAME_MAX_OUTPUT_CHUNK */
-	AL_FRAME_STDERR = 3, /* raw bytes, at most AL_FRAME_MAX_OUTPUT_CHUNK */
-	AL_FRAME_EXIT = 4,   /* struct al_exit + files tar + skipped list */
-	AL_FRAME_ERROR = 5,  /* UTF-8 text, at most AL_FRAME_MAX_ERROR_TEXT */
-	/* host -> guest */
+	/* guest -> host, stream 0 (2 and 3 were version 1's STDOUT and STDERR: never reused) */
+	AL_FRAME_READY = 1, /* struct al_ready */
+	AL_FRAME_EXIT = 4,  /* struct al_exit + files tar + skipped list */
+	AL_FRAME_ERROR = 5, /* UTF-8 text, at most AL_FRAME_MAX_ERROR_TEXT */
+	/* host -> guest, stream 0 */
 	AL_FRAME_RUN = 0x81,  /* struct al_run + code + stdin + files tar */
 	AL_FRAME_PING = 0x82, /* struct al_ping; answered with READY */
+	/* on a stream other than 0; the sender of DATA is the receiver of CREDIT */
+	AL_FRAME_DATA = 0x41,   /* a stream's bytes, at most AL_FRAME_MAX_OUTPUT_CHUNK; in version 2
+				 * only guest -> host, on the output streams */
+	AL_FRAME_CREDIT = 0x42, /* struct al_credit; in version 2 only host -> guest */
+	AL_FRAME_OPEN = 0x43,   /* reserved: opens a stream >= AL_STREAM_FIRST_OPENED; not sent */
+	AL_FRAME_CLOSE = 0x44,  /* reserved: ends a stream; not sent */
+};
+
+enum al_stream {
+	AL_STREAM_CONVERSATION = 0, /* READY, PING, RUN, EXIT, ERROR */
+	AL_STREAM_STDOUT = 1,       /* opened by RUN */
+	AL_STREAM_STDERR = 2,       /* opened by RUN */
+	AL_STREAM_FIRST_OPENED = 16, /* ids from here on: opened by OPEN (not in version 2) */
 };
 
 /* The languages, once. A row's place is its number on the wire (al_run.language: 1, 2, ...), so
@@ -106,20 +157,26 @@ static inline const char *al_language_name(uint32_t language)
 #define AL_GUEST_TMPFS_MB 256
 
 struct al_frame_header {
-	uint32_t type;
-	uint32_t length;
+	uint32_t type;   /* enum al_frame_type */
+	uint32_t length; /* of the payload */
+	uint32_t stream; /* enum al_stream, or an id opened by OPEN */
+	uint32_t flags;  /* reserved: 0 */
 };
 
 struct al_ready {
-	uint32_t version; /* AL_PROTO_VERSION */
-	uint32_t reserved;
+	uint32_t version;     /* AL_PROTO_VERSION */
+	uint32_t reserved[3]; /* 0: room for what a later agent advertises */
+};
+
+struct al_credit {
+	uint32_t bytes; /* more bytes the sender may send on the header's stream; not 0 */
 };
 
 struct al_run {
 	uint32_t version;       /* AL_PROTO_VERSION */
 	uint32_t language;      /* enum al_language */
 	uint32_t timeout_ms;    /* wall-clock limit for the program */
-	uint32_t reserved;
+	uint32_t output_window; /* credit each output stream starts with, 1..AL_STREAM_MAX_WINDOW */
 	uint64_t stdout_cap;    /* bytes of stdout sent back; the rest is drained and dropped */
 	uint64_t stderr_cap;    /* likewise for stderr */
 	uint64_t out_files_cap; /* bytes of /work/out file content sent back */
@@ -154,8 +211,10 @@ struct al_exit {
 	uint32_t skipped_len;  /* "SIZE PATH\n" lines for files under /work/out not returned */
 };
 
-_Static_assert(sizeof(struct al_frame_header) == 8, "frame header has no padding");
-_Static_assert(sizeof(struct al_ready) == 8, "al_ready has no padding");
+_Static_assert(sizeof(struct al_frame_header) == AL_FRAME_HEADER_SIZE, "no padding in the header");
+_Static_assert(sizeof(struct al_ready) == 16, "al_ready has no padding");
+_Static_assert(sizeof(struct al_ready) != 8, "a version 1 READY (8 bytes) must be told apart");
+_Static_assert(sizeof(struct al_credit) == 4, "al_credit has no padding");
 _Static_assert(sizeof(struct al_run) == 128, "al_run has no padding");
 _Static_assert(sizeof(struct al_exit) == 40, "al_exit has no padding");
 _Static_assert(sizeof(struct al_ping) == 72, "al_ping has no padding");

@@ -1,5 +1,6 @@
 /* Incremental, defensive decoding of the guest's frames. See frame.h. */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -10,8 +11,7 @@ size_t frame_max_payload(uint32_t type)
 	switch (type) {
 	case AL_FRAME_READY:
 		return sizeof(struct al_ready);
-	case AL_FRAME_STDOUT:
-	case AL_FRAME_STDERR:
+	case AL_FRAME_DATA:
 		return AL_FRAME_MAX_OUTPUT_CHUNK;
 	case AL_FRAME_EXIT:
 		return AL_FRAME_MAX_PAYLOAD;
@@ -39,10 +39,53 @@ static int fail(struct frame_decoder *d, const char *why)
 	return -EPROTO;
 }
 
+static struct frame_stream *find_stream(struct frame_decoder *d, uint32_t id)
+{
+	for (size_t i = 0; id != 0 && i < FRAME_MAX_STREAMS; i++)
+		if (d->streams[i].id == id)
+			return &d->streams[i];
+	return NULL;
+}
+
+static int fail_version(struct frame_decoder *d, uint32_t version)
+{
+	snprintf(d->error_text, sizeof d->error_text,
+		 "the guest agent speaks wire protocol %u, this airlock speaks %u: the image was "
+		 "built by %s airlock; `airlock image build` makes it again",
+		 version, AL_PROTO_VERSION, version < AL_PROTO_VERSION ? "an older" : "another");
+	d->wrong_version = true;
+	return fail(d, d->error_text);
+}
+
+/* The stream a frame of this type may travel on, and the credit DATA spends. */
+static int check_stream(struct frame_decoder *d)
+{
+	if (d->type != AL_FRAME_DATA)
+		return d->stream == AL_STREAM_CONVERSATION
+			   ? 0
+			   : fail(d, "a conversation frame on a stream other than 0");
+	struct frame_stream *s = find_stream(d, d->stream);
+	if (!s)
+		return fail(d, "DATA on a stream that is not open");
+	if (d->length > s->credit)
+		return fail(d, "DATA sent beyond its credit");
+	s->credit -= d->length; /* spent now: the payload is as good as taken in */
+	return 0;
+}
+
 static int check_header(struct frame_decoder *d)
 {
-	memcpy(&d->type, d->header, 4);
-	memcpy(&d->length, d->header + 4, 4);
+	struct al_frame_header h;
+	memcpy(&h, d->header, sizeof h);
+	d->type = h.type;
+	d->length = h.length;
+	d->stream = h.stream;
+	/* A version 1 agent's READY: an 8-byte header and 8 bytes of payload, all of which this
+	 * header has read; its payload's version lies where the stream is. */
+	if (h.type == AL_FRAME_READY && h.length == 8)
+		return fail_version(d, h.stream);
+	if (h.flags != 0)
+		return fail(d, "frame with reserved flags set");
 	size_t max = frame_max_payload(d->type);
 	if (max == 0)
 		return fail(d, "unknown frame type");
@@ -54,6 +97,18 @@ static int check_header(struct frame_decoder *d)
 		return fail(d, "EXIT frame shorter than its header");
 	if (d->type == AL_FRAME_EXIT && d->exit_limit && d->length > d->exit_limit)
 		return fail(d, "EXIT frame longer than the run's file cap allows");
+	return check_stream(d);
+}
+
+/* What a whole frame must hold beyond its header's promises. */
+static int check_payload(struct frame_decoder *d)
+{
+	if (d->type != AL_FRAME_READY)
+		return 0;
+	struct al_ready ready;
+	memcpy(&ready, d->payload, sizeof ready);
+	if (ready.version != AL_PROTO_VERSION)
+		return fail_version(d, ready.version);
 	return 0;
 }
 
@@ -110,7 +165,10 @@ int frame_decoder_feed(struct frame_decoder *d, const uint8_t *data, size_t len,
 		if (d->payload_have < d->length)
 			return 0;
 		d->header_have = 0; /* the next byte starts a new frame */
-		int rc = handler(ctx, d->type, d->payload, d->length);
+		int rc = check_payload(d);
+		if (rc)
+			return rc;
+		rc = handler(ctx, d->type, d->stream, d->payload, d->length);
 		if (rc)
 			return rc;
 	}
@@ -153,12 +211,62 @@ int frame_parse_exit(const uint8_t *payload, size_t len, struct al_exit *exit,
 	return 0;
 }
 
+int frame_stream_open(struct frame_decoder *d, uint32_t id, uint32_t window)
+{
+	if (id == AL_STREAM_CONVERSATION || window == 0 || window > AL_STREAM_MAX_WINDOW)
+		return -EINVAL;
+	if (find_stream(d, id))
+		return -EEXIST;
+	for (size_t i = 0; i < FRAME_MAX_STREAMS; i++) {
+		if (d->streams[i].id == 0) {
+			d->streams[i] =
+			    (struct frame_stream){.id = id, .window = window, .credit = window};
+			return 0;
+		}
+	}
+	return -ENOSPC;
+}
+
+int frame_open_output_streams(struct frame_decoder *d, const struct al_run *run)
+{
+	int rc = frame_stream_open(d, AL_STREAM_STDOUT, run->output_window);
+	return rc ? rc : frame_stream_open(d, AL_STREAM_STDERR, run->output_window);
+}
+
+uint32_t frame_stream_consumed(struct frame_decoder *d, uint32_t id, size_t len)
+{
+	struct frame_stream *s = find_stream(d, id);
+	if (!s)
+		return 0;
+	s->consumed += len;
+	if (s->consumed * 2 < s->window)
+		return 0;
+	/* consumed never passes the window: the guest had at most that much credit */
+	uint32_t grant = (uint32_t)s->consumed;
+	s->credit += grant;
+	s->consumed = 0;
+	return grant;
+}
+
+struct al_frame_header frame_header(uint32_t type, uint32_t stream, uint32_t length)
+{
+	return (struct al_frame_header){.type = type, .length = length, .stream = stream};
+}
+
+struct frame_credit frame_encode_credit(uint32_t stream, uint32_t bytes)
+{
+	return (struct frame_credit){
+	    .header = frame_header(AL_FRAME_CREDIT, stream, sizeof(struct al_credit)),
+	    .credit = {.bytes = bytes}};
+}
+
 int frame_encode_run_header(const struct al_run *run, uint8_t *out, size_t out_len)
 {
 	uint64_t payload = sizeof *run + (uint64_t)run->code_len + run->stdin_len + run->files_len;
 	if (out_len < AL_FRAME_HEADER_SIZE + sizeof *run || payload > AL_FRAME_MAX_PAYLOAD)
 		return -EMSGSIZE;
-	struct al_frame_header h = {.type = AL_FRAME_RUN, .length = (uint32_t)payload};
+	struct al_frame_header h =
+	    frame_header(AL_FRAME_RUN, AL_STREAM_CONVERSATION, (uint32_t)payload);
 	memcpy(out, &h, sizeof h);
 	memcpy(out + sizeof h, run, sizeof *run);
 	return 0;

@@ -1,5 +1,6 @@
 /* The request going in and the result coming out: RUN built and sent, output collected within
- * the caps, EXIT taken apart; and the language names of agent/proto.h's table.
+ * the caps and its credit granted back, EXIT taken apart; and the language names of
+ * agent/proto.h's table.
  */
 #include <errno.h>
 #include <limits.h>
@@ -118,6 +119,7 @@ int sandbox_build_request(struct sandbox *sb, const struct sandbox_request *req)
 		.version = AL_PROTO_VERSION,
 		.language = req->language,
 		.timeout_ms = req->timeout_ms,
+		.output_window = FRAME_OUTPUT_WINDOW,
 		.stdout_cap = req->stdout_cap,
 		.stderr_cap = req->stderr_cap,
 		.out_files_cap = req->out_files_cap,
@@ -126,6 +128,9 @@ int sandbox_build_request(struct sandbox *sb, const struct sandbox_request *req)
 		.files_len = (uint32_t)req->files_len,
 	};
 	sb->decoder.exit_limit = frame_exit_limit(req->out_files_cap);
+	int rc = frame_open_output_streams(&sb->decoder, &sb->run);
+	if (rc)
+		return rc;
 	sb->request_len = AL_FRAME_HEADER_SIZE + sizeof(struct al_run) + body;
 	sb->request = malloc(sb->request_len);
 	if (!sb->request)
@@ -168,4 +173,34 @@ const char *sandbox_language_name(enum al_language language)
 {
 	const char *name = al_language_name(language);
 	return name ? name : "unknown";
+}
+
+/* A CREDIT frame in flight: freed when written (or cancelled as the channel closes). */
+struct credit_write {
+	uv_write_t req; /* first: the callback gets it back */
+	struct frame_credit frame;
+};
+
+static void on_credit_written(uv_write_t *req, int status)
+{
+	struct sandbox *sb = req->data;
+	free(req);
+	if (status == UV_EPIPE || status == UV_ECONNRESET)
+		sandbox_channel_closed(sb);
+	else if (status < 0 && status != UV_ECANCELED)
+		sandbox_fail(sb, -EIO, "cannot send credit to the guest: %s", uv_strerror(status));
+}
+
+int sandbox_send_credit(struct sandbox *sb, uint32_t stream, uint32_t bytes)
+{
+	struct credit_write *w = malloc(sizeof *w);
+	if (!w)
+		return -ENOMEM;
+	w->frame = frame_encode_credit(stream, bytes);
+	w->req.data = sb;
+	uv_buf_t buf = uv_buf_init((char *)&w->frame, sizeof w->frame);
+	int rc = uv_write(&w->req, (uv_stream_t *)&sb->channel, &buf, 1, on_credit_written);
+	if (rc)
+		free(w);
+	return rc;
 }

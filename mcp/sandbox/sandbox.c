@@ -3,7 +3,7 @@
  *   BOOTING   VM process spawned (booting, or restoring a snapshot and asked PING); waiting for
  *             READY (deadline: boot_timeout_ms)
  *   IDLE      READY came before a request (the warm pool); no deadline, the guest sits in HLT
- *   RUNNING   RUN sent; collecting output (deadline: timeout + RUN_GRACE_MS)
+ *   RUNNING   RUN sent; collecting output, granting credit (deadline: timeout + RUN_GRACE_MS)
  *   SAVING    making a snapshot: READY came, the backend saves the VM, whose process then ends
  *             (deadline: SAVE_TIMEOUT_MS)
  *   ENDING    the result is known; the VM is killed and every handle closed
@@ -237,7 +237,7 @@ void sandbox_channel_closed(struct sandbox *sb)
 	uv_timer_start(&sb->timer, on_vm_end_overdue, VM_END_AFTER_EOF_MS, 0);
 }
 
-static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len)
+static int on_frame(void *ctx, uint32_t type, uint32_t stream, const uint8_t *payload, size_t len)
 {
 	struct sandbox *sb = ctx;
 	struct sandbox_result *r = &sb->res;
@@ -281,9 +281,8 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 		}
 		return 0;
 	}
-	case AL_FRAME_STDOUT:
-	case AL_FRAME_STDERR: {
-		bool is_out = type == AL_FRAME_STDOUT;
+	case AL_FRAME_DATA: { /* the decoder admits DATA only on the open output streams */
+		bool is_out = stream == AL_STREAM_STDOUT;
 		int rc = sandbox_append_output(is_out ? &r->out : &r->err,
 				       is_out ? sb->run.stdout_cap : sb->run.stderr_cap, payload,
 				       len);
@@ -292,6 +291,9 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 			     is_out ? "stdout" : "stderr");
 		else if (rc)
 			sandbox_fail(sb, rc, "out of memory collecting output");
+		uint32_t grant = rc ? 0 : frame_stream_consumed(&sb->decoder, stream, len);
+		if (grant && (rc = sandbox_send_credit(sb, stream, grant)) != 0)
+			sandbox_fail(sb, -EIO, "cannot send credit to the guest: %s", uv_strerror(rc));
 		return rc;
 	}
 	case AL_FRAME_EXIT: {
@@ -336,7 +338,9 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	int rc = frame_decoder_feed(&sb->decoder, (const uint8_t *)buf->base, (size_t)nread,
 				    on_frame, sb);
 	if (rc == -EPROTO && sb->decoder.error)
-		sandbox_fail(sb, -EPROTO, "the guest sent a malformed frame: %s", sb->decoder.error);
+		sandbox_fail(sb, -EPROTO, "%s%s",
+			     sb->decoder.wrong_version ? "" : "the guest sent a malformed frame: ",
+			     sb->decoder.error);
 }
 
 /* The VM's log: the caller's file (kept), or one in a directory of the VM's own (removed with

@@ -100,6 +100,9 @@ int sandbox_send_request(struct sandbox *sb);
 bool sandbox_snapshot_written_since(struct sandbox *sb);
 int sandbox_append_output(struct byte_buffer *b, uint64_t cap, const uint8_t *data, size_t len);
 int sandbox_take_exit(struct sandbox *sb, const uint8_t *payload, size_t len);
+/* Grants the guest bytes more of stream's output (agent/proto.h: credit). Returns 0 or a libuv
+ * error. */
+int sandbox_send_credit(struct sandbox *sb, uint32_t stream, uint32_t bytes);
 
 /* guest_log.c */
 void sandbox_quote_guest_text(const char *text, size_t len, char *out, size_t out_len);

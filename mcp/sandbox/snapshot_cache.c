@@ -16,6 +16,7 @@
  *     guest_tsc_khz N       tcg: the TSC rate its kernel was told (host_tsc_khz), which a
  *                           restore's command line must repeat; 0 on kvm (airlock-vmm asks KVM)
  *     memory_ctime_ns N     `memory`'s change time once made: a later write shows (see the .h)
+ *     protocol N            the wire protocol its agent speaks (AL_PROTO_VERSION); none: 1
  */
 #include <errno.h>
 #include <ftw.h>
@@ -101,6 +102,7 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir,
 	}
 	char line[256], key[64], value[128], hash[IMAGE_KEY_LEN + 1] = "";
 	long long version = -1, memory = -1, state = -1, tsc_khz = -1, ctime_ns = -1;
+	long long protocol = 1; /* the agent in its memory: before the line, every agent spoke 1 */
 	char language[32] = "", rootfs[IMAGE_KEY_LEN + 1] = "", kernel[IMAGE_KEY_LEN + 1] = "";
 	while (fgets(line, sizeof line, f)) {
 		if (sscanf(line, "%63s %127s", key, value) != 2)
@@ -123,15 +125,22 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir,
 			tsc_khz = atoll(value);
 		else if (!strcmp(key, "memory_ctime_ns"))
 			ctime_ns = atoll(value);
+		else if (!strcmp(key, "protocol"))
+			protocol = atoll(value);
 	}
 	fclose(f);
-	char actual_hash[IMAGE_KEY_LEN + 1];
+	char actual_hash[IMAGE_KEY_LEN + 1], old_agent[128];
 	const char *problem = NULL;
+	snprintf(old_agent, sizeof old_agent,
+		 "it was made by an agent speaking wire protocol %lld (this airlock speaks %u)",
+		 protocol, AL_PROTO_VERSION);
 	if (version != MANIFEST_VERSION)
 		problem = "its manifest is not this airlock's (an older or newer version made it)";
 	else if (strcmp(language, s->language) || strcmp(rootfs, s->images->rootfs_key) ||
 		 strcmp(kernel, s->images->kernel_key))
 		problem = "made for other images or another language";
+	else if (protocol != AL_PROTO_VERSION)
+		problem = old_agent;
 	else if (memory <= 0 || file_size(dir, "memory") != memory)
 		problem = "the memory file is missing or has the wrong size";
 	else if (state <= 0 || file_size(dir, "state") != state)
@@ -190,6 +199,7 @@ static int write_manifest(const struct snapshot_spec *s, const char *dir, unsign
 		s->memory_mb, file_size(dir, "memory"), file_size(dir, "state"), hash);
 	fprintf(f, "guest_tsc_khz %u\nmemory_ctime_ns %lld\n", guest_tsc_khz,
 		(long long)memory_ctime_ns(dir));
+	fprintf(f, "protocol %u\n", AL_PROTO_VERSION);
 	rc = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -errno;
 	fclose(f);
 	return rc;

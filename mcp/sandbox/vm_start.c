@@ -100,7 +100,8 @@ int sandbox_send_ping(struct sandbox *sb)
 {
 	_Static_assert(sizeof sb->ping == AL_FRAME_HEADER_SIZE + sizeof(struct al_ping),
 		       "the PING frame is sent as it lies in memory");
-	sb->ping.header = (struct al_frame_header){AL_FRAME_PING, sizeof(struct al_ping)};
+	sb->ping.header =
+		frame_header(AL_FRAME_PING, AL_STREAM_CONVERSATION, sizeof(struct al_ping));
 	if (getrandom(sb->ping.ping.entropy, sizeof sb->ping.ping.entropy, 0) !=
 	    sizeof sb->ping.ping.entropy)
 		return -errno;

@@ -1,9 +1,14 @@
 /* libFuzzer target: everything the host does with bytes from the guest agent, the way sandbox.c
  * does it: the frame decoder (fed in chunks whose size the input picks, as reads would split
- * the stream), output frames appended under their caps, and an EXIT frame split, its files tar
+ * the stream) with the run's output streams open (a window the input picks), DATA appended
+ * under the caps and credit granted as it is consumed, and an EXIT frame split, its files tar
  * unpacked and its skipped-files list read into the structured result. No content past the
- * files cap may be taken in; run with -malloc_limit_mb (run.sh) so that no input makes the host
- * allocate more than the largest frame. */
+ * files cap may be taken in, and no stream may deliver more than its window and the credit
+ * granted since; run with -malloc_limit_mb (run.sh) so that no input makes the host allocate
+ * more than the largest frame.
+ *
+ * Input: a byte for the read size (1-64), a byte for the window (1-256 KiB), then the
+ * guest's byte stream (protocol 2 frames). */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -16,6 +21,9 @@
 
 struct run {
 	struct sandbox_result res;
+	struct frame_decoder *decoder;
+	uint32_t window;
+	uint64_t delivered[3], granted[3]; /* by stream: DATA bytes, credit granted */
 };
 
 static void append(struct byte_buffer *b, bool *truncated, const uint8_t *data, size_t len)
@@ -53,17 +61,34 @@ static void build_result(struct sandbox_result *r)
 	file_list_free(&files);
 }
 
-static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len)
+static int on_frame(void *ctx, uint32_t type, uint32_t stream, const uint8_t *payload,
+		    size_t len)
 {
-	struct sandbox_result *r = &((struct run *)ctx)->res;
+	struct run *run = ctx;
+	struct sandbox_result *r = &run->res;
 	if (len > frame_max_payload(type))
 		abort(); /* the decoder let through more than the type allows */
+	if (type != AL_FRAME_DATA && stream != AL_STREAM_CONVERSATION)
+		abort(); /* a conversation frame on another stream */
 	switch (type) {
-	case AL_FRAME_STDOUT:
-		append(&r->out, &r->stdout_truncated, payload, len);
+	case AL_FRAME_READY: {
+		struct al_ready ready;
+		memcpy(&ready, payload, sizeof ready);
+		if (ready.version != AL_PROTO_VERSION)
+			abort(); /* the decoder let another version through */
 		return 0;
-	case AL_FRAME_STDERR:
-		append(&r->err, &r->stderr_truncated, payload, len);
+	}
+	case AL_FRAME_DATA:
+		if (stream != AL_STREAM_STDOUT && stream != AL_STREAM_STDERR)
+			abort(); /* DATA on a stream that is not open */
+		run->delivered[stream] += len;
+		if (run->delivered[stream] > run->window + run->granted[stream])
+			abort(); /* DATA beyond the credit granted */
+		if (stream == AL_STREAM_STDOUT)
+			append(&r->out, &r->stdout_truncated, payload, len);
+		else
+			append(&r->err, &r->stderr_truncated, payload, len);
+		run->granted[stream] += frame_stream_consumed(run->decoder, stream, len);
 		return 0;
 	case AL_FRAME_EXIT: {
 		struct al_exit e;
@@ -87,15 +112,19 @@ static int on_frame(void *ctx, uint32_t type, const uint8_t *payload, size_t len
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (size < 1)
+	if (size < 2)
 		return 0;
 	size_t chunk = (size_t)data[0] % 64 + 1;
-	data++;
-	size--;
-	struct run run = {0};
+	uint32_t window = ((uint32_t)data[1] + 1) << 10;
+	data += 2;
+	size -= 2;
 	struct frame_decoder d;
+	struct run run = {.decoder = &d, .window = window};
 	frame_decoder_init(&d);
 	d.exit_limit = frame_exit_limit(FILES_CAP); /* as the run's cap sets it (sandbox.c) */
+	struct al_run head = {.version = AL_PROTO_VERSION, .output_window = window};
+	if (frame_open_output_streams(&d, &head) != 0)
+		abort();
 	for (size_t at = 0; at < size; at += chunk) {
 		size_t n = size - at < chunk ? size - at : chunk;
 		if (frame_decoder_feed(&d, data + at, n, on_frame, &run) != 0)

@@ -71,13 +71,19 @@ def rpc_seeds():
           b'\x00\x01{"jsonrpc":"2.0","id":6,"method":"ping"}\n')
 
 
-def frame(kind, payload):
-    return struct.pack("<II", kind, len(payload)) + payload
+def frame(kind, payload, stream=0):
+    """A frame of agent/proto.h version 2: type, length, stream, flags (0), payload."""
+    return struct.pack("<IIII", kind, len(payload), stream, 0) + payload
+
+
+READY, EXIT, ERROR, DATA = 1, 4, 5, 0x41
+STDOUT, STDERR = 1, 2
 
 
 def frame_seeds():
-    ready = frame(1, struct.pack("<II", 1, 0))
-    out = frame(2, b"hello\n") + frame(3, b"\xff\xfe not utf-8\n")
+    """Each input: a byte for the read size, a byte for the window ((n + 1) KiB), the stream."""
+    ready = frame(READY, struct.pack("<IIII", 2, 0, 0, 0))
+    out = frame(DATA, b"hello\n", STDOUT) + frame(DATA, b"\xff\xfe not utf-8\n", STDERR)
     tar_bytes = io.BytesIO()
     with tarfile.open(fileobj=tar_bytes, mode="w", format=tarfile.USTAR_FORMAT) as tar:
         for path, data in (("plot.png", b"\x89PNG\r\n\x1a\n" + b"\0" * 32), ("a/b.txt", b"hi")):
@@ -87,11 +93,19 @@ def frame_seeds():
     files = tar_bytes.getvalue()
     skipped = b"123456789 big.bin\n"
     exit_head = struct.pack("<iiIIQQII", 0, 0, 2, 0, 6, 14, len(files), len(skipped))
-    exit_frame = frame(4, exit_head + files + skipped)
-    write("frame", "run", b"\x07" + ready + out + exit_frame)
-    write("frame", "error", b"\x00" + ready + frame(5, b"cannot start python"))
+    exit_frame = frame(EXIT, exit_head + files + skipped)
+    write("frame", "run", b"\x07\xff" + ready + out + exit_frame)
+    write("frame", "error", b"\x00\xff" + ready + frame(ERROR, b"cannot start python"))
     killed = struct.pack("<iiIIQQII", -1, 9, 1, 0, 0, 0, 0, 0)
-    write("frame", "killed", b"\x3f" + frame(4, killed))
+    write("frame", "killed", b"\x3f\x00" + frame(EXIT, killed))
+    # a window of 1 KiB: output in frames that spend it and the credit granted back, on both
+    # streams, then the end
+    flow = b"".join(frame(DATA, bytes([0x61 + i]) * 400, STDOUT if i % 3 else STDERR)
+                    for i in range(12))
+    empty_exit = frame(EXIT, struct.pack("<iiIIQQII", 0, 0, 0, 0, 3200, 1600, 0, 0))
+    write("frame", "credit", b"\x10\x00" + ready + flow + empty_exit)
+    # what a version 1 agent sends first: an 8-byte header, an 8-byte READY
+    write("frame", "v1-ready", b"\x05\x00" + struct.pack("<IIII", READY, 8, 1, 0))
     # pax members libarchive expands (GNU sparse 0.1): each holds one byte and claims 100 KB
     sparse = io.BytesIO()
     with tarfile.open(fileobj=sparse, mode="w", format=tarfile.PAX_FORMAT) as tar:
@@ -103,7 +117,7 @@ def frame_seeds():
             tar.addfile(info, io.BytesIO(b"x"))
     sparse_files = sparse.getvalue()
     exit_head = struct.pack("<iiIIQQII", 0, 0, 0, 0, 0, 0, len(sparse_files), 0)
-    write("frame", "sparse-tar", b"\x3f" + frame(4, exit_head + sparse_files))
+    write("frame", "sparse-tar", b"\x3f\x00" + frame(EXIT, exit_head + sparse_files))
 
 
 def virtq_seeds():

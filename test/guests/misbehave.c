@@ -4,14 +4,17 @@
  *   hang         never answers
  *   exit-ready   says READY, then exits (the kernel panics: PID 1 died)
  *   garbage      says READY, then sends a frame of an unknown type
- *   oversize     says READY, then announces a STDOUT frame far over the limit
+ *   oversize     says READY, then announces a DATA frame on stdout far over the limit
  *   exit-tar     says READY, takes the RUN, then answers EXIT with /exit.tar as the files
  *                archive (a hostile archive the test made)
- *   flood        says READY, takes the RUN, then sends stdout frames without end, far past
- *                the run's cap (the agent drops what is past it itself)
+ *   flood        says READY, takes the RUN, then sends stdout DATA without end, far past
+ *                the run's cap (the agent drops what is past it itself), ignoring credit
  *   silent-run   says READY (again for each PING), reads the RUN frame whole, then never sends
  *                another byte: only the host's own deadline can end the call
+ *   v1-ready     says READY as an agent of wire protocol 1 did (an 8-byte header, an 8-byte
+ *                payload), then waits
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,11 +38,11 @@ static void mode_of(char *mode, size_t len)
  * -1 when the channel ended first. */
 static int take_run(int fd)
 {
-	uint32_t type;
+	uint32_t type, stream;
 	uint8_t *payload;
 	size_t len;
 	struct al_ready ready = {.version = AL_PROTO_VERSION};
-	while (channel_recv(fd, &type, &payload, &len) == 0) {
+	while (channel_recv(fd, &type, &stream, &payload, &len) == 0) {
 		free(payload);
 		if (type == AL_FRAME_RUN) {
 			fprintf(stderr, "misbehave: took RUN (%zu bytes)\n", len);
@@ -57,7 +60,7 @@ static void flood(int fd)
 	memset(chunk, 'x', sizeof chunk);
 	if (take_run(fd) != 0)
 		return;
-	while (channel_send(fd, AL_FRAME_STDOUT, chunk, sizeof chunk) == 0)
+	while (channel_send_on(fd, AL_FRAME_DATA, AL_STREAM_STDOUT, chunk, sizeof chunk) == 0)
 		;
 }
 
@@ -81,17 +84,30 @@ static void exit_with_tar(int fd)
 	free(payload);
 }
 
+/* The channel, once its driver registered it (up to 10 s). Returns the fd or -errno. */
+static int wait_for_channel(void)
+{
+	int fd = -ENOENT;
+	for (int i = 0; i < 5000 && fd < 0; i++) {
+		fd = channel_find();
+		if (fd < 0)
+			usleep(2000);
+	}
+	return fd;
+}
+
 int main(void)
 {
 	char mode[32];
 	mode_of(mode, sizeof mode);
-	if (strcmp(mode, "hang") != 0) {
-		int fd = -1;
-		for (int i = 0; i < 5000 && fd < 0; i++) {
-			fd = channel_find();
-			if (fd < 0)
-				usleep(2000);
-		}
+	if (strcmp(mode, "v1-ready") == 0) {
+		int fd = wait_for_channel();
+		/* the header (type, length), then the payload (version, reserved) */
+		const uint32_t v1_ready[4] = {AL_FRAME_READY, 8, 1, 0};
+		if (fd >= 0)
+			(void)!write(fd, v1_ready, sizeof v1_ready);
+	} else if (strcmp(mode, "hang") != 0) {
+		int fd = wait_for_channel();
 		struct al_ready ready = {.version = AL_PROTO_VERSION};
 		if (fd >= 0 && channel_send(fd, AL_FRAME_READY, &ready, sizeof ready) == 0) {
 			if (strcmp(mode, "exit-ready") == 0)
@@ -103,7 +119,8 @@ int main(void)
 			if (strcmp(mode, "flood") == 0)
 				flood(fd);
 			if (strcmp(mode, "oversize") == 0) {
-				struct al_frame_header h = {AL_FRAME_STDOUT, 0x7FFFFFFF};
+				struct al_frame_header h = {AL_FRAME_DATA, 0x7FFFFFFF,
+							    AL_STREAM_STDOUT, 0};
 				(void)!write(fd, &h, sizeof h);
 			}
 			if (strcmp(mode, "silent-run") == 0)

@@ -117,6 +117,31 @@ def output_flood_is_capped():
 
 
 @test
+def output_over_several_credit_windows_arrives_byte_exact():
+    """Numbered lines, written in small pieces to stdout and stderr in turn: 4 MiB to stdout (its
+    first 1 MiB, the cap, comes back) and 768 KiB to stderr (all of it). Each stream crosses its
+    credit window (mcp/frame.h, FRAME_OUTPUT_WINDOW) several times: the agent must wait for the
+    host's CREDIT and go on, and what arrives must be exact and in order."""
+    code = ("import sys\n"
+            "for i in range(65536):\n"
+            "    sys.stdout.write('o%07d ' % i + 'x' * 54 + '\\n')\n"
+            "    if i % 4 == 0: sys.stderr.write('e%07d ' % i + 'y' * 38 + '\\n')\n"
+            "    if i % 64 == 0: sys.stdout.flush(); sys.stderr.flush()\n")
+    out = "".join("o%07d " % i + "x" * 54 + "\n" for i in range(65536))
+    err = "".join("e%07d " % i + "y" * 38 + "\n" for i in range(0, 65536, 4))
+    cap = 1 << 20
+    expect(len(out) == 4 * cap and len(err) == 768 << 10, "the sizes the test means")
+    r, j = run_json(code, "--timeout", "120", timeout=240)
+    expect(j["exit_code"] == 0 and not j["timed_out"], "ran to its end",
+           {k: v for k, v in j.items() if k not in ("stdout", "stderr")})
+    expect(j["stdout"] == out[:cap], "stdout: the first 1 MiB written, exactly (%d bytes)"
+           % len(j["stdout"]))
+    expect(j["stdout_truncated"], "stdout flagged as cut")
+    expect(j["stderr"] == err and not j["stderr_truncated"],
+           "stderr: all %d bytes, exactly (%d came)" % (len(err), len(j["stderr"])))
+
+
+@test
 def a_signal_is_reported():
     r, j = run_json("import os, signal; os.kill(os.getpid(), signal.SIGKILL)")
     expect(j["signal"] == "SIGKILL" and j["exit_code"] is None, "SIGKILL reported", r)
@@ -263,6 +288,15 @@ def malformed_frames_end_the_vm():
                       ("oversize", b"frame longer than its type allows")):
         r = run_on_bad_guest(mode)
         expect(r.status == 125 and b"malformed frame" in r.stderr and why in r.stderr, mode, r)
+
+
+@test
+def an_image_whose_agent_speaks_protocol_1_is_refused_clearly():
+    r = run_on_bad_guest("v1-ready")
+    expect(r.status == 125 and b"the guest agent speaks wire protocol 1, this airlock speaks 2"
+           in r.stderr and b"airlock image build" in r.stderr, "refused, saying why", r)
+    expect(b"malformed" not in r.stderr, "not called a malformed frame", r)
+    expect(r.seconds < 30, "ended in %.1f s, at once" % r.seconds)
 
 
 @test

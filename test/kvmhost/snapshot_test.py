@@ -33,8 +33,12 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "test", "perf"))
 
-FRAME_READY, FRAME_STDOUT, FRAME_STDERR, FRAME_EXIT, FRAME_ERROR = 1, 2, 3, 4, 5
+PROTOCOL = 2  # agent/proto.h: AL_PROTO_VERSION
+FRAME_READY, FRAME_EXIT, FRAME_ERROR = 1, 4, 5
 FRAME_RUN, FRAME_PING = 0x81, 0x82
+FRAME_DATA, FRAME_CREDIT = 0x41, 0x42
+STREAM_STDOUT, STREAM_STDERR = 1, 2
+OUTPUT_WINDOW = 1 << 20
 LANG_PYTHON, LANG_BASH = 1, 3
 EXIT_REFUSED = 3
 
@@ -60,17 +64,18 @@ class Channel:
     def __init__(self, sock):
         self.sock = sock
         self.buf = b""
+        self.stream = 0  # of the frame recv returned last
 
-    def send(self, kind, payload=b""):
-        self.sock.sendall(struct.pack("<II", kind, len(payload)) + payload)
+    def send(self, kind, payload=b"", stream=0):
+        self.sock.sendall(struct.pack("<IIII", kind, len(payload), stream, 0) + payload)
 
     def recv(self, timeout):
         deadline = time.monotonic() + timeout
         while True:
-            if len(self.buf) >= 8:
-                kind, length = struct.unpack("<II", self.buf[:8])
-                if len(self.buf) >= 8 + length:
-                    payload, self.buf = self.buf[8:8 + length], self.buf[8 + length:]
+            if len(self.buf) >= 16:
+                kind, length, self.stream, _ = struct.unpack("<IIII", self.buf[:16])
+                if len(self.buf) >= 16 + length:
+                    payload, self.buf = self.buf[16:16 + length], self.buf[16 + length:]
                     return kind, payload
             left = deadline - time.monotonic()
             if left <= 0:
@@ -84,7 +89,8 @@ class Channel:
 
 def run_frame(language, code, timeout_ms=20000):
     code = code.encode()
-    head = struct.pack("<IIIIQQQq64sIIII", 1, language, timeout_ms, 0, 1 << 20, 1 << 20, 1 << 20,
+    head = struct.pack("<IIIIQQQq64sIIII", PROTOCOL, language, timeout_ms, OUTPUT_WINDOW,
+                       1 << 20, 1 << 20, 1 << 20,
                        time.time_ns(), os.urandom(64), len(code), 0, 0, 0)
     return head + code
 
@@ -98,10 +104,13 @@ def run_program(chan, language, code, timeout=60, hang_up=True):
     out, err = b"", b""
     while True:
         kind, payload = chan.recv(timeout)
-        if kind == FRAME_STDOUT:
-            out += payload
-        elif kind == FRAME_STDERR:
-            err += payload
+        if kind == FRAME_DATA:  # granted back at once: the window never runs out
+            if chan.stream == STREAM_STDOUT:
+                out += payload
+            else:
+                err += payload
+            if payload:
+                chan.send(FRAME_CREDIT, struct.pack("<I", len(payload)), chan.stream)
         elif kind in (FRAME_EXIT, FRAME_ERROR):
             if hang_up:
                 chan.sock.shutdown(socket.SHUT_WR)

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "proto.h"
 #include "snapshot_cache.h"
 
 static char dir[] = "/tmp/airlock-test-snapshot-XXXXXX";
@@ -30,8 +31,9 @@ static void write_file(const char *name, const char *content, size_t len)
 }
 
 /* A whole snapshot: 64 KiB of memory, a small state file, the manifest that describes them
- * (version 2, or the given version without the TSC rate that version 2 added). */
-static void make_version(int version)
+ * (version 2, or the given version without the TSC rate that version 2 added), with the line
+ * protocol (its agent's wire protocol: "protocol N\n", or "" for none). */
+static void make_snapshot(int version, const char *protocol)
 {
 	char path[512], hash[IMAGE_KEY_LEN + 1], manifest[1024];
 	static const char state[] = "device state that stands in for QEMU's stream";
@@ -49,10 +51,17 @@ static void make_version(int version)
 	CHECK(images_file_hash(path, hash) == 0);
 	int n = snprintf(manifest, sizeof manifest,
 			 "airlock-snapshot %d\nlanguage python\nbackend tcg\nkernel %s\nrootfs %s\n"
-			 "memory_mb 512\nmemory_size 65536\nstate_size %zu\nstate_hash %s\n%s",
+			 "memory_mb 512\nmemory_size 65536\nstate_size %zu\nstate_hash %s\n%s%s",
 			 version, im.kernel_key, im.rootfs_key, sizeof state - 1, hash,
-			 version == 2 ? facts : "");
+			 version == 2 ? facts : "", protocol);
 	write_file("manifest", manifest, (size_t)n);
+}
+
+static void make_version(int version)
+{
+	char protocol[32];
+	snprintf(protocol, sizeof protocol, "protocol %u\n", AL_PROTO_VERSION);
+	make_snapshot(version, protocol);
 }
 
 static void make_whole(void)
@@ -105,6 +114,26 @@ static void older_manifest_is_refused(void)
 {
 	make_version(1);
 	CHECK(check() == -EINVAL);
+}
+
+/* Its memory holds the agent that was running: one speaking another wire protocol must not be
+ * restored, and a manifest from before the line has an agent that spoke 1. */
+static void an_agent_of_another_protocol_is_refused(void)
+{
+	char why[512];
+	const char *old =
+	    "it was made by an agent speaking wire protocol 1 (this airlock speaks 2)";
+	make_snapshot(2, "");
+	CHECK(snapshot_check(&spec, dir, NULL, why, sizeof why) == -EINVAL);
+	CHECK(strstr(why, old) != NULL);
+	make_snapshot(2, "protocol 1\n");
+	CHECK(snapshot_check(&spec, dir, NULL, why, sizeof why) == -EINVAL);
+	CHECK(strstr(why, "wire protocol 1 (this airlock speaks 2)") != NULL);
+	make_snapshot(2, "protocol 3\n");
+	CHECK(snapshot_check(&spec, dir, NULL, why, sizeof why) == -EINVAL);
+	CHECK(strstr(why, "wire protocol 3 (this airlock speaks 2)") != NULL);
+	make_snapshot(2, "protocol 2\n");
+	CHECK(check() == 0);
 }
 
 static void missing_manifest_is_no_snapshot(void)
@@ -170,6 +199,7 @@ int main(void)
 	spec = (struct snapshot_spec){.images = &im, .language = "python", .memory_mb = 512};
 	TEST(whole_snapshot_passes);
 	TEST(older_manifest_is_refused);
+	TEST(an_agent_of_another_protocol_is_refused);
 	TEST(written_memory_is_refused);
 	TEST(missing_manifest_is_no_snapshot);
 	TEST(altered_state_is_refused);

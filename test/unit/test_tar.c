@@ -171,7 +171,7 @@ static void run_request_lengths_must_add_up(void)
 {
 	uint8_t payload[sizeof(struct al_run) + 6];
 	struct al_run h = {.version = AL_PROTO_VERSION, .language = AL_LANG_BASH, .code_len = 4,
-			   .stdin_len = 2};
+			   .stdin_len = 2, .output_window = 256 << 10};
 	memcpy(payload, &h, sizeof h);
 	memcpy(payload + sizeof h, "echoin", 6);
 	struct run_request req;
@@ -187,9 +187,19 @@ static void run_request_lengths_must_add_up(void)
 	memcpy(payload, &h, sizeof h);
 	CHECK(run_request_parse(payload, sizeof payload, &req) == -EPROTO);
 	h.files_len = 0;
-	h.version = 2;
+	h.version = AL_PROTO_VERSION + 1;
 	memcpy(payload, &h, sizeof h);
 	CHECK(run_request_parse(payload, sizeof payload, &req) == -EPROTO);
+	h.version = AL_PROTO_VERSION;
+	h.output_window = 0; /* no credit: no output could ever be sent */
+	memcpy(payload, &h, sizeof h);
+	CHECK(run_request_parse(payload, sizeof payload, &req) == -EPROTO);
+	h.output_window = AL_STREAM_MAX_WINDOW + 1;
+	memcpy(payload, &h, sizeof h);
+	CHECK(run_request_parse(payload, sizeof payload, &req) == -EPROTO);
+	h.output_window = AL_STREAM_MAX_WINDOW;
+	memcpy(payload, &h, sizeof h);
+	CHECK(run_request_parse(payload, sizeof payload, &req) == 0);
 }
 
 /* What the agent accepts from its collector (agent/collect.c, the sandbox user's child):
