@@ -90,6 +90,25 @@ static int state_hash(const char *dir, char out[IMAGE_KEY_LEN + 1])
 	return images_file_hash(path, out);
 }
 
+/* What is wrong with the files of a snapshot made for this build, from its manifest's figures,
+ * or NULL. */
+static const char *damage(const char *dir, long long memory, long long state, const char *hash,
+			  long long tsc_khz, long long ctime_ns)
+{
+	char actual_hash[IMAGE_KEY_LEN + 1];
+	if (memory <= 0 || file_size(dir, "memory") != memory)
+		return "the memory file is missing or has the wrong size";
+	if (state <= 0 || file_size(dir, "state") != state)
+		return "the state file is missing or has the wrong size";
+	if (state_hash(dir, actual_hash) != 0 || strcmp(actual_hash, hash))
+		return "the state file does not match its hash";
+	if (tsc_khz < 0 || tsc_khz > 10000000)
+		return "no TSC rate";
+	if (ctime_ns <= 0)
+		return "no change time of the memory file";
+	return NULL;
+}
+
 int snapshot_check(const struct snapshot_spec *s, const char *dir,
 		   struct snapshot_facts *facts, char *why, size_t why_len)
 {
@@ -129,7 +148,7 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir,
 			protocol = atoll(value);
 	}
 	fclose(f);
-	char actual_hash[IMAGE_KEY_LEN + 1], old_agent[128];
+	char old_agent[128];
 	const char *problem = NULL;
 	snprintf(old_agent, sizeof old_agent,
 		 "it was made by an agent speaking wire protocol %lld (this airlock speaks %u)",
@@ -141,18 +160,11 @@ int snapshot_check(const struct snapshot_spec *s, const char *dir,
 		problem = "made for other images or another language";
 	else if (protocol != AL_PROTO_VERSION)
 		problem = old_agent;
-	else if (memory <= 0 || file_size(dir, "memory") != memory)
-		problem = "the memory file is missing or has the wrong size";
-	else if (state <= 0 || file_size(dir, "state") != state)
-		problem = "the state file is missing or has the wrong size";
-	else if (state_hash(dir, actual_hash) != 0 || strcmp(actual_hash, hash))
-		problem = "the state file does not match its hash";
-	else if (tsc_khz < 0 || tsc_khz > 10000000)
-		problem = "no TSC rate";
-	else if (ctime_ns <= 0)
-		problem = "no change time of the memory file";
+	const char *verdict = problem ? "is out of date" : "is damaged"; /* another build's, or hurt */
+	if (!problem)
+		problem = damage(dir, memory, state, hash, tsc_khz, ctime_ns);
 	if (problem) {
-		snprintf(why, why_len, "snapshot %s is damaged: %s", dir, problem);
+		snprintf(why, why_len, "snapshot %s %s: %s", dir, verdict, problem);
 		return -EINVAL;
 	}
 	if (snapshot_memory_unchanged(dir, ctime_ns, why, why_len) != 0)

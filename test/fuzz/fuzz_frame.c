@@ -1,4 +1,4 @@
-/* libFuzzer target: everything the host does with bytes from the guest agent, the way sandbox.c
+/* libFuzzer target: everything the host does with bytes from the guest agent, the way mcp/sandbox/
  * does it: the frame decoder (fed in chunks whose size the input picks, as reads would split
  * the stream) with the run's output streams open (a window the input picks), DATA appended
  * under the caps and credit granted as it is consumed, and an EXIT frame split, its files tar
@@ -34,7 +34,7 @@ static void append(struct byte_buffer *b, bool *truncated, const uint8_t *data, 
 		len = room;
 	}
 	if (len == 0)
-		return; /* as sandbox.c's append_output: data may be NULL then (memcpy's is nonnull) */
+		return; /* as sandbox_append_output: data may be NULL then (memcpy's is nonnull) */
 	if (!b->data && !(b->data = malloc(OUTPUT_CAP)))
 		abort();
 	memcpy(b->data + b->len, data, len);
@@ -121,7 +121,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct frame_decoder d;
 	struct run run = {.decoder = &d, .window = window};
 	frame_decoder_init(&d);
-	d.exit_limit = frame_exit_limit(FILES_CAP); /* as the run's cap sets it (sandbox.c) */
+	d.exit_limit = frame_exit_limit(FILES_CAP); /* as the run's cap sets it (mcp/sandbox/run_request.c) */
 	struct al_run head = {.version = AL_PROTO_VERSION, .output_window = window};
 	if (frame_open_output_streams(&d, &head) != 0)
 		abort();

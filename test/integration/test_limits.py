@@ -16,7 +16,7 @@ from harness import expect, main, misbehaving_images, test  # noqa: E402
 from mcp_session import started, wait_for_pool  # noqa: E402
 
 CAP = 1 << 20         # stdout, stderr, and /work/out's returned files in total (docs/interface.md)
-RUN_GRACE_S = 2.0     # mcp/sandbox/sandbox.c RUN_GRACE_MS: the host's wait past the limit
+RUN_GRACE_S = 2.0     # mcp/sandbox/sandbox_internal.h RUN_GRACE_MS: the host's wait past the limit
 
 
 # ---- helpers ----
@@ -55,7 +55,7 @@ def replies_watching_vms(s, ids, timeout=180):
 
 def wait_gone(pids, timeout=10):
     """Waits until none of pids runs. The result comes first and the VM is killed right after
-    (mcp/sandbox/sandbox.c, end()): gone within milliseconds, but not always by the reply."""
+    (mcp/sandbox/sandbox.c, sandbox_end()): gone within milliseconds, but not always by the reply."""
     deadline = time.monotonic() + timeout
     while [p for p in pids if running(p)]:
         expect(time.monotonic() < deadline, "VMs gone within %d s" % timeout,

@@ -118,15 +118,15 @@ def output_flood_is_capped():
 
 @test
 def output_over_several_credit_windows_arrives_byte_exact():
-    """Numbered lines, written in small pieces to stdout and stderr in turn: 4 MiB to stdout (its
-    first 1 MiB, the cap, comes back) and 768 KiB to stderr (all of it). Each stream crosses its
-    credit window (mcp/frame.h, FRAME_OUTPUT_WINDOW) several times: the agent must wait for the
-    host's CREDIT and go on, and what arrives must be exact and in order."""
+    """Numbered lines, written in pieces to stdout (4 KiB) and stderr (1 KiB) in turn: 4 MiB to
+    stdout (its first 1 MiB, the cap, comes back) and 768 KiB to stderr (all of it). Each stream
+    crosses its credit window (mcp/sandbox/frame.h, FRAME_OUTPUT_WINDOW) several times: the agent
+    must wait for the host's CREDIT and go on, and what arrives must be exact and in order.
+    (Pieces, not a write per line: 80,000 writes took 107 s in the KVM test host.)"""
     code = ("import sys\n"
-            "for i in range(65536):\n"
-            "    sys.stdout.write('o%07d ' % i + 'x' * 54 + '\\n')\n"
-            "    if i % 4 == 0: sys.stderr.write('e%07d ' % i + 'y' * 38 + '\\n')\n"
-            "    if i % 64 == 0: sys.stdout.flush(); sys.stderr.flush()\n")
+            "for b in range(0, 65536, 64):\n"
+            "    sys.stdout.write(''.join('o%07d ' % i + 'x' * 54 + '\\n' for i in range(b, b + 64)))\n"
+            "    sys.stderr.write(''.join('e%07d ' % i + 'y' * 38 + '\\n' for i in range(b, b + 64, 4)))\n")
     out = "".join("o%07d " % i + "x" * 54 + "\n" for i in range(65536))
     err = "".join("e%07d " % i + "y" * 38 + "\n" for i in range(0, 65536, 4))
     cap = 1 << 20

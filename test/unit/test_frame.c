@@ -252,7 +252,7 @@ static size_t sparse_member(uint8_t *out, int i, size_t logical)
 	return 2048;
 }
 
-/* Runs an EXIT frame through the decoder as sandbox.c does: the run's limit set, the payload
+/* Runs an EXIT frame through the decoder as mcp/sandbox/ does: the run's limit set, the payload
  * split, the files unpacked within the cap. Returns archive_unpack's result (1 when the decoder
  * or the split refused it). */
 static int exit_through_decoder(const uint8_t *tar, size_t tar_len, uint64_t cap,
