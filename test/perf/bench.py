@@ -34,7 +34,8 @@ import threading
 import time
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
-FRAME_READY, FRAME_PING = 1, 0x82
+FRAME_READY, FRAME_PING = 1, 0x82  # agent/proto.h, version 2: a 16-byte header
+FRAME_HEADER_SIZE = 16
 CODE = "print(1)"
 
 
@@ -269,12 +270,12 @@ def qemu_plain_snapshot_peer(airlock, images, n, backend="tcg", qemu_dir=None):
 
     def read_frame(s):
         head = b""
-        while len(head) < 8:
-            chunk = s.recv(8 - len(head))
+        while len(head) < FRAME_HEADER_SIZE:
+            chunk = s.recv(FRAME_HEADER_SIZE - len(head))
             if not chunk:
                 raise RuntimeError("the QEMU peer closed its channel")
             head += chunk
-        kind, length = struct.unpack("<II", head)
+        kind, length, _stream, _flags = struct.unpack("<IIII", head)
         body = b""
         while len(body) < length:
             body += s.recv(length - len(body))
@@ -297,7 +298,7 @@ def qemu_plain_snapshot_peer(airlock, images, n, backend="tcg", qemu_dir=None):
         for _ in range(n):
             t = time.monotonic()
             p, channel, qmp = spawn(False, incoming="exec:cat %s" % state)
-            channel.sendall(struct.pack("<IIq64s", FRAME_PING, 72, time.time_ns(),
+            channel.sendall(struct.pack("<IIIIq64s", FRAME_PING, 72, 0, 0, time.time_ns(),
                                         os.urandom(64)))
             if read_frame(channel) != FRAME_READY:
                 raise RuntimeError("the restored QEMU peer did not answer")

@@ -17,7 +17,8 @@ import subprocess
 import sys
 import time
 
-FRAME_READY, FRAME_PING = 1, 0x82
+FRAME_READY, FRAME_PING = 1, 0x82  # agent/proto.h, version 2: a 16-byte header
+FRAME_HEADER_SIZE = 16
 VMM = "build/vmm/airlock-vmm"
 KERNEL = "vmlinux"
 ROOTFS = "/dev/vda"
@@ -38,12 +39,12 @@ def reseal(state):
 def wait_ready(sock, timeout=120):
     sock.settimeout(timeout)
     buf = b""
-    while len(buf) < 8:
+    while len(buf) < FRAME_HEADER_SIZE:
         chunk = sock.recv(4096)
         if not chunk:
             raise EOFError("the VM closed the channel")
         buf += chunk
-    kind, _ = struct.unpack("<II", buf[:8])
+    kind, _, _, _ = struct.unpack("<IIII", buf[:FRAME_HEADER_SIZE])
     if kind != FRAME_READY:
         raise RuntimeError("expected READY, got frame %d" % kind)
 
@@ -65,7 +66,7 @@ def restore_to_ready(cmd_for_fd, env=None, log=None):
     t = time.monotonic()
     proc, host = spawn(cmd_for_fd, env, log)
     try:
-        host.sendall(struct.pack("<II", FRAME_PING, 0))
+        host.sendall(struct.pack("<IIII", FRAME_PING, 0, 0, 0))
         wait_ready(host)
         return (time.monotonic() - t) * 1000
     finally:
@@ -97,7 +98,7 @@ def idle_memory(cmd_for_fd, env=None):
         for _ in range(SIDE_BY_SIDE):
             proc, host = spawn(cmd_for_fd, env)
             vms.append((proc, host))
-            host.sendall(struct.pack("<II", FRAME_PING, 0))
+            host.sendall(struct.pack("<IIII", FRAME_PING, 0, 0, 0))
             wait_ready(host)
         time.sleep(1)
         rows = [smaps(proc.pid) for proc, _ in vms]

@@ -30,10 +30,10 @@ def run_once(cmd, env=None):
     def frame():
         nonlocal buf
         while True:
-            if len(buf) >= 8:
-                kind, length = struct.unpack("<II", buf[:8])
-                if len(buf) >= 8 + length:
-                    payload, buf = buf[8:8 + length], buf[8 + length:]
+            if len(buf) >= 16:  # agent/proto.h, version 2: type, length, stream, flags
+                kind, length, _, _ = struct.unpack("<IIII", buf[:16])
+                if len(buf) >= 16 + length:
+                    payload, buf = buf[16:16 + length], buf[16 + length:]
                     return kind, payload
             chunk = host.recv(1 << 16)
             if not chunk:
@@ -44,9 +44,10 @@ def run_once(cmd, env=None):
         kind, _ = frame()
         ready = (time.monotonic() - started) * 1000
         code = b"print(1)"
-        run = struct.pack("<IIIIQQQq64sIIII", 1, 1, 10000, 0, 1 << 20, 1 << 20, 1 << 20,
+        # version 2, python, 10 s, a 1 MiB output window (credit enough for print(1))
+        run = struct.pack("<IIIIQQQq64sIIII", 2, 1, 10000, 1 << 20, 1 << 20, 1 << 20, 1 << 20,
                           time.time_ns(), os.urandom(64), len(code), 0, 0, 0)
-        host.sendall(struct.pack("<II", FRAME_RUN, len(run) + len(code)) + run + code)
+        host.sendall(struct.pack("<IIII", FRAME_RUN, len(run) + len(code), 0, 0) + run + code)
         while kind not in (FRAME_EXIT, FRAME_ERROR):
             kind, _ = frame()
         done = (time.monotonic() - started) * 1000
