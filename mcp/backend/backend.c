@@ -156,16 +156,3 @@ void vm_launch_free(struct vm_launch *launch)
 	free(launch->backend_state);
 	vm_launch_init(launch);
 }
-
-bool backend_unconfined(void)
-{
-	static int unconfined = -1;
-	if (unconfined < 0) {
-		const char *v = getenv("AIRLOCK_BENCH_UNCONFINED");
-		unconfined = v && strcmp(v, "1") == 0;
-		if (unconfined)
-			fprintf(stderr, "airlock: AIRLOCK_BENCH_UNCONFINED=1: VMs run WITHOUT their jail "
-					"(benchmark only)\n");
-	}
-	return unconfined;
-}

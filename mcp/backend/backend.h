@@ -36,12 +36,12 @@ struct vm_spec {
 	 * the snapshot holds. NULL when booting. */
 	const char *language;
 	/* VM_MAKE_SNAPSHOT: the directory receiving the snapshot; VM_RESTORE: the one holding it
-	 * (sandbox/snapshot_cache.h says what is in it). */
+	 * (sandbox/sandbox.h says what is in it). */
 	const char *snapshot_dir;
 	/* VM_RESTORE: the TSC rate the snapshot's kernel was told (its manifest's guest_tsc_khz). */
 	unsigned guest_tsc_khz;
 	/* Who the VM's processes are outside, when airlock runs as root: a uid (and gid) of their
-	 * own that no other process of the host shares (confine/vm_process.h); 0 when airlock is not
+	 * own that no other process of the host shares (confine/confine.h); 0 when airlock is not
 	 * root, or for the VM that makes a snapshot, which writes it as airlock's user. */
 	unsigned run_as_uid;
 };
@@ -115,11 +115,6 @@ extern const struct backend *const backends[];
  * Returns 0 with *out set, or -errno with why explaining the refusal and its fix. */
 int backend_select(const char *name, const struct backend **out, char *why, size_t why_len);
 
-/* True when AIRLOCK_BENCH_UNCONFINED=1: VMs start without their jail and (airlock-vmm) seccomp
- * filter, so that `airlock bench` can show what those cost in the same run. Never for use:
- * airlock warns on stderr once when it is set. */
-bool backend_unconfined(void);
-
 /* The host's TSC rate in kHz, measured once per process (10 ms), or 0 where there is none. A
  * tcg guest's TSC runs at this rate: QEMU reads the host's. Told it, the guest's kernel does not
  * calibrate the TSC against the emulated PIT, which fails now and then on a loaded host and
@@ -128,5 +123,23 @@ unsigned host_tsc_khz(void);
 
 /* Whether this host's /dev/kvm can run a Linux guest; why says what was found. */
 bool host_kvm_usable(char *why, size_t why_len);
+
+/* Where airlock finds its companion programs (airlock-agent, airlock-vmm) and its data (the
+ * image recipes, the benchmark). */
+
+/* Looks for a program: $env_var if set; else beside this binary in the build tree
+ * (<dir of airlock>/<build_relative>); else the installed AIRLOCK_LIBEXEC_DIR/<name>.
+ * Returns 0 with out set, or -ENOENT (out then holds the installed path it tried). */
+int locate_program(const char *env_var, const char *build_relative, const char *name, char *out,
+		   size_t out_len);
+
+/* Where airlock's data lives: the source tree (AIRLOCK_SOURCE_DIR) for the airlock of its build
+ * tree, the installed AIRLOCK_DATA_DIR for any other. Writes the directory to out: 0, or
+ * -ENAMETOOLONG. */
+int locate_data_dir(char *out, size_t out_len);
+
+/* snprintf for paths: -ENAMETOOLONG instead of a silently cut path, 0 when it fits. */
+int path_printf(char *out, size_t out_len, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 
 #endif

@@ -1,4 +1,4 @@
-/* Companion programs and data (see paths.h). */
+/* Companion programs and data (see backend.h). */
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -9,7 +9,7 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "paths.h"
+#include "backend.h"
 
 int locate_program(const char *env_var, const char *build_relative, const char *name, char *out,
 		   size_t out_len)

@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "images.h"
+#include "sandbox.h"
 
 int cli_bench(int argc, char **argv)
 {

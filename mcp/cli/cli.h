@@ -5,7 +5,7 @@
 #include <jansson.h>
 #include <stddef.h>
 
-#include "archive_files.h"
+#include "sandbox.h"
 
 int cli_mcp(int argc, char **argv);    /* airlock mcp    (mcp.c) */
 int cli_run(int argc, char **argv);    /* airlock run    (run.c) */

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "cli.h"
-#include "images.h"
+#include "sandbox.h"
 #include "backend.h"
 
 static void report(const char *verdict, const char *what, const char *detail)

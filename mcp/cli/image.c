@@ -5,9 +5,8 @@
 #include <string.h>
 
 #include "cli.h"
-#include "images.h"
+#include "sandbox.h"
 #include "backend.h"
-#include "snapshot_cache.h"
 
 int cli_image(int argc, char **argv)
 {

@@ -4,7 +4,7 @@
 
 #include "cli.h"
 #include "config.h"
-#include "vm_process.h"
+#include "confine.h"
 
 static void usage(FILE *out)
 {

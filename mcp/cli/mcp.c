@@ -10,16 +10,15 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "cgroup.h"
+#include "confine.h"
 #include "cli.h"
-#include "filter.h"
 #include "sandbox.h"
-#include "server.h"
+#include "protocol.h"
 
 /* One warm VM per language: a call finds one waiting; the next is restored behind it. */
 #define DEFAULT_POOL_SIZE 1u
 /* Calls waiting for a VM slot (docs/interface.md). Each holds its request, at most ~17 MiB
- * (server.h): 256 bound the queue at ~4.3 GiB in the worst case, ~256 small requests in the usual
+ * (protocol.h): 256 bound the queue at ~4.3 GiB in the worst case, ~256 small requests in the usual
  * one. */
 #define DEFAULT_MAX_QUEUED 256u
 #define MAX_MAX_QUEUED 65536u

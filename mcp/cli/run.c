@@ -15,15 +15,11 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "archive_files.h"
-#include "cgroup.h"
-#include "cli.h"
-#include "images.h"
-#include "backend.h"
-#include "result.h"
-#include "call_limits.h"
 #include "sandbox.h"
-#include "snapshot_cache.h"
+#include "confine.h"
+#include "cli.h"
+#include "backend.h"
+#include "protocol.h"
 
 #define MAX_TIMEOUT_S 300.0
 #define MAX_INPUT_BYTES (16u << 20) /* code + stdin + files, as for an MCP request */

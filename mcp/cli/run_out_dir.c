@@ -12,9 +12,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "call_limits.h"
+#include "protocol.h"
 #include "cli.h"
-#include "utf8.h"
 
 int run_write_all(int fd, const void *data, size_t len)
 {

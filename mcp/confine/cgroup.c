@@ -1,4 +1,4 @@
-/* One cgroup per VM process (cgroup.h). */
+/* One cgroup per VM process (confine.h). */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -8,8 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cgroup.h"
-#include "vm_limits.h"
+#include "confine.h"
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define CPU_PERIOD_US 100000

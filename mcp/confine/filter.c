@@ -1,4 +1,4 @@
-/* The MCP server's own seccomp filter (filter.h). A denylist, where airlock-vmm's is an allowlist:
+/* The MCP server's own seccomp filter (confine.h). A denylist, where airlock-vmm's is an allowlist:
  * the server legitimately does much (libuv's loop, spawning VMs, building images with debootstrap
  * and mkfs in child processes), and every child inherits the filter, so the list holds only what
  * none of them ever needs: what would let a taken-over server reach into other processes or the
@@ -12,7 +12,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#include "filter.h"
+#include "confine.h"
 
 struct denied_syscall {
 	int nr;

@@ -1,4 +1,4 @@
-/* Files a VM may only read (readonly_files.h). */
+/* Files a VM may only read (confine.h). */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -16,7 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "readonly_files.h"
+#include "confine.h"
 
 #define MAX_FILES 16 /* a kernel, a root disk and the snapshots' states and memories */
 

@@ -1,8 +1,8 @@
-/* Base64 encoding and strict decoding (see base64.h). */
+/* Base64 encoding and strict decoding (see protocol.h). */
 #include <errno.h>
 #include <stdlib.h>
 
-#include "base64.h"
+#include "protocol.h"
 
 static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 

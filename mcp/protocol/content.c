@@ -1,14 +1,11 @@
-/* execute_code's CallToolResult (see content.h). */
+/* execute_code's CallToolResult (see protocol.h). */
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "base64.h"
-#include "content.h"
-#include "result.h"
-#include "rpc.h"
+#include "protocol.h"
 
 struct text {
 	char *data;

@@ -8,14 +8,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "archive_files.h"
-#include "base64.h"
-#include "content.h"
-#include "result.h"
-#include "rpc.h"
-#include "call_limits.h"
 #include "sandbox.h"
-#include "tools.h"
+#include "protocol.h"
 
 #define MAX_FILES 1000
 #define PROGRESS_INTERVAL_MS 1000

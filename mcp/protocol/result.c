@@ -1,11 +1,11 @@
-/* The structured result of a run (see result.h). */
+/* The structured result of a run (see protocol.h). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#include "result.h"
+#include "protocol.h"
 
 const char *signal_name(int signal, char *buf, size_t buf_len)
 {

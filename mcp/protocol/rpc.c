@@ -1,4 +1,4 @@
-/* JSON-RPC line framing on stdio (see rpc.h). libuv streams for pipes, sockets and ttys; for a
+/* JSON-RPC line framing on stdio (see protocol.h). libuv streams for pipes, sockets and ttys; for a
  * plain file (stdin redirected from a file, or /dev/null) reads go through uv_fs_read and writes
  * are plain blocking writes, because libuv cannot poll regular files. Reading pauses while the
  * client leaves too much of our output unread (backpressure), so memory stays bounded.
@@ -11,8 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "rpc.h"
-#include "utf8.h"
+#include "protocol.h"
 
 #define READ_CHUNK (64u * 1024)
 

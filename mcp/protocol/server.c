@@ -1,4 +1,4 @@
-/* The MCP server (see server.h): message shape checks, method dispatch, the calls in flight, the
+/* The MCP server (see protocol.h): message shape checks, method dispatch, the calls in flight, the
  * VM-slot queue, the first-use image build, logging, progress, and shutdown.
  */
 #include <stdarg.h>
@@ -8,12 +8,8 @@
 #include <time.h>
 
 #include "config.h"
-#include "content.h"
-#include "pool.h"
-#include "rpc.h"
-#include "server.h"
-#include "snapshot_cache.h"
-#include "tools.h"
+#include "protocol.h"
+#include "sandbox.h"
 
 static const char *const supported_versions[] = {
 	MCP_PROTOCOL_LATEST, "2025-06-18", "2025-03-26", "2024-11-05", NULL,

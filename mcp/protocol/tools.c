@@ -2,12 +2,11 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "call_limits.h"
+#include "protocol.h"
 #include "proto.h"
-#include "tools.h"
 
 /* The description, from the facts it states: the languages (AL_LANGUAGES, agent/proto.h), this
- * server's limits (its --max-timeout and --memory-mb) and a call's (call_limits.h). */
+ * server's limits (its --max-timeout and --memory-mb) and a call's (protocol.h). */
 static void describe_execute_code(const struct server_config *cfg, char *out, size_t len)
 {
 	char languages[1024] = "";

@@ -1,8 +1,8 @@
-/* UTF-8 checking and repair (utf8.h). */
+/* UTF-8 checking and repair (protocol.h). */
 #include <stdlib.h>
 #include <string.h>
 
-#include "utf8.h"
+#include "protocol.h"
 
 size_t utf8_sequence(const uint8_t *p, size_t avail)
 {

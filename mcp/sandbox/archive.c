@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "archive_files.h"
+#include "sandbox.h"
 
 int file_list_add(struct file_list *list, const char *path, const void *data, size_t size,
 		  bool returned)

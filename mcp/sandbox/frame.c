@@ -1,10 +1,10 @@
-/* Incremental, defensive decoding of the guest's frames. See frame.h. */
+/* Incremental, defensive decoding of the guest's frames. See sandbox_internal.h. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
+#include "sandbox_internal.h"
 
 size_t frame_max_payload(uint32_t type)
 {

@@ -1,4 +1,4 @@
-/* The image cache (see images.h). Keys are FNV-1a hashes of every input of a build step: its
+/* The image cache (see sandbox.h). Keys are FNV-1a hashes of every input of a build step: its
  * script, its configuration files, and the artifacts it starts from. Each step builds into a
  * temporary directory that is renamed into place only when the step succeeds.
  */
@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "config.h"
-#include "images.h"
-#include "paths.h"
+#include "sandbox.h"
+#include "backend.h"
 
 #define KERNEL_SOURCE "/usr/src/linux-source-6.1.tar.xz"
 

@@ -1,11 +1,11 @@
-/* The warm pool (see pool.h). */
+/* The warm pool (see sandbox.h). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "pool.h"
+#include "sandbox.h"
 
 #define MAX_POOL_SIZE 64
 #define FAILURES_BEFORE_GIVING_UP 3

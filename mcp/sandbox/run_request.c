@@ -11,7 +11,7 @@
 #include <time.h>
 
 #include "sandbox_internal.h"
-#include "snapshot_cache.h"
+#include "sandbox.h"
 
 static void on_request_written(uv_write_t *req, int status)
 {
@@ -24,7 +24,7 @@ static void on_request_written(uv_write_t *req, int status)
 		sandbox_fail(sb, -EIO, "cannot send the request to the guest: %s", uv_strerror(status));
 }
 
-/* A restored VM runs no request once its snapshot's memory file was written (snapshot_cache.h): it
+/* A restored VM runs no request once its snapshot's memory file was written (sandbox.h): it
  * may have been restored from the change. Fails the sandbox and returns true then. */
 bool sandbox_snapshot_written_since(struct sandbox *sb)
 {

@@ -1,21 +1,63 @@
-/* One VM's life, on a libuv loop: spawn the backend's VM process with the host channel, wait for
- * the agent's READY, send the run request, collect output within the caps, enforce the boot and
- * run deadlines, kill the VM, and report one result. Every VM serves exactly one run. Making a
- * snapshot is the same life with the backend's save in place of the run.
- *
- * This is sandbox/'s face: the protocol and the CLI include it; snapshot_cache.h, pool.h and
- * images.h are the rest of the part's interface.
+/* sandbox/: VMs, the part's one header for the parts above it. Files in and out of the guest
+ * (archive.c), one VM's life (sandbox.c and the files beside it), the image cache (images.c), the
+ * snapshots (snapshot_cache.c) and the warm pool (pool.c).
  */
 #ifndef AIRLOCK_SANDBOX_H
 #define AIRLOCK_SANDBOX_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 #include "backend.h"
 #include "proto.h"
+
+/* Files into and out of the guest as ustar archives (libarchive). Paths are checked both ways:
+ * what the caller sends and what the untrusted guest returns.
+ */
+
+#define ARCHIVE_MAX_PATH 255 /* ustar's prefix + name */
+
+struct file_entry {
+	char *path;
+	uint8_t *data;
+	size_t size;
+	bool returned; /* for output files: content included (false: listed only) */
+};
+
+struct file_list {
+	struct file_entry *items;
+	size_t len, cap;
+};
+
+/* Adds a copy of path and data. Returns 0 or -ENOMEM. */
+int file_list_add(struct file_list *list, const char *path, const void *data, size_t size,
+		  bool returned);
+void file_list_free(struct file_list *list);
+
+/* Whether path may name a file under /work: relative, no "." or ".." component, no empty
+ * component, at most ARCHIVE_MAX_PATH bytes. why says what is wrong. */
+bool archive_path_ok(const char *path, char *why, size_t why_len);
+
+/* Packs files into a ustar archive (malloc'd *out). Returns 0 or -errno with err set. */
+int archive_pack(const struct file_list *files, uint8_t **out, size_t *out_len, char *err,
+		 size_t err_len);
+/* Unpacks regular files from a ustar archive into out, at most max_files, in their order: each
+ * with its content (returned = true) while the contents so far stay within cap bytes, else listed
+ * with its size only (returned = false; nothing is read or allocated for it). Members with unsafe
+ * paths or other types are skipped. Sparse members are refused: libarchive would expand them to
+ * their logical size. Returns 0, -EPROTO for a bad archive, or -ENOMEM. */
+int archive_unpack(const uint8_t *tar, size_t len, size_t max_files, uint64_t cap,
+		   struct file_list *out);
+
+/* One VM's life, on a libuv loop: spawn the backend's VM process with the host channel, wait for
+ * the agent's READY, send the run request, collect output within the caps, enforce the boot and
+ * run deadlines, kill the VM, and report one result. Every VM serves exactly one run. Making a
+ * snapshot is the same life with the backend's save in place of the run.
+ */
 
 struct sandbox;
 
@@ -28,11 +70,11 @@ struct sandbox_vm {
 	unsigned vcpus;
 	uint32_t boot_timeout_ms; /* spawn until the agent is READY */
 	bool verbose;             /* copy the guest's boot log to stderr at the end */
-	/* Restore from this snapshot (snapshot_cache.h) instead of booting, or NULL. The snapshot's
+	/* Restore from this snapshot (below) instead of booting, or NULL. The snapshot's
 	 * language is the only one its VM runs. */
 	const char *snapshot_dir;
 	const char *snapshot_language;
-	/* the snapshot's facts (snapshot_cache.h): the TSC rate a restore repeats (vm_spec), and the
+	/* the snapshot's facts (below): the TSC rate a restore repeats (vm_spec), and the
 	 * memory file's change time (no request runs once it changed) */
 	unsigned guest_tsc_khz;
 	int64_t snapshot_memory_ctime_ns;
@@ -124,5 +166,143 @@ bool sandbox_idle(const struct sandbox *sb);
 
 /* Output bytes received so far (for progress reports). */
 uint64_t sandbox_output_bytes(const struct sandbox *sb);
+
+/* The image cache: guest kernel and root file system, built by the scripts in images/ and kept
+ * under one directory (default ~/.cache/airlock, or $AIRLOCK_IMAGES, or --images DIR), each
+ * artifact in a directory named after a hash of its recipe. An unchanged recipe is never
+ * rebuilt; a failed build leaves nothing behind but its log.
+ */
+
+#define IMAGE_KEY_LEN 16 /* hex digits of a 64-bit recipe hash */
+
+struct images {
+	char dir[PATH_MAX];        /* the cache */
+	char recipe_dir[PATH_MAX]; /* images/: build scripts, kernel config, package list */
+	char agent[PATH_MAX];      /* the airlock-agent binary installed as the guest's init */
+	char kernel_key[IMAGE_KEY_LEN + 1];
+	char base_key[IMAGE_KEY_LEN + 1];
+	char rootfs_key[IMAGE_KEY_LEN + 1];
+	char kernel[PATH_MAX]; /* <dir>/kernel-<key>/vmlinux */
+	char base[PATH_MAX];   /* <dir>/base-<key>/root: Debian packages, before the agent */
+	char rootfs[PATH_MAX]; /* <dir>/rootfs-<key>/rootfs.ext4 */
+};
+
+/* Resolves the cache directory (dir_override may be NULL), the recipe and the agent, and hashes
+ * the recipes. Returns 0 or -errno with err saying what is missing. */
+int images_init(struct images *im, const char *dir_override, char *err, size_t err_len);
+/* Whether the kernel and root file system of the current recipe are built. */
+bool images_ready(const struct images *im);
+/* Builds whatever of the current recipe is missing (everything when force), with a progress line
+ * on stderr for each step. Returns 0 or -errno with err naming the failed step and its log. */
+int images_build(const struct images *im, bool force, char *err, size_t err_len);
+/* What a snapshot depends on besides the images. */
+struct snapshot_recipe {
+	const char *backend;  /* "tcg" or "kvm" */
+	const char *program;  /* the VM program (qemu-system-x86_64, airlock-vmm), full path */
+	const char *language; /* a name of AL_LANGUAGES (agent/proto.h) */
+	unsigned memory_mb, vcpus;
+};
+
+/* Where the snapshot of recipe r for the current images lives: <dir>/snapshot-LANG-BACKEND-KEY.
+ * Returns 0 or -errno. */
+int images_snapshot_dir(const struct images *im, const struct snapshot_recipe *r, char *out,
+			size_t out_len);
+/* The 64-bit FNV-1a hash of a file's name and content, as hex. Returns 0 or -errno. */
+int images_file_hash(const char *path, char out[IMAGE_KEY_LEN + 1]);
+/* Prints what the cache holds: one line per artifact with its size and whether it is current. */
+int images_list(const struct images *im, FILE *out);
+
+/* Snapshots: a VM booted once per language, its interpreter started and waiting for code,
+ * paused and saved, so that every later VM is restored instead of booted (no kernel boot, no
+ * interpreter start). One directory per snapshot in the image cache, keyed like the images:
+ *
+ *     snapshot-LANG-BACKEND-KEY/
+ *         memory     guest RAM (sparse); restores map it privately, copy-on-write
+ *         state      everything else: QEMU's migration stream (tcg) or airlock-vmm's state
+ *                    file (kvm, format documented in vmm/snapshot.c)
+ *         manifest   what it was made from, and the sizes and hash that prove it is whole
+ *
+ * A snapshot that is missing, truncated, corrupt or made for other images is refused by
+ * snapshot_check() and made again by snapshot_ensure(); it is never half-loaded.
+ *
+ * The memory file is what every later VM starts from, so no VM may write it: airlock-vmm opens it
+ * read-only, and QEMU does too, though 7.2 would open it read-write even to map it private
+ * (qemu_preload.c), as a user who may not write it or under a jail that binds it read-only
+ * (backend/tcg/tcg.c). Should it be written all the same (by anything on the host), the write cannot
+ * be undone without being seen: it changes the file's ctime, which the manifest records, so the
+ * snapshot is refused from then on, and a VM restored from it runs no request once it changed.
+ */
+
+/* boot + importing numpy, pandas and matplotlib under emulation on a loaded host (about 10 s on
+ * tcg here, 16 s in the KVM test host): a boot that has not answered in 3 minutes never will */
+#define SNAPSHOT_MAKE_TIMEOUT_MS 180000
+
+struct snapshot_spec {
+	const struct backend *backend;
+	const struct images *images;
+	const char *language; /* a name of AL_LANGUAGES (agent/proto.h) */
+	unsigned memory_mb, vcpus;
+	uint32_t timeout_ms; /* boot + interpreter start + save */
+};
+
+/* The snapshot's directory for spec. Returns 0 or -errno. */
+int snapshot_locate(const struct snapshot_spec *spec, char *dir, size_t dir_len);
+/* What a restore needs to know of a checked snapshot. */
+struct snapshot_facts {
+	unsigned guest_tsc_khz;  /* what its kernel was told (vm_spec): a restore must say the same */
+	int64_t memory_ctime_ns; /* the memory file's change time when the snapshot was made */
+};
+
+/* Whether dir holds a whole snapshot made from the current images. Returns 0 with *facts set
+ * (unless NULL), -ENOENT when there is none, or -EINVAL when it is damaged or mismatched; why
+ * says what is wrong. */
+int snapshot_check(const struct snapshot_spec *spec, const char *dir,
+		   struct snapshot_facts *facts, char *why, size_t why_len);
+/* Whether dir's memory file still has the change time memory_ctime_ns (snapshot_facts): 0, or
+ * -EINVAL with why saying it was written since (or is gone). A stat, cheap enough per request. */
+int snapshot_memory_unchanged(const char *dir, int64_t memory_ctime_ns, char *why,
+			      size_t why_len);
+/* Makes the snapshot: boots, waits for READY, saves, checks, and moves it into place. Blocking
+ * (it runs an event loop of its own); progress and failures on stderr too. Returns 0 or -errno with err set. */
+int snapshot_make(const struct snapshot_spec *spec, const char *dir, char *err, size_t err_len);
+/* Checks the snapshot and (re)makes it when it is missing or damaged. Returns 0 with dir set, or
+ * -errno with err set. */
+int snapshot_ensure(const struct snapshot_spec *spec, char *dir, size_t dir_len, char *err,
+		    size_t err_len);
+
+/* snapshot_ensure() for every language. Returns 0 or -errno with err set. */
+int snapshot_ensure_all(const struct backend *backend, const struct images *images,
+			unsigned memory_mb, unsigned vcpus, char *err, size_t err_len);
+
+/* The warm pool: per language, up to N VMs restored from the language's snapshot and waiting
+ * for a request (the guest idles in HLT). A call takes one and the pool restores a replacement in
+ * the background, starting a moment later (REFILL_AFTER_TAKE_MS) so as not to slow that call
+ * down. Every VM still serves exactly one call and is destroyed; the pool only moves the
+ * restore out of the call's path. A VM that dies while it waits is dropped and replaced; a
+ * language whose restores keep failing stops being refilled (calls then restore or boot on
+ * demand and report what went wrong).
+ */
+
+struct pool;
+
+/* Per language: the VM to restore (vm.snapshot_dir set), or snapshot_dir NULL for a language
+ * without a snapshot (never pooled). */
+struct pool_config {
+	unsigned size; /* idle VMs per language */
+	struct sandbox_vm vm[AL_LANG_END];
+	void (*log)(void *ctx, const char *message); /* restore failures */
+	void *log_ctx;
+};
+
+/* Creates the pool and starts filling it. Returns 0 or -errno. */
+int pool_start(uv_loop_t *loop, const struct pool_config *cfg, struct pool **out);
+/* A ready VM for language, now the caller's (give it a request with sandbox_submit), or NULL
+ * when none is waiting. Starts a replacement either way. */
+struct sandbox *pool_take(struct pool *p, enum al_language language);
+/* Kills every waiting VM; stopped(ctx) runs once all are gone and the pool is freed. */
+void pool_stop(struct pool *p, void (*stopped)(void *ctx), void *ctx);
+/* VMs waiting and VMs being restored, for language. */
+void pool_counts(const struct pool *p, enum al_language language, unsigned *idle,
+		 unsigned *starting);
 
 #endif

@@ -10,10 +10,110 @@
 #include <uv.h>
 
 #include "backend.h"
-#include "cgroup.h"
-#include "frame.h"
+#include "confine.h"
 #include "sandbox.h"
-#include "vm_process.h"
+
+/* The host's decoder for frames from the guest agent (agent/proto.h), and the encoding of the
+ * host's frames. The guest is untrusted: every header is checked against the limit for its type,
+ * its stream and that stream's credit before any payload is buffered, and the inner lengths of
+ * READY and EXIT must add up exactly.
+ */
+
+/* Streams open at once: the run's two output streams, and room for what later features open. */
+#define FRAME_MAX_STREAMS 8
+/* The credit the host grants each output stream in RUN: enough that the agent does not wait
+ * for CREDIT while the host keeps up (one comes per half window), and a quarter of the output
+ * cap (protocol.h), so that every run reaching its cap spends and regains credit. */
+#define FRAME_OUTPUT_WINDOW (256u << 10)
+
+/* A stream the guest sends DATA on, and what the host granted for it. */
+struct frame_stream {
+	uint32_t id;       /* 0: the slot is free */
+	uint32_t window;   /* the credit it started with; a CREDIT is due at half of it */
+	uint64_t credit;   /* DATA bytes the guest may still send */
+	uint64_t consumed; /* bytes the host took in since it last granted credit */
+};
+
+struct frame_decoder {
+	uint8_t header[AL_FRAME_HEADER_SIZE];
+	size_t header_have;
+	uint32_t type, length, stream;
+	uint8_t *payload; /* grows as bytes arrive, never past length */
+	size_t payload_have, payload_cap;
+	const char *error;    /* set once the stream is bad; the decoder then refuses all input */
+	bool wrong_version;   /* the error is the agent's protocol version, not a malformed frame */
+	char error_text[256]; /* where error points when it holds numbers */
+	size_t exit_limit;    /* the largest EXIT payload this run may send (frame_exit_limit) */
+	struct frame_stream streams[FRAME_MAX_STREAMS];
+};
+
+/* Called for each complete frame with its stream (0 for the conversation's frames); the payload
+ * is only valid during the call. Returning non-zero stops decoding and is passed back from
+ * frame_decoder_feed(). */
+typedef int (*frame_handler)(void *ctx, uint32_t type, uint32_t stream, const uint8_t *payload,
+			     size_t len);
+
+void frame_decoder_init(struct frame_decoder *d);
+void frame_decoder_free(struct frame_decoder *d);
+/* Feeds bytes from the guest. Returns 0, the handler's non-zero result, or -EPROTO with
+ * d->error naming what was wrong (and d->wrong_version set when the agent speaks another
+ * version of the protocol: d->error is then a whole sentence for the user). */
+int frame_decoder_feed(struct frame_decoder *d, const uint8_t *data, size_t len,
+		       frame_handler handler, void *ctx);
+/* Largest payload the host accepts from the guest for a frame type; 0 for a type the guest may
+ * not send. */
+size_t frame_max_payload(uint32_t type);
+
+/* What an honest agent's EXIT can hold when it returns at most files_cap bytes of file content:
+ * a ustar archive of at most FRAME_EXIT_MAX_FILES members (each a header and the padding of its
+ * data beside its content) and one "SIZE PATH\n" line per file not returned. The agent walks at
+ * most that many entries of /work/out (agent/exec.c). */
+#define FRAME_EXIT_MAX_FILES 1000u
+#define FRAME_TAR_MEMBER_OVERHEAD 1023u   /* a 512-byte header, data padded to 512 */
+#define FRAME_TAR_END 10240u              /* end-of-archive blocks, padded to a record */
+#define FRAME_SKIPPED_LINE_MAX (4096u + 32u) /* a size, a space, a path of up to PATH_MAX */
+/* The largest files tar an EXIT may carry for files_cap. */
+uint64_t frame_exit_max_files(uint64_t files_cap);
+/* The largest EXIT payload for files_cap: every byte past it is refused before it is buffered. */
+size_t frame_exit_limit(uint64_t files_cap);
+
+/* Hands the current frame's payload over to the caller, who frees it; only from inside the
+ * handler, for the frame being handled. Saves a copy of the largest frame, EXIT. */
+uint8_t *frame_decoder_take_payload(struct frame_decoder *d);
+
+/* Splits an EXIT payload into its header, the files tar and the skipped-files list.
+ * Returns 0 or -EPROTO when the lengths do not add up. */
+int frame_parse_exit(const uint8_t *payload, size_t len, struct al_exit *exit,
+		     const uint8_t **files, const uint8_t **skipped);
+
+/* Opens stream id (not 0) for DATA from the guest with window bytes of credit (1 to
+ * AL_STREAM_MAX_WINDOW). Returns 0, -EINVAL, -EEXIST, or -ENOSPC when FRAME_MAX_STREAMS are
+ * open. */
+int frame_stream_open(struct frame_decoder *d, uint32_t id, uint32_t window);
+/* Opens the output streams a RUN opens (stdout, stderr) with run->output_window each; call it
+ * when the RUN is built, before any of the guest's output can arrive. Returns 0 or -errno. */
+int frame_open_output_streams(struct frame_decoder *d, const struct al_run *run);
+/* Notes that the host consumed len bytes of stream id's DATA. Returns the credit to grant now
+ * in a CREDIT frame (counted as granted already), or 0 while none is due: one is due each time
+ * half the window has been consumed, so that there is not a CREDIT per DATA. */
+uint32_t frame_stream_consumed(struct frame_decoder *d, uint32_t id, size_t len);
+
+/* The header of a host frame. */
+struct al_frame_header frame_header(uint32_t type, uint32_t stream, uint32_t length);
+
+/* A whole CREDIT frame as the host sends it. */
+struct frame_credit {
+	struct al_frame_header header;
+	struct al_credit credit;
+};
+_Static_assert(sizeof(struct frame_credit) == AL_FRAME_HEADER_SIZE + sizeof(struct al_credit),
+	       "a CREDIT frame is sent as it lies in memory");
+/* The CREDIT frame granting bytes (not 0) on stream. */
+struct frame_credit frame_encode_credit(uint32_t stream, uint32_t bytes);
+
+/* Encodes a RUN frame header + struct al_run into out (AL_FRAME_HEADER_SIZE + sizeof al_run
+ * bytes); the caller sends code, stdin and files right after it. Returns 0 or -EMSGSIZE. */
+int frame_encode_run_header(const struct al_run *run, uint8_t *out, size_t out_len);
 
 /* After the program's limit the agent kills it and reports; the host waits this much longer for
  * that report before killing the VM itself. */

@@ -1,4 +1,4 @@
-/* Making and checking snapshots (see snapshot_cache.h). Making is a sandbox's life (sandbox.c)
+/* Making and checking snapshots (see sandbox.h). Making is a sandbox's life (sandbox.c)
  * with the backend's save in place of a run, on a loop of its own that snapshot_make runs to the
  * end: at image build time (`airlock image build`, or the server's first-use build on a worker
  * thread).
@@ -27,10 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "paths.h"
+#include "backend.h"
 #include "proto.h"
 #include "sandbox.h"
-#include "snapshot_cache.h"
 
 #define MANIFEST_VERSION 2 /* 2: guest_tsc_khz, memory_ctime_ns */
 

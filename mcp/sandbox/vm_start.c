@@ -11,7 +11,7 @@
 
 #include "sandbox_internal.h"
 
-/* The VM's own cgroup (cgroup.h), right after the spawn. A VM that cannot have one still runs;
+/* The VM's own cgroup (confine.h), right after the spawn. A VM that cannot have one still runs;
  * that is said once. */
 static void enter_cgroup(struct sandbox *sb)
 {

@@ -14,8 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "frame.h"
-#include "result.h"
+#include "sandbox_internal.h"
+#include "protocol.h"
 
 #define OUTPUT_CAP 4096 /* small, so the truncation path runs */
 

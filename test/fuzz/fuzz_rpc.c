@@ -14,8 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "rpc.h"
-#include "server.h"
+#include "protocol.h"
 
 static void on_stopped(void *ctx)
 {

@@ -173,7 +173,7 @@ def reopens_for_writing(pid, fd):
         return False
 
 
-VM_UID_BASE, VM_UID_COUNT = 0x7A1C0000, 65536  # mcp/confine/vm_process.h
+VM_UID_BASE, VM_UID_COUNT = 0x7A1C0000, 65536  # mcp/confine/confine.h
 
 
 @test

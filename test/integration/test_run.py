@@ -120,7 +120,7 @@ def output_flood_is_capped():
 def output_over_several_credit_windows_arrives_byte_exact():
     """Numbered lines, written in pieces to stdout (4 KiB) and stderr (1 KiB) in turn: 4 MiB to
     stdout (its first 1 MiB, the cap, comes back) and 768 KiB to stderr (all of it). Each stream
-    crosses its credit window (mcp/sandbox/frame.h, FRAME_OUTPUT_WINDOW) several times: the agent
+    crosses its credit window (mcp/sandbox/sandbox_internal.h, FRAME_OUTPUT_WINDOW) several times: the agent
     must wait for the host's CREDIT and go on, and what arrives must be exact and in order.
     (Pieces, not a write per line: 80,000 writes took 107 s in the KVM test host.)"""
     code = ("import sys\n"

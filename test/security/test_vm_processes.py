@@ -25,7 +25,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import AIRLOCK, BUILD, airlock, expect, main, test  # noqa: E402
 from mcp_session import BACKEND, Server, wait_for_pool  # noqa: E402
 
-VM_UID_BASE = 0x7A1C0000  # mcp/confine/vm_process.h
+VM_UID_BASE = 0x7A1C0000  # mcp/confine/confine.h
 VM_UID_COUNT = 65536
 OTHER_UID = 4243  # a user of no account here
 
@@ -181,7 +181,7 @@ def no_other_process_may_trace_read_or_signal_a_vm():
                    "uid %d reaches a process of its own" % who, through)
             got = {p: t for p, t in through.items() if t and p != control.pid}
             expect(len(through) > 1 and not got, "uid %d reaches no VM process" % who, got)
-        # how: a uid of the VM's own, from airlock's range (vm_process.h)
+        # how: a uid of the VM's own, from airlock's range (confine.h)
         for top in tops:
             tree = descendants(top)
             own = {uids[p] for p in tree if p in uids and uids[p] != 0}

@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "filter.h"
+#include "confine.h"
 
 static const struct {
 	long nr;

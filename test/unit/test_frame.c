@@ -5,9 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "archive_files.h"
+#include "sandbox.h"
 #include "check.h"
-#include "frame.h"
+#include "sandbox_internal.h"
 
 struct seen {
 	int frames;

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "readonly_files.h"
+#include "confine.h"
 
 #define OWNER_UID 4242 /* a user of no account here, owning the file it cannot write */
 

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "result.h"
+#include "protocol.h"
 
 static int sanitizes_to(const char *in, size_t in_len, const char *want)
 {

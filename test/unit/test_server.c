@@ -11,12 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base64.h"
-#include "call_limits.h"
+#include "protocol.h"
 #include "check.h"
 #include "proto.h"
-#include "rpc.h"
-#include "server.h"
 
 struct replies {
 	json_t *lines[64];
@@ -139,7 +136,7 @@ static void answers_the_protocol_methods(void)
 
 /* The tool says what this server does: every language of AL_LANGUAGES in its schema and its
  * description, and the limits as configured (--memory-mb, --max-timeout) and defined
- * (call_limits.h), not figures written beside them. */
+ * (protocol.h), not figures written beside them. */
 static void the_tool_describes_the_tables_and_this_servers_limits(void)
 {
 	const char in[] = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/list\"}\n";

@@ -12,7 +12,7 @@
 
 #include "check.h"
 #include "proto.h"
-#include "snapshot_cache.h"
+#include "sandbox.h"
 
 static char dir[] = "/tmp/airlock-test-snapshot-XXXXXX";
 static struct images im;
@@ -87,7 +87,7 @@ static void whole_snapshot_passes(void)
 	CHECK(snapshot_memory_unchanged(dir, facts.memory_ctime_ns, why, sizeof why) == 0);
 }
 
-/* A VM that broke out into QEMU 7.2 could write the memory file it maps (snapshot_cache.h): once
+/* A VM that broke out into QEMU 7.2 could write the memory file it maps (sandbox.h): once
  * written, even with its size and its modification time put back, the snapshot is refused. */
 static void written_memory_is_refused(void)
 {

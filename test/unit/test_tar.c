@@ -10,7 +10,7 @@
 #include <unistd.h>
 
 #include "agent.h"
-#include "archive_files.h"
+#include "sandbox.h"
 #include "check.h"
 
 static char dir[64];

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "backend.h"
-#include "paths.h"
+#include "confine.h"
 
 #define JAIL_CHECK_TIMEOUT_MS 10000 /* a few ms on a host, ~0.1 s in the emulated KVM test host */
 #define JAIL_CHECK_OUTPUT_MAX 2048
@@ -131,7 +131,7 @@ static int kvm_probe(char *why, size_t why_len)
 		return -ENOENT;
 	}
 	char jail_why[512];
-	if (!backend_unconfined() && jail_check(path, jail_why, sizeof jail_why) != 0) {
+	if (!vm_unconfined() && jail_check(path, jail_why, sizeof jail_why) != 0) {
 		snprintf(why, why_len, "airlock-vmm cannot build its jail here: %s", jail_why);
 		return -EPERM;
 	}
@@ -156,7 +156,7 @@ static int push_command(const struct vm_spec *s, struct argv_list *a)
 	rc |= argv_push(a, "--rootfs=%s", s->rootfs);
 	rc |= argv_push(a, "--channel-fd=%d", VM_FD_CHANNEL);
 	rc |= argv_push(a, "--serial-stdout");
-	if (backend_unconfined())
+	if (vm_unconfined())
 		rc |= argv_push(a, "--unconfined");
 	else if (s->run_as_uid)
 		/* airlock is root: the VM's own user outside (airlock-vmm refuses it otherwise) */

@@ -13,7 +13,7 @@
  * QEMU over could write it and every later VM would restore what it wrote. With this, QEMU's only
  * fd to the file is read-only. This alone stops no one who makes the syscall directly: what does
  * is that QEMU cannot open the file for writing at all (its fd lies on a read-only mount,
- * readonly_files.h); this is what lets QEMU start under that rule. A private mapping needs no more
+ * confine.h); this is what lets QEMU start under that rule. A private mapping needs no more
  * than read access; the writes QEMU would make to the file itself (punching holes when RAM is
  * discarded, extending an empty file) do not happen in a restore, and would fail instead of
  * corrupting the snapshot.

@@ -14,10 +14,8 @@
 
 #include "backend.h"
 #include "layout.h" /* vmm/: the guest kernel command line both backends give */
-#include "paths.h"
 #include "qmp.h"
-#include "readonly_files.h"
-#include "vm_limits.h"
+#include "confine.h"
 
 /* The VM process's fds beyond the sandbox's (backend.h): QEMU's QMP monitor, the migration
  * stream a restore loads, and the files QEMU uses, opened here, so that it opens no host path
@@ -151,12 +149,12 @@ static int push_snapshot_args(const struct vm_spec *s, const char *memory, struc
  * its own, and qemu_preload.c (not dumpable; the snapshot's RAM file opened read-only; a full
  * log fails a write instead of killing it). prlimit sets its limits: no core dumps, bounded fds,
  * address space and file size (its log). QEMU's own seccomp filter (-sandbox) comes on top. Its
- * environment is airlock's minimal one (vm_process.h). Its serial console goes to its stdout,
+ * environment is airlock's minimal one (confine.h). Its serial console goes to its stdout,
  * the VM's log, a file airlock opened.
  *
  * Its files (struct qemu_plan) it can write none of, the snapshot's RAM file least of all (every
  * later VM starts from it): airlock hands them over as fds opened through read-only mounts
- * (readonly_files.h), which QEMU reopens as /proc/self/fd/N; such a reopen meets EROFS if it
+ * (confine.h), which QEMU reopens as /proc/self/fd/N; such a reopen meets EROFS if it
  * asks to write, whoever QEMU runs as, and the jail binds none of the files. Only the VM that
  * makes a snapshot (an image build, no user code) names its files by path: the kernel and root
  * disk bound in read-only, its snapshot directory writable, as airlock's user.
@@ -220,7 +218,7 @@ static bool readable_by_others(const char *path)
 static int plan_qemu(const struct vm_spec *s, struct qemu_plan *p)
 {
 	char memory[4096] = "";
-	bool confined = !backend_unconfined();
+	bool confined = !vm_unconfined();
 	bool restore = s->mode == VM_RESTORE;
 	if (s->snapshot_dir)
 		snprintf(memory, sizeof memory, "%s/memory", s->snapshot_dir);
@@ -289,7 +287,7 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	rc |= argv_push(a, "--pdeathsig");
 	rc |= argv_push(a, "KILL");
 	rc |= argv_push(a, "--");
-	if (backend_unconfined())
+	if (vm_unconfined())
 		return push_preload_env(s, p, a) | rc ? -ENOMEM : 0;
 	/* limits (prlimit, util-linux too): no core dump (it would hold guest memory), a bounded
 	 * number of fds, an address space of guest RAM plus TCG's code buffer and the rest, and
@@ -404,7 +402,7 @@ static int push_command(const struct vm_spec *s, struct argv_list *a)
 }
 
 /* The kernel, the root disk and, restoring, the snapshot's RAM file, all read-only such that
- * nothing holding them can write them (readonly_files.h). */
+ * nothing holding them can write them (confine.h). */
 static int open_files(const struct vm_spec *s, struct vm_launch *launch, char *err, size_t err_len)
 {
 	char memory[4096 + 8] = "";
