@@ -351,21 +351,24 @@ static int open_log(struct sandbox *sb, char *err, size_t err_len)
 	snprintf(sb->tmpdir, sizeof sb->tmpdir, "%s/airlock-vm-XXXXXX",
 		 tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
 	if (!mkdtemp(sb->tmpdir)) {
+		int rc = -errno;
 		snprintf(err, err_len, "cannot create a directory under %s: %s", sb->tmpdir,
-			 strerror(errno));
+			 strerror(-rc));
 		sb->tmpdir[0] = '\0';
-		return -errno;
+		return rc;
 	}
 	sb->keep_log = sb->vm.log_path != NULL;
-	snprintf(sb->serial_log, sizeof sb->serial_log, "%s",
-		 sb->keep_log ? sb->vm.log_path : "");
-	if (!sb->keep_log)
+	if (sb->keep_log)
+		snprintf(sb->serial_log, sizeof sb->serial_log, "%s", sb->vm.log_path);
+	else
 		snprintf(sb->serial_log, sizeof sb->serial_log, "%s/serial.log", sb->tmpdir);
 	int fd = open(sb->serial_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0)
+	if (fd < 0) {
+		fd = -errno;
 		snprintf(err, err_len, "cannot create the VM's log %s: %s", sb->serial_log,
-			 strerror(errno));
-	return fd < 0 ? -errno : fd;
+			 strerror(-fd));
+	}
+	return fd;
 }
 
 static int spawn(uv_loop_t *loop, const struct sandbox_vm *vm, enum vm_mode mode,

@@ -113,7 +113,6 @@ int sandbox_send_ping(struct sandbox *sb)
 	return uv_write(&sb->ping_req, (uv_stream_t *)&sb->channel, &buf, 1, on_ping_written);
 }
 
-
 /* Making a snapshot: what the VM program says on its control socket goes to the backend. */
 static void on_control(uv_poll_t *poll, int status, int events)
 {

@@ -184,8 +184,9 @@ static int kvm_save(struct vm_launch *launch, pid_t pid, char *err, size_t err_l
 	(void)launch;
 	if (kill(pid, SIGUSR2) == 0)
 		return 0;
-	snprintf(err, err_len, "cannot signal airlock-vmm to save: %s", strerror(errno));
-	return -errno;
+	int rc = -errno;
+	snprintf(err, err_len, "cannot signal airlock-vmm to save: %s", strerror(-rc));
+	return rc;
 }
 
 static unsigned kvm_snapshot_tsc_khz(void)

@@ -433,8 +433,9 @@ static int open_control(const struct vm_spec *s, struct vm_launch *launch, char 
 	int control[2];
 	char path[4096 + 8], commands[512];
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, control) != 0) {
-		snprintf(err, err_len, "cannot make QEMU's control socket: %s", strerror(errno));
-		return -errno;
+		int rc = -errno;
+		snprintf(err, err_len, "cannot make QEMU's control socket: %s", strerror(-rc));
+		return rc;
 	}
 	launch->control_fd = control[0];
 	launch->fds[FD_CONTROL] = control[1];
@@ -442,8 +443,9 @@ static int open_control(const struct vm_spec *s, struct vm_launch *launch, char 
 	if (s->mode == VM_MAKE_SNAPSHOT) {
 		launch->save_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 		if (launch->save_fd < 0) {
-			snprintf(err, err_len, "cannot create %s: %s", path, strerror(errno));
-			return -errno;
+			int rc = -errno;
+			snprintf(err, err_len, "cannot create %s: %s", path, strerror(-rc));
+			return rc;
 		}
 		return 0;
 	}
