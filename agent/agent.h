@@ -83,6 +83,68 @@ int program_go(struct program *p);
 /* Kills a program that will not run and closes its pipes. */
 void program_discard(struct program *p);
 
+/* In a child of the agent: runs argv (argv[0] a full path) as the sandbox user in its own
+ * session in /work, stdin from /dev/null, stdout and stderr into one pipe (*out_fd, its read
+ * end), with the user's environment and extra_env (NULL-terminated). Returns 0 or -errno. */
+int program_spawn_step(char *const argv[], char *const extra_env[], pid_t *pid, int *out_fd);
+
+/* ---- egress.c: the proxy on guest loopback, its connections carried as egress streams ---- */
+
+struct egress;
+struct pollfd;
+
+/* Listens on 127.0.0.1:AL_EGRESS_PROXY_PORT. Returns 0 or -errno. */
+int egress_start(struct egress **out);
+/* Closes the listener and every connection (the run is over: the host ends its streams). */
+void egress_stop(struct egress *e);
+/* Fills fds with what the proxy waits for (at most max; 1 + AL_EGRESS_MAX_STREAMS is enough);
+ * returns how many. A NULL egress has none. */
+int egress_poll_fds(struct egress *e, struct pollfd *fds, int max);
+/* Acts on poll's answer for the fds egress_poll_fds() filled. Returns 0 or -errno (the
+ * channel failed). */
+int egress_on_poll(struct egress *e, int channel_fd, const struct pollfd *fds, int n);
+/* DATA, CREDIT or CLOSE from the host on an egress stream. Returns 0, or -EPROTO when the host
+ * broke the protocol (or -errno when the channel failed). */
+int egress_host_frame(struct egress *e, int channel_fd, uint32_t type, uint32_t stream,
+		      const uint8_t *payload, size_t len);
+
+/* ---- setup.c and steps.c: what a RUN sets up before the program (proto.h, setup records) ---- */
+
+#define SETUP_ENV_FILE AGENT_RUN_DIR "/env"             /* NAME='VALUE' lines */
+#define SETUP_CA_BUNDLE AGENT_RUN_DIR "/ca-bundle.pem"  /* the system's and the extra ones */
+#define SETUP_CA_EXTRA AGENT_RUN_DIR "/ca-extra.pem"    /* the extra ones only */
+#define SETUP_MAX_ENV 64
+#define SETUP_MAX_STEPS 4
+#define SETUP_MAX_ARGS 256
+
+struct setup_step {
+	uint32_t kind;        /* enum al_step_kind */
+	uint32_t fail_status; /* al_step_command's */
+	char *argv[SETUP_MAX_ARGS];
+};
+
+struct setup {
+	char *env[SETUP_MAX_ENV + 1]; /* NAME=VALUE, NULL-terminated */
+	size_t n_env;
+	const char *ca; /* PEM, or NULL */
+	size_t ca_len;
+	struct setup_step steps[SETUP_MAX_STEPS];
+	size_t n_steps;
+	char *storage; /* what the pointers point into */
+};
+
+/* Parses a RUN's setup records. Returns 0 or -EPROTO (-ENOMEM); free with setup_free() either
+ * way. */
+int setup_parse(const uint8_t *data, size_t len, struct setup *s);
+void setup_free(struct setup *s);
+/* Writes the environment file and the CA bundle into the run directory. Returns 0 or -errno. */
+int setup_write_files(const struct setup *s);
+/* Runs the steps in order until deadline, each reported in a STEP frame, with the proxy
+ * serving meanwhile (egress may be NULL). *stopped: a step failed and the program must not run.
+ * Returns 0, or -errno when the channel or the agent failed. */
+int setup_run_steps(int channel_fd, const struct setup *s, struct egress *egress,
+		    int64_t deadline, int *stopped);
+
 /* ---- exec.c: one program run ---- */
 
 struct run_request {
@@ -90,7 +152,14 @@ struct run_request {
 	const uint8_t *code;
 	const uint8_t *stdin_data;
 	const uint8_t *files;
+	const uint8_t *setup;
 };
+
+struct output_stream;
+/* Reads one frame from the host during a run: CREDIT for an output stream (streams may be NULL
+ * before the program runs: then none may come), or an egress stream's frame. Returns 0, or
+ * -EPROTO (or -errno when the channel fails). */
+int host_frame_take(int channel_fd, struct output_stream *streams, struct egress *egress);
 
 /* Feeds the host's entropy to the kernel's CRNG and sets the wall clock (every VM restored from
  * a snapshot starts with the same CRNG state and a stale clock). */

@@ -38,8 +38,11 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 		return -EPROTO;
 	memcpy(&req->header, payload, sizeof req->header);
 	const struct al_run *h = &req->header;
-	uint64_t body = (uint64_t)h->code_len + h->stdin_len + h->files_len;
+	uint64_t body = (uint64_t)h->code_len + h->stdin_len + h->files_len + h->setup_len;
 	if (h->version != AL_PROTO_VERSION || body != len - sizeof *h)
+		return -EPROTO;
+	if ((h->flags & ~(uint32_t)AL_RUN_EGRESS) != 0 || h->reserved2 != 0 ||
+	    h->setup_len > AL_SETUP_MAX_LEN)
 		return -EPROTO;
 	if (h->output_window == 0 || h->output_window > AL_STREAM_MAX_WINDOW)
 		return -EPROTO;
@@ -48,6 +51,7 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 	req->code = payload + sizeof *h;
 	req->stdin_data = req->code + h->code_len;
 	req->files = req->stdin_data + h->stdin_len;
+	req->setup = req->files + h->files_len;
 	return 0;
 }
 
@@ -154,9 +158,7 @@ static int pump_output(int channel_fd, struct output_stream *s)
 	return channel_send_on(channel_fd, AL_FRAME_DATA, s->stream, buf, forward);
 }
 
-/* Reads one frame from the host during the run: only CREDIT for an output stream may come.
- * Returns 0, or -EPROTO (or -errno when the channel fails). */
-static int take_host_frame(int channel_fd, struct output_stream streams[2])
+int host_frame_take(int channel_fd, struct output_stream *streams, struct egress *egress)
 {
 	uint32_t type, stream;
 	uint8_t *payload;
@@ -165,7 +167,12 @@ static int take_host_frame(int channel_fd, struct output_stream streams[2])
 	if (rc)
 		return rc;
 	struct al_credit credit;
-	if (type != AL_FRAME_CREDIT || len != sizeof credit ||
+	if (stream >= AL_STREAM_FIRST_OPENED && egress) {
+		rc = egress_host_frame(egress, channel_fd, type, stream, payload, len);
+		if (rc == -EPROTO)
+			fprintf(stderr, "airlock-agent: the host broke egress stream %u (frame %u)\n",
+				stream, type);
+	} else if (type != AL_FRAME_CREDIT || len != sizeof credit || !streams ||
 	    (stream != AL_STREAM_STDOUT && stream != AL_STREAM_STDERR)) {
 		fprintf(stderr, "airlock-agent: the host sent frame type %u on stream %u\n", type,
 			stream);
@@ -185,7 +192,8 @@ static int take_host_frame(int channel_fd, struct output_stream streams[2])
  * the answer goes with what was sent. Once the user's processes are stopped, all they wrote is
  * in the pipes: the end of file comes only when the dying writers are torn down, which the
  * answer does not wait for. */
-static int drain_output(int channel_fd, struct output_stream streams[2], int64_t deadline)
+static int drain_output(int channel_fd, struct output_stream streams[2], struct egress *egress,
+			int64_t deadline)
 {
 	for (int i = 0; i < 2; i++) {
 		struct output_stream *s = &streams[i];
@@ -204,7 +212,7 @@ static int drain_output(int channel_fd, struct output_stream streams[2], int64_t
 					s->truncated = 1; /* no credit in time */
 					break;
 				}
-				int rc = take_host_frame(channel_fd, streams);
+				int rc = host_frame_take(channel_fd, streams, egress);
 				if (rc)
 					return rc;
 				continue;
@@ -323,6 +331,47 @@ static int read_exit_report(int *fd, int *status)
 	return 0;
 }
 
+/* Sets up what the request's setup records ask for and runs its steps, the proxy serving from
+ * here on when the run has egress (*egress). Returns 0 to go on with the program, 1 when a step
+ * stopped the run (EXIT sent), or -errno (an ERROR was sent when the channel still works). */
+static int run_setup(int channel_fd, const struct run_request *req, struct egress **egress,
+		     int64_t deadline)
+{
+	const struct al_run *h = &req->header;
+	struct setup setup;
+	int rc = setup_parse(req->setup, h->setup_len, &setup);
+	if (rc) {
+		channel_send_error(channel_fd, "malformed setup records in the request");
+		setup_free(&setup);
+		return rc;
+	}
+	for (size_t i = 0; i < setup.n_steps; i++) { /* a scan step reads the program */
+		struct setup_step *step = &setup.steps[i];
+		size_t argc = 0;
+		while (step->argv[argc])
+			argc++;
+		if (step->kind == AL_STEP_SCAN && argc + 1 < SETUP_MAX_ARGS) {
+			step->argv[argc] = (char *)program_script_path(h->language);
+			step->argv[argc + 1] = NULL;
+		}
+	}
+	if ((rc = setup_write_files(&setup)) != 0)
+		channel_send_error(channel_fd, "cannot write the run's environment: %s", strerror(-rc));
+	if (rc == 0 && (h->flags & AL_RUN_EGRESS) && (rc = egress_start(egress)) != 0)
+		channel_send_error(channel_fd, "cannot serve the proxy on 127.0.0.1:%d: %s",
+				   AL_EGRESS_PROXY_PORT, strerror(-rc));
+	int stopped = 0;
+	if (rc == 0 && setup.n_steps)
+		rc = setup_run_steps(channel_fd, &setup, *egress, deadline, &stopped);
+	setup_free(&setup);
+	if (rc == 0 && stopped) {
+		struct al_exit e = {.exit_code = -1, .flags = AL_EXIT_NOT_RUN};
+		rc = channel_send(channel_fd, AL_FRAME_EXIT, &e, sizeof e);
+		return rc ? rc : 1;
+	}
+	return rc;
+}
+
 int run_program(int channel_fd, const struct run_request *req, struct program *prog,
 		int vm_is_unique)
 {
@@ -345,6 +394,15 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		program_discard(prog);
 		return 0; /* already reported */
 	}
+	/* the whole run, setup steps included, within the request's timeout */
+	int64_t deadline = monotonic_ms() + h->timeout_ms;
+	struct egress *egress = NULL;
+	rc = run_setup(channel_fd, req, &egress, deadline);
+	if (rc != 0) {
+		program_discard(prog);
+		egress_stop(egress);
+		return rc == 1 ? 0 : rc == -EPROTO || rc == -ENOMEM ? 0 : rc;
+	}
 	sigset_t chld; /* blocked since the agent started (main.c), so no exit is missed */
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
@@ -354,6 +412,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	    program_go(prog) != 0) {
 		channel_send_error(channel_fd, "cannot start the program: %s", strerror(errno));
 		program_discard(prog);
+		egress_stop(egress);
 		return 0;
 	}
 	pid_t child = prog->pid;
@@ -365,12 +424,15 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	if (sched_setscheduler(0, SCHED_FIFO | SCHED_RESET_ON_FORK, &fifo) != 0)
 		perror("airlock-agent: sched_setscheduler");
 
-	struct itimerspec its = {.it_value = {.tv_sec = h->timeout_ms / 1000,
-					      .tv_nsec = (long)(h->timeout_ms % 1000) * 1000000}};
+	int64_t left_ms = deadline - monotonic_ms();
+	if (left_ms < 0)
+		left_ms = 0;
+	struct itimerspec its = {.it_value = {.tv_sec = left_ms / 1000,
+					      .tv_nsec = (long)(left_ms % 1000) * 1000000}};
 	if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0)
 		its.it_value.tv_nsec = 1;
 	timerfd_settime(timer_fd, 0, &its, NULL);
-	int64_t answer_by = monotonic_ms() + h->timeout_ms + ANSWER_GRACE_MS;
+	int64_t answer_by = deadline + ANSWER_GRACE_MS;
 
 	/* RUN opened both output streams with output_window bytes of credit each */
 	struct output_stream streams[2] = {
@@ -392,15 +454,17 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		 * time); the few that come meanwhile wait in the port. */
 		int out_ready = output_readable(out), err_ready = output_readable(err);
 		int needs_credit = (out->fd >= 0 && !out_ready) || (err->fd >= 0 && !err_ready);
-		struct pollfd fds[7] = {
+		/* with egress the host sends whenever an upstream does: always read it then */
+		struct pollfd fds[7 + 1 + AL_EGRESS_MAX_STREAMS] = {
 		    {out_ready ? out->fd : -1, POLLIN, 0},
 		    {err_ready ? err->fd : -1, POLLIN, 0},
 		    {sig_fd, POLLIN, 0},
 		    {timer_fd, POLLIN, 0},
 		    {in.fd, POLLOUT, 0},
 		    {report_fd, POLLIN, 0},
-		    {needs_credit ? channel_fd : -1, POLLIN, 0}};
-		if (poll(fds, 7, -1) < 0) {
+		    {needs_credit || egress ? channel_fd : -1, POLLIN, 0}};
+		int nfds = 7 + egress_poll_fds(egress, fds + 7, 1 + AL_EGRESS_MAX_STREAMS);
+		if (poll(fds, (nfds_t)nfds, -1) < 0) {
 			if (errno == EINTR)
 				continue;
 			break; /* the agent cannot wait any more: end the program here */
@@ -414,12 +478,14 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 			ended = 1;
 		if (fds[4].revents)
 			pump_input(&in);
-		if (fds[6].revents && (rc = take_host_frame(channel_fd, streams)) != 0)
-			return rc;
+		if (fds[6].revents && (rc = host_frame_take(channel_fd, streams, egress)) != 0)
+			break;
+		if ((rc = egress_on_poll(egress, channel_fd, fds + 7, nfds - 7)) != 0)
+			break;
 		if (fds[0].revents && (rc = pump_output(channel_fd, out)) != 0)
-			return rc;
+			break;
 		if (fds[1].revents && (rc = pump_output(channel_fd, err)) != 0)
-			return rc;
+			break;
 		if (fds[2].revents) {
 			struct signalfd_siginfo si;
 			while (read(sig_fd, &si, sizeof si) == sizeof si)
@@ -437,6 +503,10 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 			timed_out = 1;
 			ended = 1;
 		}
+	}
+	if (rc != 0) { /* the channel failed, or the host broke the protocol: no answer */
+		egress_stop(egress);
+		return rc;
 	}
 	if (!ended || timed_out)
 		status = SIGKILL; /* reads as "killed by SIGKILL" */
@@ -462,8 +532,10 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		if (stopped != 0)
 			fprintf(stderr, "airlock-agent: the user's processes did not stop: %s\n",
 				strerror(-stopped));
-		if (stopped == 0 && (rc = drain_output(channel_fd, streams, answer_by)) != 0)
+		if (stopped == 0 && (rc = drain_output(channel_fd, streams, egress, answer_by)) != 0) {
+			egress_stop(egress);
 			return rc;
+		}
 		if (stopped == 0)
 			rc = out_files_collect(AGENT_OUT_DIR, h->out_files_cap,
 					       ms_until(answer_by, COLLECT_MIN_MS, INT_MAX), &files);
@@ -474,6 +546,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		close(out->fd);
 	if (err->fd >= 0)
 		close(err->fd);
+	egress_stop(egress); /* the user's processes are gone: so are their connections */
 	if (rc == 0)
 		rc = send_exit(channel_fd, status, timed_out, out, err, &files);
 	out_files_free(&files);

@@ -46,7 +46,8 @@ struct interpreter {
 /* bash: $RANDOM is seeded at start-up, so it is seeded again from each line */
 #define BASH_STARTER                                                                               \
 	"printf R >&4; while :; do read -r line <&3 || exit 125; RANDOM=${line#?}; "                 \
-	"case $line in G*) break;; esac; printf R >&4; done; exec 3<&- 4>&-; unset line; . \"$0\""
+	"case $line in G*) break;; esac; printf R >&4; done; exec 3<&- 4>&-; unset line; "          \
+	"if [ -r " SETUP_ENV_FILE " ]; then set -a; . " SETUP_ENV_FILE "; set +a; fi; . \"$0\""
 
 /* One per row of AL_LANGUAGES (proto.h); a row left out here is refused at its first run. */
 static const struct interpreter interpreters[AL_LANG_END] = {
@@ -106,6 +107,68 @@ static int wait_for_go(void)
 	return -1;
 }
 
+/* In a child: the sandbox user in a new session, with the user's limits, in /work. Returns 0 or
+ * an errno. */
+static int become_sandbox_user(void)
+{
+	struct rlimit nproc = {USER_MAX_PROCESSES, USER_MAX_PROCESSES};
+	struct rlimit nofile = {USER_MAX_OPEN_FILES, USER_MAX_OPEN_FILES};
+	struct rlimit nocore = {0, 0};
+	if (setsid() < 0 || setrlimit(RLIMIT_NPROC, &nproc) != 0 ||
+	    setrlimit(RLIMIT_NOFILE, &nofile) != 0 || setrlimit(RLIMIT_CORE, &nocore) != 0)
+		return errno;
+	if (setgroups(0, NULL) != 0 || setgid(AGENT_USER_GID) != 0 || setuid(AGENT_USER_UID) != 0)
+		return errno;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || chdir(AGENT_WORK_DIR) != 0)
+		return errno;
+	umask(022);
+	return 0;
+}
+
+/* The user's environment followed by extra (NAME=VALUE strings, NULL-terminated), into env
+ * (room for SETUP_MAX_ENV more than the user's). */
+static void compose_environment(char *const *extra, char **env)
+{
+	size_t n = 0;
+	for (size_t i = 0; user_environment[i]; i++)
+		env[n++] = user_environment[i];
+	for (size_t i = 0; extra && extra[i] && i < SETUP_MAX_ENV; i++)
+		env[n++] = extra[i];
+	env[n] = NULL;
+}
+
+/* The environment file the agent wrote for this run (setup.c: NAME='VALUE' lines), read by a
+ * child that execs its interpreter at go; NULL-terminated into entries, pointing into buf. */
+static void read_environment_file(char *buf, size_t buf_len, char **entries)
+{
+	size_t n = 0;
+	entries[0] = NULL;
+	int fd = open(SETUP_ENV_FILE, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	ssize_t len = read(fd, buf, buf_len - 1);
+	close(fd);
+	if (len <= 0)
+		return;
+	buf[len] = '\0';
+	for (char *line = buf, *next; *line && n < SETUP_MAX_ENV; line = next) {
+		char *nl = strchr(line, '\n');
+		if (!nl)
+			break;
+		*nl = '\0';
+		next = nl + 1;
+		char *eq = strchr(line, '=');
+		size_t len_line = (size_t)(nl - line);
+		if (!eq || eq[1] != '\'' || len_line < (size_t)(eq - line) + 3 || nl[-1] != '\'')
+			continue;
+		/* NAME='VALUE' -> NAME=VALUE, in place */
+		memmove(eq + 1, eq + 2, (size_t)(nl - eq - 3));
+		eq[1 + (nl - eq - 3)] = '\0';
+		entries[n++] = line;
+	}
+	entries[n] = NULL;
+}
+
 /* In the child: become the sandbox user in a new session and exec the interpreter. Never
  * returns; a failure is written to the ready pipe as an errno. */
 static void exec_child(const struct interpreter *interp, int preload, const int fds[5])
@@ -123,19 +186,9 @@ static void exec_child(const struct interpreter *interp, int preload, const int 
 	for (int i = 0; i < 5 && !err; i++)
 		if (dup2(high[i], i) < 0)
 			err = errno;
-	struct rlimit nproc = {USER_MAX_PROCESSES, USER_MAX_PROCESSES};
-	struct rlimit nofile = {USER_MAX_OPEN_FILES, USER_MAX_OPEN_FILES};
-	struct rlimit nocore = {0, 0};
-	if (!err && (setsid() < 0 || setrlimit(RLIMIT_NPROC, &nproc) != 0 ||
-		     setrlimit(RLIMIT_NOFILE, &nofile) != 0 || setrlimit(RLIMIT_CORE, &nocore) != 0))
-		err = errno;
-	if (!err && (setgroups(0, NULL) != 0 || setgid(AGENT_USER_GID) != 0 ||
-		     setuid(AGENT_USER_UID) != 0))
-		err = errno;
-	if (!err && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 || chdir(AGENT_WORK_DIR) != 0))
-		err = errno;
+	if (!err)
+		err = become_sandbox_user();
 	if (!err) {
-		umask(022);
 		const char *argv[8];
 		size_t n = 0;
 		for (; interp->argv[n]; n++)
@@ -143,18 +196,62 @@ static void exec_child(const struct interpreter *interp, int preload, const int 
 		if (preload && interp->preloads)
 			argv[n++] = "--preload";
 		argv[n] = NULL;
+		static char env_buf[16384];
+		char *extra[SETUP_MAX_ENV + 1] = {NULL};
+		char *env[sizeof user_environment / sizeof *user_environment + SETUP_MAX_ENV + 1];
 		if (!interp->waits_itself) {
 			(void)!write(READY_FD, "R", 1);
 			if (wait_for_go() != 0)
 				_exit(125);
 			close(GO_FD);
 			close(READY_FD);
+			read_environment_file(env_buf, sizeof env_buf, extra);
 		}
-		execve(argv[0], (char *const *)argv, user_environment);
+		compose_environment(extra, env);
+		execve(argv[0], (char *const *)argv, env);
 		err = errno;
 	}
 	(void)!write(READY_FD, &err, sizeof err);
 	_exit(127);
+}
+
+int program_spawn_step(char *const argv[], char *const extra_env[], pid_t *pid_out,
+		       int *out_fd)
+{
+	int out[2];
+	if (pipe2(out, O_CLOEXEC) != 0)
+		return -errno;
+	stop_forget_processes();
+	pid_t pid = fork();
+	if (pid == 0) {
+		sigset_t none;
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		signal(SIGPIPE, SIG_DFL);
+		int null_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		int err = null_fd < 0 || dup2(null_fd, 0) < 0 || dup2(out[1], 1) < 0 ||
+				  dup2(out[1], 2) < 0
+			      ? errno
+			      : become_sandbox_user();
+		if (!err) {
+			char *env[sizeof user_environment / sizeof *user_environment +
+				  SETUP_MAX_ENV + 1];
+			compose_environment(extra_env, env);
+			execve(argv[0], argv, env);
+			err = errno;
+		}
+		dprintf(2, "airlock-agent: cannot run %s: %s\n", argv[0], strerror(err));
+		_exit(127);
+	}
+	int rc = pid < 0 ? -errno : 0;
+	close(out[1]);
+	if (rc) {
+		close(out[0]);
+		return rc;
+	}
+	*pid_out = pid;
+	*out_fd = out[0];
+	return 0;
 }
 
 static void close_fd(int *fd)

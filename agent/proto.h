@@ -1,4 +1,4 @@
-/* The wire format between the host (airlock) and the guest agent (airlock-agent), version 2.
+/* The wire format between the host (airlock) and the guest agent (airlock-agent), version 3.
  *
  * It runs over one byte stream: a virtio-console port in the guest (/dev/hvc0 in raw mode with
  * airlock-vmm, /dev/vportNp1 with QEMU, whose console port drops bytes under load), one
@@ -22,12 +22,26 @@
  *     1, 2     the program's stdout and stderr (AL_STREAM_STDOUT, AL_STREAM_STDERR), opened by
  *              RUN: the guest sends DATA on them, the host grants CREDIT for them
  *     3..15    reserved for streams every run has, should one be added
- *     16..     reserved for streams a later version opens on demand with OPEN (an egress
- *              connection, an interpreter cell): not sent in version 2
+ *     16..     opened on demand with OPEN: one egress connection each (below)
  *
  * DATA carries a stream's bytes (at most AL_FRAME_MAX_OUTPUT_CHUNK a frame); DATA on a stream
- * that is not open is a protocol error. Version 2 closes no stream: the output streams end with
- * the run, and all their DATA comes before EXIT.
+ * that is not open is a protocol error. The output streams end with the run: all their DATA
+ * comes before EXIT.
+ *
+ * Egress streams (only in a run whose al_run.flags has AL_RUN_EGRESS). The agent serves an HTTP
+ * proxy on guest loopback (AL_EGRESS_PROXY_PORT); each connection a program makes to it is one
+ * stream. The agent OPENs it (an empty payload; ids from AL_STREAM_FIRST_OPENED up, each larger
+ * than the last, never reused in a run) and sends the connection's bytes as DATA, the proxy
+ * request first: it parses nothing. The host reads the request, decides, and sends back DATA:
+ * the upstream's bytes after "200 Connection established" (CONNECT) or after forwarding the
+ * request (plain HTTP), or an HTTP error page saying why it refused. OPEN gives each direction
+ * AL_EGRESS_WINDOW bytes of credit; each receiver grants more with CREDIT as it passes the
+ * bytes on. CLOSE (struct al_close) from either end says that end sends no more DATA on the
+ * stream (AL_CLOSE_DONE: the receiver passes an end-of-file on after what it holds) or that the
+ * connection is gone (AL_CLOSE_ABORT: the receiver drops what it holds and closes its side,
+ * answering with its own CLOSE). A stream's id is free at an end once that end has both sent
+ * and received a CLOSE; DATA or CREDIT arriving for a stream after its receiver sent CLOSE is
+ * dropped. Every egress stream ends with the run.
  *
  * Credit. The receiver of a stream decides how much it takes in: its sender may have at most
  * that many bytes of DATA in flight. RUN grants the first window for each output stream
@@ -52,8 +66,13 @@
  *                                           sees a VM restored from a snapshot answer, unique,
  *                                           before any request; its first READY is in the
  *                                           snapshot)
- *     host:  RUN                            struct al_run, then code, stdin, files (ustar); opens
- *                                           streams 1 and 2 with output_window bytes of credit
+ *     host:  RUN                            struct al_run, then code, stdin, files (ustar) and
+ *                                           setup records; opens streams 1 and 2 with
+ *                                           output_window bytes of credit
+ *     guest: STEP ...                       one per setup step (installing packages, the
+ *                                           pre-scan), run before the program: struct al_step
+ *                                           and the step's output; a step that fails ends the
+ *                                           run with EXIT (AL_EXIT_NOT_RUN) before the program
  *     guest: DATA (stream 1 or 2) ...       program output as it comes, up to the caps, within
  *     host:  CREDIT (stream 1 or 2) ...     the credit; the order of DATA frames across both
  *                                           streams is the order the program's output was read
@@ -61,10 +80,18 @@
  *                                           of output files not returned ("SIZE PATH\n" lines)
  *     or:    ERROR                          UTF-8 text: the agent could not run the program
  *
+ * Setup records follow the files in RUN (al_run.setup_len bytes): each a struct al_setup_record
+ * and its value. AL_SETUP_ENV: "NAME=VALUE" for the program's environment (and the steps');
+ * AL_SETUP_CA: PEM certificates the guest trusts besides the system's (the agent writes the
+ * bundle and the host names it in ENV records); AL_SETUP_STEP: a struct al_step_command and
+ * its argv (NUL-terminated strings), run as the sandbox user in /work before the program, in
+ * order, within the run's timeout (a scan step gets the program's path as a last argument).
+ *
  * Versions. READY says the agent's version (al_ready.version) and RUN the host's
  * (al_run.version); each end refuses any other. A version 1 agent's READY (an 8-byte header, an
- * 8-byte payload) reads to a version 2 host as a READY of length 8, which the host names as
- * such: an image built by an older airlock is refused with a message, not a hang.
+ * 8-byte payload) reads to a later host as a READY of length 8, which the host names as such;
+ * a version 2 agent's READY carries its version: an image built by an older airlock is refused
+ * with a message, not a hang.
  *
  * The guest is untrusted: the host decodes every frame defensively (known type, length within the
  * limit for that type, the stream and the credit, inner lengths adding up exactly) and ends the
@@ -75,7 +102,7 @@
 
 #include <stdint.h>
 
-#define AL_PROTO_VERSION 2u
+#define AL_PROTO_VERSION 3u
 
 #define AL_FRAME_HEADER_SIZE 16u
 /* Large enough for a RUN holding a 16 MiB request (code + stdin + files) and for an EXIT with
@@ -87,28 +114,42 @@
  * no speed and would let a stream hold the other end's memory. */
 #define AL_STREAM_MAX_WINDOW (64u << 20)
 #define AL_FRAME_MAX_ERROR_TEXT 4096u
+/* A step's output sent back in STEP: its last bytes (an installer's error is at its end). */
+#define AL_STEP_MAX_OUTPUT (64u << 10)
+/* Setup records in all. */
+#define AL_SETUP_MAX_LEN (1u << 20)
+
+/* The guest's proxy: 127.0.0.1 and this port, named by the program's environment. */
+#define AL_EGRESS_PROXY_PORT 3128
+/* The credit each direction of an egress stream starts with (OPEN), and its most. */
+#define AL_EGRESS_WINDOW (512u << 10)
+/* Egress streams the agent keeps open at once; it accepts no more connections until one ends,
+ * so further ones wait in the listener's backlog. The host's own limit is lower (it refuses
+ * with a page); a guest opening more than this is not the agent. */
+#define AL_EGRESS_MAX_STREAMS 48u
 
 enum al_frame_type {
 	/* guest -> host, stream 0 (2 and 3 were version 1's STDOUT and STDERR: never reused) */
 	AL_FRAME_READY = 1, /* struct al_ready */
 	AL_FRAME_EXIT = 4,  /* struct al_exit + files tar + skipped list */
 	AL_FRAME_ERROR = 5, /* UTF-8 text, at most AL_FRAME_MAX_ERROR_TEXT */
+	AL_FRAME_STEP = 6,  /* struct al_step + the step's output (its last AL_STEP_MAX_OUTPUT) */
 	/* host -> guest, stream 0 */
 	AL_FRAME_RUN = 0x81,  /* struct al_run + code + stdin + files tar */
 	AL_FRAME_PING = 0x82, /* struct al_ping; answered with READY */
 	/* on a stream other than 0; the sender of DATA is the receiver of CREDIT */
-	AL_FRAME_DATA = 0x41,   /* a stream's bytes, at most AL_FRAME_MAX_OUTPUT_CHUNK; in version 2
-				 * only guest -> host, on the output streams */
-	AL_FRAME_CREDIT = 0x42, /* struct al_credit; in version 2 only host -> guest */
-	AL_FRAME_OPEN = 0x43,   /* reserved: opens a stream >= AL_STREAM_FIRST_OPENED; not sent */
-	AL_FRAME_CLOSE = 0x44,  /* reserved: ends a stream; not sent */
+	AL_FRAME_DATA = 0x41,   /* a stream's bytes, at most AL_FRAME_MAX_OUTPUT_CHUNK: guest ->
+				 * host on the output streams, both ways on egress streams */
+	AL_FRAME_CREDIT = 0x42, /* struct al_credit */
+	AL_FRAME_OPEN = 0x43,   /* guest -> host: opens an egress stream; no payload */
+	AL_FRAME_CLOSE = 0x44,  /* either way: struct al_close, on an egress stream */
 };
 
 enum al_stream {
 	AL_STREAM_CONVERSATION = 0, /* READY, PING, RUN, EXIT, ERROR */
 	AL_STREAM_STDOUT = 1,       /* opened by RUN */
 	AL_STREAM_STDERR = 2,       /* opened by RUN */
-	AL_STREAM_FIRST_OPENED = 16, /* ids from here on: opened by OPEN (not in version 2) */
+	AL_STREAM_FIRST_OPENED = 16, /* ids from here on: opened by OPEN (egress connections) */
 };
 
 /* The languages, once. A row's place is its number on the wire (al_run.language: 1, 2, ...), so
@@ -185,7 +226,53 @@ struct al_run {
 	uint32_t code_len;      /* program text */
 	uint32_t stdin_len;     /* fed to the program's standard input */
 	uint32_t files_len;     /* ustar archive unpacked under /work before the run */
-	uint32_t reserved2;
+	uint32_t setup_len;     /* setup records (struct al_setup_record each) after the files */
+	uint32_t flags;         /* enum al_run_flags */
+	uint32_t reserved2;     /* 0 */
+};
+
+enum al_run_flags {
+	AL_RUN_EGRESS = 1u << 0, /* serve the proxy and carry its connections as egress streams */
+};
+
+enum al_setup_kind {
+	AL_SETUP_ENV = 1,  /* "NAME=VALUE": no newline, no quote, NAME of [A-Za-z0-9_] */
+	AL_SETUP_CA = 2,   /* PEM certificates to trust besides the system's */
+	AL_SETUP_STEP = 3, /* struct al_step_command + argv, NUL-terminated strings */
+};
+
+struct al_setup_record {
+	uint32_t kind;   /* enum al_setup_kind */
+	uint32_t length; /* of the value that follows */
+};
+
+enum al_step_kind {
+	AL_STEP_INSTALL = 1, /* installs the call's packages; its end closes the install hosts */
+	AL_STEP_SCAN = 2,    /* the advisory pre-scan: JSON on stdout */
+};
+
+struct al_step_command {
+	uint32_t kind;         /* enum al_step_kind */
+	uint32_t fail_status;  /* the exit status that stops the run (0: any but 0 does) */
+};
+
+struct al_step {
+	uint32_t kind;        /* enum al_step_kind */
+	int32_t exit_code;    /* -1 when a signal or the timeout ended it */
+	uint32_t duration_ms;
+	uint32_t stops_run;   /* 1: the program will not run (EXIT has AL_EXIT_NOT_RUN) */
+	uint32_t output_len;  /* bytes of output that follow (stdout and stderr together) */
+	uint32_t output_total_hi, output_total_lo; /* all the step wrote, kept or not */
+	uint32_t reserved;
+};
+
+enum al_close_how {
+	AL_CLOSE_DONE = 0,  /* no more DATA from this end */
+	AL_CLOSE_ABORT = 1, /* the connection is gone: drop what is held */
+};
+
+struct al_close {
+	uint32_t how; /* enum al_close_how */
 };
 
 struct al_ping {
@@ -198,6 +285,7 @@ enum al_exit_flags {
 	AL_EXIT_STDOUT_TRUNCATED = 1u << 1,
 	AL_EXIT_STDERR_TRUNCATED = 1u << 2,
 	AL_EXIT_FILES_TRUNCATED = 1u << 3, /* some of /work/out was not returned */
+	AL_EXIT_NOT_RUN = 1u << 4,         /* a setup step stopped the run: no program ran */
 };
 
 struct al_exit {
@@ -215,7 +303,11 @@ _Static_assert(sizeof(struct al_frame_header) == AL_FRAME_HEADER_SIZE, "no paddi
 _Static_assert(sizeof(struct al_ready) == 16, "al_ready has no padding");
 _Static_assert(sizeof(struct al_ready) != 8, "a version 1 READY (8 bytes) must be told apart");
 _Static_assert(sizeof(struct al_credit) == 4, "al_credit has no padding");
-_Static_assert(sizeof(struct al_run) == 128, "al_run has no padding");
+_Static_assert(sizeof(struct al_run) == 136, "al_run has no padding");
+_Static_assert(sizeof(struct al_setup_record) == 8, "al_setup_record has no padding");
+_Static_assert(sizeof(struct al_step_command) == 8, "al_step_command has no padding");
+_Static_assert(sizeof(struct al_step) == 32, "al_step has no padding");
+_Static_assert(sizeof(struct al_close) == 4, "al_close has no padding");
 _Static_assert(sizeof(struct al_exit) == 40, "al_exit has no padding");
 _Static_assert(sizeof(struct al_ping) == 72, "al_ping has no padding");
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the wire format is little-endian");

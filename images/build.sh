@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 packages=(
   # the build
   meson ninja-build pkg-config gcc libc6-dev libjansson-dev libuv1-dev libseccomp-dev libarchive-dev
+  libhttp-parser-dev
   # the guest kernel (linux-source-6.1) and root file system (debootstrap, mkfs.ext4)
   linux-source-6.1 make bc flex bison libelf-dev libssl-dev xz-utils cpio debootstrap e2fsprogs
   # the tcg backend: QEMU, jailed by bubblewrap

@@ -3,6 +3,7 @@
 #define AIRLOCK_CLI_H
 
 #include <jansson.h>
+#include <getopt.h>
 #include <stddef.h>
 
 #include "sandbox.h"
@@ -18,6 +19,41 @@ int cli_bench(int argc, char **argv);  /* airlock bench  (bench.c) */
 void run_save_output_files(const char *dir, const struct file_list *files, json_t *skipped);
 /* write(2) until all of data is written. Returns 0 or -errno. */
 int run_write_all(int fd, const void *data, size_t len);
+
+/* The operator's policy flags of `airlock mcp` and `airlock run` (policy_options.c): put
+ * POLICY_LONG_OPTIONS in getopt_long's table and hand each such option to policy_option(). */
+enum {
+	POLICY_OPT_ALLOW_HOST = 0x100,
+	POLICY_OPT_INSTALL_HOST,
+	POLICY_OPT_PIP_INDEX,
+	POLICY_OPT_NPM_REGISTRY,
+	POLICY_OPT_CA_FILE,
+	POLICY_OPT_SCAN,
+	POLICY_OPT_DENY_IMPORTS,
+};
+#define POLICY_LONG_OPTIONS                                                                        \
+	{"allow-host", required_argument, NULL, POLICY_OPT_ALLOW_HOST},                              \
+	    {"install-host", required_argument, NULL, POLICY_OPT_INSTALL_HOST},                      \
+	    {"pip-index", required_argument, NULL, POLICY_OPT_PIP_INDEX},                            \
+	    {"npm-registry", required_argument, NULL, POLICY_OPT_NPM_REGISTRY},                      \
+	    {"ca-file", required_argument, NULL, POLICY_OPT_CA_FILE},                                \
+	    {"scan", required_argument, NULL, POLICY_OPT_SCAN},                                      \
+	    {"deny-imports", required_argument, NULL, POLICY_OPT_DENY_IMPORTS}
+#define POLICY_USAGE                                                                               \
+	"  [--allow-host PATTERN]... [--pip-index URL] [--npm-registry URL]\n"                      \
+	"  [--install-host PATTERN]... [--ca-file FILE] [--scan off|warn|deny]\n"                   \
+	"  [--deny-imports MOD,...]\n"                                                              \
+	"--allow-host PATTERN lets the program reach HOST, HOST:PORT, *.DOMAIN or an IP address\n"   \
+	"(ports 443 and 80 unless one is given) through a proxy on the guest's loopback; with\n"    \
+	"none there is no route out. --pip-index/--npm-registry let `packages` install from\n"      \
+	"that index (its host, and --install-host ones, reachable only while they install).\n"
+
+/* Takes one policy option (opt is a POLICY_OPT_*). Returns 0, or -EINVAL with the reason on
+ * stderr. */
+int policy_option(int opt, const char *arg, struct sandbox_policy *p);
+/* After the last option: the defaults that depend on several. Returns 0 or -EINVAL. */
+int policy_finish(struct sandbox_policy *p);
+void policy_free(struct sandbox_policy *p);
 
 /* Exit status for a failure of airlock itself (as timeout(1) uses 125). */
 #define EXIT_SANDBOX_FAILURE 125

@@ -36,6 +36,7 @@ static void usage(FILE *out)
 		     "[--memory-mb N]\n"
 		     "                   [--max-concurrent N] [--max-queued N] [--max-timeout S]\n"
 		     "                   [--images DIR] [--verbose]\n"
+		     POLICY_USAGE
 		     "MCP server on stdin/stdout (one JSON-RPC message per line).\n"
 		     "--pool N keeps N VMs per language restored and waiting (default %u, 0: none).\n"
 		     "--max-queued N: calls beyond --max-concurrent wait, up to N of them (default "
@@ -70,12 +71,18 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		{"images", required_argument, NULL, 'i'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
+		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	int c;
 	char *end;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (c >= POLICY_OPT_ALLOW_HOST && c <= POLICY_OPT_DENY_IMPORTS) {
+			if (policy_option(c, optarg, &cfg->policy) != 0)
+				return -1;
+			continue;
+		}
 		switch (c) {
 		case 'b': *backend = optarg; break;
 		case 'i': *images_dir = optarg; break;

@@ -58,10 +58,40 @@ static bool clean_exit(const struct sandbox_result *r)
 	return r->exited && r->exit_code == 0 && !r->timed_out;
 }
 
+/* Why the program did not run: the install's output, or the pre-scan's findings. */
+static void not_run_text(struct text *t, const struct sandbox_result *r)
+{
+	if (r->installed && !r->install_ok) {
+		text_line(t, "[the packages could not be installed; the program did not run]\n");
+		text_append_utf8(t, &r->install_log);
+		return;
+	}
+	text_line(t, "[refused by the pre-scan (--scan deny); the program did not run]\n");
+	json_t *advisories = result_advisories(r), *a;
+	size_t i;
+	json_array_foreach(advisories, i, a)
+	{
+		char line[600];
+		snprintf(line, sizeof line, "line %lld: %s (%s)\n",
+			 (long long)json_integer_value(json_object_get(a, "line")),
+			 json_string_value(json_object_get(a, "message")),
+			 json_string_value(json_object_get(a, "rule")));
+		text_append(t, line, strlen(line));
+	}
+	json_decref(advisories);
+}
+
 /* stdout, then stderr under [stderr], then one status line when not a clean, complete exit 0. */
 static json_t *readable_text(const struct sandbox_result *r, double timeout_s)
 {
 	struct text t = {0};
+	if (r->not_run) {
+		not_run_text(&t, r);
+		json_t *block = t.failed ? NULL
+					 : json_pack("{s:s, s:s%}", "type", "text", "text", t.data, t.len);
+		free(t.data);
+		return block;
+	}
 	text_append_utf8(&t, &r->out);
 	if (r->err.len) {
 		text_line(&t, "[stderr]\n");

@@ -22,6 +22,8 @@ struct execution {
 	size_t code_len, stdin_len;
 	uint8_t *tar;
 	size_t tar_len;
+	char **packages;
+	size_t n_packages;
 	struct sandbox *sandbox;
 	uv_timer_t progress;
 	json_t *result; /* held until the progress timer has closed */
@@ -32,6 +34,9 @@ static void execution_free(struct execution *e)
 	free(e->code);
 	free(e->stdin_data);
 	free(e->tar);
+	for (size_t i = 0; i < e->n_packages; i++)
+		free(e->packages[i]);
+	free(e->packages);
 	free(e);
 }
 
@@ -137,19 +142,57 @@ static int take_files(json_t *files, struct execution *e, char *why, size_t why_
 	return rc;
 }
 
-/* Fills e from the arguments. Returns 0, or -errno with why naming the field at fault. */
-static int take_arguments(json_t *args, double max_timeout_s, struct execution *e, char *why,
-			  size_t why_len)
+/* `packages`: strings, checked against the language and the operator's indexes. */
+static int take_packages(json_t *packages, const struct sandbox_policy *policy,
+			 struct execution *e, char *why, size_t why_len)
 {
+	if (!json_is_array(packages)) {
+		snprintf(why, why_len, "packages: must be an array of strings");
+		return -EINVAL;
+	}
+	size_t n = json_array_size(packages);
+	if (n == 0)
+		return 0;
+	if (n > SANDBOX_MAX_PACKAGES) {
+		snprintf(why, why_len, "packages: at most %d", SANDBOX_MAX_PACKAGES);
+		return -EINVAL;
+	}
+	e->packages = calloc(n, sizeof *e->packages);
+	if (!e->packages) {
+		snprintf(why, why_len, "out of memory");
+		return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		json_t *item = json_array_get(packages, i);
+		size_t len;
+		if (!json_is_string(item) || strlen(json_string_value(item)) != json_string_length(item)) {
+			snprintf(why, why_len, "packages[%zu]: must be a string", i);
+			return -EINVAL;
+		}
+		if (!(e->packages[i] = copy_string(item, &len))) {
+			snprintf(why, why_len, "out of memory");
+			return -ENOMEM;
+		}
+		e->n_packages = i + 1;
+	}
+	return sandbox_packages_check(policy, e->language, (const char *const *)e->packages,
+				      e->n_packages, why, why_len);
+}
+
+/* Fills e from the arguments. Returns 0, or -errno with why naming the field at fault. */
+static int take_arguments(json_t *args, const struct server_config *cfg, struct execution *e,
+			  char *why, size_t why_len)
+{
+	double max_timeout_s = cfg->max_timeout_s;
 	const char *key;
 	json_t *value;
 	json_object_foreach(args, key, value)
 	{
 		if (strcmp(key, "code") && strcmp(key, "language") && strcmp(key, "timeout_s") &&
-		    strcmp(key, "stdin") && strcmp(key, "files")) {
+		    strcmp(key, "stdin") && strcmp(key, "files") && strcmp(key, "packages")) {
 			char quoted[RPC_EXCERPT_SIZE(64)];
 			snprintf(why, why_len, "unknown argument '%s' (allowed: code, language, "
-					       "timeout_s, stdin, files)",
+					       "timeout_s, stdin, files, packages)",
 				 rpc_excerpt(quoted, sizeof quoted, key));
 			return -EINVAL;
 		}
@@ -183,6 +226,9 @@ static int take_arguments(json_t *args, double max_timeout_s, struct execution *
 		return -EINVAL;
 	}
 	if (files && take_files(files, e, why, why_len) != 0)
+		return -EINVAL;
+	json_t *packages = json_object_get(args, "packages");
+	if (packages && take_packages(packages, &cfg->policy, e, why, why_len) != 0)
 		return -EINVAL;
 	e->code = copy_string(code, &e->code_len);
 	e->stdin_data = input ? copy_string(input, &e->stdin_len) : NULL;
@@ -283,6 +329,9 @@ static void start_execution(struct call *call)
 		.stdout_cap = CALL_OUTPUT_CAP,
 		.stderr_cap = CALL_OUTPUT_CAP,
 		.out_files_cap = CALL_OUT_FILES_CAP,
+		.policy = &server_config(srv)->policy,
+		.packages = (const char *const *)e->packages,
+		.n_packages = e->n_packages,
 	};
 	/* a warm VM from the pool, else one restored (or booted) now */
 	struct sandbox_vm vm;
@@ -310,8 +359,7 @@ void execute_code(struct call *call, json_t *arguments)
 	}
 	e->call = call;
 	char why[512];
-	if (take_arguments(arguments, server_config(call->srv)->max_timeout_s, e, why,
-			   sizeof why) != 0) {
+	if (take_arguments(arguments, server_config(call->srv), e, why, sizeof why) != 0) {
 		execution_free(e);
 		call_finish(call, content_error("Invalid arguments: %s", why));
 		return;

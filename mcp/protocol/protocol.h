@@ -129,6 +129,12 @@ int result_output_files(const struct sandbox_result *r, uint64_t cap, struct fil
 
 /* Builds the structured result (new reference, NULL when out of memory). */
 json_t *result_structured(const struct sandbox_result *r, const struct file_list *files);
+/* Adds what the run's setup produced, where it applies: `network` (the run had egress),
+ * `install` (it had packages), `advisories` (the pre-scan ran). Returns 0 or -ENOMEM. */
+int result_add_setup_fields(const struct sandbox_result *r, json_t *obj);
+/* The pre-scan's advisories, taken from its (untrusted) JSON output (new reference). */
+#define RESULT_MAX_ADVISORIES 100
+json_t *result_advisories(const struct sandbox_result *r);
 
 /* The CallToolResult of execute_code, in docs/interface.md's order: the readable text block, an
  * image block per image under /work/out, an embedded resource per other file, and the structured
@@ -161,6 +167,7 @@ struct server_config {
 	double max_timeout_s;    /* cap on execute_code's timeout_s */
 	uint32_t boot_timeout_ms;
 	bool verbose;
+	struct sandbox_policy policy; /* what every call may reach: hosts, indexes, CA, pre-scan */
 	/* Non-empty when no sandbox can run (no backend, no agent): every call fails with this
 	 * reason and its fix, and the server keeps serving. */
 	char unavailable[512];
@@ -238,7 +245,7 @@ const struct tool *tools_find(const char *name);
 /* The tools/list array (new reference). */
 json_t *tools_list(const struct server_config *cfg);
 /* The `instructions` paragraph of initialize. */
-const char *tools_instructions(void);
+void tools_instructions(const struct server_config *cfg, char *out, size_t len);
 
 /* execute.c */
 void execute_code(struct call *call, json_t *arguments);

@@ -110,11 +110,78 @@ json_t *result_structured(const struct sandbox_result *r, const struct file_list
 		json_decref(err);
 		return NULL;
 	}
-	return json_pack("{s:o, s:o, s:b, s:o, s:o, s:b, s:b, s:f, s:o}",
+	json_t *obj = json_pack("{s:o, s:o, s:b, s:o, s:o, s:b, s:b, s:f, s:o}",
 			 "exit_code", r->exited ? json_integer(r->exit_code) : json_null(),
 			 "signal", r->signal ? json_string(signal_name(r->signal, sig, sizeof sig))
 					     : json_null(),
 			 "timed_out", r->timed_out, "stdout", out, "stderr", err,
 			 "stdout_truncated", r->stdout_truncated, "stderr_truncated",
 			 r->stderr_truncated, "duration_ms", r->duration_ms, "files", list);
+	if (obj && result_add_setup_fields(r, obj) != 0) {
+		json_decref(obj);
+		return NULL;
+	}
+	return obj;
+}
+
+json_t *result_advisories(const struct sandbox_result *r)
+{
+	/* the pre-scan ran in the guest: its JSON is untrusted, taken only as far as it is well
+	 * formed, RESULT_MAX_ADVISORIES entries at most, each field bounded */
+	json_t *list = json_array();
+	json_t *doc = r->scan_output.len ? json_loadb((const char *)r->scan_output.data,
+						      r->scan_output.len, 0, NULL)
+					 : NULL;
+	json_t *items = json_object_get(doc, "advisories"), *item;
+	size_t i;
+	json_array_foreach(items, i, item)
+	{
+		json_t *rule = json_object_get(item, "rule"), *line = json_object_get(item, "line");
+		json_t *message = json_object_get(item, "message");
+		if (json_array_size(list) == RESULT_MAX_ADVISORIES)
+			break;
+		if (!json_is_string(rule) || !json_is_integer(line) || !json_is_string(message))
+			continue;
+		struct byte_buffer rb = {(uint8_t *)json_string_value(rule),
+					 strnlen(json_string_value(rule), 64), 0};
+		struct byte_buffer mb = {(uint8_t *)json_string_value(message),
+					 strnlen(json_string_value(message), 400), 0};
+		json_array_append_new(list, json_pack("{s:o, s:I, s:o}", "rule", utf8_json_string(&rb),
+						      "line", json_integer_value(line), "message",
+						      utf8_json_string(&mb)));
+	}
+	json_decref(doc);
+	return list;
+}
+
+int result_add_setup_fields(const struct sandbox_result *r, json_t *obj)
+{
+	if (r->egress) {
+		json_t *network = json_array();
+		for (size_t i = 0; network && i < r->network_len; i++) {
+			const struct egress_attempt *a = &r->network[i];
+			json_array_append_new(network,
+					      json_pack("{s:s, s:i, s:b, s:s, s:I, s:I}", "host",
+							a->host, "port", a->port, "allowed",
+							a->allowed, "reason", a->reason, "bytes_sent",
+							(json_int_t)a->bytes_sent, "bytes_received",
+							(json_int_t)a->bytes_received));
+		}
+		if (!network || json_object_set_new(obj, "network", network) != 0)
+			return -ENOMEM;
+	}
+	if (r->installed) {
+		json_t *log = utf8_json_string(&r->install_log);
+		json_t *install = log ? json_pack("{s:b, s:f, s:o}", "ok", r->install_ok,
+						  "duration_ms", r->install_ms, "log", log)
+				      : NULL;
+		if (!install || json_object_set_new(obj, "install", install) != 0)
+			return -ENOMEM;
+	}
+	if (r->scanned) {
+		json_t *advisories = result_advisories(r);
+		if (!advisories || json_object_set_new(obj, "advisories", advisories) != 0)
+			return -ENOMEM;
+	}
+	return 0;
 }

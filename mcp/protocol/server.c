@@ -363,8 +363,10 @@ bool server_images_ready(struct server *srv, char *err, size_t err_len)
 
 /* ---- methods ---- */
 
-static json_t *initialize_result(json_t *params)
+static json_t *initialize_result(const struct server *srv, json_t *params)
 {
+	char instructions[2048];
+	tools_instructions(&srv->cfg, instructions, sizeof instructions);
 	const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
 	const char *version = MCP_PROTOCOL_LATEST;
 	for (size_t i = 0; asked && supported_versions[i]; i++)
@@ -373,7 +375,7 @@ static json_t *initialize_result(json_t *params)
 	return json_pack("{s:s, s:{s:{s:b}, s:{}}, s:{s:s, s:s, s:s}, s:s}", "protocolVersion",
 			 version, "capabilities", "tools", "listChanged", 0, "logging",
 			 "serverInfo", "name", "airlock", "title", "airlock code sandbox", "version",
-			 AIRLOCK_VERSION, "instructions", tools_instructions());
+			 AIRLOCK_VERSION, "instructions", instructions);
 }
 
 static void set_log_level(struct server *srv, json_t *id, json_t *params)
@@ -436,7 +438,7 @@ static void call_tool(struct server *srv, json_t *id, json_t *params)
 static void handle_request(struct server *srv, const char *method, json_t *id, json_t *params)
 {
 	if (strcmp(method, "initialize") == 0) {
-		rpc_send_result(srv->rpc, id, initialize_result(params));
+		rpc_send_result(srv->rpc, id, initialize_result(srv, params));
 	} else if (strcmp(method, "ping") == 0) {
 		rpc_send_result(srv->rpc, id, json_object());
 	} else if (strcmp(method, "tools/list") == 0) {

@@ -5,10 +5,43 @@
 #include "protocol.h"
 #include "proto.h"
 
+/* What the network is for a call of this server, in a sentence or two: the hosts the operator
+ * allowed (--allow-host), the package indexes, or none. */
+static void describe_network(const struct server_config *cfg, char *out, size_t len)
+{
+	const struct sandbox_policy *p = &cfg->policy;
+	char hosts[768];
+	size_t used = 0;
+	out[0] = '\0';
+	if (p->egress.n_allow) {
+		egress_rules_describe(p->egress.allow, p->egress.n_allow, hosts, sizeof hosts);
+		int n = snprintf(out, len,
+				 "Network: HTTP and HTTPS to these hosts only, through a proxy the "
+				 "environment names (HTTP_PROXY/HTTPS_PROXY; Python, pip, curl, git, "
+				 "npm and Node's fetch use it): %s (ports 443 and 80 unless one is "
+				 "given). Anything else is refused with HTTP 403; the result's "
+				 "`network` lists every attempt.",
+				 hosts);
+		used = n > 0 && (size_t)n < len ? (size_t)n : len;
+	} else {
+		int n = snprintf(out, len, "There is no network access.");
+		used = n > 0 && (size_t)n < len ? (size_t)n : len;
+	}
+	if (used < len && (p->pip_index || p->npm_registry))
+		snprintf(out + used, len - used,
+			 " `packages` installs %s%s%s before the program (wheels only, no install "
+			 "scripts; counted in timeout_s; the result's `install` has the log).",
+			 p->pip_index ? "pip requirements for python" : "",
+			 p->pip_index && p->npm_registry ? " and " : "",
+			 p->npm_registry ? "npm packages for javascript" : "");
+}
+
 /* The description, from the facts it states: the languages (AL_LANGUAGES, agent/proto.h), this
  * server's limits (its --max-timeout and --memory-mb) and a call's (protocol.h). */
 static void describe_execute_code(const struct server_config *cfg, char *out, size_t len)
 {
+	char network[1536];
+	describe_network(cfg, network, sizeof network);
 	char languages[1024] = "";
 	size_t used = 0;
 	for (uint32_t l = AL_LANG_FIRST; l < AL_LANG_END && used < sizeof languages; l++) {
@@ -19,13 +52,13 @@ static void describe_execute_code(const struct server_config *cfg, char *out, si
 	snprintf(out, len,
 		 "Run a program in a fresh, isolated Linux microVM and get back its stdout, stderr, "
 		 "exit status and the files it writes under /work/out (images come back as images). "
-		 "Languages: %s. There is no network access. Nothing persists between calls: every "
+		 "Languages: %s. %s Nothing persists between calls: every "
 		 "call starts from a clean machine, so include all imports and data in each call, or "
 		 "pass input files with `files` (written under /work, the working directory). Limits: "
 		 "timeout_s (default %g s, at most %g s), %u MiB of memory, %u MiB in /work and in "
 		 "/tmp, stdout and stderr returned up to %u MiB each, output files up to %u MiB in "
 		 "total. The program runs as an unprivileged user.",
-		 languages, CALL_DEFAULT_TIMEOUT_S, cfg->max_timeout_s, cfg->memory_mb,
+		 languages, network, CALL_DEFAULT_TIMEOUT_S, cfg->max_timeout_s, cfg->memory_mb,
 		 AL_GUEST_TMPFS_MB, CALL_OUTPUT_CAP >> 20, CALL_OUT_FILES_CAP >> 20);
 }
 
@@ -46,7 +79,12 @@ static const char execute_code_input_schema[] =
 	"\"path\":{\"type\":\"string\",\"description\":\"Relative to /work; no '..'.\"},"
 	"\"content\":{\"type\":\"string\"},"
 	"\"encoding\":{\"type\":\"string\",\"enum\":[\"utf-8\",\"base64\"],\"default\":\"utf-8\"}"
-	"}}}}}";
+	"}}},"
+	"\"packages\":{\"type\":\"array\",\"default\":[],\"maxItems\":64,"
+	"\"items\":{\"type\":\"string\",\"maxLength\":200},"
+	"\"description\":\"Installed before the run: pip requirements (python) or npm package "
+	"specs (javascript), from the operator's index; refused when none is configured.\"}"
+	"}}";
 
 static const char execute_code_output_schema[] =
 	"{\"type\":\"object\",\"additionalProperties\":false,"
@@ -63,7 +101,27 @@ static const char execute_code_output_schema[] =
 	"\"files\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"additionalProperties\":false,"
 	"\"required\":[\"path\",\"size\",\"mime_type\",\"returned\"],\"properties\":{"
 	"\"path\":{\"type\":\"string\"},\"size\":{\"type\":\"integer\"},"
-	"\"mime_type\":{\"type\":\"string\"},\"returned\":{\"type\":\"boolean\"}}}}}}";
+	"\"mime_type\":{\"type\":\"string\"},\"returned\":{\"type\":\"boolean\"}}}},"
+	"\"network\":{\"type\":\"array\",\"description\":\"Every connection the program "
+	"tried through the proxy (present when the server allows hosts or installs packages).\","
+	"\"items\":{\"type\":\"object\",\"additionalProperties\":false,"
+	"\"required\":[\"host\",\"port\",\"allowed\",\"reason\",\"bytes_sent\","
+	"\"bytes_received\"],\"properties\":{"
+	"\"host\":{\"type\":\"string\"},\"port\":{\"type\":\"integer\"},"
+	"\"allowed\":{\"type\":\"boolean\"},"
+	"\"reason\":{\"type\":\"string\",\"description\":\"Why it was refused or failed; "
+	"empty when it went through.\"},"
+	"\"bytes_sent\":{\"type\":\"integer\"},\"bytes_received\":{\"type\":\"integer\"}}}},"
+	"\"install\":{\"type\":\"object\",\"additionalProperties\":false,"
+	"\"required\":[\"ok\",\"duration_ms\",\"log\"],\"properties\":{"
+	"\"ok\":{\"type\":\"boolean\"},\"duration_ms\":{\"type\":\"number\"},"
+	"\"log\":{\"type\":\"string\",\"description\":\"The installer's output (its end).\"}}},"
+	"\"advisories\":{\"type\":\"array\",\"description\":\"The advisory pre-scan's "
+	"findings (defence in depth, not a boundary).\","
+	"\"items\":{\"type\":\"object\",\"additionalProperties\":false,"
+	"\"required\":[\"rule\",\"line\",\"message\"],\"properties\":{"
+	"\"rule\":{\"type\":\"string\"},\"line\":{\"type\":\"integer\"},"
+	"\"message\":{\"type\":\"string\"}}}}}}";
 
 static const struct tool tools[] = {
 	{
@@ -107,7 +165,7 @@ json_t *tools_list(const struct server_config *cfg)
 	json_t *list = json_array();
 	for (size_t i = 0; list && i < sizeof tools / sizeof tools[0]; i++) {
 		const struct tool *t = &tools[i];
-		char description[2048];
+		char description[4096];
 		t->describe(cfg, description, sizeof description);
 		json_t *entry = json_pack("{s:s, s:s, s:s, s:o, s:o, s:{s:b, s:b, s:b}}", "name",
 					  t->name, "title", t->title, "description", description,
@@ -120,12 +178,16 @@ json_t *tools_list(const struct server_config *cfg)
 	return list;
 }
 
-const char *tools_instructions(void)
+void tools_instructions(const struct server_config *cfg, char *out, size_t len)
 {
-	return "airlock runs code in a fresh, hardware-isolated Linux microVM for every call: use "
-	       "the execute_code tool to compute, test code, or analyse data. Each call starts "
-	       "from a clean machine (nothing persists between calls) with Python 3.11 (numpy, "
-	       "pandas, scipy, matplotlib), Node.js 18 and bash; there is no network. Pass input "
-	       "data with `files`, write results (plots, CSV) under /work/out to get them back; "
-	       "plt.show() returns figures as images.";
+	char network[1536];
+	describe_network(cfg, network, sizeof network);
+	snprintf(out, len,
+		 "airlock runs code in a fresh, hardware-isolated Linux microVM for every call: use "
+		 "the execute_code tool to compute, test code, or analyse data. Each call starts "
+		 "from a clean machine (nothing persists between calls) with Python 3.11 (numpy, "
+		 "pandas, scipy, matplotlib), Node.js 18 and bash. %s Pass input data with `files`, "
+		 "write results (plots, CSV) under /work/out to get them back; plt.show() returns "
+		 "figures as images.",
+		 network);
 }

@@ -6,6 +6,23 @@
 
 #include "sandbox_internal.h"
 
+bool frame_type_known(uint32_t type)
+{
+	switch (type) {
+	case AL_FRAME_READY:
+	case AL_FRAME_DATA:
+	case AL_FRAME_EXIT:
+	case AL_FRAME_ERROR:
+	case AL_FRAME_STEP:
+	case AL_FRAME_OPEN:
+	case AL_FRAME_CREDIT:
+	case AL_FRAME_CLOSE:
+		return true;
+	default:
+		return false;
+	}
+}
+
 size_t frame_max_payload(uint32_t type)
 {
 	switch (type) {
@@ -13,6 +30,14 @@ size_t frame_max_payload(uint32_t type)
 		return sizeof(struct al_ready);
 	case AL_FRAME_DATA:
 		return AL_FRAME_MAX_OUTPUT_CHUNK;
+	case AL_FRAME_STEP:
+		return sizeof(struct al_step) + AL_STEP_MAX_OUTPUT;
+	case AL_FRAME_OPEN:
+		return 0;
+	case AL_FRAME_CREDIT:
+		return sizeof(struct al_credit);
+	case AL_FRAME_CLOSE:
+		return sizeof(struct al_close);
 	case AL_FRAME_EXIT:
 		return AL_FRAME_MAX_PAYLOAD;
 	case AL_FRAME_ERROR:
@@ -57,9 +82,24 @@ static int fail_version(struct frame_decoder *d, uint32_t version)
 	return fail(d, d->error_text);
 }
 
-/* The stream a frame of this type may travel on, and the credit DATA spends. */
+/* The stream a frame of this type may travel on, and the credit DATA spends on an output
+ * stream. An egress stream's frames (proto.h) are the egress part's to check (egress.c): only
+ * their place is checked here. */
 static int check_stream(struct frame_decoder *d)
 {
+	bool egress_type = d->type == AL_FRAME_OPEN || d->type == AL_FRAME_CREDIT ||
+			   d->type == AL_FRAME_CLOSE;
+	if (egress_type || (d->type == AL_FRAME_DATA && d->stream >= AL_STREAM_FIRST_OPENED)) {
+		if (!d->egress)
+			return fail(d, "an egress frame in a run without egress");
+		if (d->stream < AL_STREAM_FIRST_OPENED)
+			return fail(d, "an egress frame on a stream below the first opened one");
+		if (d->type == AL_FRAME_CREDIT && d->length != sizeof(struct al_credit))
+			return fail(d, "CREDIT of the wrong size");
+		if (d->type == AL_FRAME_CLOSE && d->length != sizeof(struct al_close))
+			return fail(d, "CLOSE of the wrong size");
+		return 0;
+	}
 	if (d->type != AL_FRAME_DATA)
 		return d->stream == AL_STREAM_CONVERSATION
 			   ? 0
@@ -86,9 +126,9 @@ static int check_header(struct frame_decoder *d)
 		return fail_version(d, h.stream);
 	if (h.flags != 0)
 		return fail(d, "frame with reserved flags set");
-	size_t max = frame_max_payload(d->type);
-	if (max == 0)
+	if (!frame_type_known(d->type))
 		return fail(d, "unknown frame type");
+	size_t max = frame_max_payload(d->type);
 	if (d->length > max)
 		return fail(d, "frame longer than its type allows");
 	if (d->type == AL_FRAME_READY && d->length != sizeof(struct al_ready))
@@ -97,12 +137,22 @@ static int check_header(struct frame_decoder *d)
 		return fail(d, "EXIT frame shorter than its header");
 	if (d->type == AL_FRAME_EXIT && d->exit_limit && d->length > d->exit_limit)
 		return fail(d, "EXIT frame longer than the run's file cap allows");
+	if (d->type == AL_FRAME_STEP && d->length < sizeof(struct al_step))
+		return fail(d, "STEP frame shorter than its header");
 	return check_stream(d);
 }
 
 /* What a whole frame must hold beyond its header's promises. */
 static int check_payload(struct frame_decoder *d)
 {
+	if (d->type == AL_FRAME_STEP) {
+		struct al_step step;
+		memcpy(&step, d->payload, sizeof step);
+		if (step.output_len != d->length - sizeof step || step.stops_run > 1 ||
+		    (step.kind != AL_STEP_INSTALL && step.kind != AL_STEP_SCAN))
+			return fail(d, "malformed STEP frame");
+		return 0;
+	}
 	if (d->type != AL_FRAME_READY)
 		return 0;
 	struct al_ready ready;

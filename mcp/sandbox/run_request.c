@@ -47,6 +47,8 @@ int sandbox_send_request(struct sandbox *sb)
 	int rc = frame_encode_run_header(&sb->run, sb->request, sb->request_len);
 	if (rc)
 		return rc;
+	if (sb->egress_policy && (rc = sandbox_start_egress(sb)) != 0)
+		return rc;
 	uv_buf_t buf = uv_buf_init((char *)sb->request, (unsigned)sb->request_len);
 	sb->write_req.data = sb;
 	rc = uv_write(&sb->write_req, (uv_stream_t *)&sb->channel, &buf, 1, on_request_written);
@@ -100,6 +102,7 @@ int sandbox_take_exit(struct sandbox *sb, const uint8_t *payload, size_t len)
 	r->stdout_truncated |= (e.flags & AL_EXIT_STDOUT_TRUNCATED) != 0;
 	r->stderr_truncated |= (e.flags & AL_EXIT_STDERR_TRUNCATED) != 0;
 	r->files_truncated = (e.flags & AL_EXIT_FILES_TRUNCATED) != 0;
+	r->not_run = (e.flags & AL_EXIT_NOT_RUN) != 0;
 	r->stdout_total = e.stdout_bytes;
 	r->stderr_total = e.stderr_bytes;
 	r->files_tar = e.files_len ? sb->exit_payload + (files - payload) : NULL;
@@ -112,9 +115,17 @@ int sandbox_take_exit(struct sandbox *sb, const uint8_t *payload, size_t len)
 
 int sandbox_build_request(struct sandbox *sb, const struct sandbox_request *req)
 {
-	uint64_t body = (uint64_t)req->code_len + req->stdin_len + req->files_len;
-	if (body + sizeof(struct al_run) > AL_FRAME_MAX_PAYLOAD)
+	uint8_t *setup;
+	size_t setup_len;
+	int rc = sandbox_build_setup(req, &setup, &setup_len);
+	if (rc)
+		return rc;
+	uint64_t body = (uint64_t)req->code_len + req->stdin_len + req->files_len + setup_len;
+	if (body + sizeof(struct al_run) > AL_FRAME_MAX_PAYLOAD) {
+		free(setup);
 		return -EMSGSIZE;
+	}
+	bool egress = sandbox_request_has_egress(req);
 	sb->run = (struct al_run){
 		.version = AL_PROTO_VERSION,
 		.language = req->language,
@@ -126,15 +137,24 @@ int sandbox_build_request(struct sandbox *sb, const struct sandbox_request *req)
 		.code_len = (uint32_t)req->code_len,
 		.stdin_len = (uint32_t)req->stdin_len,
 		.files_len = (uint32_t)req->files_len,
+		.setup_len = (uint32_t)setup_len,
+		.flags = egress ? AL_RUN_EGRESS : 0,
 	};
 	sb->decoder.exit_limit = frame_exit_limit(req->out_files_cap);
-	int rc = frame_open_output_streams(&sb->decoder, &sb->run);
-	if (rc)
+	sb->decoder.egress = egress;
+	sb->egress_policy = egress ? &req->policy->egress : NULL;
+	sb->installing = req->n_packages > 0;
+	rc = frame_open_output_streams(&sb->decoder, &sb->run);
+	if (rc) {
+		free(setup);
 		return rc;
+	}
 	sb->request_len = AL_FRAME_HEADER_SIZE + sizeof(struct al_run) + body;
 	sb->request = malloc(sb->request_len);
-	if (!sb->request)
+	if (!sb->request) {
+		free(setup);
 		return -ENOMEM;
+	}
 	uint8_t *p = sb->request + AL_FRAME_HEADER_SIZE + sizeof(struct al_run);
 	if (req->code_len)
 		memcpy(p, req->code, req->code_len);
@@ -144,6 +164,10 @@ int sandbox_build_request(struct sandbox *sb, const struct sandbox_request *req)
 	p += req->stdin_len;
 	if (req->files_len)
 		memcpy(p, req->files_tar, req->files_len);
+	p += req->files_len;
+	if (setup_len)
+		memcpy(p, setup, setup_len);
+	free(setup);
 	return 0;
 }
 
@@ -176,6 +200,7 @@ const char *sandbox_language_name(enum al_language language)
 }
 
 /* A CREDIT frame in flight: freed when written (or cancelled as the channel closes). */
+static void on_credit_written(uv_write_t *req, int status);
 struct credit_write {
 	uv_write_t req; /* first: the callback gets it back */
 	struct frame_credit frame;
@@ -203,4 +228,93 @@ int sandbox_send_credit(struct sandbox *sb, uint32_t stream, uint32_t bytes)
 	if (rc)
 		free(w);
 	return rc;
+}
+
+/* Any frame in flight: freed when written (or cancelled as the channel closes). */
+struct frame_write {
+	uv_write_t req; /* first: the callback gets it back */
+	struct al_frame_header header;
+	uint8_t payload[];
+};
+
+int sandbox_send_frame(void *ctx, uint32_t type, uint32_t stream, const void *payload, size_t len)
+{
+	struct sandbox *sb = ctx;
+	if (sb->phase == PHASE_ENDING || sb->channel_eof)
+		return -EPIPE;
+	struct frame_write *w = malloc(sizeof *w + len);
+	if (!w)
+		return -ENOMEM;
+	w->header = frame_header(type, stream, (uint32_t)len);
+	if (len)
+		memcpy(w->payload, payload, len);
+	w->req.data = sb;
+	uv_buf_t bufs[2] = {uv_buf_init((char *)&w->header, sizeof w->header),
+			    uv_buf_init((char *)w->payload, (unsigned)len)};
+	int rc = uv_write(&w->req, (uv_stream_t *)&sb->channel, bufs, len ? 2 : 1,
+			  on_credit_written);
+	if (rc) {
+		free(w);
+		return rc;
+	}
+	return 0;
+}
+
+int sandbox_start_egress(struct sandbox *sb)
+{
+	return egress_new(sb->loop, sb->egress_policy, sb->installing, sandbox_send_frame, sb,
+			  &sb->egress);
+}
+
+void sandbox_end_egress(struct sandbox *sb, void (*closed)(void *sb))
+{
+	struct sandbox_result *r = &sb->res;
+	if (!sb->egress)
+		return;
+	size_t n, unlisted;
+	const struct egress_attempt *a = egress_attempts(sb->egress, &n, &unlisted);
+	r->egress = true;
+	r->network = n ? malloc(n * sizeof *r->network) : NULL;
+	if (r->network)
+		memcpy(r->network, a, n * sizeof *r->network);
+	r->network_len = r->network ? n : 0;
+	r->network_unlisted = unlisted + (n && !r->network ? n : 0);
+	struct egress *e = sb->egress;
+	sb->egress = NULL;
+	sb->open_handles++;
+	egress_close(e, closed, sb);
+}
+
+static int copy_bytes(struct byte_buffer *b, const uint8_t *data, size_t len)
+{
+	free(b->data);
+	*b = (struct byte_buffer){0};
+	if (len == 0)
+		return 0;
+	b->data = malloc(len);
+	if (!b->data)
+		return -ENOMEM;
+	memcpy(b->data, data, len);
+	b->len = b->cap = len;
+	return 0;
+}
+
+int sandbox_take_step(struct sandbox *sb, const uint8_t *payload, size_t len)
+{
+	struct al_step step;
+	memcpy(&step, payload, sizeof step); /* the decoder checked the lengths */
+	const uint8_t *output = payload + sizeof step;
+	size_t output_len = len - sizeof step;
+	struct sandbox_result *r = &sb->res;
+	if (step.kind == AL_STEP_INSTALL) {
+		r->installed = true;
+		r->install_ok = step.exit_code == 0 && !step.stops_run;
+		r->install_ms = step.duration_ms;
+		sb->installing = false;
+		egress_install_done(sb->egress);
+		return copy_bytes(&r->install_log, output, output_len);
+	}
+	r->scanned = true;
+	r->scan_refused = step.stops_run != 0;
+	return copy_bytes(&r->scan_output, output, output_len);
 }

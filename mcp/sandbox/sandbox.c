@@ -68,6 +68,9 @@ static void release(struct sandbox *sb)
 	free(sb->exit_payload);
 	free(sb->res.out.data);
 	free(sb->res.err.data);
+	free(sb->res.network);
+	free(sb->res.install_log.data);
+	free(sb->res.scan_output.data);
 	vm_launch_free(&sb->launch);
 	if (!sb->keep_log)
 		unlink(sb->serial_log);
@@ -86,15 +89,25 @@ static void deliver(struct sandbox *sb)
 	sb->done(sb, &sb->res, sb->ctx);
 }
 
-static void on_handle_closed(uv_handle_t *handle)
+static void on_closed(struct sandbox *sb)
 {
-	struct sandbox *sb = handle->data;
 	if (--sb->open_handles > 0)
 		return;
 	if (sb->vm.verbose)
 		sandbox_copy_log_to_stderr(sb);
 	deliver(sb);
 	release(sb);
+}
+
+static void on_handle_closed(uv_handle_t *handle)
+{
+	on_closed(handle->data);
+}
+
+/* The run's egress connections are all closed. */
+static void on_egress_closed(void *sb)
+{
+	on_closed(sb);
 }
 
 static void close_handles_when_reaped(struct sandbox *sb)
@@ -136,6 +149,7 @@ void sandbox_end(struct sandbox *sb)
 	if (sb->phase == PHASE_ENDING)
 		return;
 	sb->phase = PHASE_ENDING;
+	sandbox_end_egress(sb, on_egress_closed); /* its attempts into the result first */
 	uv_timer_stop(&sb->timer);
 	uv_read_stop((uv_stream_t *)&sb->channel);
 	if (sb->control_watched)
@@ -281,7 +295,28 @@ static int on_frame(void *ctx, uint32_t type, uint32_t stream, const uint8_t *pa
 		}
 		return 0;
 	}
+	case AL_FRAME_OPEN:
+	case AL_FRAME_CREDIT:
+	case AL_FRAME_CLOSE:
+	egress_frame: { /* the decoder admits these only in a run with egress, on its streams */
+		const char *why = "no egress in this run";
+		int rc = sb->egress ? egress_guest_frame(sb->egress, type, stream, payload, len, &why)
+				    : -EPROTO;
+		if (rc) {
+			sandbox_fail(sb, -EPROTO, "the guest broke the egress protocol: %s", why);
+			return rc;
+		}
+		return 0;
+	}
+	case AL_FRAME_STEP: {
+		int rc = sandbox_take_step(sb, payload, len);
+		if (rc)
+			sandbox_fail(sb, rc, "out of memory taking a setup step's result");
+		return rc;
+	}
 	case AL_FRAME_DATA: { /* the decoder admits DATA only on the open output streams */
+		if (stream >= AL_STREAM_FIRST_OPENED)
+			goto egress_frame;
 		bool is_out = stream == AL_STREAM_STDOUT;
 		int rc = sandbox_append_output(is_out ? &r->out : &r->err,
 				       is_out ? sb->run.stdout_cap : sb->run.stderr_cap, payload,

@@ -13,6 +13,7 @@
 #include <uv.h>
 
 #include "backend.h"
+#include "egress.h"
 #include "proto.h"
 
 /* Files into and out of the guest as ustar archives (libarchive). Paths are checked both ways:
@@ -83,6 +84,36 @@ struct sandbox_vm {
 	const char *log_path;
 };
 
+/* The advisory pre-scan (docs/security.md): off, findings returned, or findings refuse the run. */
+enum scan_mode { SCAN_OFF, SCAN_WARN, SCAN_DENY };
+
+/* What the operator opened for every call (airlock mcp's and airlock run's flags): hosts the
+ * program may reach, the package indexes, an extra CA, the pre-scan. All optional; a zeroed
+ * policy opens nothing (the guest then has no proxy at all). */
+struct sandbox_policy {
+	struct egress_policy egress; /* --allow-host; install: the indexes' hosts, --install-host */
+	const char *pip_index;       /* --pip-index URL (a PEP 503 simple index), or NULL */
+	const char *npm_registry;    /* --npm-registry URL, or NULL */
+	const char *ca_pem;          /* --ca-file's content, or NULL */
+	size_t ca_len;
+	enum scan_mode scan;
+	bool scan_given;          /* --scan was given (else --deny-imports means deny) */
+	const char *deny_imports; /* --deny-imports: "a,b,c", or NULL */
+};
+
+/* Where packages go in the guest (the call's own /work), and the tools that install them. */
+#define SANDBOX_PYTHON_PACKAGES "/work/.airlock/python"
+#define SANDBOX_NODE_PACKAGES "/work/.airlock/node"
+#define SANDBOX_MAX_PACKAGES 64
+#define SANDBOX_MAX_PACKAGE_LEN 200
+
+/* Checks a call's packages against the policy and the language: an index configured for it, at
+ * most SANDBOX_MAX_PACKAGES, each a plain requirement (pip: a PEP 508 name with extras, version
+ * specifiers and markers, no URL, no option; npm: a registry name with an optional version or
+ * tag, no URL, path or git spec). Returns 0, or -EINVAL with err naming what is wrong. */
+int sandbox_packages_check(const struct sandbox_policy *policy, enum al_language language,
+			   const char *const *packages, size_t n, char *err, size_t err_len);
+
 /* What to run. The sandbox copies everything it needs before sandbox_start() returns. */
 struct sandbox_request {
 	enum al_language language;
@@ -94,6 +125,9 @@ struct sandbox_request {
 	size_t files_len;
 	uint32_t timeout_ms;
 	uint64_t stdout_cap, stderr_cap, out_files_cap;
+	const struct sandbox_policy *policy; /* NULL: nothing opened */
+	const char *const *packages;         /* installed before the run (checked already) */
+	size_t n_packages;
 };
 
 struct byte_buffer {
@@ -117,6 +151,20 @@ struct sandbox_result {
 	size_t skipped_len;
 	double boot_ms;     /* spawn to READY */
 	double duration_ms; /* request sent to result received */
+	bool not_run;       /* a setup step (the install, the pre-scan) stopped the run */
+	/* egress: the run had a proxy; every attempt (up to EGRESS_MAX_LOGGED, the rest counted) */
+	bool egress;
+	struct egress_attempt *network;
+	size_t network_len, network_unlisted;
+	/* the install step, when the call had packages */
+	bool installed;      /* it ran */
+	bool install_ok;
+	double install_ms;
+	struct byte_buffer install_log; /* its output's last AL_STEP_MAX_OUTPUT bytes */
+	/* the pre-scan, when on: its JSON ({"advisories": [...]}) and whether it refused the run */
+	bool scanned;
+	bool scan_refused;
+	struct byte_buffer scan_output;
 };
 
 /* Called once per sandbox, as soon as the result is final (the VM process is then being killed;

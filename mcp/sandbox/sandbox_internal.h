@@ -44,6 +44,7 @@ struct frame_decoder {
 	bool wrong_version;   /* the error is the agent's protocol version, not a malformed frame */
 	char error_text[256]; /* where error points when it holds numbers */
 	size_t exit_limit;    /* the largest EXIT payload this run may send (frame_exit_limit) */
+	bool egress;          /* the run has egress: its streams' frames are let through */
 	struct frame_stream streams[FRAME_MAX_STREAMS];
 };
 
@@ -60,8 +61,9 @@ void frame_decoder_free(struct frame_decoder *d);
  * version of the protocol: d->error is then a whole sentence for the user). */
 int frame_decoder_feed(struct frame_decoder *d, const uint8_t *data, size_t len,
 		       frame_handler handler, void *ctx);
-/* Largest payload the host accepts from the guest for a frame type; 0 for a type the guest may
- * not send. */
+/* Whether the guest may send a frame of this type at all, and the largest payload the host
+ * accepts for it. */
+bool frame_type_known(uint32_t type);
 size_t frame_max_payload(uint32_t type);
 
 /* What an honest agent's EXIT can hold when it returns at most files_cap bytes of file content:
@@ -160,6 +162,9 @@ struct sandbox {
 	size_t request_len;
 	struct frame_decoder decoder;
 	uint8_t *exit_payload; /* owns the files tar and skipped list of the result */
+	struct egress *egress; /* the run's egress streams, while it has them */
+	const struct egress_policy *egress_policy; /* the request's, for egress_new */
+	bool installing;       /* the run has an install step that has not reported yet */
 
 	char tmpdir[64];
 	char serial_log[4096];
@@ -192,6 +197,12 @@ int sandbox_send_ping(struct sandbox *sb);
 /* The agent is READY in the VM that makes a snapshot: the backend saves it (PHASE_SAVING). */
 void sandbox_start_save(struct sandbox *sb);
 
+/* run_setup.c: the setup records of a RUN (malloc'd into *out; none when the request has no
+ * policy). Returns 0 or -errno. */
+int sandbox_build_setup(const struct sandbox_request *req, uint8_t **out, size_t *out_len);
+/* Whether the run serves a proxy: hosts are allowed, or packages install. */
+bool sandbox_request_has_egress(const struct sandbox_request *req);
+
 /* run_request.c */
 int sandbox_build_request(struct sandbox *sb, const struct sandbox_request *req);
 int sandbox_send_request(struct sandbox *sb);
@@ -203,6 +214,16 @@ int sandbox_take_exit(struct sandbox *sb, const uint8_t *payload, size_t len);
 /* Grants the guest bytes more of stream's output (agent/proto.h: credit). Returns 0 or a libuv
  * error. */
 int sandbox_send_credit(struct sandbox *sb, uint32_t stream, uint32_t bytes);
+/* Sends any frame to the guest (a copy of payload); nothing once the sandbox is ending. Returns
+ * 0 or -errno. The egress part's egress_send_fn. */
+int sandbox_send_frame(void *sb, uint32_t type, uint32_t stream, const void *payload, size_t len);
+/* A STEP frame: its result into the sandbox's result. Returns 0 or -ENOMEM. */
+int sandbox_take_step(struct sandbox *sb, const uint8_t *payload, size_t len);
+/* Starts the run's egress (sandbox_send_request, when the run has it). Returns 0 or -errno. */
+int sandbox_start_egress(struct sandbox *sb);
+/* Ends the run's egress: its attempts into the result, its connections closed (the sandbox
+ * counts it as an open handle until they are). */
+void sandbox_end_egress(struct sandbox *sb, void (*closed)(void *sb));
 
 /* guest_log.c */
 void sandbox_quote_guest_text(const char *text, size_t len, char *out, size_t out_len);

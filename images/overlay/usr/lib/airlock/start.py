@@ -74,10 +74,27 @@ def _warm_up():
     print()
 
 
+def _apply_run_environment():
+    """The run's environment (the proxy, the CA bundle, installed packages): the agent writes it
+    as NAME='VALUE' lines after this interpreter started, so it is taken in here, at go."""
+    try:
+        with open("/run/airlock/env", "rb") as f:
+            lines = f.read().decode("utf-8", "replace").splitlines()
+    except FileNotFoundError:
+        return
+    for line in lines:
+        name, sep, value = line.partition("=")
+        if sep and len(value) >= 2 and value[0] == "'" and value[-1] == "'":
+            os.environ[name] = value[1:-1]
+            if name == "PYTHONPATH":
+                sys.path[1:1] = [p for p in value[1:-1].split(":") if p]
+
+
 def _run(script):
     import builtins
     import types
 
+    _apply_run_environment()
     with open(script, "rb") as f:
         source = f.read()
     sys.argv = [script]
