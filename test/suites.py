@@ -84,12 +84,14 @@ SUITES = [
           expect=[r"connected to airlock", r"sum 10 on v\d+", r'structured: \{"exit_code":0\}']),
 
     # The host code built with ASan/UBSan, on runs that exercise every path: output, files both
-    # ways, a flood, a timeout, hostile guests; JSON-RPC framing on real pipes, cancel, shutdown.
+    # ways, a directory packed for /work, a flood, a timeout, hostile guests; JSON-RPC framing
+    # on real pipes, cancel, shutdown.
     suite("run.tcg.asan", "harness", "airlock run with ASan/UBSan", backend="tcg",
           build="build-asan", file=INTEGRATION + "test_run.py",
           tests=["python_hello", "files_go_in_and_out", "output_flood_is_capped",
                  "timeout_kills_an_infinite_loop", "malformed_frames_end_the_vm",
-                 "agent_crash_ends_with_an_error"]),
+                 "agent_crash_ends_with_an_error", "dir_becomes_work_and_command_runs_there",
+                 "dir_never_follows_a_link_out_of_it"]),
     suite("mcp-raw.tcg.asan", "harness", "airlock mcp with ASan/UBSan", backend="tcg",
           build="build-asan", file=INTEGRATION + "test_mcp_raw.py",
           tests=["bad_lines_get_errors_and_the_server_keeps_serving",

@@ -23,11 +23,14 @@
 
 #define MAX_TIMEOUT_S 300.0
 #define MAX_INPUT_BYTES (16u << 20) /* code + stdin + files, as for an MCP request */
+#define MAX_DIR_ENTRIES 10000      /* files, directories and links --dir sends */
+
 struct run_options {
 	const char *backend, *language, *file, *code_arg, *images_dir, *out_dir;
+	const char *dir, *command, *repo;
 	double timeout_s;
 	unsigned memory_mb, vcpus;
-	bool json, verbose, cold;
+	bool json, verbose, cold, lang_given;
 	struct file_list files;
 };
 
@@ -46,13 +49,22 @@ static void usage(void)
 		"usage: airlock run [--backend auto|kvm|tcg] [--lang LANGUAGE]\n"
 		"                   [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
 		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--verbose] [--cold]\n"
-		"                   (--file F | CODE)\n"
+		"                   [--dir PATH] [--repo URL]\n"
+		"                   (--file F | CODE | --command CMD)\n"
 		"Standard input, when it is not a terminal, is fed to the program.\n"
+		"--dir PATH sends the contents of PATH to be those of /work (hidden files too, at\n"
+		"most %u MiB and %u entries); a symbolic link is sent as the file it names inside\n"
+		"PATH, never followed out of it; links out, links to directories, fifos, devices\n"
+		"and sockets are skipped, each said on stderr.\n"
+		"--command CMD runs `bash -c CMD` in /work as the sandbox user.\n"
+		"--repo URL (http:// or https://, with --command) clones URL into /work/repo\n"
+		"inside the VM and runs CMD there.\n"
 		"--out DIR writes the files the program left in /work/out under DIR: only new files,\n"
 		"never over one that exists, through a symbolic link or under a hidden name; each\n"
 		"file not written is said on stderr (and in \"out_skipped\" with --json).\n"
 		"The VM is restored from the language's snapshot when `airlock image build` made one\n"
-		"(for this backend and VM size), else booted; --cold always boots.\n");
+		"(for this backend and VM size), else booted; --cold always boots.\n",
+		MAX_INPUT_BYTES >> 20, MAX_DIR_ENTRIES);
 	char names[256];
 	sandbox_language_list(names, sizeof names);
 	fprintf(stderr, "LANGUAGE: %s (default python).\n", names);
@@ -151,7 +163,9 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		{"out", required_argument, NULL, 'o'},     {"memory-mb", required_argument, NULL, 'm'},
 		{"vcpus", required_argument, NULL, 'c'},   {"images", required_argument, NULL, 'i'},
 		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
-		{"cold", no_argument, NULL, 'C'},          {NULL, 0, NULL, 0},
+		{"cold", no_argument, NULL, 'C'},          {"dir", required_argument, NULL, 'd'},
+		{"command", required_argument, NULL, 'x'}, {"repo", required_argument, NULL, 'r'},
+		{NULL, 0, NULL, 0},
 	};
 	*o = (struct run_options){.backend = "auto", .language = "python",
 				  .timeout_s = CALL_DEFAULT_TIMEOUT_S, .memory_mb = VM_DEFAULT_MEMORY_MB,
@@ -162,13 +176,16 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
 		switch (c) {
 		case 'b': o->backend = optarg; break;
-		case 'l': o->language = optarg; break;
+		case 'l': o->language = optarg; o->lang_given = true; break;
 		case 'f': o->file = optarg; break;
 		case 'j': o->json = true; break;
 		case 'o': o->out_dir = optarg; break;
 		case 'i': o->images_dir = optarg; break;
 		case 'v': o->verbose = true; break;
 		case 'C': o->cold = true; break;
+		case 'd': o->dir = optarg; break;
+		case 'x': o->command = optarg; break;
+		case 'r': o->repo = optarg; break;
 		case 'p':
 			if (add_put(o, optarg) != 0)
 				return -EINVAL;
@@ -208,6 +225,24 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 	}
 	if (optind < argc)
 		o->code_arg = argv[optind++];
+	if (o->command && (o->code_arg || o->file)) {
+		fprintf(stderr, "airlock: --command is the code: give no --file or CODE with it\n");
+		usage();
+		return -EINVAL;
+	}
+	if (o->command && o->lang_given && strcmp(o->language, "bash") != 0) {
+		fprintf(stderr, "airlock: --command runs bash; --lang %s does not go with it\n",
+			o->language);
+		return -EINVAL;
+	}
+	if (o->repo && !o->command) {
+		fprintf(stderr, "airlock: --repo wants --command CMD, to run in the clone\n");
+		return -EINVAL;
+	}
+	if (o->command) {
+		o->language = "bash"; /* and no CODE: checked above */
+		return 0;
+	}
 	if (optind < argc || (!o->code_arg == !o->file)) {
 		fprintf(stderr, "airlock: give the code either as one argument or with --file\n");
 		usage();
@@ -323,6 +358,7 @@ int cli_run(int argc, char **argv)
 	}
 	int status = EXIT_SANDBOX_FAILURE;
 	uint8_t *code = NULL, *input = NULL, *tar = NULL;
+	char *repo_code = NULL;
 	size_t code_len = 0, input_len = 0, tar_len = 0;
 	char err[1024];
 	enum al_language lang = AL_LANG_PYTHON;
@@ -334,6 +370,11 @@ int cli_run(int argc, char **argv)
 		char names[256];
 		sandbox_language_list(names, sizeof names);
 		fprintf(stderr, "airlock: --lang must be %s (got '%s')\n", names, o.language);
+		status = 2;
+		goto out;
+	}
+	if (o.repo && run_repo_code(o.repo, o.command, &repo_code, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
 		status = 2;
 		goto out;
 	}
@@ -355,7 +396,15 @@ int cli_run(int argc, char **argv)
 			goto out;
 		}
 	}
-	if (o.files.len && archive_pack(&o.files, &tar, &tar_len, err, sizeof err) != 0) {
+	/* before a backend is picked or an image looked at: a tree too big starts nothing */
+	if (o.dir && run_dir_pack(o.dir, &o.files, MAX_INPUT_BYTES, MAX_DIR_ENTRIES, stderr, &tar,
+				  &tar_len, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
+		status = 2;
+		goto out;
+	}
+	if (!o.dir && o.files.len &&
+	    archive_pack(&o.files, &tar, &tar_len, err, sizeof err) != 0) {
 		fprintf(stderr, "airlock: %s\n", err);
 		goto out;
 	}
@@ -400,10 +449,12 @@ int cli_run(int argc, char **argv)
 	} else if (!o.cold && o.verbose) {
 		fprintf(stderr, "airlock: booting (no snapshot: %s)\n", err);
 	}
+	/* --command: the command is the bash program; with --repo, the clone runs it */
+	const char *text = repo_code ? repo_code : o.command ? o.command : o.code_arg;
 	struct sandbox_request req = {
 		.language = lang,
-		.code = o.file ? (const void *)code : o.code_arg,
-		.code_len = o.file ? code_len : strlen(o.code_arg),
+		.code = o.file ? (const void *)code : text,
+		.code_len = o.file ? code_len : strlen(text),
 		.stdin_data = input,
 		.stdin_len = input_len,
 		.files_tar = tar,
@@ -425,6 +476,7 @@ int cli_run(int argc, char **argv)
 	status = st.exit_status;
 out:
 	free(code);
+	free(repo_code);
 	free(input);
 	free(tar);
 	file_list_free(&o.files);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """`airlock run` end to end: each test boots a fresh microVM on the backend named by
 $AIRLOCK_TEST_BACKEND (default tcg) and checks what the guest program saw and returned."""
+import hashlib
 import json
 import os
 import re
@@ -502,6 +503,136 @@ def out_writes_new_files_exactly_and_keeps_existing_ones():
         expect(b"did not write sub/keep.txt" in r.stderr, "said on stderr", r)
     finally:
         shutil.rmtree(tmp)
+
+
+# ---- --dir PATH becomes /work; --command CMD runs there; --repo URL clones there ----
+
+def write(path, content, mode=0o644):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(content)
+    os.chmod(path, mode)
+
+
+@test
+def dir_becomes_work_and_command_runs_there():
+    """Nested files, a hidden file and a .git directory arrive byte for byte, an empty
+    directory too, an executable stays one; --command runs as the sandbox user in /work, its
+    exit status is ours and --out takes back what it left in /work/out."""
+    tmp = tempfile.mkdtemp()
+    try:
+        src, out = os.path.join(tmp, "src"), os.path.join(tmp, "out")
+        write(os.path.join(src, "a", "b", "deep.txt"), b"deep\n")
+        write(os.path.join(src, ".hidden"), b"hidden\n")
+        write(os.path.join(src, ".git", "HEAD"), b"ref: refs/heads/main\n")
+        write(os.path.join(src, "data.bin"), bytes(range(256)) * 40)
+        write(os.path.join(src, "run.sh"), b"#!/bin/sh\necho ran as $(id -u) in $(pwd)\n", 0o755)
+        os.makedirs(os.path.join(src, "empty"))
+        os.makedirs(out)
+        cmd = ("cat a/b/deep.txt .hidden .git/HEAD; md5sum data.bin; ./run.sh; "
+               "test -d empty && echo empty dir; find . -mindepth 1 | sort | tr '\\n' ' '; "
+               "echo; echo result > out/r.txt; exit 7")
+        r = airlock("run", "--dir", src, "--command", cmd, "--out", out)
+        expect(r.status == 7, "the command's exit status", r)
+        md5 = hashlib.md5(bytes(range(256)) * 40).hexdigest()
+        expect(r.stdout.decode().splitlines() == [
+            "deep", "hidden", "ref: refs/heads/main", md5 + "  data.bin",
+            "ran as 1000 in /work", "empty dir",
+            "./.git ./.git/HEAD ./.hidden ./a ./a/b ./a/b/deep.txt ./data.bin ./empty ./out "
+            "./run.sh "], "the tree as it is on the host, and nothing else", r)
+        expect(r.stderr == b"", "nothing skipped, nothing said", r)
+        with open(os.path.join(out, "r.txt")) as f:
+            expect(f.read() == "result\n", "--out took back out/r.txt")
+        # without --command the code is the program, as ever, in the same /work
+        r = run_code("print(open('a/b/deep.txt').read(), end='')", "--dir", src)
+        expect(r.status == 0 and r.stdout == b"deep\n", "--dir with CODE", r)
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def dir_never_follows_a_link_out_of_it():
+    """A link out of PATH (absolute, or through "..") is skipped and named on stderr: its
+    target's content never reaches the VM. A link to a file inside PATH arrives as a copy of
+    that file; a link to a directory inside, and a fifo, are skipped and named."""
+    tmp = tempfile.mkdtemp()
+    try:
+        src = os.path.join(tmp, "src")
+        secret = os.path.join(tmp, "secret.txt")
+        write(secret, b"HOST-SECRET-5f1e\n")
+        write(os.path.join(src, "sub", "real.txt"), b"inside\n")
+        os.symlink(secret, os.path.join(src, "absolute"))
+        os.symlink("../secret.txt", os.path.join(src, "dotdot"))
+        os.symlink("../../secret.txt", os.path.join(src, "sub", "deeper"))
+        os.symlink("real.txt", os.path.join(src, "sub", "same_dir"))
+        os.makedirs(os.path.join(src, "other"))
+        os.symlink("../sub/real.txt", os.path.join(src, "other", "up_and_in"))
+        os.symlink("sub", os.path.join(src, "to_dir"))
+        os.mkfifo(os.path.join(src, "fifo"))
+        cmd = ("grep -rs HOST-SECRET /work; find /work -mindepth 1 -not -path '/work/out*' | "
+               "sort | tr '\\n' ' '; echo; "
+               "test -L sub/same_dir || cat sub/same_dir other/up_and_in")
+        r = airlock("run", "--dir", src, "--command", cmd)
+        expect(r.status == 0, "the command ran", r)
+        expect(b"HOST-SECRET" not in r.stdout, "the secret never reached the VM", r)
+        expect(r.stdout.decode().splitlines() == [
+            "/work/other /work/other/up_and_in /work/sub /work/sub/real.txt /work/sub/same_dir ",
+            "inside", "inside"], "in-tree links arrive as the files they name", r)
+        err = r.stderr.decode()
+        for name, why in (("absolute", "an absolute symbolic link"),
+                          ("dotdot", "leads out of the directory"),
+                          ("sub/deeper", "leads out of the directory"),
+                          ("to_dir", "a symbolic link to a directory"),
+                          ("fifo", "not a regular file or directory")):
+            expect("airlock: --dir %s: skipped %s: " % (src, name) in err and why in err,
+                   "%s named on stderr" % name, r)
+        expect(err.count("skipped") == 5, "nothing else skipped", r)
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def dir_over_a_cap_is_refused_before_a_vm_starts():
+    """17 MiB, or 10,001 entries: exit 2 with PATH, the size and the cap named, before a
+    backend is even picked (an unknown one would have failed with 125)."""
+    tmp = tempfile.mkdtemp()
+    try:
+        big = os.path.join(tmp, "big")
+        write(os.path.join(big, "blob"), os.urandom(17 << 20))
+        r = airlock("run", "--backend", "warp", "--dir", big, "--command", "true")
+        expect(r.status == 2 and r.stdout == b"", "refused as bad input", r)
+        expect(re.search(rb"--dir " + re.escape(big.encode()) +
+                         rb": 17\.0 MiB as an archive \(\d+ bytes\), over the limit of 16 MiB "
+                         rb"\(16777216 bytes\)", r.stderr), "PATH, size and cap said", r)
+        expect(b"backend" not in r.stderr, "no backend was picked", r)
+        many = os.path.join(tmp, "many")
+        os.makedirs(many)
+        for i in range(10001):
+            open(os.path.join(many, "f%05d" % i), "w").close()
+        r = airlock("run", "--backend", "warp", "--dir", many, "--command", "true")
+        expect(r.status == 2 and b"--dir " + many.encode() + b": more than 10000 " in r.stderr,
+               "too many entries", r)
+    finally:
+        shutil.rmtree(tmp)
+
+
+@test
+def command_and_repo_arguments_are_checked():
+    r = airlock("run", "--command", "true", "print(1)")
+    expect(r.status == 2 and b"--command" in r.stderr, "--command with CODE", r)
+    r = airlock("run", "--command", "true", "--file", "/etc/hostname")
+    expect(r.status == 2 and b"--command" in r.stderr, "--command with --file", r)
+    r = airlock("run", "--command", "true", "--lang", "python")
+    expect(r.status == 2 and b"--lang python" in r.stderr, "--command with --lang python", r)
+    r = airlock("run", "--repo", "https://example.org/r.git", "print(1)")
+    expect(r.status == 2 and b"--repo wants --command" in r.stderr, "--repo without --command", r)
+    for url in ("ftp://example.org/r.git", "file:///etc", "--upload-pack=touch", "ext::sh",
+                "https://example.org/a b"):
+        r = airlock("run", "--backend", "warp", "--repo", url, "--command", "true")
+        expect(r.status == 2 and b"--repo" in r.stderr, "refused " + url, r)
+    r = airlock("run", "--dir", "/nonexistent/airlock", "--command", "true")
+    expect(r.status == 2 and b"--dir /nonexistent/airlock: No such file" in r.stderr,
+           "a missing PATH", r)
 
 
 if __name__ == "__main__":
