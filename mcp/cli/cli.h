@@ -21,7 +21,6 @@ void run_save_output_files(const char *dir, const struct file_list *files, json_
 /* write(2) until all of data is written. Returns 0 or -errno. */
 int run_write_all(int fd, const void *data, size_t len);
 
-<<<<<<< HEAD
 /* The operator's policy flags of `airlock mcp` and `airlock run` (policy_options.c): put
  * POLICY_LONG_OPTIONS in getopt_long's table and hand each such option to policy_option(). */
 enum {
@@ -56,7 +55,6 @@ int policy_option(int opt, const char *arg, struct sandbox_policy *p);
 /* After the last option: the defaults that depend on several. Returns 0 or -EINVAL. */
 int policy_finish(struct sandbox_policy *p);
 void policy_free(struct sandbox_policy *p);
-=======
 /* airlock run --dir PATH (run_dir.c): packs the tree under path, then the --put files put (which
  * win over a file of the same name), into a ustar archive for /work (malloc'd *tar, *tar_len).
  * Symbolic links are never followed out of path; what is left out is said on warn, a line each.
@@ -69,7 +67,13 @@ int run_dir_pack(const char *path, const struct file_list *put, size_t max_bytes
  * into /work/repo and runs cmd there as `bash -c` would, both quoted. Returns 0, or -EINVAL with
  * err set when url is not an http:// or https:// URL without spaces or control characters. */
 int run_repo_code(const char *url, const char *cmd, char **code, char *err, size_t err_len);
->>>>>>> wt-dir
+
+/* airlock run's report on stderr of what the setup did: the install's log when it failed, the
+ * pre-scan's advisories, refused connections (every connection with verbose). */
+void run_report_setup(const struct sandbox_result *r, bool verbose);
+/* Exit status when a setup step (the install, the pre-scan) kept the program from running, as a
+ * shell says of a command it cannot execute. */
+#define EXIT_NOT_RUN 126
 
 /* Exit status for a failure of airlock itself (as timeout(1) uses 125). */
 #define EXIT_SANDBOX_FAILURE 125

@@ -160,8 +160,11 @@ int cli_mcp(int argc, char **argv)
 		.boot_timeout_ms = sandbox_boot_timeout_ms(),
 	};
 	const char *backend = "auto", *images_dir = NULL;
-	if (parse_options(argc, argv, &cfg, &backend, &images_dir) != 0)
+	if (parse_options(argc, argv, &cfg, &backend, &images_dir) != 0) {
+		policy_free(&cfg.policy);
 		return 2;
+	}
+	policy_finish(&cfg.policy);
 	signal(SIGPIPE, SIG_IGN); /* a host that closes our stdout ends us through EOF instead */
 
 	char why[512];
@@ -207,5 +210,6 @@ int cli_mcp(int argc, char **argv)
 	if (uv_loop_close(&loop) != 0 && cfg.verbose)
 		fprintf(stderr, "airlock: an image build was still running at exit\n");
 	cgroup_cleanup();
+	policy_free(&cfg.policy);
 	return 0;
 }

@@ -32,6 +32,9 @@ struct run_options {
 	unsigned memory_mb, vcpus;
 	bool json, verbose, cold, lang_given;
 	struct file_list files;
+	struct sandbox_policy policy; /* --allow-host and the rest (policy_options.c) */
+	const char *packages[SANDBOX_MAX_PACKAGES];
+	size_t n_packages;
 };
 
 struct run_state {
@@ -49,8 +52,11 @@ static void usage(void)
 		"usage: airlock run [--backend auto|kvm|tcg] [--lang LANGUAGE]\n"
 		"                   [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
 		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--verbose] [--cold]\n"
-		"                   [--dir PATH] [--repo URL]\n"
+		"                   [--dir PATH] [--repo URL] [--package SPEC]...\n"
+		POLICY_USAGE
 		"                   (--file F | CODE | --command CMD)\n"
+		"--package SPEC installs a pip requirement (python) or npm spec (javascript)\n"
+		"before the program, from --pip-index / --npm-registry.\n"
 		"Standard input, when it is not a terminal, is fed to the program.\n"
 		"--dir PATH sends the contents of PATH to be those of /work (hidden files too, at\n"
 		"most %u MiB and %u entries); a symbolic link is sent as the file it names inside\n"
@@ -165,6 +171,7 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
 		{"cold", no_argument, NULL, 'C'},          {"dir", required_argument, NULL, 'd'},
 		{"command", required_argument, NULL, 'x'}, {"repo", required_argument, NULL, 'r'},
+		{"package", required_argument, NULL, 'P'}, POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct run_options){.backend = "auto", .language = "python",
@@ -174,8 +181,20 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 	char *end;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
+		if (c >= POLICY_OPT_ALLOW_HOST && c <= POLICY_OPT_DENY_IMPORTS) {
+			if (policy_option(c, optarg, &o->policy) != 0)
+				return -EINVAL;
+			continue;
+		}
 		switch (c) {
 		case 'b': o->backend = optarg; break;
+		case 'P':
+			if (o->n_packages == SANDBOX_MAX_PACKAGES) {
+				fprintf(stderr, "airlock: at most %d --package\n", SANDBOX_MAX_PACKAGES);
+				return -EINVAL;
+			}
+			o->packages[o->n_packages++] = optarg;
+			break;
 		case 'l': o->language = optarg; o->lang_given = true; break;
 		case 'f': o->file = optarg; break;
 		case 'j': o->json = true; break;
@@ -235,6 +254,7 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 			o->language);
 		return -EINVAL;
 	}
+	policy_finish(&o->policy);
 	if (o->repo && !o->command) {
 		fprintf(stderr, "airlock: --repo wants --command CMD, to run in the clone\n");
 		return -EINVAL;
@@ -253,6 +273,8 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 
 static int exit_status_of(const struct sandbox_result *r)
 {
+	if (r->not_run)
+		return EXIT_NOT_RUN;
 	if (r->timed_out)
 		return 124;
 	if (r->exited)
@@ -315,6 +337,7 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 				(unsigned long long)r->stderr_total, r->err.len);
 		if (r->timed_out)
 			fprintf(stderr, "[airlock: timed out after %g s]\n", o->timeout_s);
+		run_report_setup(r, o->verbose);
 	}
 	if (o->out_dir && !o->json)
 		run_save_output_files(o->out_dir, &files, NULL);
@@ -354,6 +377,7 @@ int cli_run(int argc, char **argv)
 	struct run_options o;
 	if (parse_options(argc, argv, &o) != 0) {
 		file_list_free(&o.files);
+		policy_free(&o.policy);
 		return 2;
 	}
 	int status = EXIT_SANDBOX_FAILURE;
@@ -370,6 +394,11 @@ int cli_run(int argc, char **argv)
 		char names[256];
 		sandbox_language_list(names, sizeof names);
 		fprintf(stderr, "airlock: --lang must be %s (got '%s')\n", names, o.language);
+		status = 2;
+		goto out;
+	}
+	if (sandbox_packages_check(&o.policy, lang, o.packages, o.n_packages, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: --package: %s\n", err);
 		status = 2;
 		goto out;
 	}
@@ -463,6 +492,9 @@ int cli_run(int argc, char **argv)
 		.stdout_cap = CALL_OUTPUT_CAP,
 		.stderr_cap = CALL_OUTPUT_CAP,
 		.out_files_cap = CALL_OUT_FILES_CAP,
+		.policy = &o.policy,
+		.packages = o.packages,
+		.n_packages = o.n_packages,
 	};
 	if (sandbox_start(&loop, &vm, &req, on_done, &st, &st.sandbox, err, sizeof err) != 0) {
 		fprintf(stderr, "airlock: %s\n", err);
@@ -480,5 +512,6 @@ out:
 	free(input);
 	free(tar);
 	file_list_free(&o.files);
+	policy_free(&o.policy);
 	return status;
 }

@@ -109,6 +109,15 @@ static struct conn *find(struct egress *e, uint32_t stream)
 	return NULL;
 }
 
+/* DATA to the guest, within the credit the agent granted (which it spends). */
+static void send_to_guest(struct conn *c, const void *data, size_t len)
+{
+	if (len > c->to_guest_credit)
+		return; /* never: callers check, or send less than a fresh window */
+	c->to_guest_credit -= len;
+	(void)c->e->send(c->e->send_ctx, AL_FRAME_DATA, c->stream, data, len);
+}
+
 static void send_close(struct conn *c, uint32_t how)
 {
 	if (c->sent_close)
@@ -222,8 +231,7 @@ static void conn_fail(struct conn *c, int status, const char *fmt, ...)
 		size_t len;
 		if (!c->sent_close && egress_error_page(status, c->req.host, c->req.port, why, &page,
 							&len) == 0) {
-			if (len <= c->to_guest_credit)
-				(void)c->e->send(c->e->send_ctx, AL_FRAME_DATA, c->stream, page, len);
+			send_to_guest(c, page, len);
 			free(page);
 		}
 		send_close(c, AL_CLOSE_DONE);
@@ -296,8 +304,7 @@ static void on_upstream_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	c->e->bytes_down += n;
 	if (c->attempt)
 		c->attempt->bytes_received += n;
-	c->to_guest_credit -= n;
-	(void)c->e->send(c->e->send_ctx, AL_FRAME_DATA, c->stream, buf->base, n);
+	send_to_guest(c, buf->base, n);
 	update_reading(c);
 }
 
@@ -414,9 +421,7 @@ static void on_connected(uv_connect_t *req, int status)
 	int rc = 0;
 	if (c->req.kind == EGRESS_CONNECT) {
 		static const char established[] = "HTTP/1.1 200 Connection established\r\n\r\n";
-		(void)c->e->send(c->e->send_ctx, AL_FRAME_DATA, c->stream, established,
-				 sizeof established - 1);
-		c->to_guest_credit -= sizeof established - 1;
+		send_to_guest(c, established, sizeof established - 1);
 		credit_guest(c, head);
 	} else {
 		rc = write_upstream(c, c->req.upstream_head, c->req.upstream_head_len, head);

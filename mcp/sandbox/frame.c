@@ -312,7 +312,8 @@ struct frame_credit frame_encode_credit(uint32_t stream, uint32_t bytes)
 
 int frame_encode_run_header(const struct al_run *run, uint8_t *out, size_t out_len)
 {
-	uint64_t payload = sizeof *run + (uint64_t)run->code_len + run->stdin_len + run->files_len;
+	uint64_t payload = sizeof *run + (uint64_t)run->code_len + run->stdin_len + run->files_len +
+			   run->setup_len;
 	if (out_len < AL_FRAME_HEADER_SIZE + sizeof *run || payload > AL_FRAME_MAX_PAYLOAD)
 		return -EMSGSIZE;
 	struct al_frame_header h =
