@@ -56,6 +56,8 @@ SUITES = [
     # VMs on QEMU (tcg), directly on this machine.
     suite("run.tcg", "harness", "airlock run, VM tests", file=INTEGRATION + "test_run.py",
           backend="tcg"),
+    suite("egress.tcg", "harness", "egress through the guest's proxy and the host's policy",
+          file=INTEGRATION + "test_egress.py", backend="tcg"),
     suite("install.tcg", "harness", "meson install: a complete airlock, no source tree needed",
           file=INTEGRATION + "test_install.py", backend="tcg"),
     suite("snapshot.tcg", "harness", "snapshots and restore", backend="tcg",
@@ -114,6 +116,8 @@ SUITES = [
     suite("snapshot.kvm", "harness", "snapshots and restore through airlock", backend="kvm",
           file=INTEGRATION + "test_snapshot.py", test_timeout=420,
           boot_with=["snapshots_are_made_for_every_language"]),
+    suite("egress.kvm", "harness", "egress through the guest's proxy and the host's policy",
+          file=INTEGRATION + "test_egress.py", backend="kvm"),
     suite("mcp-raw.kvm", "harness", "airlock mcp at the wire, the warm pool, every VM's jail, "
           "cgroup v2", file=INTEGRATION + "test_mcp_raw.py", backend="kvm"),
     suite("sdk.kvm", "node", "airlock mcp driven by the official MCP SDK client",
