@@ -148,7 +148,24 @@ def virtq_seeds():
     write("virtq", "one-chain", script)
 
 
+def egress_seeds():
+    """fuzz_egress.c's records: [type: 0 OPEN, 1 DATA, 2 CREDIT, 3 CLOSE, 0xff install done]
+    [stream - 15][length, LE 16][payload]."""
+    def rec(kind, stream, payload=b""):
+        return struct.pack("<BBH", kind, stream - 15, len(payload)) + payload
+    refused = rec(0, 16) + rec(1, 16, b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
+    write("egress", "refused", refused + rec(3, 16, struct.pack("<I", 0)))
+    connect = rec(0, 17) + rec(1, 17, b"CONNECT 127.0.0.1:9 HTTP/1.1\r\n\r\n") + \
+        rec(1, 17, b"\x16\x03\x01 early bytes") + rec(2, 17, struct.pack("<I", 1000))
+    write("egress", "connect", connect + rec(3, 17, struct.pack("<I", 1)))
+    write("egress", "install", rec(0, 18) + rec(1, 18, b"GET http://a.invalid/x HTTP/1.1\r\n\r\n") +
+          rec(0xff, 18) + rec(0, 19) + rec(1, 19, b"GET http://b.invalid/ HTTP/1.1\r\n\r\n"))
+    write("egress", "odd", rec(0, 16) + rec(1, 16, b"GET http://a/ HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n") +
+          rec(0, 17) + rec(1, 17, b"G" * 20000))
+
+
 if __name__ == "__main__":
     rpc_seeds()
     frame_seeds()
+    egress_seeds()
     virtq_seeds()
