@@ -413,7 +413,7 @@ def listing(suite):
     if kind == "meson":
         return meson_listing(suite)
     if kind == "fuzz":
-        return ["rpc", "frame", "virtq"]
+        return ["rpc", "frame", "egress", "virtq"]
     if kind == "checks":
         return [os.path.splitext(os.path.basename(suite.get("file") or suite["payload_file"]))[0]]
     return ["output"]

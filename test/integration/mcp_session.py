@@ -119,6 +119,7 @@ def started(*args):
     s = Server(*args)
     r = s.request(0, "initialize", INIT["params"])
     expect(r["result"]["protocolVersion"] == "2025-11-25", "initialize", r)
+    s.init_result = r
     s.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
     return s
 

@@ -376,7 +376,69 @@ def requests_before_initialize_are_served():
                "input schema", schema)
         expect(set(tool["outputSchema"]["properties"]) == {
             "exit_code", "signal", "timed_out", "stdout", "stderr", "stdout_truncated",
-            "stderr_truncated", "duration_ms", "files"}, "output schema", tool)
+            "stderr_truncated", "duration_ms", "files", "network", "install", "advisories"},
+            "output schema", tool)
+        expect("There is no network access." in tool["description"], "no network said", tool)
+        expect("packages" in schema["properties"], "packages in the input schema", schema)
+    finally:
+        s.close()
+
+
+def fits_schema(value, schema):
+    """The subset of JSON Schema the tool's outputSchema uses: type, required, properties,
+    additionalProperties false, items. Returns None or what does not fit."""
+    types = schema.get("type")
+    if types is not None:
+        types = types if isinstance(types, list) else [types]
+        py = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None),
+              "integer": int, "number": (int, float)}
+        if not any(isinstance(value, py[t]) and not (t in ("integer", "number") and
+                                                     isinstance(value, bool)) for t in types):
+            return "%r is not %s" % (value, types)
+    if isinstance(value, dict):
+        for k in schema.get("required", []):
+            if k not in value:
+                return "missing %s" % k
+        props = schema.get("properties", {})
+        for k, v in value.items():
+            if k not in props:
+                if schema.get("additionalProperties") is False:
+                    return "unexpected %s" % k
+                continue
+            why = fits_schema(v, props[k])
+            if why:
+                return k + ": " + why
+    if isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            why = fits_schema(v, schema["items"])
+            if why:
+                return "[%d]: %s" % (i, why)
+    return None
+
+
+@test
+def allowed_hosts_are_told_and_results_fit_the_output_schema():
+    s = started("--allow-host", "api.example.com", "--allow-host", "*.pypi.test:8443",
+                "--scan", "warn")
+    try:
+        tool = s.request(1, "tools/list")["result"]["tools"][0]
+        for text in (tool["description"], s.init_result["result"]["instructions"]):
+            expect("api.example.com, *.pypi.test:8443" in text and "403" in text,
+                   "the reachable hosts are listed", text)
+        r = s.call("c", {"code": "import urllib.request, urllib.error, subprocess\n"
+                                 "try:\n    urllib.request.urlopen('http://example.com/')\n"
+                                 "except urllib.error.HTTPError as e:\n    print(e.code)"})["result"]
+        sc = r["structuredContent"]
+        expect(sc["stdout"] == "403\n", "refused through the proxy", r)
+        expect(sc["network"][0]["host"] == "example.com" and not sc["network"][0]["allowed"],
+               "network listed", sc)
+        expect(sc["advisories"] and sc["advisories"][0]["rule"] == "import", "advisories", sc)
+        why = fits_schema(sc, tool["outputSchema"])
+        expect(why is None, "structuredContent fits outputSchema: %s" % why, sc)
+        r = s.call("p", {"code": "1", "packages": ["numpy"]})["result"]
+        text = r["content"][0]["text"]
+        expect(r["isError"] and "packages" in text and "--pip-index" in text,
+               "packages without an index: refused, naming the flag", r)
     finally:
         s.close()
 

