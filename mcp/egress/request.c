@@ -332,7 +332,7 @@ int egress_error_page(int status, const char *host, uint16_t port, const char *w
 	if (status == 403)
 		body_len = snprintf(body, sizeof body,
 				    "airlock's policy refused host %s port %u: %s\n", host, port, why);
-	else if (host && host[0])
+	else if (host && host[0] && status >= 500)
 		body_len = snprintf(body, sizeof body, "airlock's proxy could not reach %s port %u: %s\n",
 				    host, port, why);
 	else

@@ -31,6 +31,12 @@ mkdir -p "/tmp/images/$kernel" "/tmp/images/$rootfs"
 ln -sf "$PWD/vmlinux" "/tmp/images/$kernel/vmlinux"
 ln -sf /dev/vda "/tmp/images/$rootfs/rootfs.ext4"
 build/mcp/airlock doctor
+# The test host's init leaves lo down; the egress tests' servers listen on 127.0.0.2, which
+# airlock must reach (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP | IFF_RUNNING).
+python3 -c 'import fcntl, socket, struct
+s = socket.socket()
+f = struct.unpack("16sH14x", fcntl.ioctl(s, 0x8913, struct.pack("16sH14x", b"lo", 0)))[1]
+fcntl.ioctl(s, 0x8914, struct.pack("16sH14x", b"lo", f | 0x1 | 0x40))'
 # One VM held for the whole run, so that KVM's static keys are not flipped (and the kernel's
 # code patched) at every VM's start and end: QEMU TCG mishandles that patching (kvm_keeper.py).
 # Its vCPU beats every 5 s: the runner's evidence that the test host still runs.
