@@ -27,6 +27,8 @@ packages=(
   # the tests (and the Node example client): python3, node and npm (which fetches the MCP SDK
   # and the pinned node the tests run), binutils (strip: that node travels into the test host)
   python3 valgrind procps nodejs binutils
+  # the egress benchmark's peer (host curl of the same URL)
+  curl
   # the KVM test host (test/kvmhost/build.sh): Debian's kernel package has zstd-packed modules
   zstd
   # the fuzz targets (test/fuzz): clang with libFuzzer

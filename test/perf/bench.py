@@ -33,8 +33,11 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from egress_bench import egress_figures, print_egress  # noqa: E402
+
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
-FRAME_READY, FRAME_PING = 1, 0x82  # agent/proto.h, version 2: a 16-byte header
+FRAME_READY, FRAME_PING = 1, 0x82  # agent/proto.h, version 3: a 16-byte header
 FRAME_HEADER_SIZE = 16
 CODE = "print(1)"
 
@@ -373,6 +376,10 @@ def main():
     results["idle_vm_pss_mib"] = statistics.median(pss)
     results["idle_vms_that_fit"] = int(mem_available_mib() / max(statistics.median(pss), 0.1))
 
+    egress_results, egress_peers = egress_figures(a.airlock, a.backend, a.quick)
+    results.update(egress_results)
+    peers.update(egress_peers)
+
     host_ms = peers["host python3 -c"]["median_ms"]
     print()
     print("%-58s %10s %10s %8s" % ("", "median", "p99", "vs host"))
@@ -382,7 +389,7 @@ def main():
             ("restore to ready, no pool (airlock run)", results["restore_to_ready_no_pool"]),
             ("  the same, VMs without their jail", results["restore_to_ready_no_pool_unconfined"]),
             ("cold boot to ready, no snapshot", results["cold_boot_to_ready"])]
-    rows += [("peer: " + k, v) for k, v in peers.items()]
+    rows += [("peer: " + k, v) for k, v in peers.items() if not k.startswith("egress")]
     for name, s in rows:
         print("%-58s %8.1f ms %8.1f ms %7.2fx" % (name, s["median_ms"], s["p99_ms"],
                                                   s["median_ms"] / host_ms))
@@ -394,6 +401,7 @@ def main():
     print("fresh VMs per second, 8 concurrent callers: %.1f" % results["vms_per_second_8_clients"])
     print("idle pooled VM: unique %.1f MiB, PSS %.1f MiB; about %d fit in free memory" % (
         results["idle_vm_unique_mib"], results["idle_vm_pss_mib"], results["idle_vms_that_fit"]))
+    print_egress(egress_results, egress_peers, a.quick)
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"backend": a.backend, "results": results, "peers": peers}, f, indent=2)

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-FRAME_READY, FRAME_PING = 1, 0x82  # agent/proto.h, version 2: a 16-byte header
+FRAME_READY, FRAME_PING = 1, 0x82  # agent/proto.h, version 3: a 16-byte header
 FRAME_HEADER_SIZE = 16
 VMM = "build/vmm/airlock-vmm"
 KERNEL = "vmlinux"

@@ -30,7 +30,7 @@ def run_once(cmd, env=None):
     def frame():
         nonlocal buf
         while True:
-            if len(buf) >= 16:  # agent/proto.h, version 2: type, length, stream, flags
+            if len(buf) >= 16:  # agent/proto.h, version 3: type, length, stream, flags
                 kind, length, _, _ = struct.unpack("<IIII", buf[:16])
                 if len(buf) >= 16 + length:
                     payload, buf = buf[16:16 + length], buf[16 + length:]
@@ -44,9 +44,10 @@ def run_once(cmd, env=None):
         kind, _ = frame()
         ready = (time.monotonic() - started) * 1000
         code = b"print(1)"
-        # version 2, python, 10 s, a 1 MiB output window (credit enough for print(1))
-        run = struct.pack("<IIIIQQQq64sIIII", 2, 1, 10000, 1 << 20, 1 << 20, 1 << 20, 1 << 20,
-                          time.time_ns(), os.urandom(64), len(code), 0, 0, 0)
+        # version 3, python, 10 s, a 1 MiB output window (credit enough for print(1)); no
+        # stdin, files or setup records, no egress
+        run = struct.pack("<IIIIQQQq64sIIIIII", 3, 1, 10000, 1 << 20, 1 << 20, 1 << 20, 1 << 20,
+                          time.time_ns(), os.urandom(64), len(code), 0, 0, 0, 0, 0)
         host.sendall(struct.pack("<IIII", FRAME_RUN, len(run) + len(code), 0, 0) + run + code)
         while kind not in (FRAME_EXIT, FRAME_ERROR):
             kind, _ = frame()

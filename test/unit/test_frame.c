@@ -1,5 +1,5 @@
 /* The host's decoder of guest frames: good streams in any chunking, every kind of bad frame
- * refused before its payload is buffered, the version, streams and credit of protocol 2. */
+ * refused before its payload is buffered, the version, streams and credit of protocol 3. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,7 +31,7 @@ static int record(void *ctx, uint32_t type, uint32_t stream, const uint8_t *payl
 	return s->stop_after && s->frames >= s->stop_after ? 1 : 0;
 }
 
-/* A frame of protocol 2 on stream (flags 0). */
+/* A frame of protocol 3 on stream (flags 0). */
 static size_t put_frame_on(uint8_t *out, uint32_t type, uint32_t stream, const void *payload,
 			   uint32_t len)
 {
@@ -346,7 +346,7 @@ static void exit_longer_than_the_cap_allows_is_refused_before_buffering(void)
 }
 
 
-/* ---- protocol 2: the version, streams and credit ---- */
+/* ---- protocol 3: the version, streams and credit ---- */
 
 static void a_version_1_ready_is_refused_with_a_clear_message(void)
 {
@@ -359,7 +359,7 @@ static void a_version_1_ready_is_refused_with_a_clear_message(void)
 	      -EPROTO);
 	CHECK(s.frames == 0 && d.wrong_version && d.error != NULL);
 	CHECK(d.error && strstr(d.error, "the guest agent speaks wire protocol 1, this airlock "
-					 "speaks 2") != NULL);
+					 "speaks 3") != NULL);
 	CHECK(d.error && strstr(d.error, "`airlock image build` makes it again") != NULL);
 	frame_decoder_free(&d);
 }
@@ -367,14 +367,14 @@ static void a_version_1_ready_is_refused_with_a_clear_message(void)
 static void a_ready_of_another_version_is_refused(void)
 {
 	uint8_t buf[64];
-	struct al_ready ready = {.version = 3};
+	struct al_ready ready = {.version = 4};
 	size_t n = put_frame(buf, AL_FRAME_READY, &ready, sizeof ready);
 	struct frame_decoder d;
 	struct seen s = {0};
 	frame_decoder_init(&d);
 	CHECK(frame_decoder_feed(&d, buf, n, record, &s) == -EPROTO);
 	CHECK(s.frames == 0 && d.wrong_version);
-	CHECK(d.error && strstr(d.error, "speaks wire protocol 3") != NULL);
+	CHECK(d.error && strstr(d.error, "speaks wire protocol 4") != NULL);
 	frame_decoder_free(&d);
 }
 
@@ -403,7 +403,8 @@ static void data_on_a_stream_not_open_is_refused(void)
 	struct al_frame_header on_16 = {AL_FRAME_DATA, 4, AL_STREAM_FIRST_OPENED, 0};
 	CHECK(expect_refused_header(on_0, "not open"));
 	CHECK(expect_refused_header(on_3, "not open"));
-	CHECK(expect_refused_header(on_16, "not open"));
+	/* an egress stream's DATA, in a run without egress */
+	CHECK(expect_refused_header(on_16, "without egress"));
 	/* before RUN opened them, stdout and stderr are not open either */
 	uint8_t buf[64];
 	size_t n = put_frame_on(buf, AL_FRAME_DATA, AL_STREAM_STDOUT, "x", 1);
@@ -487,8 +488,66 @@ static void streams_open_within_their_limits(void)
 	frame_decoder_free(&d);
 }
 
+/* Protocol 3's egress frames pass the decoder only in a run with egress, on streams from 16 up,
+ * at their sizes; the egress part checks the rest. A STEP's lengths must add up. */
+static void egress_and_step_frames_are_checked(void)
+{
+	uint8_t buf[256];
+	struct al_close close_frame = {AL_CLOSE_DONE};
+	struct frame_decoder d;
+	struct seen s = {0};
+	frame_decoder_init(&d);
+	d.egress = true;
+	size_t n = put_frame_on(buf, AL_FRAME_OPEN, AL_STREAM_FIRST_OPENED, NULL, 0);
+	n += put_frame_on(buf + n, AL_FRAME_DATA, AL_STREAM_FIRST_OPENED, "GET", 3);
+	n += put_frame_on(buf + n, AL_FRAME_CLOSE, AL_STREAM_FIRST_OPENED, &close_frame,
+			  sizeof close_frame);
+	CHECK(frame_decoder_feed(&d, buf, n, record, &s) == 0 && s.frames == 3);
+	frame_decoder_free(&d);
+
+	struct { /* refused even with egress: below 16, or the wrong size */
+		uint32_t type, stream, len;
+	} bad[] = {{AL_FRAME_OPEN, AL_STREAM_STDOUT, 0}, {AL_FRAME_OPEN, 16, 4},
+		   {AL_FRAME_CLOSE, 16, 8}, {AL_FRAME_CREDIT, 16, 2}, {AL_FRAME_CLOSE, 0, 4}};
+	for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+		frame_decoder_init(&d);
+		d.egress = true;
+		uint8_t zeros[8] = {0};
+		n = put_frame_on(buf, bad[i].type, bad[i].stream, zeros, bad[i].len);
+		s = (struct seen){0};
+		CHECK(frame_decoder_feed(&d, buf, n, record, &s) == -EPROTO && s.frames == 0);
+		frame_decoder_free(&d);
+	}
+	/* a run without egress refuses them all */
+	frame_decoder_init(&d);
+	n = put_frame_on(buf, AL_FRAME_OPEN, AL_STREAM_FIRST_OPENED, NULL, 0);
+	s = (struct seen){0};
+	CHECK(frame_decoder_feed(&d, buf, n, record, &s) == -EPROTO && s.frames == 0);
+	CHECK(d.error && strstr(d.error, "without egress"));
+	frame_decoder_free(&d);
+
+	/* STEP: output_len must be what follows the header */
+	struct al_step step = {.kind = AL_STEP_INSTALL, .output_len = 5};
+	uint8_t payload[sizeof step + 5];
+	memcpy(payload, &step, sizeof step);
+	memcpy(payload + sizeof step, "hello", 5);
+	frame_decoder_init(&d);
+	n = put_frame(buf, AL_FRAME_STEP, payload, sizeof payload);
+	s = (struct seen){0};
+	CHECK(frame_decoder_feed(&d, buf, n, record, &s) == 0 && s.frames == 1);
+	frame_decoder_free(&d);
+	step.output_len = 6;
+	memcpy(payload, &step, sizeof step);
+	frame_decoder_init(&d);
+	n = put_frame(buf, AL_FRAME_STEP, payload, sizeof payload);
+	s = (struct seen){0};
+	CHECK(frame_decoder_feed(&d, buf, n, record, &s) == -EPROTO && s.frames == 0);
+	frame_decoder_free(&d);
+}
+
 int main(void)
 {
+	TEST(egress_and_step_frames_are_checked);
 	TEST(decodes_a_stream_in_one_piece);
 	TEST(decodes_a_stream_byte_by_byte);
 	TEST(refuses_bad_headers_before_buffering);

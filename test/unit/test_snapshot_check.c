@@ -122,17 +122,20 @@ static void an_agent_of_another_protocol_is_refused(void)
 {
 	char why[512];
 	const char *old =
-	    "it was made by an agent speaking wire protocol 1 (this airlock speaks 2)";
+	    "it was made by an agent speaking wire protocol 1 (this airlock speaks 3)";
 	make_snapshot(2, "");
 	CHECK(snapshot_check(&spec, dir, NULL, why, sizeof why) == -EINVAL);
 	CHECK(strstr(why, old) != NULL);
 	make_snapshot(2, "protocol 1\n");
 	CHECK(snapshot_check(&spec, dir, NULL, why, sizeof why) == -EINVAL);
-	CHECK(strstr(why, "wire protocol 1 (this airlock speaks 2)") != NULL);
-	make_snapshot(2, "protocol 3\n");
-	CHECK(snapshot_check(&spec, dir, NULL, why, sizeof why) == -EINVAL);
-	CHECK(strstr(why, "wire protocol 3 (this airlock speaks 2)") != NULL);
+	CHECK(strstr(why, "wire protocol 1 (this airlock speaks 3)") != NULL);
 	make_snapshot(2, "protocol 2\n");
+	CHECK(snapshot_check(&spec, dir, NULL, why, sizeof why) == -EINVAL);
+	CHECK(strstr(why, "wire protocol 2 (this airlock speaks 3)") != NULL);
+	make_snapshot(2, "protocol 4\n");
+	CHECK(snapshot_check(&spec, dir, NULL, why, sizeof why) == -EINVAL);
+	CHECK(strstr(why, "wire protocol 4 (this airlock speaks 3)") != NULL);
+	make_snapshot(2, "protocol 3\n");
 	CHECK(check() == 0);
 }
 
