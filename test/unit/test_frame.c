@@ -26,7 +26,8 @@ static int record(void *ctx, uint32_t type, uint32_t stream, const uint8_t *payl
 		s->streams[s->frames] = stream;
 		s->lens[s->frames] = len;
 	}
-	memcpy(s->last, payload, len < sizeof s->last ? len : sizeof s->last);
+	if (len)
+		memcpy(s->last, payload, len < sizeof s->last ? len : sizeof s->last);
 	s->frames++;
 	return s->stop_after && s->frames >= s->stop_after ? 1 : 0;
 }
