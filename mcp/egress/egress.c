@@ -605,6 +605,8 @@ static int take_data(struct conn *c, const uint8_t *payload, size_t len, const c
 		*why = "egress DATA beyond its credit";
 		return -EPROTO;
 	}
+	if (len == 0)
+		return 0; /* nothing to pass on (and the decoder's payload may be NULL) */
 	c->from_guest_inflight += len;
 	switch (c->state) {
 	case CONN_HEAD: {
