@@ -107,7 +107,7 @@ SUITES = [
     suite("egress.tcg.asan", "harness", "egress with ASan/UBSan", backend="tcg",
           build="build-asan", file=INTEGRATION + "test_egress.py",
           tests=["http_and_https_reach_allowed_hosts_and_are_listed",
-                 "odd_framing_is_judged_strictly",
+                 "two_host_headers_are_refused",
                  "an_unreachable_port_and_an_unknown_name_fail_with_clear_pages",
                  "connections_beyond_the_limit_are_refused_and_all_end_with_the_run",
                  "an_endless_download_ends_with_the_timeout", "an_upload_goes_through"]),
