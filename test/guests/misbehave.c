@@ -13,6 +13,8 @@
  *                another byte: only the host's own deadline can end the call
  *   v1-ready     says READY as an agent of wire protocol 1 did (an 8-byte header, an 8-byte
  *                payload), then waits
+ *   v2-ready     says READY as an agent of wire protocol 2 did (this header, version 2), then
+ *                waits
  */
 #include <errno.h>
 #include <stdint.h>
@@ -106,6 +108,11 @@ int main(void)
 		const uint32_t v1_ready[4] = {AL_FRAME_READY, 8, 1, 0};
 		if (fd >= 0)
 			(void)!write(fd, v1_ready, sizeof v1_ready);
+	} else if (strcmp(mode, "v2-ready") == 0) {
+		int fd = wait_for_channel();
+		struct al_ready ready = {.version = 2};
+		if (fd >= 0)
+			(void)channel_send(fd, AL_FRAME_READY, &ready, sizeof ready);
 	} else if (strcmp(mode, "hang") != 0) {
 		int fd = wait_for_channel();
 		struct al_ready ready = {.version = AL_PROTO_VERSION};

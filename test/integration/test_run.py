@@ -292,12 +292,14 @@ def malformed_frames_end_the_vm():
 
 
 @test
-def an_image_whose_agent_speaks_protocol_1_is_refused_clearly():
-    r = run_on_bad_guest("v1-ready")
-    expect(r.status == 125 and b"the guest agent speaks wire protocol 1, this airlock speaks 2"
-           in r.stderr and b"airlock image build" in r.stderr, "refused, saying why", r)
-    expect(b"malformed" not in r.stderr, "not called a malformed frame", r)
-    expect(r.seconds < 30, "ended in %.1f s, at once" % r.seconds)
+def an_image_whose_agent_speaks_an_older_protocol_is_refused_clearly():
+    for mode, version in (("v1-ready", 1), ("v2-ready", 2)):
+        r = run_on_bad_guest(mode)
+        expect(r.status == 125 and b"the guest agent speaks wire protocol %d, this airlock "
+               b"speaks 3" % version in r.stderr and b"airlock image build" in r.stderr,
+               "protocol %d: refused, saying why" % version, r)
+        expect(b"malformed" not in r.stderr, "not called a malformed frame", r)
+        expect(r.seconds < 30, "ended in %.1f s, at once" % r.seconds)
 
 
 @test
