@@ -159,10 +159,10 @@ enum al_stream {
  * the host's tool schema and description, the pool and the snapshots all read this list. */
 #define AL_LANGUAGES(X)                                                                            \
 	X(PYTHON, "python",                                                                        \
-	  "python (Python 3.11 with numpy, pandas, scipy, matplotlib and the standard library; "   \
-	  "plt.show() returns each figure as a PNG)")                                              \
-	X(JAVASCRIPT, "javascript", "javascript (Node.js 18, no npm packages)")                    \
-	X(BASH, "bash", "bash (coreutils, sed, grep, procps)")
+	  "python (Python 3.11 with numpy, pandas, scipy, matplotlib, requests and the standard "  \
+	  "library; plt.show() returns each figure as a PNG)")                                     \
+	X(JAVASCRIPT, "javascript", "javascript (Node.js 18 and its standard library)")            \
+	X(BASH, "bash", "bash (coreutils, sed, grep, procps, curl, git)")
 
 enum al_language {
 	AL_LANG_NONE = 0, /* no language: never valid on the wire */

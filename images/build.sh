@@ -25,8 +25,9 @@ packages=(
   # the tcg backend: QEMU, jailed by bubblewrap
   qemu-system-x86 bubblewrap
   # the tests (and the Node example client): python3, node and npm (which fetches the MCP SDK
-  # and the pinned node the tests run), binutils (strip: that node travels into the test host)
-  python3 valgrind procps nodejs binutils
+  # and the pinned node the tests run), binutils (strip: that node travels into the test host),
+  # openssl and git (the egress fixtures' test CA and git repository)
+  python3 valgrind procps nodejs binutils openssl git
   # the egress benchmark's peer (host curl of the same URL)
   curl
   # the KVM test host (test/kvmhost/build.sh): Debian's kernel package has zstd-packed modules

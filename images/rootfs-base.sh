@@ -12,17 +12,24 @@ mirror=${AIRLOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 [ "$(id -u)" = 0 ] || { echo "rootfs: debootstrap needs root" >&2; exit 1; }
 command -v debootstrap >/dev/null || { echo "rootfs: debootstrap missing (apt-get install debootstrap)" >&2; exit 1; }
 
-packages=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/packages.txt" | tr -s ' \n' ',' | sed 's/,$//')
+packages=$(sed -e 's/#.*//' -e '/^[[:space:]]*$/d' "$here/packages.txt" | tr -s ' \n' ' ')
 root="$out/root"
 mkdir -p "$out"
 echo "rootfs: debootstrap bookworm (minbase + $packages), a few minutes" >&2
-debootstrap --variant=minbase --include="$packages" bookworm "$root" "$mirror" >"$out/debootstrap.log" 2>&1 ||
-  { echo "rootfs: debootstrap failed, see $out/debootstrap.log" >&2; tail -n 5 "$out/debootstrap.log" >&2; exit 1; }
+fail() { echo "rootfs: $1 failed, see $out/debootstrap.log" >&2; tail -n 5 "$out/debootstrap.log" >&2; exit 1; }
+debootstrap --variant=minbase bookworm "$root" "$mirror" >"$out/debootstrap.log" 2>&1 || fail debootstrap
+# The packages come from apt in the new tree, not from debootstrap's --include: debootstrap
+# cannot resolve a dependency on a virtual package (npm's on node-cssesc, node-cli-table3, ...).
+# Depends only, as debootstrap would: no Recommends.
+in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRONTEND=noninteractive "$@"; }
+{ in_root apt-get update -q && in_root apt-get install -y -q --no-install-recommends $packages; } \
+  >>"$out/debootstrap.log" 2>&1 || fail "apt-get install"
 
-# scipy's dependency on pythran drags in compilers and headers (~500 MB) that nothing in the
-# sandbox needs at run time: take them out again.
+# scipy's dependency on pythran drags in compilers and headers (~500 MB), and npm's on node-gyp
+# headers and static libraries (libnode-dev, libssl-dev: 15 MB), that nothing in the sandbox needs
+# at run time (packages install with --ignore-scripts and wheels only): take them out again.
 build_only="gcc-12 g++-12 cpp-12 gcc g++ cpp libgcc-12-dev libstdc++-12-dev libc6-dev linux-libc-dev
-  libboost1.74-dev libboost-dev libpython3.11-dev libpython3-dev python3.11-dev python3-dev
+  libnode-dev libssl-dev libboost1.74-dev libboost-dev libpython3.11-dev libpython3-dev python3.11-dev python3-dev
   libopenblas-pthread-dev libopenblas-dev libblas-dev liblapack-dev libexpat1-dev zlib1g-dev
   libxsimd-dev binutils binutils-common binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0
   libgprofng0 libjs-sphinxdoc"

@@ -17,7 +17,8 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import expect, main, run_code, run_json, test  # noqa: E402
+from harness import airlock, expect, main, run_code, run_json, test  # noqa: E402
+from egress_fixtures import GitRepo, NpmRegistry, PypiIndex  # noqa: E402
 
 HOST = "127.0.0.2"
 CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "certs")
@@ -351,6 +352,123 @@ print(urllib.request.urlopen(req).read().decode())
 """ % (HOST, s.http_port)
         r, j = run_json(code, "--allow-host", "%s:%d" % (HOST, s.http_port), "--timeout", "60")
     expect(j["stdout"] == "got 3000000 bytes\n", "3 MB uploaded", r)
+
+
+# ---- the tools a program uses, and packages (the fixtures: egress_fixtures.py) ----
+
+@test
+def curl_git_and_requests_go_through_the_proxy():
+    with Servers() as s, GitRepo(bind=HOST, host=HOST) as repo:
+        code = """
+set -e
+curl -sS http://%s:%d/hello
+curl -sS https://%s:%d/hello
+python3 -c 'import requests; print(requests.get("https://%s:%d/hello").text, end="")'
+git clone -q %s /tmp/clone
+git -C /tmp/clone rev-parse HEAD
+""" % (HOST, s.http_port, HOST, s.https_port, HOST, s.https_port, repo.clone_url)
+        r, j = run_json(code, "--lang", "bash", *s.allow(), "--allow-host",
+                        "%s:%d" % (HOST, repo.port), "--timeout", "120")
+    expect(j["exit_code"] == 0, "all of it worked", r)
+    expect(j["stdout"] == (HELLO * 3).decode() + repo.head + "\n", "curl, requests, git", r)
+
+
+@test
+def node_fetch_and_https_go_through_the_proxy():
+    with Servers() as s:
+        code = """
+const https = require('https');
+(async () => {
+  const r = await fetch('https://%s:%d/hello');
+  process.stdout.write(await r.text());
+  https.get('https://%s:%d/hello', (res) => {
+    res.on('data', (d) => process.stdout.write(d));
+  });
+})();
+""" % (HOST, s.https_port, HOST, s.https_port)
+        r, j = run_json(code, "--lang", "javascript", *s.allow(), "--timeout", "60")
+    expect(j["exit_code"] == 0 and j["stdout"] == (HELLO * 2).decode(), "fetch and https.get", r)
+    expect(len(j["network"]) == 2 and all(a["allowed"] for a in j["network"]),
+           "both through the proxy", j["network"])
+
+
+@test
+def pip_installs_a_wheel_and_the_index_closes_after():
+    with PypiIndex(bind=HOST, host=HOST) as index:
+        code = """
+import airlock_egress_probe, urllib.request, urllib.error
+print(airlock_egress_probe.VALUE)
+try:
+    urllib.request.urlopen("%s")
+except urllib.error.HTTPError as e:
+    print(e.code, e.read().decode().strip())
+""" % index.index_url
+        r, j = run_json(code, "--pip-index", index.index_url, "--package",
+                        "airlock-egress-probe==1.0.0", "--timeout", "120")
+    expect(j["install"]["ok"] and j["install"]["duration_ms"] > 0, "installed", r)
+    lines = j["stdout"].splitlines()
+    expect(lines[0] == "airlock egress probe 1.0.0", "the program imports it", r)
+    expect(lines[1].startswith("403 ") and "reachable only while packages install" in lines[1],
+           "the index is closed once the install is done", r)
+    reasons = [(a["allowed"], a["reason"]) for a in j["network"]]
+    expect((True, "") in reasons and (False, "reachable only while packages install") in reasons,
+           "both listed", j["network"])
+
+
+@test
+def a_failed_install_is_an_error_and_the_program_does_not_run():
+    with PypiIndex(bind=HOST, host=HOST) as index:
+        r = run_code("open('/work/out/ran', 'w')", "--pip-index", index.index_url,
+                     "--package", "no-such-package", "--timeout", "120")
+        expect(r.status == 126 and b"could not be installed" in r.stderr and
+               b"no-such-package" in r.stderr, "refused with pip's words", r)
+        r, j = run_json("open('/work/out/ran', 'w')", "--pip-index", index.index_url,
+                        "--package", "no-such-package", "--timeout", "120")
+    expect(not j["install"]["ok"] and "no-such-package" in j["install"]["log"], "the log", j)
+    expect(j["exit_code"] is None and j["files"] == [], "the program never ran", j)
+
+
+@test
+def packages_are_checked_before_any_vm():
+    for spec, why in (("-r/etc/passwd", b"not a pip requirement"),
+                      ("pkg @ https://evil.test/x.whl", b"not a pip requirement"),
+                      ("--index-url=http://x", b"not a pip requirement")):
+        r = run_code("1", "--pip-index", "http://127.0.0.2:9/simple/", "--package", spec)
+        expect(r.status == 2 and why in r.stderr, "refused: %s" % spec, r)
+    r = run_code("1", "--package", "numpy")
+    expect(r.status == 2 and b"--pip-index" in r.stderr, "no index: refused naming the flag", r)
+    for spec in ("git+https://x.test/r.git", "file:/etc", "../x", "npm:other@1"):
+        r = run_code("1", "--lang", "javascript", "--npm-registry", "http://127.0.0.2:9/",
+                     "--package", spec)
+        expect(r.status == 2 and b"not a npm package spec" in r.stderr, "refused: %s" % spec, r)
+
+
+@test
+def npm_installs_a_package_from_the_registry():
+    with NpmRegistry(bind=HOST, host=HOST) as registry:
+        code = "console.log(require('airlock-egress-probe').value)"
+        r, j = run_json(code, "--lang", "javascript", "--npm-registry", registry.url,
+                        "--package", "airlock-egress-probe@1.0.0", "--timeout", "180")
+    expect(j["install"]["ok"], "installed", r)
+    expect(j["stdout"] == "airlock egress probe 1.0.0\n", "the program requires it", r)
+
+
+@test
+def run_repo_clones_through_the_allowlist():
+    with GitRepo(bind=HOST, host=HOST, files={"README": "hi\n", "t.sh": "echo tested\n"}) as repo:
+        allow = ["--allow-host", "%s:%d" % (HOST, repo.port)]
+        r = airlock("run", "--repo", repo.clone_url, "--command",
+                    "git rev-parse HEAD && bash t.sh && pwd", *allow, "--timeout", "120")
+        expect(r.status == 0 and r.stdout == (repo.head + "\ntested\n/work/repo\n").encode(),
+               "cloned, ran in the clone", r)
+        # another host allowed: the proxy refuses this one, git says so, the command never runs
+        r = airlock("run", "--repo", repo.clone_url, "--command", "echo never",
+                    "--allow-host", "example.com", "--timeout", "60")
+        expect(r.status == 128 and b"never" not in r.stdout and b"403" in r.stderr,
+               "not allowed: git says 403, the command never runs", r)
+        # nothing allowed: no proxy, no route
+        r = airlock("run", "--repo", repo.clone_url, "--command", "echo never", "--timeout", "60")
+        expect(r.status == 128 and b"never" not in r.stdout, "no route out", r)
 
 
 @test
