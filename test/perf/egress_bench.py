@@ -3,97 +3,19 @@ invocation: a 100 MB download through the guest's proxy against host curl of the
 small GET's added latency against the same GET from a host process, and `pip install` of one
 small wheel from a local index. Every server is started here on 127.0.0.2 (the guest's NO_PROXY
 sends 127.0.0.1 to its own loopback); nothing leaves the machine."""
-import http.server
 import json
 import os
 import shutil
-import socketserver
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
 import urllib.request
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
+from egress_fixtures import HttpServer, PypiIndex  # noqa: E402
+
 HOST = "127.0.0.2"
-BLOCK = bytes(range(256)) * 256
-
-
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    wheel_dir = None
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        if self.path.startswith("/stream/"):
-            n = int(self.path.split("/")[2])
-            self.send_response(200)
-            self.send_header("Content-Length", str(n))
-            self.end_headers()
-            while n > 0:
-                self.wfile.write(BLOCK[:min(n, len(BLOCK))])
-                n -= min(n, len(BLOCK))
-            return
-        if self.path == "/hello":
-            body = b"hello\n"
-        elif self.path.startswith("/simple/") and self.wheel_dir:
-            body = _index_page(self.path, self.wheel_dir)
-        elif self.path.startswith("/files/") and self.wheel_dir:
-            try:
-                with open(os.path.join(self.wheel_dir, os.path.basename(self.path)), "rb") as f:
-                    body = f.read()
-            except OSError:
-                body = None
-        else:
-            body = None
-        if body is None:
-            self.send_response(404)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
-def _index_page(path, wheel_dir):
-    """PEP 503: /simple/NAME/ lists the wheels whose name is NAME."""
-    name = path.strip("/").split("/")[-1] if path.strip("/") != "simple" else ""
-    links = "".join('<a href="/files/%s">%s</a>\n' % (w, w) for w in sorted(os.listdir(wheel_dir))
-                    if name and w.split("-")[0].lower().replace("_", "-") == name)
-    return ("<!DOCTYPE html><html><body>\n%s</body></html>\n" % links).encode()
-
-
-def build_wheel(out_dir, name="airlock_bench_pkg", version="1.0"):
-    """A pure-Python wheel made here (zipfile): what pip installs in the benchmark."""
-    import base64
-    import hashlib
-    import zipfile
-    dist = "%s-%s" % (name, version)
-    files = {"%s/__init__.py" % name: b"VALUE = 42\n",
-             "%s.dist-info/METADATA" % dist: ("Metadata-Version: 2.1\nName: %s\nVersion: %s\n"
-                                              % (name, version)).encode(),
-             "%s.dist-info/WHEEL" % dist: b"Wheel-Version: 1.0\nGenerator: airlock\n"
-                                           b"Root-Is-Purelib: true\nTag: py3-none-any\n"}
-    record = ""
-    for path, data in files.items():
-        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-        record += "%s,sha256=%s,%d\n" % (path, digest, len(data))
-    record += "%s.dist-info/RECORD,,\n" % dist
-    files["%s.dist-info/RECORD" % dist] = record.encode()
-    path = os.path.join(out_dir, "%s-py3-none-any.whl" % dist)
-    with zipfile.ZipFile(path, "w") as z:
-        for p, data in files.items():
-            z.writestr(p, data)
-    return path
-
-
-class _Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
-    daemon_threads = True
 
 
 def _airlock_json(airlock, backend, port, code, *extra, timeout=300):
@@ -135,15 +57,11 @@ def egress_figures(airlock, backend, quick):
     size = (30 if quick else 100) * 1000 * 1000
     reps = 1 if quick else 3
     gets = 10 if quick else 30
-    wheel_dir = tempfile.mkdtemp(prefix="airlock-bench-wheels-")
-    build_wheel(wheel_dir)
-    _Handler.wheel_dir = wheel_dir
-    srv = _Server((HOST, 0), _Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    port = srv.server_address[1]
     results, peers = {}, {}
-    try:
-        url = "http://%s:%d/stream/%d" % (HOST, port, size)
+    with HttpServer({"/hello": b"hello\n"}, bind=HOST, host=HOST) as srv, \
+            PypiIndex(bind=HOST, host=HOST) as index:
+        port = srv.port
+        url = "%s/stream/%d" % (srv.url, size)
         guest_mb_s, host_mb_s = [], []
         curl = shutil.which("curl")
         for _ in range(reps):
@@ -170,24 +88,20 @@ def egress_figures(airlock, backend, quick):
         ms = []
         for _ in range(gets):
             t = time.monotonic()
-            opener.open("http://%s:%d/hello" % (HOST, port)).read()
+            opener.open("%s/hello" % srv.url).read()
             ms.append((time.monotonic() - t) * 1000)
         peers["egress_small_get_host_ms"] = statistics.median(ms[1:])
 
         installs = []
         for _ in range(reps):
             j = _airlock_json(airlock, backend, port,
-                              "import airlock_bench_pkg; print(airlock_bench_pkg.VALUE)",
-                              "--pip-index", "http://%s:%d/simple/" % (HOST, port),
-                              "--package", "airlock-bench-pkg==1.0")
-            if not j.get("install", {}).get("ok") or j["stdout"] != "42\n":
+                              "import airlock_egress_probe; print(airlock_egress_probe.VALUE)",
+                              "--pip-index", index.index_url,
+                              "--package", "airlock-egress-probe==1.0.0")
+            if not j.get("install", {}).get("ok"):
                 raise RuntimeError("egress bench: the install failed: %s" % j)
             installs.append(j["install"]["duration_ms"])
         results["pip_install_one_wheel_ms"] = statistics.median(installs)
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        shutil.rmtree(wheel_dir, ignore_errors=True)
     return results, peers
 
 
