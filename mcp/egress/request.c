@@ -15,6 +15,7 @@
 #include <strings.h>
 
 #include "egress.h"
+#include "proto.h"
 
 #define MAX_HEADERS 100
 
@@ -288,8 +289,12 @@ int egress_request_parse(const char *head, size_t len, struct egress_request *re
 	}
 	if (req->port == 0)
 		return refuse(why, why_len, 400, "port 0");
-	if (host_header && !host_header_matches(host_header, req->host, req->port,
-						connect ? 0 : 80))
+	/* CONNECT's Host may name the proxy itself: undici (Node's fetch) sends that */
+	bool names_proxy = connect && host_header &&
+			   (host_header_matches(host_header, "127.0.0.1", AL_EGRESS_PROXY_PORT, 0) ||
+			    host_header_matches(host_header, "localhost", AL_EGRESS_PROXY_PORT, 0));
+	if (host_header && !names_proxy &&
+	    !host_header_matches(host_header, req->host, req->port, connect ? 0 : 80))
 		return refuse(why, why_len, 400, "the Host header names another host than the "
 			      "request's target %s", req->host);
 	if (!connect && build_upstream_head(&parser, &st, &u, req, host_header != NULL) != 0)

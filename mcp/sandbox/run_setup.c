@@ -172,13 +172,34 @@ static void put_install(struct records *r, const struct sandbox_request *req)
 	const struct sandbox_policy *p = req->policy;
 	const char *argv[SANDBOX_MAX_PACKAGES + 24];
 	size_t n = 0;
+	/* pip's --trusted-host takes the index's host[:port] */
+	char trusted_host_buf[300];
+	const char *trusted_host = NULL;
+	if (p->pip_index && strncmp(p->pip_index, "http://", 7) == 0) {
+		size_t len = strcspn(p->pip_index + 7, "/?#");
+		if (len > 0 && len < sizeof trusted_host_buf) {
+			memcpy(trusted_host_buf, p->pip_index + 7, len);
+			trusted_host_buf[len] = '\0';
+			trusted_host = trusted_host_buf;
+		}
+	}
 	if (req->language == AL_LANG_PYTHON) {
-		const char *head[] = {"/usr/bin/python3", "-m", "pip", "install", "--target",
-				      SANDBOX_PYTHON_PACKAGES, "--only-binary=:all:", "--no-cache-dir",
-				      "--disable-pip-version-check", "--no-input", "--progress-bar",
-				      "off", "--index-url", p->pip_index, "--"};
+		/* --user into PYTHONUSERBASE (the call's /work), not --target: a --target install
+		 * sees none of the image's packages and downloads numpy again for a wheel that
+		 * needs it; --user counts them as satisfied. Debian marks its python externally
+		 * managed, hence --break-system-packages (nothing of the system is written). */
+		const char *head[] = {"/usr/bin/python3", "-m", "pip", "install", "--user",
+				      "--break-system-packages", "--only-binary=:all:",
+				      "--no-cache-dir", "--disable-pip-version-check", "--no-input",
+				      "--progress-bar", "off", "--index-url", p->pip_index};
 		for (size_t i = 0; i < sizeof head / sizeof *head; i++)
 			argv[n++] = head[i];
+		/* the operator named this index: an http:// one is trusted as given */
+		if (strncmp(p->pip_index, "http://", 7) == 0 && trusted_host) {
+			argv[n++] = "--trusted-host";
+			argv[n++] = trusted_host;
+		}
+		argv[n++] = "--";
 	} else {
 		const char *head[] = {"/usr/bin/npm", "install", "--ignore-scripts", "--no-audit",
 				      "--no-fund", "--no-update-notifier", "--no-package-lock",
@@ -248,8 +269,11 @@ int sandbox_build_setup(const struct sandbox_request *req, uint8_t **out, size_t
 		put_env(&r, "NODE_EXTRA_CA_CERTS", CA_EXTRA);
 	}
 	if (req->n_packages > 0) {
-		if (req->language == AL_LANG_PYTHON)
-			put_env(&r, "PYTHONPATH", SANDBOX_PYTHON_PACKAGES);
+		if (req->language == AL_LANG_PYTHON) {
+			put_env(&r, "PYTHONUSERBASE", SANDBOX_PYTHON_PACKAGES);
+			/* the waiting interpreter computed its user site at start: name it */
+			put_env(&r, "PYTHONPATH", SANDBOX_PYTHON_USER_SITE);
+		}
 		else {
 			put_env(&r, "NODE_PATH", SANDBOX_NODE_PACKAGES "/node_modules");
 			put_env(&r, "npm_config_cache", "/tmp/.npm");

@@ -102,7 +102,8 @@ struct sandbox_policy {
 };
 
 /* Where packages go in the guest (the call's own /work), and the tools that install them. */
-#define SANDBOX_PYTHON_PACKAGES "/work/.airlock/python"
+#define SANDBOX_PYTHON_PACKAGES "/work/.airlock/python" /* PYTHONUSERBASE, pip --user */
+#define SANDBOX_PYTHON_USER_SITE SANDBOX_PYTHON_PACKAGES "/lib/python3.11/site-packages"
 #define SANDBOX_NODE_PACKAGES "/work/.airlock/node"
 #define SANDBOX_MAX_PACKAGES 64
 #define SANDBOX_MAX_PACKAGE_LEN 200

@@ -394,20 +394,26 @@ const https = require('https');
 
 @test
 def pip_installs_a_wheel_and_the_index_closes_after():
-    with PypiIndex(bind=HOST, host=HOST) as index:
+    # the second wheel needs numpy, which the index does not have: the image's counts
+    projects = PypiIndex.DEFAULT + [("airlock-needs-numpy", "1.0", "import numpy\n"
+                                     "VALUE = int(numpy.arange(4).sum())\n", ("numpy",))]
+    with PypiIndex(projects, bind=HOST, host=HOST) as index:
         code = """
-import airlock_egress_probe, urllib.request, urllib.error
-print(airlock_egress_probe.VALUE)
+import airlock_egress_probe, airlock_needs_numpy, urllib.request, urllib.error
+print(airlock_egress_probe.VALUE, airlock_needs_numpy.VALUE)
 try:
     urllib.request.urlopen("%s")
 except urllib.error.HTTPError as e:
     print(e.code, e.read().decode().strip())
 """ % index.index_url
         r, j = run_json(code, "--pip-index", index.index_url, "--package",
-                        "airlock-egress-probe==1.0.0", "--timeout", "120")
+                        "airlock-egress-probe==1.0.0", "--package", "airlock-needs-numpy",
+                        "--timeout", "120")
     expect(j["install"]["ok"] and j["install"]["duration_ms"] > 0, "installed", r)
+    expect("numpy" in j["install"]["log"] and "already satisfied" in j["install"]["log"],
+           "numpy taken from the image, not fetched", j["install"])
     lines = j["stdout"].splitlines()
-    expect(lines[0] == "airlock egress probe 1.0.0", "the program imports it", r)
+    expect(lines[0] == "airlock egress probe 1.0.0 6", "the program imports both", r)
     expect(lines[1].startswith("403 ") and "reachable only while packages install" in lines[1],
            "the index is closed once the install is done", r)
     reasons = [(a["allowed"], a["reason"]) for a in j["network"]]

@@ -134,6 +134,9 @@ static void connect_and_absolute_requests_are_read(void)
 	CHECK(req.kind == EGRESS_CONNECT && strcmp(req.host, "example.com") == 0 &&
 	      req.port == 443);
 	egress_request_free(&req);
+	/* undici names the proxy in CONNECT's Host */
+	CHECK(parse("CONNECT a.test:443 HTTP/1.1\r\nhost: 127.0.0.1:3128\r\n\r\n", &req, why) == 0);
+	egress_request_free(&req);
 	CHECK(parse("CONNECT [::1]:8443 HTTP/1.1\r\n\r\n", &req, why) == 0);
 	CHECK(strcmp(req.host, "::1") == 0 && req.port == 8443);
 	egress_request_free(&req);
@@ -161,6 +164,8 @@ static void odd_requests_are_refused(void)
 	    "GET http://a.test/ HTTP/1.1\r\nHost: b.test\r\n\r\n",
 	    "GET http://a.test:81/ HTTP/1.1\r\nHost: a.test\r\n\r\n", /* Host says port 80 */
 	    "CONNECT a.test:443 HTTP/1.1\r\nHost: b.test:443\r\n\r\n",
+	    "CONNECT a.test:443 HTTP/1.1\r\nHost: 127.0.0.1:3129\r\n\r\n",
+	    "GET http://a.test/ HTTP/1.1\r\nHost: 127.0.0.1:3128\r\n\r\n", /* only CONNECT */
 	    "GET /path HTTP/1.1\r\nHost: a.test\r\n\r\n",
 	    "GET https://a.test/ HTTP/1.1\r\n\r\n",
 	    "GET ftp://a.test/ HTTP/1.1\r\n\r\n",

@@ -38,10 +38,13 @@
   let building = false;
   function buildDispatcher() {
     // undici's lib/ files, not its index: the index (which a program's require('undici') also
-    // loads) installs a dispatcher of its own when it finds none, asking us while we build.
+    // loads) installs a dispatcher of its own when it finds none, asking us while we build. The
+    // one thing the index adds to them, the request methods (ProxyAgent tunnels with connect()),
+    // is added here the same way (undici 5.15, bookworm's node-undici).
     const Agent = require(lib + 'undici/lib/agent');
     const ProxyAgent = require(lib + 'undici/lib/proxy-agent');
     const Dispatcher = require(lib + 'undici/lib/dispatcher');
+    Object.assign(Dispatcher.prototype, require(lib + 'undici/lib/api'));
     const direct = new Agent();
     const proxies = new Map();
     class ProxyFromEnv extends Dispatcher {
