@@ -17,13 +17,14 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import airlock, expect, main, run_code, run_json, test  # noqa: E402
+from harness import SLOWDOWN, airlock, expect, main, run_code, run_json, test  # noqa: E402
 from egress_fixtures import GitRepo, NpmRegistry, PypiIndex  # noqa: E402
 
 HOST = "127.0.0.2"
 CERTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "certs")
 CA = os.path.join(CERTS, "ca.pem")
 HELLO = b"hello from the host\n"
+LONG = int(300 * SLOWDOWN)  # the airlock command's own limit, past the VM's --timeout
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -269,7 +270,7 @@ for url in ["http://%s:%d/", "http://no-such-host.invalid/"]:
         print(e.code, e.read().decode().strip())
 """ % (HOST, port)
     r, j = run_json(code, "--allow-host", "%s:%d" % (HOST, port),
-                    "--allow-host", "no-such-host.invalid", "--timeout", "60")
+                    "--allow-host", "no-such-host.invalid", "--timeout", "60", timeout=LONG)
     lines = j["stdout"].splitlines()
     expect(len(lines) == 2, "two answers", r)
     expect(lines[0].startswith("502 airlock's proxy could not reach %s port %d: cannot connect"
@@ -296,7 +297,7 @@ for c in held[32:]:
     answers[status] = answers.get(status, 0) + 1
 print(answers)
 """ % (HOST, s.http_port, HOST, s.http_port)
-        r, j = run_json(code, "--allow-host", "%s:%d" % (HOST, s.http_port), "--timeout", "60")
+        r, j = run_json(code, "--allow-host", "%s:%d" % (HOST, s.http_port), "--timeout", "60", timeout=LONG)
         expect(j["stdout"] == "{'HTTP/1.1 403 Forbidden': 8}\n", "8 beyond 32 refused", r)
         refused = [a for a in j["network"] if not a["allowed"]]
         expect(len(refused) == 8 and all("at most 32" in a["reason"] for a in refused),
@@ -335,7 +336,7 @@ import urllib.request, hashlib
 h = hashlib.sha256(urllib.request.urlopen("https://%s:%d/stream/%d").read())
 print(h.hexdigest())
 """ % (HOST, s.https_port, size)
-        r, j = run_json(code, *s.allow(), "--timeout", "120")
+        r, j = run_json(code, *s.allow(), "--timeout", "120", timeout=LONG)
     import hashlib
     block = bytes(range(256)) * 256
     want = hashlib.sha256((block * (size // len(block)))).hexdigest()
@@ -350,7 +351,7 @@ import urllib.request
 req = urllib.request.Request("http://%s:%d/upload", data=b"u" * 3000000, method="POST")
 print(urllib.request.urlopen(req).read().decode())
 """ % (HOST, s.http_port)
-        r, j = run_json(code, "--allow-host", "%s:%d" % (HOST, s.http_port), "--timeout", "60")
+        r, j = run_json(code, "--allow-host", "%s:%d" % (HOST, s.http_port), "--timeout", "60", timeout=LONG)
     expect(j["stdout"] == "got 3000000 bytes\n", "3 MB uploaded", r)
 
 
@@ -368,7 +369,7 @@ git clone -q %s /tmp/clone
 git -C /tmp/clone rev-parse HEAD
 """ % (HOST, s.http_port, HOST, s.https_port, HOST, s.https_port, repo.clone_url)
         r, j = run_json(code, "--lang", "bash", *s.allow(), "--allow-host",
-                        "%s:%d" % (HOST, repo.port), "--timeout", "120")
+                        "%s:%d" % (HOST, repo.port), "--timeout", "120", timeout=LONG)
     expect(j["exit_code"] == 0, "all of it worked", r)
     expect(j["stdout"] == (HELLO * 3).decode() + repo.head + "\n", "curl, requests, git", r)
 
@@ -386,7 +387,7 @@ const https = require('https');
   });
 })();
 """ % (HOST, s.https_port, HOST, s.https_port)
-        r, j = run_json(code, "--lang", "javascript", *s.allow(), "--timeout", "60")
+        r, j = run_json(code, "--lang", "javascript", *s.allow(), "--timeout", "60", timeout=LONG)
     expect(j["exit_code"] == 0 and j["stdout"] == (HELLO * 2).decode(), "fetch and https.get", r)
     expect(len(j["network"]) == 2 and all(a["allowed"] for a in j["network"]),
            "both through the proxy", j["network"])
@@ -408,7 +409,7 @@ except urllib.error.HTTPError as e:
 """ % index.index_url
         r, j = run_json(code, "--pip-index", index.index_url, "--package",
                         "airlock-egress-probe==1.0.0", "--package", "airlock-needs-numpy",
-                        "--timeout", "120")
+                        "--timeout", "120", timeout=LONG)
     expect(j["install"]["ok"] and j["install"]["duration_ms"] > 0, "installed", r)
     expect("numpy" in j["install"]["log"] and "already satisfied" in j["install"]["log"],
            "numpy taken from the image, not fetched", j["install"])
@@ -425,11 +426,11 @@ except urllib.error.HTTPError as e:
 def a_failed_install_is_an_error_and_the_program_does_not_run():
     with PypiIndex(bind=HOST, host=HOST) as index:
         r = run_code("open('/work/out/ran', 'w')", "--pip-index", index.index_url,
-                     "--package", "no-such-package", "--timeout", "120")
+                     "--package", "no-such-package", "--timeout", "120", timeout=LONG)
         expect(r.status == 126 and b"could not be installed" in r.stderr and
                b"no-such-package" in r.stderr, "refused with pip's words", r)
         r, j = run_json("open('/work/out/ran', 'w')", "--pip-index", index.index_url,
-                        "--package", "no-such-package", "--timeout", "120")
+                        "--package", "no-such-package", "--timeout", "120", timeout=LONG)
     expect(not j["install"]["ok"] and "no-such-package" in j["install"]["log"], "the log", j)
     expect(j["exit_code"] is None and j["files"] == [], "the program never ran", j)
 
@@ -454,7 +455,7 @@ def npm_installs_a_package_from_the_registry():
     with NpmRegistry(bind=HOST, host=HOST) as registry:
         code = "console.log(require('airlock-egress-probe').value)"
         r, j = run_json(code, "--lang", "javascript", "--npm-registry", registry.url,
-                        "--package", "airlock-egress-probe@1.0.0", "--timeout", "180")
+                        "--package", "airlock-egress-probe@1.0.0", "--timeout", "180", timeout=LONG)
     expect(j["install"]["ok"], "installed", r)
     expect(j["stdout"] == "airlock egress probe 1.0.0\n", "the program requires it", r)
 
@@ -464,16 +465,16 @@ def run_repo_clones_through_the_allowlist():
     with GitRepo(bind=HOST, host=HOST, files={"README": "hi\n", "t.sh": "echo tested\n"}) as repo:
         allow = ["--allow-host", "%s:%d" % (HOST, repo.port)]
         r = airlock("run", "--repo", repo.clone_url, "--command",
-                    "git rev-parse HEAD && bash t.sh && pwd", *allow, "--timeout", "120")
+                    "git rev-parse HEAD && bash t.sh && pwd", *allow, "--timeout", "120", timeout=LONG)
         expect(r.status == 0 and r.stdout == (repo.head + "\ntested\n/work/repo\n").encode(),
                "cloned, ran in the clone", r)
         # another host allowed: the proxy refuses this one, git says so, the command never runs
         r = airlock("run", "--repo", repo.clone_url, "--command", "echo never",
-                    "--allow-host", "example.com", "--timeout", "60")
+                    "--allow-host", "example.com", "--timeout", "60", timeout=LONG)
         expect(r.status == 128 and b"never" not in r.stdout and b"403" in r.stderr,
                "not allowed: git says 403, the command never runs", r)
         # nothing allowed: no proxy, no route
-        r = airlock("run", "--repo", repo.clone_url, "--command", "echo never", "--timeout", "60")
+        r = airlock("run", "--repo", repo.clone_url, "--command", "echo never", "--timeout", "60", timeout=LONG)
         expect(r.status == 128 and b"never" not in r.stdout, "no route out", r)
 
 
