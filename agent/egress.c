@@ -327,13 +327,7 @@ int egress_host_frame(struct egress *e, int channel_fd, uint32_t type, uint32_t 
 		memcpy(&how, payload, sizeof how);
 		if (how.how == AL_CLOSE_ABORT || c->fd < 0) {
 			c->got_close = 2;
-			if (c->fd >= 0)
-				close(c->fd);
-			c->fd = -1;
-			queue_free(c);
-			int rc = send_close(channel_fd, c, AL_CLOSE_ABORT);
-			conn_release_if_done(c);
-			return rc;
+			return conn_abort(channel_fd, c);
 		}
 		c->got_close = 1;
 		return pump_to_program(channel_fd, c);

@@ -31,10 +31,6 @@
 #define TAR_BLOCK 512u
 #define TAR_END (2 * TAR_BLOCK)
 
-struct memory_sink {
-	uint8_t *data;
-	size_t len, cap;
-};
 
 struct packer {
 	const char *top; /* PATH as given, for messages */
@@ -42,7 +38,7 @@ struct packer {
 	FILE *warn;
 	struct archive *a;
 	struct archive_entry *e;
-	struct memory_sink sink;
+	struct archive_memory sink;
 	size_t max_bytes, max_entries;
 	uint64_t bytes; /* the archive's size so far: headers, content, padding, its end */
 	size_t entries; /* everything met on the walk, skipped or not */
@@ -50,25 +46,6 @@ struct packer {
 	char *err;
 	size_t err_len;
 };
-
-static la_ssize_t sink_write(struct archive *a, void *ctx, const void *buf, size_t len)
-{
-	(void)a;
-	struct memory_sink *s = ctx;
-	if (s->len + len > s->cap) {
-		size_t cap = s->cap ? s->cap : 65536;
-		while (cap < s->len + len)
-			cap *= 2;
-		uint8_t *p = realloc(s->data, cap);
-		if (!p)
-			return -1;
-		s->data = p;
-		s->cap = cap;
-	}
-	memcpy(s->data + s->len, buf, len);
-	s->len += len;
-	return (la_ssize_t)len;
-}
 
 /* A name as it may be printed: control bytes as \xNN, so that a file name cannot drive the
  * terminal that reads the warning. */
@@ -461,7 +438,7 @@ int run_dir_pack(const char *path, const struct file_list *put, size_t max_bytes
 	p.e = archive_entry_new();
 	if (!p.a || !p.e || archive_write_set_format_ustar(p.a) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(p.a, 1) != ARCHIVE_OK ||
-	    archive_write_open(p.a, &p.sink, NULL, sink_write, NULL) != ARCHIVE_OK) {
+	    archive_write_open_growing(p.a, &p.sink) != ARCHIVE_OK) {
 		snprintf(err, err_len, "--dir %s: cannot start a tar archive: %s", path,
 			 p.a ? archive_error_string(p.a) : "out of memory");
 		rc = -ENOMEM;

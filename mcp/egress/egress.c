@@ -595,6 +595,22 @@ static void decide(struct conn *c, size_t head_len)
 
 /* ---- the guest's frames ---- */
 
+/* Keeps the guest's bytes until the connection is made. Returns 0, or -ENOMEM (the connection
+ * failed then). */
+static int hold(struct conn *c, const uint8_t *payload, size_t len)
+{
+	uint8_t *p = realloc(c->held, c->held_len + len);
+	if (!p) {
+		c->from_guest_inflight -= len;
+		conn_fail(c, 502, "out of memory");
+		return -ENOMEM;
+	}
+	memcpy(p + c->held_len, payload, len);
+	c->held = p;
+	c->held_len += len;
+	return 0;
+}
+
 static int take_data(struct conn *c, const uint8_t *payload, size_t len, const char **why)
 {
 	if (c->guest_closed) {
@@ -610,15 +626,8 @@ static int take_data(struct conn *c, const uint8_t *payload, size_t len, const c
 	c->from_guest_inflight += len;
 	switch (c->state) {
 	case CONN_HEAD: {
-		uint8_t *p = realloc(c->held, c->held_len + len);
-		if (!p) {
-			c->from_guest_inflight -= len;
-			conn_fail(c, 502, "out of memory");
+		if (hold(c, payload, len) != 0)
 			return 0;
-		}
-		memcpy(p + c->held_len, payload, len);
-		c->held = p;
-		c->held_len += len;
 		size_t head = egress_request_head_length(c->held, c->held_len);
 		if (head)
 			decide(c, head);
@@ -629,18 +638,9 @@ static int take_data(struct conn *c, const uint8_t *payload, size_t len, const c
 		return 0;
 	}
 	case CONN_RESOLVING:
-	case CONN_CONNECTING: {
-		uint8_t *p = realloc(c->held, c->held_len + len);
-		if (!p) {
-			c->from_guest_inflight -= len;
-			conn_fail(c, 502, "out of memory");
-			return 0;
-		}
-		memcpy(p + c->held_len, payload, len);
-		c->held = p;
-		c->held_len += len;
+	case CONN_CONNECTING:
+		(void)hold(c, payload, len);
 		return 0;
-	}
 	case CONN_OPEN: {
 		int rc = write_upstream(c, payload, len, len);
 		if (rc) {

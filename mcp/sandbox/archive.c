@@ -74,15 +74,10 @@ bool archive_path_ok(const char *path, char *why, size_t why_len)
 	return problem == NULL;
 }
 
-struct memory_sink {
-	uint8_t *data;
-	size_t len, cap;
-};
-
 static la_ssize_t sink_write(struct archive *a, void *ctx, const void *buf, size_t len)
 {
 	(void)a;
-	struct memory_sink *s = ctx;
+	struct archive_memory *s = ctx;
 	if (s->len + len > s->cap) {
 		size_t cap = s->cap ? s->cap : 65536;
 		while (cap < s->len + len)
@@ -98,16 +93,21 @@ static la_ssize_t sink_write(struct archive *a, void *ctx, const void *buf, size
 	return (la_ssize_t)len;
 }
 
+int archive_write_open_growing(struct archive *a, struct archive_memory *m)
+{
+	return archive_write_open(a, m, NULL, sink_write, NULL);
+}
+
 int archive_pack(const struct file_list *files, uint8_t **out, size_t *out_len, char *err,
 		 size_t err_len)
 {
-	struct memory_sink sink = {0};
+	struct archive_memory sink = {0};
 	struct archive *a = archive_write_new();
 	struct archive_entry *e = archive_entry_new();
 	int rc = 0;
 	if (!a || !e || archive_write_set_format_ustar(a) != ARCHIVE_OK ||
 	    archive_write_set_bytes_in_last_block(a, 1) != ARCHIVE_OK ||
-	    archive_write_open(a, &sink, NULL, sink_write, NULL) != ARCHIVE_OK) {
+	    archive_write_open_growing(a, &sink) != ARCHIVE_OK) {
 		snprintf(err, err_len, "cannot start a tar archive: %s",
 			 a ? archive_error_string(a) : "out of memory");
 		rc = -ENOMEM;

@@ -43,6 +43,14 @@ void file_list_free(struct file_list *list);
  * component, at most ARCHIVE_MAX_PATH bytes. why says what is wrong. */
 bool archive_path_ok(const char *path, char *why, size_t why_len);
 
+/* A libarchive writer's output in memory, grown as it comes (malloc'd data; the caller frees). */
+struct archive;
+struct archive_memory {
+	uint8_t *data;
+	size_t len, cap;
+};
+/* archive_write_open() into m. Returns libarchive's status. */
+int archive_write_open_growing(struct archive *a, struct archive_memory *m);
 /* Packs files into a ustar archive (malloc'd *out). Returns 0 or -errno with err set. */
 int archive_pack(const struct file_list *files, uint8_t **out, size_t *out_len, char *err,
 		 size_t err_len);
