@@ -78,8 +78,9 @@ const char *program_script_path(uint32_t language);
 /* Has the waiting interpreter re-seed its PRNGs from the kernel (just fed fresh entropy) and
  * warm up, and waits until it has. Returns 0 or -errno. */
 int program_prepare(struct program *p);
-/* Lets the waiting program run. Returns 0 or -errno. */
-int program_go(struct program *p);
+/* Lets the waiting program run, with_environment: after taking SETUP_ENV_FILE (written for this
+ * run). Returns 0 or -errno. */
+int program_go(struct program *p, int with_environment);
 /* Kills a program that will not run and closes its pipes. */
 void program_discard(struct program *p);
 

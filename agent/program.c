@@ -6,7 +6,9 @@
  *   0, 1, 2  pipes to the agent (stdin is fed by the agent, stdout/stderr are read by it)
  *   3        the go pipe: lines from the agent. "P<seed>": prepare (re-seed the PRNGs from the
  *            kernel, which just got fresh host entropy, and warm up), any number of times;
- *            "G<seed>": the program text is in place, run it.
+ *            "G<seed>": the program text is in place, run it; "E<seed>": the same, and take
+ *            the run's environment from SETUP_ENV_FILE first (a plain run then never looks
+ *            for the file: under emulation every new path costs its translation, per VM).
  *   4        the ready pipe: the starter writes "R" once it waits, and after each prepare; or the
  *            child writes an int errno when it could not start the interpreter at all
  *
@@ -46,8 +48,8 @@ struct interpreter {
 /* bash: $RANDOM is seeded at start-up, so it is seeded again from each line */
 #define BASH_STARTER                                                                               \
 	"printf R >&4; while :; do read -r line <&3 || exit 125; RANDOM=${line#?}; "                 \
-	"case $line in G*) break;; esac; printf R >&4; done; exec 3<&- 4>&-; unset line; "          \
-	"if [ -r " SETUP_ENV_FILE " ]; then set -a; . " SETUP_ENV_FILE "; set +a; fi; . \"$0\""
+	"case $line in [GE]*) break;; esac; printf R >&4; done; exec 3<&- 4>&-; "                   \
+	"case $line in E*) set -a; . " SETUP_ENV_FILE "; set +a;; esac; unset line; . \"$0\""
 
 /* One per row of AL_LANGUAGES (proto.h); a row left out here is refused at its first run. */
 static const struct interpreter interpreters[AL_LANG_END] = {
@@ -89,7 +91,8 @@ const char *program_script_path(uint32_t language)
 	return interp ? interp->script : NULL;
 }
 
-/* The child that execs its interpreter only at go (node): answers prepares, returns 0 at "G". */
+/* The child that execs its interpreter only at go (node): answers prepares, returns 0 at "G",
+ * 1 at "E" (go, with the run's environment). */
 static int wait_for_go(void)
 {
 	char c, first = 0;
@@ -99,8 +102,8 @@ static int wait_for_go(void)
 			first = c;
 		if (c != '\n')
 			continue;
-		if (first == 'G')
-			return 0;
+		if (first == 'G' || first == 'E')
+			return first == 'E';
 		(void)!write(READY_FD, "R", 1);
 		first = 0;
 	}
@@ -201,11 +204,13 @@ static void exec_child(const struct interpreter *interp, int preload, const int 
 		char *env[sizeof user_environment / sizeof *user_environment + SETUP_MAX_ENV + 1];
 		if (!interp->waits_itself) {
 			(void)!write(READY_FD, "R", 1);
-			if (wait_for_go() != 0)
+			int go = wait_for_go();
+			if (go < 0)
 				_exit(125);
 			close(GO_FD);
 			close(READY_FD);
-			read_environment_file(env_buf, sizeof env_buf, extra);
+			if (go == 1)
+				read_environment_file(env_buf, sizeof env_buf, extra);
 		}
 		compose_environment(extra, env);
 		execve(argv[0], (char *const *)argv, env);
@@ -380,9 +385,9 @@ int program_prepare(struct program *p)
 	return rc;
 }
 
-int program_go(struct program *p)
+int program_go(struct program *p, int with_environment)
 {
-	int rc = send_line(p, 'G');
+	int rc = send_line(p, with_environment ? 'E' : 'G');
 	close_fd(&p->go_fd);
 	return rc;
 }

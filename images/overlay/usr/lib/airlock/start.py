@@ -1,7 +1,8 @@
 """airlock's Python starter: the interpreter that runs the user's program.
 
 The agent starts it as the sandbox user, with stdin/stdout/stderr already wired to the agent, and:
-  fd 3  lines from the agent: "P<seed>" prepare (any number of times), then "G<seed>" go
+  fd 3  lines from the agent: "P<seed>" prepare (any number of times), then "G<seed>" go, or
+        "E<seed>": go, taking the run's environment from /run/airlock/env first
   fd 4  we write b"R" once we wait, and after each prepare
 
     python3 /usr/lib/airlock/start.py SCRIPT [--preload]
@@ -39,17 +40,20 @@ def _read_line():
 
 
 def _wait_for_go():
-    """Serves prepares until go. Returns whether the PRNGs were seeded by a prepare."""
+    """Serves prepares until go. Returns (whether the PRNGs were seeded by a prepare, whether
+    the run has an environment of its own)."""
     prepared = False
     os.write(4, b"R")
-    while not _read_line().startswith(b"G"):
+    line = _read_line()
+    while not line.startswith((b"G", b"E")):
         _reseed()
         _warm_up()
         prepared = True
         os.write(4, b"R")
+        line = _read_line()
     os.close(3)
     os.set_inheritable(4, False)  # kept for the exit report (_exit), not for the program's children
-    return prepared
+    return prepared, line.startswith(b"E")
 
 
 def _reseed():
@@ -76,12 +80,9 @@ def _warm_up():
 
 def _apply_run_environment():
     """The run's environment (the proxy, the CA bundle, installed packages): the agent writes it
-    as NAME='VALUE' lines after this interpreter started, so it is taken in here, at go."""
-    try:
-        with open("/run/airlock/env", "rb") as f:
-            lines = f.read().decode("utf-8", "replace").splitlines()
-    except FileNotFoundError:
-        return
+    as NAME='VALUE' lines after this interpreter started, so it is taken in here, at go ("E")."""
+    with open("/run/airlock/env", "rb") as f:
+        lines = f.read().decode("utf-8", "replace").splitlines()
     for line in lines:
         name, sep, value = line.partition("=")
         if sep and len(value) >= 2 and value[0] == "'" and value[-1] == "'":
@@ -90,11 +91,12 @@ def _apply_run_environment():
                 sys.path[1:1] = [p for p in value[1:-1].split(":") if p]
 
 
-def _run(script):
+def _run(script, with_environment):
     import builtins
     import types
 
-    _apply_run_environment()
+    if with_environment:
+        _apply_run_environment()
     with open(script, "rb") as f:
         source = f.read()
     sys.argv = [script]
@@ -211,9 +213,10 @@ def _start():
     script = sys.argv[1]
     if sys.argv[2:] == ["--preload"]:
         _preload()
-    if not _wait_for_go():  # a prepare has re-seeded since the VM became unique
+    prepared, with_environment = _wait_for_go()
+    if not prepared:  # else a prepare has re-seeded since the VM became unique
         _reseed()
-    _run(script)
+    _run(script, with_environment)
 
 
 _start()
