@@ -33,7 +33,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "test", "perf"))
 
-PROTOCOL = 2  # agent/proto.h: AL_PROTO_VERSION
+PROTOCOL = 3  # agent/proto.h: AL_PROTO_VERSION
 FRAME_READY, FRAME_EXIT, FRAME_ERROR = 1, 4, 5
 FRAME_RUN, FRAME_PING = 0x81, 0x82
 FRAME_DATA, FRAME_CREDIT = 0x41, 0x42
@@ -89,9 +89,10 @@ class Channel:
 
 def run_frame(language, code, timeout_ms=20000):
     code = code.encode()
-    head = struct.pack("<IIIIQQQq64sIIII", PROTOCOL, language, timeout_ms, OUTPUT_WINDOW,
+    # struct al_run: no stdin, files or setup records, no egress (flags 0), reserved 0
+    head = struct.pack("<IIIIQQQq64sIIIIII", PROTOCOL, language, timeout_ms, OUTPUT_WINDOW,
                        1 << 20, 1 << 20, 1 << 20,
-                       time.time_ns(), os.urandom(64), len(code), 0, 0, 0)
+                       time.time_ns(), os.urandom(64), len(code), 0, 0, 0, 0, 0)
     return head + code
 
 
