@@ -196,8 +196,6 @@ static void conn_maybe_free(struct conn *c)
 			break;
 		}
 	}
-	if (c->counted_open)
-		e->open_count--;
 	if (c->addrs)
 		uv_freeaddrinfo(c->addrs);
 	egress_request_free(&c->req);
@@ -761,9 +759,7 @@ void egress_close(struct egress *e, void (*closed)(void *ctx), void *ctx)
 	}
 	for (struct conn *c = e->conns, *next; c; c = next) {
 		next = c->next;
-		if ((c->state == CONN_RESOLVING || c->state == CONN_CONNECTING ||
-		     c->state == CONN_OPEN) && c->attempt && !c->attempt->reason[0] &&
-		    c->state != CONN_OPEN)
+		if (c->state == CONN_RESOLVING || c->state == CONN_CONNECTING)
 			note_reason(c, "the run ended first");
 		c->state = CONN_ANSWERED;
 		close_handles(c);
