@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import expect, main, misbehaving_images, test  # noqa: E402
-from mcp_session import started, wait_for_pool  # noqa: E402
+from mcp_session import BACKEND, started, wait_for_pool  # noqa: E402
 
 CAP = 1 << 20         # stdout, stderr, and /work/out's returned files in total (docs/interface.md)
 RUN_GRACE_S = 2.0     # mcp/sandbox/sandbox_internal.h RUN_GRACE_MS: the host's wait past the limit
@@ -230,14 +230,17 @@ def random_binary_files_go_in_and_come_out_byte_exact():
 
 @test
 def a_result_carrying_a_full_mib_of_files_arrives_every_time():
-    """Thirty calls, each returning a file just under the 1 MiB cap: every result arrives whole.
-    (The EXIT frame is then ~1 MiB; the guest ends itself right after sending it.)"""
+    """Thirty calls (twelve on kvm), each returning a file just under the 1 MiB cap: every
+    result arrives whole. (The EXIT frame is then ~1 MiB; the guest ends itself right after
+    sending it.) The loss it guards against was QEMU's, 1 call in 10 (e8071c5); on kvm a call
+    costs the test host 3 to 6 s, and the suite has 42 minutes."""
+    rounds = 12 if BACKEND == "kvm" else 30
     size = CAP - (8 << 10)
     code = "import os\nopen('out/r.bin', 'wb').write(os.urandom(%d))\n" % size
     s = started("--pool", "1")
     try:
         lost = []
-        for i in range(30):
+        for i in range(rounds):
             r = s.call(i, {"code": code}, timeout=180)["result"]
             if "structuredContent" not in r:
                 lost.append(r["content"][0]["text"])
@@ -246,7 +249,7 @@ def a_result_carrying_a_full_mib_of_files_arrives_every_time():
             expect(files == [{"path": "r.bin", "size": size, "mime_type":
                               "application/octet-stream", "returned": True}], "the file", files)
             expect(len(returned_files(r)["r.bin"]) == size, "its content returned")
-        expect(not lost, "%d of 30 results lost" % len(lost), lost[:3])
+        expect(not lost, "%d of %d results lost" % (len(lost), rounds), lost[:3])
     finally:
         s.close()
 
