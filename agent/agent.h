@@ -10,12 +10,14 @@
 #include <sys/types.h>
 
 #include "proto.h"
+#include "../images/pending-output.h"
 
 #define AGENT_USER_UID 1000
 #define AGENT_USER_GID 1000
 #define AGENT_WORK_DIR "/work"
 #define AGENT_OUT_DIR "/work/out"
 #define AGENT_RUN_DIR "/run/airlock" /* the program text and its stdin, root-owned */
+#define AGENT_PENDING_OUTPUT AGENT_RUN_DIR "/output" /* pending.c; the sandbox user's to write */
 /* SCHED_FIFO priorities during a run: the agent, and below it the collector of /work/out, both
  * ahead of every user process (and of a dying interpreter's teardown). */
 #define AGENT_RUN_PRIORITY 2
@@ -70,9 +72,13 @@ struct program {
 };
 
 /* Starts the interpreter for language as the sandbox user and waits until it is ready to run the
- * program (python with preload also imports the common modules first). Returns 0, or -errno with
- * *why saying what went wrong. */
+ * program (python and node with preload also load the common modules first). Returns 0, or
+ * -errno with *why saying what went wrong. */
 int program_start(struct program *p, uint32_t language, int preload, const char **why);
+/* For a run with an environment of its own: where the language's interpreter reads some of it
+ * only at its start (node), replaces the waiting one with a fresh process that execs it at go.
+ * Returns 0 (also when the waiting one serves), or -errno with *why set. */
+int program_freshen_for_environment(struct program *p, const char **why);
 /* Where the program text must be written for language. */
 const char *program_script_path(uint32_t language);
 /* Has the waiting interpreter re-seed its PRNGs from the kernel (just fed fresh entropy) and
@@ -249,5 +255,16 @@ int tar_check(const uint8_t *data, size_t len, uint64_t *content, unsigned *file
 /* Appends the two zero blocks that end an archive. */
 int tar_finish(struct tar_writer *w);
 void tar_writer_free(struct tar_writer *w);
+
+/* ---- pending.c: the Python starter's buffered output (images/pending-output.h) ---- */
+
+/* Creates AGENT_PENDING_OUTPUT for the sandbox user and maps it. Returns 0 or -errno. */
+int pending_output_create(void);
+/* After the user's processes are stopped: moves what the program left pending into buf (room
+ * for AL_PENDING_OUTPUT_SIZE) and returns its length, *stream the stream it belongs to; 0 when
+ * there is nothing, or nothing well-formed. */
+size_t pending_output_take(uint32_t *stream, uint8_t *buf);
+/* Whether nothing is pending (one load from memory). */
+int pending_output_empty(void);
 
 #endif

@@ -130,6 +130,41 @@ static int output_readable(const struct output_stream *s)
 	       output_read_size(s->credit, s->total, s->cap, AL_FRAME_MAX_OUTPUT_CHUNK) > 0;
 }
 
+/* Forwards n bytes the program wrote on s, up to the cap and the credit (the rest is counted,
+ * not sent, and flags the stream). Returns 0, or -errno when the channel fails. */
+static int forward_output(int channel_fd, struct output_stream *s, const uint8_t *buf, size_t n)
+{
+	uint64_t room = s->total < s->cap ? s->cap - s->total : 0;
+	if (room > s->credit)
+		room = s->credit; /* a pipe is read within its credit; pending output may exceed it */
+	size_t forward = (uint64_t)n < room ? n : (size_t)room;
+	s->total += (uint64_t)n;
+	if (n > forward)
+		s->truncated = 1;
+	if (forward == 0)
+		return 0;
+	s->credit -= forward;
+	return channel_send_on(channel_fd, AL_FRAME_DATA, s->stream, buf, forward);
+}
+
+/* Sends what the Python starter left in its pending buffer (pending.c) after the pipes' own
+ * contents: output written before a kill, a crash or os._exit is returned all the same. */
+static int forward_pending_output(int channel_fd, struct output_stream streams[2])
+{
+	static uint8_t buf[AL_PENDING_OUTPUT_SIZE];
+	uint32_t stream;
+	size_t n = pending_output_take(&stream, buf);
+	for (size_t off = 0; off < n;) {
+		size_t chunk = n - off < AL_FRAME_MAX_OUTPUT_CHUNK ? n - off : AL_FRAME_MAX_OUTPUT_CHUNK;
+		int rc = forward_output(channel_fd, &streams[stream - AL_STREAM_STDOUT], buf + off,
+					chunk);
+		if (rc)
+			return rc;
+		off += chunk;
+	}
+	return 0;
+}
+
 /* Reads what is available and forwards it up to the cap and the credit; the rest past the cap is
  * read and dropped so that the program never blocks on a full pipe for it. Returns 0, or -errno
  * when the channel fails. */
@@ -147,15 +182,7 @@ static int pump_output(int channel_fd, struct output_stream *s)
 		s->fd = -1;
 		return 0;
 	}
-	uint64_t room = s->total < s->cap ? s->cap - s->total : 0;
-	size_t forward = (uint64_t)n < room ? (size_t)n : (size_t)room;
-	s->total += (uint64_t)n;
-	if ((size_t)n > forward)
-		s->truncated = 1;
-	if (forward == 0)
-		return 0;
-	s->credit -= forward; /* forward <= n <= want <= credit below the cap */
-	return channel_send_on(channel_fd, AL_FRAME_DATA, s->stream, buf, forward);
+	return forward_output(channel_fd, s, buf, (size_t)n);
 }
 
 int host_frame_take(int channel_fd, struct output_stream *streams, struct egress *egress)
@@ -410,6 +437,11 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		egress_stop(egress);
 		return rc == 1 ? 0 : rc == -EPROTO || rc == -ENOMEM ? 0 : rc;
 	}
+	if (with_environment && (rc = program_freshen_for_environment(prog, &why)) != 0) {
+		channel_send_error(channel_fd, "the interpreter %s: %s", why, strerror(-rc));
+		egress_stop(egress);
+		return 0;
+	}
 	sigset_t chld; /* blocked since the agent started (main.c), so no exit is missed */
 	sigemptyset(&chld);
 	sigaddset(&chld, SIGCHLD);
@@ -534,8 +566,8 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	stop_kill_all(&mark);
 	struct out_files files = {0};
 	rc = 0;
-	if (!pipe_has_data(out->fd) && !pipe_has_data(err->fd) && !out_files_any(AGENT_OUT_DIR) &&
-	    stop_nothing_ran_since(&mark)) {
+	if (!pipe_has_data(out->fd) && !pipe_has_data(err->fd) && pending_output_empty() &&
+	    !out_files_any(AGENT_OUT_DIR) && stop_nothing_ran_since(&mark)) {
 		/* the usual end: nothing left to read, and no user task has run since the kill,
 		 * so none can have added anything; the dying ones are not waited for */
 	} else {
@@ -543,7 +575,8 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		if (stopped != 0)
 			fprintf(stderr, "airlock-agent: the user's processes did not stop: %s\n",
 				strerror(-stopped));
-		if (stopped == 0 && (rc = drain_output(channel_fd, streams, egress, answer_by)) != 0) {
+		if (stopped == 0 && ((rc = drain_output(channel_fd, streams, egress, answer_by)) != 0 ||
+				     (rc = forward_pending_output(channel_fd, streams)) != 0)) {
 			egress_stop(egress);
 			return rc;
 		}

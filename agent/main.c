@@ -270,6 +270,10 @@ int main(void)
 	sethostname("sandbox", 7);
 	if (mount_all() == 0) {
 		seed_tmp(TMP_SEED, "/tmp", 0);
+		int pending = pending_output_create();
+		if (pending != 0) /* not fatal: python then writes its output unbuffered */
+			fprintf(stderr, "airlock-agent: %s: %s\n", AGENT_PENDING_OUTPUT,
+				strerror(-pending));
 		bring_up_loopback();
 		int fd = open_channel();
 		if (fd < 0)

@@ -12,10 +12,11 @@
  *   4        the ready pipe: the starter writes "R" once it waits, and after each prepare; or the
  *            child writes an int errno when it could not start the interpreter at all
  *
- * Python and bash wait for go themselves (the interpreter is running and has loaded what it
- * loads); node is not started before go, because V8's Math.random and OpenSSL's DRBG are seeded
- * at start-up and cannot be seeded again, so every VM of a snapshot would share them. Its child
- * waits for go here, then execs node.
+ * Each interpreter waits for go itself (it is running and has loaded what it loads), and makes
+ * its random generators fresh from the kernel at prepare or go (start.py, start.js, bash's
+ * $RANDOM). A run with an environment of its own takes it from SETUP_ENV_FILE at "E"; node reads
+ * some of it only at its start (NODE_OPTIONS, NODE_EXTRA_CA_CERTS), so such a run gets a fresh
+ * node instead: a child that waits for go itself, then execs node with the environment.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -40,9 +41,11 @@
 
 struct interpreter {
 	const char *script;    /* where the agent writes the program text */
-	int waits_itself;      /* the interpreter reads the go line (else the child does, then execs) */
 	int preloads;          /* takes "--preload" (import the common modules before go) */
 	const char *argv[6];   /* NULL-terminated; "--preload" is appended when asked for */
+	/* For a run with an environment of its own: a fresh process that waits for go in the
+	 * child, then execs this with the environment; NULL: the waiting interpreter takes it. */
+	const char *fresh_argv[4];
 };
 
 /* bash: $RANDOM is seeded at start-up, so it is seeded again from each line */
@@ -53,13 +56,17 @@ struct interpreter {
 
 /* One per row of AL_LANGUAGES (proto.h); a row left out here is refused at its first run. */
 static const struct interpreter interpreters[AL_LANG_END] = {
-	[AL_LANG_PYTHON] = {AGENT_RUN_DIR "/main.py", 1, 1,
+	[AL_LANG_PYTHON] = {AGENT_RUN_DIR "/main.py", 1,
 			    {"/usr/bin/python3", "/usr/lib/airlock/start.py", AGENT_RUN_DIR "/main.py",
-			     NULL}},
-	[AL_LANG_JAVASCRIPT] = {AGENT_RUN_DIR "/main.js", 0, 0,
+			     NULL},
+			    {NULL}},
+	[AL_LANG_JAVASCRIPT] = {AGENT_RUN_DIR "/main.js", 1,
+				{"/usr/bin/node", "/usr/lib/airlock/start.js", AGENT_RUN_DIR "/main.js",
+				 NULL},
 				{"/usr/bin/node", AGENT_RUN_DIR "/main.js", NULL}},
-	[AL_LANG_BASH] = {AGENT_RUN_DIR "/main.sh", 1, 0,
-			  {"/bin/bash", "-c", BASH_STARTER, AGENT_RUN_DIR "/main.sh", NULL}},
+	[AL_LANG_BASH] = {AGENT_RUN_DIR "/main.sh", 0,
+			  {"/bin/bash", "-c", BASH_STARTER, AGENT_RUN_DIR "/main.sh", NULL},
+			  {NULL}},
 };
 
 static char *const user_environment[] = {
@@ -91,8 +98,8 @@ const char *program_script_path(uint32_t language)
 	return interp ? interp->script : NULL;
 }
 
-/* The child that execs its interpreter only at go (node): answers prepares, returns 0 at "G",
- * 1 at "E" (go, with the run's environment). */
+/* A fresh interpreter's child, before it execs: answers prepares, returns 0 at "G", 1 at "E"
+ * (go, with the run's environment). */
 static int wait_for_go(void)
 {
 	char c, first = 0;
@@ -172,9 +179,10 @@ static void read_environment_file(char *buf, size_t buf_len, char **entries)
 	entries[n] = NULL;
 }
 
-/* In the child: become the sandbox user in a new session and exec the interpreter. Never
- * returns; a failure is written to the ready pipe as an errno. */
-static void exec_child(const struct interpreter *interp, int preload, const int fds[5])
+/* In the child: become the sandbox user in a new session and exec argv (the waiting
+ * interpreter, or with fresh set a fresh one, exec'd at go). Never returns; a failure is written
+ * to the ready pipe as an errno. */
+static void exec_child(const char *const *argv, int fresh, const int fds[5])
 {
 	sigset_t none;
 	sigemptyset(&none);
@@ -192,17 +200,10 @@ static void exec_child(const struct interpreter *interp, int preload, const int 
 	if (!err)
 		err = become_sandbox_user();
 	if (!err) {
-		const char *argv[8];
-		size_t n = 0;
-		for (; interp->argv[n]; n++)
-			argv[n] = interp->argv[n];
-		if (preload && interp->preloads)
-			argv[n++] = "--preload";
-		argv[n] = NULL;
 		static char env_buf[16384];
 		char *extra[SETUP_MAX_ENV + 1] = {NULL};
 		char *env[sizeof user_environment / sizeof *user_environment + SETUP_MAX_ENV + 1];
-		if (!interp->waits_itself) {
+		if (fresh) {
 			(void)!write(READY_FD, "R", 1);
 			int go = wait_for_go();
 			if (go < 0)
@@ -302,13 +303,11 @@ static int wait_until_ready(int ready_fd, int timeout_ms, const char **why)
 	return -ECHILD;
 }
 
-int program_start(struct program *p, uint32_t language, int preload, const char **why)
+/* Starts argv as the program of language (fresh: a fresh interpreter, see exec_child) and
+ * waits until it is ready for go. */
+static int start_process(struct program *p, uint32_t language, const char *const *argv, int fresh,
+			 int timeout_ms, const char **why)
 {
-	const struct interpreter *interp = interpreter_of(language);
-	if (!interp) {
-		*why = "has no interpreter in this agent";
-		return -EINVAL;
-	}
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, go[2] = {-1, -1},
 	    ready[2] = {-1, -1};
 	*p = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
@@ -328,7 +327,7 @@ int program_start(struct program *p, uint32_t language, int preload, const char 
 	pid_t pid = fork();
 	if (pid == 0) {
 		const int child_fds[5] = {in[0], out[1], err[1], go[0], ready[1]};
-		exec_child(interp, preload, child_fds);
+		exec_child(argv, fresh, child_fds);
 	}
 	int rc = pid < 0 ? -errno : 0;
 	close(in[0]);
@@ -340,14 +339,41 @@ int program_start(struct program *p, uint32_t language, int preload, const char 
 			      .stdout_fd = out[0], .stderr_fd = err[0], .go_fd = go[1],
 			      .ready_fd = ready[0]};
 	if (rc == 0)
-		rc = wait_until_ready(ready[0], preload ? PROGRAM_PRELOAD_TIMEOUT_MS
-							: PROGRAM_START_TIMEOUT_MS, why);
+		rc = wait_until_ready(ready[0], timeout_ms, why);
 	if (rc != 0) {
 		if (pid < 0)
 			p->pid = 0;
 		program_discard(p);
 	}
 	return rc;
+}
+
+int program_start(struct program *p, uint32_t language, int preload, const char **why)
+{
+	const struct interpreter *interp = interpreter_of(language);
+	if (!interp) {
+		*why = "has no interpreter in this agent";
+		return -EINVAL;
+	}
+	const char *argv[8];
+	size_t n = 0;
+	for (; interp->argv[n]; n++)
+		argv[n] = interp->argv[n];
+	if (preload && interp->preloads)
+		argv[n++] = "--preload";
+	argv[n] = NULL;
+	return start_process(p, language, argv, 0,
+			     preload ? PROGRAM_PRELOAD_TIMEOUT_MS : PROGRAM_START_TIMEOUT_MS, why);
+}
+
+int program_freshen_for_environment(struct program *p, const char **why)
+{
+	const struct interpreter *interp = interpreter_of(p->language);
+	if (!interp || !interp->fresh_argv[0])
+		return 0;
+	uint32_t language = p->language;
+	program_discard(p);
+	return start_process(p, language, interp->fresh_argv, 1, PROGRAM_START_TIMEOUT_MS, why);
 }
 
 /* Writes "<command><seed>\n" on the go pipe. */

@@ -25,6 +25,20 @@ in_root() { chroot "$root" env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin DEBIAN_FRON
 { in_root apt-get update -q && in_root apt-get install -y -q --no-install-recommends $packages; } \
   >>"$out/debootstrap.log" 2>&1 || fail "apt-get install"
 
+# Two native modules of airlock's, built here against Debian's own headers with the tree's
+# compiler (all taken out again below; named explicitly, not left to scipy's and npm's
+# dependencies): node's reseed addon (node-reseed.c) and the Python starter's output streams
+# (python-output.c).
+{ in_root apt-get install -y -q --no-install-recommends gcc libc6-dev libnode-dev libssl-dev \
+    python3-dev &&
+  mkdir -p "$root/tmp/airlock-src" "$root/usr/lib/airlock" &&
+  cp "$here/node-reseed.c" "$here/python-output.c" "$here/pending-output.h" "$root/tmp/airlock-src/" &&
+  in_root gcc -O2 -shared -fPIC -Wall -Wextra -Werror -I/usr/include/node \
+    -o /usr/lib/airlock/reseed.node /tmp/airlock-src/node-reseed.c -lcrypto &&
+  in_root gcc -O2 -shared -fPIC -Wall -Wextra -Werror -I/usr/include/python3.11 -pthread \
+    -o /usr/lib/airlock/_airlock_output.so /tmp/airlock-src/python-output.c &&
+  rm -rf "$root/tmp/airlock-src"; } >>"$out/debootstrap.log" 2>&1 || fail "airlock's native modules"
+
 # scipy's dependency on pythran drags in compilers and headers (~500 MB), and npm's on node-gyp
 # headers and static libraries (libnode-dev, libssl-dev: 15 MB), that nothing in the sandbox needs
 # at run time (packages install with --ignore-scripts and wheels only): take them out again.

@@ -119,7 +119,8 @@ static int hash_recipe_files(struct hash *h, const struct images *im, const char
 static int compute_keys(struct images *im)
 {
 	static const char *const kernel_inputs[] = {"kernel.sh", "kernel.config", NULL};
-	static const char *const base_inputs[] = {"rootfs-base.sh", "packages.txt", NULL};
+	static const char *const base_inputs[] = {"rootfs-base.sh", "packages.txt", "node-reseed.c",
+						  "python-output.c", "pending-output.h", NULL};
 	static const char *const rootfs_inputs[] = {"rootfs.sh", NULL};
 
 	struct hash k = {0xcbf29ce484222325ULL};

@@ -118,6 +118,43 @@ def output_flood_is_capped():
 
 
 @test
+def a_print_per_line_flood_completes_and_is_counted():
+    """200,000 prints (20 MB): the program runs to its end within the default timeout, the
+    first 1 MiB comes back exact and the rest is counted. Unbuffered, a print was two write()s
+    and a wake-up of the agent each: 30 s on tcg, past the timeout (how fast: `airlock bench`)."""
+    code = "for i in range(200000): print('%06d ' % i + 'x' * 92)\n"
+    r, j = run_json(code, timeout=120)
+    expected = "".join("%06d " % i + "x" * 92 + "\n" for i in range(200000))
+    expect(j["exit_code"] == 0 and not j["timed_out"], "ran to its end",
+           {k: v for k, v in j.items() if k != "stdout"})
+    expect(j["stdout_truncated"] and j["stdout"] == expected[:1 << 20],
+           "the first 1 MiB, exact", len(j["stdout"]))
+
+
+@test
+def output_before_a_kill_a_crash_or_os_exit_is_returned():
+    """Output the program printed is returned however it ends: its own os._exit, a timeout in C
+    code (no Python runs to flush anything), a segfault, SIGKILL from itself, and in the middle
+    of a long line without a newline. Each also prints to stderr, which must come whole too."""
+    cases = {
+        "os._exit": ("import os, sys\nprint('out'); print('err', file=sys.stderr)\n"
+                     "print('partial', end='')\nos._exit(3)\n", 3, False),
+        "timeout": ("import sys\nprint('out'); print('err', file=sys.stderr)\n"
+                    "print('partial', end='')\nsum(range(10 ** 13))\n", None, True),
+        "segfault": ("import ctypes, sys\nprint('out'); print('err', file=sys.stderr)\n"
+                     "print('partial', end='')\nctypes.string_at(0)\n", None, False),
+        "SIGKILL": ("import os, sys\nprint('out'); print('err', file=sys.stderr)\n"
+                    "print('partial', end='')\nos.kill(os.getpid(), 9)\n", None, False),
+    }
+    for what, (code, status, timed_out) in cases.items():
+        r, j = run_json(code, "--timeout", "3")
+        expect(j["stdout"] == "out\npartial" and j["stderr"] == "err\n",
+               "%s: the output printed before it" % what, j)
+        expect(j["timed_out"] == timed_out and (status is None or j["exit_code"] == status),
+               "%s: its end" % what, j)
+
+
+@test
 def output_over_several_credit_windows_arrives_byte_exact():
     """Numbered lines, written in pieces to stdout (4 KiB) and stderr (1 KiB) in turn: 4 MiB to
     stdout (its first 1 MiB, the cap, comes back) and 768 KiB to stderr (all of it). Each stream

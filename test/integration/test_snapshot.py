@@ -15,6 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import airlock, expect, main, run_code, test  # noqa: E402
+from mcp_session import started, wait_for_pool  # noqa: E402
 
 BACKEND = os.environ.get("AIRLOCK_TEST_BACKEND", "tcg")
 
@@ -82,6 +83,60 @@ def restored_vms_are_unique():
     js = "console.log(Math.random(), require('crypto').randomBytes(8).toString('hex'))"
     a, b = run_code(js, "--lang", "javascript"), run_code(js, "--lang", "javascript")
     expect(a.status == 0 and a.stdout != b.stdout, "node's PRNGs differ", (a, b))
+
+
+# Every source of randomness a Node program has, and the random and key share of a TLS
+# ClientHello (to a listener of its own on loopback): one JSON line.
+NODE_RANDOMNESS = r"""
+const c = require('crypto'), net = require('net'), tls = require('tls');
+const hex = (b) => Buffer.from(b).toString('hex');
+const out = {
+  'Math.random': Math.random(), randomBytes: hex(c.randomBytes(8)),
+  randomFillSync: hex(c.randomFillSync(Buffer.alloc(8))), randomInt: c.randomInt(2 ** 47),
+  randomUUID: c.randomUUID(), getRandomValues: hex(c.getRandomValues(new Uint8Array(8))),
+  'webcrypto.getRandomValues': hex(c.webcrypto.getRandomValues(new Uint8Array(8))),
+};
+const server = net.createServer((s) => s.once('data', (hello) => {
+  out['ClientHello random'] = hex(hello.subarray(11, 43));
+  out['ClientHello'] = hex(hello.subarray(43));
+  console.log(JSON.stringify(out));
+  process.exit(0);
+}));
+server.listen(0, '127.0.0.1', () => {
+  tls.connect({ port: server.address().port, host: '127.0.0.1', rejectUnauthorized: false })
+    .on('error', () => {});
+});
+"""
+
+
+def node_randomness(result):
+    expect(result.get("exit_code") == 0, "the node program ran", result)
+    return json.loads(result["stdout"])
+
+
+@test
+def javascript_randomness_is_fresh_in_every_vm():
+    """node waits in the snapshot with its PRNGs' state: two VMs restored from it, and two pooled
+    VMs that sat idle, draw different values from every source (V8's Math.random is replaced,
+    OpenSSL is reseeded by the image's addon), and their TLS ClientHellos differ."""
+    runs = []
+    for _ in range(2):
+        r = run_code(NODE_RANDOMNESS, "--lang", "javascript", "--json", "--verbose")
+        expect(r.status == 0 and restored(r), "ran restored", r)
+        runs.append(node_randomness(r.json()))
+    s = started("--pool", "1")
+    try:
+        wait_for_pool(s, 3)
+        time.sleep(5)  # idle in the pool, prepared (reseeded) when it was restored
+        for i in range(2):
+            result = s.call(i, {"code": NODE_RANDOMNESS, "language": "javascript"},
+                            timeout=120)["result"]
+            runs.append(node_randomness(result.get("structuredContent", result)))
+    finally:
+        s.close()
+    for name in runs[0]:
+        values = [r[name] for r in runs]
+        expect(len(set(values)) == len(values), "%s differs in each VM" % name, values)
 
 
 @test

@@ -7,6 +7,8 @@ matters, and prints medians, p99 and ratios (and writes the same as JSON with --
   execute_code print(1) through MCP, warm pool, calls paced as an agent's are (250 ms, or twice
          a restore where that is longer), in rounds taken in turn with servers whose VMs run
          without their jail (below)
+  execute_code per language (python, javascript, bash) and a 200,000-line (20 MB) print beside
+         the same program printing to /dev/null, warm, paced, through one server per round
   execute_code back to back from 8 concurrent callers: fresh VMs per second
   restore-to-ready of one VM without a pool (airlock run, snapshot)
   cold boot-to-ready of one VM without a snapshot (airlock run --cold)
@@ -93,11 +95,13 @@ class Mcp:
             raise RuntimeError("no answer to %s" % method)
         return slot[1]
 
-    def execute(self, code):
-        r = self.request("tools/call", {"name": "execute_code", "arguments": {"code": code}})
+    def execute(self, code, language="python", expect="1\n"):
+        r = self.request("tools/call", {"name": "execute_code",
+                                        "arguments": {"code": code, "language": language}})
         out = r.get("result", {}).get("structuredContent", {})
-        if out.get("stdout") != "1\n":
+        if expect is not None and out.get("stdout") != expect:
             raise RuntimeError("unexpected result: %r" % r)
+        return out
 
     def vms(self):
         out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
@@ -141,6 +145,47 @@ def warm_round_trips(airlock, backend, n, envs, pace, rounds=4):
                     mine.append((time.monotonic() - t) * 1000)
             finally:
                 mcp.close()
+    return times
+
+
+# Per language: the same one-line program, warm.
+HELLO = {"python": "print(1)", "javascript": "console.log(1)", "bash": "echo 1"}
+# 200,000 lines of 100 bytes (20 MB): to stdout (its first 1 MiB comes back, the rest is counted),
+# and the same program printing to /dev/null, the program's own cost.
+FLOOD = "for i in range(200000): print('x' * 99)\n"
+FLOOD_NULL = ("import sys\nsys.stdout = open('/dev/null', 'w')\n"
+              "for i in range(200000): print('x' * 99)\n")
+
+
+def language_round_trips(airlock, backend, n, pace, rounds=4):
+    """Warm execute_code round trips per language and for the 20 MB print, through one server
+    per round (pool 1 per language), calls paced as in warm_round_trips. Returns
+    {name: [ms...]}."""
+    times = {lang: [] for lang in HELLO}
+    times.update({"flood": [], "flood_null": []})
+    flood_n = max(3, n // 5)
+    for r in range(rounds):
+        calls = n // rounds + (1 if r < n % rounds else 0)
+        mcp = Mcp(airlock, backend, "--pool", "1")
+        try:
+            wait_for_pool(mcp, 3)
+            for _ in range(calls):
+                for lang, code in HELLO.items():
+                    time.sleep(pace)
+                    t = time.monotonic()
+                    mcp.execute(code, lang)
+                    times[lang].append((time.monotonic() - t) * 1000)
+            for _ in range(flood_n // rounds + (1 if r < flood_n % rounds else 0)):
+                for name, code in (("flood", FLOOD), ("flood_null", FLOOD_NULL)):
+                    time.sleep(pace)
+                    t = time.monotonic()
+                    out = mcp.execute(code, expect=None)
+                    if out.get("exit_code") != 0 or out.get("timed_out"):
+                        raise RuntimeError("the 20 MB print did not finish: %r" %
+                                           {k: v for k, v in out.items() if k != "stdout"})
+                    times[name].append((time.monotonic() - t) * 1000)
+        finally:
+            mcp.close()
     return times
 
 
@@ -369,6 +414,9 @@ def main():
     warm, warm_bare = warm_round_trips(a.airlock, a.backend, n, [None, bare_env], pace)
     results["execute_code_warm_pool"] = stats(warm)
     results["execute_code_warm_pool_unconfined"] = stats(warm_bare)
+    per_language = language_round_trips(a.airlock, a.backend, n, pace)
+    for name, xs in per_language.items():
+        results["execute_code_warm_%s" % name] = stats(xs)
     results["vms_per_second_8_clients"] = concurrent_throughput(a.airlock, a.backend,
                                                                 5 if a.quick else 15)
     private, pss = unique_memory(a.airlock, a.backend, 2)
@@ -389,10 +437,18 @@ def main():
             ("restore to ready, no pool (airlock run)", results["restore_to_ready_no_pool"]),
             ("  the same, VMs without their jail", results["restore_to_ready_no_pool_unconfined"]),
             ("cold boot to ready, no snapshot", results["cold_boot_to_ready"])]
+    rows += [("  %s (%s)" % (lang, HELLO[lang]), results["execute_code_warm_%s" % lang])
+             for lang in HELLO]
+    rows += [("  200,000-line (20 MB) print, 1 MiB returned", results["execute_code_warm_flood"]),
+             ("  the same program printing to /dev/null", results["execute_code_warm_flood_null"])]
     rows += [("peer: " + k, v) for k, v in peers.items() if not k.startswith("egress")]
     for name, s in rows:
         print("%-58s %8.1f ms %8.1f ms %7.2fx" % (name, s["median_ms"], s["p99_ms"],
                                                   s["median_ms"] / host_ms))
+    js_ratio = (results["execute_code_warm_javascript"]["median_ms"] /
+                results["execute_code_warm_python"]["median_ms"])
+    results["javascript_vs_python_warm"] = js_ratio
+    print("javascript / python, warm through MCP: %.2fx" % js_ratio)
     qemu_key = [k for k in peers if k.startswith("QEMU")]
     if qemu_key:
         ratio = results["restore_to_ready_no_pool"]["median_ms"] / peers[qemu_key[0]]["median_ms"]

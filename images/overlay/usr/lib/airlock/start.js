@@ -1,0 +1,113 @@
+// airlock's Node starter: the interpreter that runs the user's JavaScript program.
+//
+// The agent starts it as the sandbox user, with stdin/stdout/stderr already wired to the agent:
+//   fd 3  lines from the agent: "P<seed>" prepare (any number of times), then "G<seed>" go
+//   fd 4  we write "R" once we wait, and after each prepare
+//
+//     node /usr/lib/airlock/start.js SCRIPT [--preload]
+//
+// A snapshot is taken while this waits, so every VM restored from it shares its memory: V8's
+// Math.random state and OpenSSL's DRBGs included. Before any user code runs, each is made fresh
+// from the kernel, which the agent has just fed fresh host entropy (at prepare, else at go):
+// - OpenSSL's DRBGs are reseeded by reseed.node (images/node-reseed.c); crypto.randomBytes,
+//   randomFill(Sync), randomInt, randomUUID, getRandomValues, webcrypto and TLS draw from them.
+//   randomInt's and randomUUID's caches are filled on first use, never here.
+// - V8 cannot reseed Math.random, so it is replaced by a generator drawing from OpenSSL.
+// Prepare also runs a little throwaway code, so that an emulated CPU has translated the
+// engine's common paths before the program needs them.
+//
+// Runs with an environment of their own (egress, packages) never reach here: node reads
+// NODE_OPTIONS and NODE_EXTRA_CA_CERTS only at its start, so the agent starts a fresh node then.
+//
+// The program then runs as `node SCRIPT` would run it: its own main module, process.argv,
+// require.main; its exit status is node's.
+'use strict';
+
+const fs = require('fs');
+const crypto = require('crypto');
+const Module = require('module');
+const { reseed } = require('/usr/lib/airlock/reseed.node');
+
+const PRELOAD = ['assert', 'buffer', 'child_process', 'events', 'fs', 'http', 'https', 'os',
+  'path', 'stream', 'url', 'util', 'zlib'];
+
+// Math.random: uniform doubles in [0, 1) with 53 random bits, from OpenSSL in batches.
+const BATCH = 1024; // words: 512 doubles a refill
+const words = new Uint32Array(BATCH);
+let next = BATCH; // nothing drawn yet: the first call fills
+const random = {
+  random() { // a method, so that the function is named "random" and is no constructor
+    if (next + 2 > BATCH) {
+      crypto.randomFillSync(words);
+      next = 0;
+    }
+    const high = words[next++] >>> 5; // 27 bits
+    const low = words[next++] >>> 6; // 26 bits
+    return (high * 67108864 + low) / 9007199254740992;
+  },
+}.random;
+
+function makeFresh() {
+  reseed();
+  next = BATCH; // drop what was drawn before the reseed
+}
+
+function readLine() {
+  const buf = Buffer.alloc(64);
+  let line = '';
+  while (!line.endsWith('\n')) {
+    let n;
+    try {
+      n = fs.readSync(3, buf, 0, buf.length, null);
+    } catch (e) {
+      if (e.code === 'EAGAIN' || e.code === 'EINTR') continue;
+      throw e;
+    }
+    if (n === 0) process.exit(125); // the agent went away: there is nothing to run
+    line += buf.toString('latin1', 0, n);
+  }
+  return line;
+}
+
+function warmUp() {
+  // compiled and run as a program's code would be, on throwaway values; one newline to the real
+  // stdout (the agent drops what a prepare prints), which also sets up process.stdout
+  const values = Array.from({ length: 64 }, (_, i) => i * 2);
+  const text = JSON.stringify({ sum: values.reduce((a, b) => a + b, 0), values });
+  JSON.parse(text);
+  new Function('x', 'return `${x}`.length')(text);
+  process.stdout.write('\n');
+}
+
+function waitForGo() {
+  let prepared = false;
+  fs.writeSync(4, 'R');
+  let line = readLine();
+  while (!line.startsWith('G')) {
+    makeFresh();
+    warmUp();
+    prepared = true;
+    fs.writeSync(4, 'R');
+    line = readLine();
+  }
+  fs.closeSync(3);
+  fs.closeSync(4);
+  return prepared;
+}
+
+function start() {
+  const script = process.argv[2];
+  if (process.argv[3] === '--preload') {
+    for (const name of PRELOAD) require(name);
+    process.stdout; // eslint-disable-line no-unused-expressions -- its getter sets it up
+    process.stderr; // eslint-disable-line no-unused-expressions
+  }
+  Object.defineProperty(Math, 'random', { value: random, writable: true, configurable: true,
+    enumerable: false });
+  const prepared = waitForGo();
+  if (!prepared) makeFresh(); // else a prepare has reseeded since the VM became unique
+  process.argv.splice(1, process.argv.length - 1, script); // as `node SCRIPT` has them
+  Module.runMain(script);
+}
+
+start();
