@@ -46,6 +46,14 @@ struct run_state {
 	int exit_status;
 };
 
+/* Without --json the program's output goes to ours as it arrives, each stream to its own, in the
+ * order the guest sent them. */
+static void write_as_it_comes(void *ctx, uint32_t stream, const uint8_t *data, size_t len)
+{
+	(void)ctx;
+	run_write_all(stream == AL_STREAM_STDOUT ? 1 : 2, data, len);
+}
+
 static void usage(void)
 {
 	fprintf(stderr,
@@ -326,9 +334,7 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 		putchar('\n');
 		json_decref(j);
 	} else {
-		fflush(stdout);
-		run_write_all(1, r->out.data, r->out.len);
-		run_write_all(2, r->err.data, r->err.len);
+		/* the output itself went out as it came (write_as_it_comes) */
 		if (r->stdout_truncated)
 			fprintf(stderr, "[airlock: stdout truncated: %llu bytes written, %zu kept]\n",
 				(unsigned long long)r->stdout_total, r->out.len);
@@ -495,7 +501,9 @@ int cli_run(int argc, char **argv)
 		.policy = &o.policy,
 		.packages = o.packages,
 		.n_packages = o.n_packages,
+		.on_output = o.json ? NULL : write_as_it_comes,
 	};
+	fflush(stdout);
 	if (sandbox_start(&loop, &vm, &req, on_done, &st, &st.sandbox, err, sizeof err) != 0) {
 		fprintf(stderr, "airlock: %s\n", err);
 		uv_close((uv_handle_t *)&st.sigint, NULL);

@@ -26,7 +26,8 @@ struct execution {
 	size_t n_packages;
 	struct sandbox *sandbox;
 	uv_timer_t progress;
-	json_t *result; /* held until the progress timer has closed */
+	struct output_tail tail; /* what the next progress notification shows */
+	json_t *result;          /* held until the progress timer has closed */
 };
 
 static void execution_free(struct execution *e)
@@ -260,10 +261,27 @@ static void on_progress_tick(uv_timer_t *timer)
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	double elapsed = (double)((uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000 -
 				  e->call->started_ms) / 1000.0;
-	char message[128];
-	snprintf(message, sizeof message, "running for %.1f s, %llu bytes of output so far", elapsed,
-		 (unsigned long long)(e->sandbox ? sandbox_output_bytes(e->sandbox) : 0));
+	/* the elapsed time and byte counts, then the lines completed since the last one */
+	static char message[256 + OUTPUT_TAIL_LINES * (OUTPUT_TAIL_LINE_MAX * 3 + 16)];
+	int head = snprintf(message, sizeof message,
+			    "running for %.1f s, %llu bytes of output so far (stdout %llu, "
+			    "stderr %llu)\n",
+			    elapsed,
+			    (unsigned long long)(e->sandbox ? sandbox_output_bytes(e->sandbox) : 0),
+			    (unsigned long long)e->tail.bytes[0], (unsigned long long)e->tail.bytes[1]);
+	if (output_tail_take(&e->tail, message + head, sizeof message - (size_t)head) != 0)
+		message[head] = '\0'; /* out of memory: the counts alone */
+	size_t len = strlen(message);
+	if (len > 0 && message[len - 1] == '\n')
+		message[len - 1] = '\0';
 	server_progress(e->call, elapsed, message);
+}
+
+static void on_output(void *ctx, uint32_t stream, const uint8_t *data, size_t len)
+{
+	struct execution *e = ctx;
+	if (e->call->progress_token)
+		output_tail_add(&e->tail, stream, data, len);
 }
 
 static void on_sandbox_done(struct sandbox *sb, const struct sandbox_result *r, void *ctx)
@@ -332,6 +350,8 @@ static void start_execution(struct call *call)
 		.policy = &server_config(srv)->policy,
 		.packages = (const char *const *)e->packages,
 		.n_packages = e->n_packages,
+		.on_output = on_output,
+		.output_ctx = e,
 	};
 	/* a warm VM from the pool, else one restored (or booted) now */
 	struct sandbox_vm vm;

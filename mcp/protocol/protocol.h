@@ -25,6 +25,40 @@ size_t utf8_sequence(const uint8_t *p, size_t avail);
  * gets its length (the copy is also NUL-terminated). NULL when out of memory. */
 char *utf8_sanitize(const uint8_t *data, size_t len, size_t *out_len);
 
+/* A running program's newest output for progress notifications (output_tail.c): complete
+ * lines, each cut at OUTPUT_TAIL_LINE_MAX bytes, the newest OUTPUT_TAIL_LINES kept. */
+#define OUTPUT_TAIL_LINES 10
+#define OUTPUT_TAIL_LINE_MAX 200
+
+struct output_tail_line {
+	uint32_t stream; /* AL_STREAM_STDOUT or AL_STREAM_STDERR */
+	bool cut;        /* longer than OUTPUT_TAIL_LINE_MAX */
+	size_t len;
+	uint8_t text[OUTPUT_TAIL_LINE_MAX];
+};
+
+struct output_tail_partial { /* a stream's line so far */
+	size_t len;
+	bool cut;
+	uint8_t text[OUTPUT_TAIL_LINE_MAX];
+};
+
+struct output_tail {
+	struct output_tail_line lines[OUTPUT_TAIL_LINES]; /* a ring: line i at i % LINES */
+	uint64_t next;  /* lines completed so far */
+	uint64_t shown; /* lines completed before the last output_tail_take */
+	struct output_tail_partial partial[2]; /* stdout's, stderr's */
+	uint64_t bytes[2];                     /* seen, stdout and stderr */
+};
+
+/* Takes a piece of output (zero-initialised t to start). */
+void output_tail_add(struct output_tail *t, uint32_t stream, const uint8_t *data, size_t len);
+/* The lines completed since the last call (the newest OUTPUT_TAIL_LINES of them, an earlier-lines
+ * count first when there were more), one a line, stderr's marked "[stderr] ", as valid UTF-8
+ * into out (cut on a character to fit; "" when there are none). Returns 0, or -1 when out of
+ * memory. */
+int output_tail_take(struct output_tail *t, char *out, size_t out_len);
+
 /* Base64 (RFC 4648, standard alphabet, padded): files into the guest and images out of it. */
 
 /* Returns a malloc'd, NUL-terminated encoding of data, or NULL when out of memory. */

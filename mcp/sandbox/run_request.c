@@ -143,6 +143,8 @@ int sandbox_build_request(struct sandbox *sb, const struct sandbox_request *req)
 	sb->decoder.exit_limit = frame_exit_limit(req->out_files_cap);
 	sb->decoder.egress = egress;
 	sb->egress_policy = egress ? &req->policy->egress : NULL;
+	sb->on_output = req->on_output;
+	sb->output_ctx = req->output_ctx;
 	sb->installing = req->n_packages > 0;
 	rc = frame_open_output_streams(&sb->decoder, &sb->run);
 	if (rc) {

@@ -318,6 +318,11 @@ static int on_frame(void *ctx, uint32_t type, uint32_t stream, const uint8_t *pa
 		if (stream >= AL_STREAM_FIRST_OPENED)
 			goto egress_frame;
 		bool is_out = stream == AL_STREAM_STDOUT;
+		struct byte_buffer *to = is_out ? &r->out : &r->err;
+		uint64_t cap = is_out ? sb->run.stdout_cap : sb->run.stderr_cap;
+		if (sb->on_output && to->len < cap)
+			sb->on_output(sb->output_ctx, stream, payload,
+				      len < cap - to->len ? len : (size_t)(cap - to->len));
 		int rc = sandbox_append_output(is_out ? &r->out : &r->err,
 				       is_out ? sb->run.stdout_cap : sb->run.stderr_cap, payload,
 				       len);

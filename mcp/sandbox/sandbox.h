@@ -137,6 +137,10 @@ struct sandbox_request {
 	const struct sandbox_policy *policy; /* NULL: nothing opened */
 	const char *const *packages;         /* installed before the run (checked already) */
 	size_t n_packages;
+	/* Called with each piece of stdout (AL_STREAM_STDOUT) or stderr as it arrives, the part
+	 * within the cap, before it is added to the result; NULL: none. */
+	void (*on_output)(void *ctx, uint32_t stream, const uint8_t *data, size_t len);
+	void *output_ctx;
 };
 
 struct byte_buffer {

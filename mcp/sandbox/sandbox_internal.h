@@ -165,6 +165,8 @@ struct sandbox {
 	struct egress *egress; /* the run's egress streams, while it has them */
 	const struct egress_policy *egress_policy; /* the request's, for egress_new */
 	bool installing;       /* the run has an install step that has not reported yet */
+	void (*on_output)(void *ctx, uint32_t stream, const uint8_t *data, size_t len);
+	void *output_ctx;      /* the request's (sandbox_request.on_output) */
 
 	char tmpdir[64];
 	char serial_log[4096];

@@ -504,6 +504,29 @@ def progress_is_reported_every_second():
 
 
 @test
+def progress_shows_the_output_as_it_comes():
+    """Each notifications/progress carries the lines completed since the one before, stderr's
+    marked: together, in order, every line the program printed while it ran, each once. (No
+    flush in the program: python's buffer goes out after 10 ms by itself.)"""
+    s = started()
+    try:
+        code = ("import sys, time\n"
+                "for i in range(4):\n"
+                "    print('line', i); print('problem', i, file=sys.stderr); time.sleep(1)\n")
+        r = s.call(1, {"code": code}, meta={"progressToken": 7})
+        progress = [m["params"]["message"] for m in s.messages
+                    if m.get("method") == "notifications/progress"]
+        shown = [line for m in progress for line in m.split("\n")[1:]]
+        want = [x for i in range(4) for x in ("line %d" % i, "[stderr] problem %d" % i)]
+        expect(shown == want[:len(shown)] and len(shown) >= 4,
+               "the lines, in order, each once, as they came", progress)
+        expect(progress and "stdout" in progress[0].split("\n")[0], "counts first", progress)
+        expect(r["result"]["structuredContent"]["stderr"].count("problem") == 4, "result", r)
+    finally:
+        s.close()
+
+
+@test
 def cancellation_kills_the_vm_quickly_and_sends_no_result():
     s = started("--pool", "0")  # the victim is then the only VM
     try:

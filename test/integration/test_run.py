@@ -155,6 +155,29 @@ def output_before_a_kill_a_crash_or_os_exit_is_returned():
 
 
 @test
+def output_is_written_as_it_comes():
+    """airlock run writes the program's output while it runs: the first line arrives while the
+    program still sleeps, stdout to stdout and stderr to stderr."""
+    backend = os.environ.get("AIRLOCK_TEST_BACKEND", "tcg")
+    code = ("import sys, time\nprint('first')\nprint('warned', file=sys.stderr)\n"
+            "time.sleep(4)\nprint('last')\n")
+    proc = subprocess.Popen([AIRLOCK, "run", "--backend=" + backend, code],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first = proc.stdout.readline()
+        running = proc.poll() is None
+        rest, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    expect(first == b"first\n" and running, "the first line came while the program ran",
+           (first, running))
+    expect(rest == b"last\n" and err == b"warned\n" and proc.returncode == 0,
+           "the rest, each stream to its own", (rest, err, proc.returncode))
+
+
+@test
 def output_over_several_credit_windows_arrives_byte_exact():
     """Numbered lines, written in pieces to stdout (4 KiB) and stderr (1 KiB) in turn: 4 MiB to
     stdout (its first 1 MiB, the cap, comes back) and 768 KiB to stderr (all of it). Each stream
