@@ -67,6 +67,9 @@ static const struct interpreter interpreters[AL_LANG_END] = {
 	[AL_LANG_BASH] = {AGENT_RUN_DIR "/main.sh", 0,
 			  {"/bin/bash", "-c", BASH_STARTER, AGENT_RUN_DIR "/main.sh", NULL},
 			  {NULL}},
+	[AL_LANG_GO] = {AGENT_RUN_DIR "/main.go", 1,
+			{"/bin/bash", "/usr/lib/airlock/start-go.sh", AGENT_RUN_DIR "/main.go", NULL},
+			{NULL}},
 };
 
 static char *const user_environment[] = {
@@ -82,6 +85,12 @@ static char *const user_environment[] = {
 	"PYTHONDONTWRITEBYTECODE=1",
 	"MPLBACKEND=module://airlock_plot", /* plt.show() saves PNGs to /work/out */
 	"MPLCONFIGDIR=/tmp/.matplotlib",
+	/* go: the toolchain's caches in /tmp, nothing downloaded, no C compiler */
+	"GOCACHE=/tmp/.cache/go-build",
+	"GOPATH=/tmp/go",
+	"GOPROXY=off",
+	"GOFLAGS=-mod=mod",
+	"CGO_ENABLED=0",
 	NULL,
 };
 

@@ -162,7 +162,10 @@ enum al_stream {
 	  "python (Python 3.11 with numpy, pandas, scipy, matplotlib, requests and the standard "  \
 	  "library; plt.show() returns each figure as a PNG)")                                     \
 	X(JAVASCRIPT, "javascript", "javascript (Node.js 18 and its standard library)")            \
-	X(BASH, "bash", "bash (coreutils, sed, grep, procps, curl, git)")
+	X(BASH, "bash", "bash (coreutils, sed, grep, procps, curl, git)")                          \
+	X(GO, "go",                                                                                \
+	  "go (Go 1.19 and its standard library: the code is package main, built and run; .go "    \
+	  "files given in `files` are built with it; no other modules)")
 
 enum al_language {
 	AL_LANG_NONE = 0, /* no language: never valid on the wire */

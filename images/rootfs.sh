@@ -36,6 +36,15 @@ chroot "$stage" env -i PATH=/usr/bin:/bin HOME=/nonexistent MPLCONFIGDIR="/$seed
   || { echo "rootfs: cannot build the matplotlib font cache" >&2; exit 1; }
 ls "$stage/$seed"/fontlist-*.json >/dev/null
 
+# Go's import configuration (start-go.sh): every package of the standard library as Debian ships
+# it compiled, for the compiler and the linker called directly.
+goroot=usr/lib/go-1.19
+(cd "$stage/$goroot/pkg/linux_amd64" && find . -name '*.a' | LC_ALL=C sort |
+  sed -e 's|^\./\(.*\)\.a$|packagefile \1=/'"$goroot"'/pkg/linux_amd64/\1.a|') \
+  >"$stage/usr/lib/airlock/go-importcfg"
+grep -q '^packagefile fmt=' "$stage/usr/lib/airlock/go-importcfg" ||
+  { echo "rootfs: no compiled standard library in $goroot" >&2; exit 1; }
+
 # The unprivileged user that runs the program.
 for f in etc/passwd etc/group; do
   cp "$stage/$f" "$out/$(basename $f)"; rm -f "$stage/$f"; cp "$out/$(basename $f)" "$stage/$f"

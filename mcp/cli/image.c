@@ -1,4 +1,4 @@
-/* airlock image build|list: the guest image cache from the command line. */
+/* airlock image build|list|prune: the guest image cache from the command line. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,15 +14,17 @@ int cli_image(int argc, char **argv)
 		{"force", no_argument, NULL, 'f'},
 		{"backend", required_argument, NULL, 'b'},
 		{"no-snapshots", no_argument, NULL, 'n'},
+		{"dry-run", no_argument, NULL, 'd'},
 		{"images", required_argument, NULL, 'i'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
-	bool force = false, snapshots = true;
+	bool force = false, snapshots = true, dry_run = false;
 	const char *dir = NULL, *backend = "auto";
 	int c;
 	if (argc < 2) {
-		fprintf(stderr, "usage: airlock image build [--force] | airlock image list\n");
+		fprintf(stderr, "usage: airlock image build [--force] | airlock image list | "
+				"airlock image prune [--dry-run]\n");
 		return 2;
 	}
 	const char *action = argv[1];
@@ -41,10 +43,14 @@ int cli_image(int argc, char **argv)
 		case 'n':
 			snapshots = false;
 			break;
+		case 'd':
+			dry_run = true;
+			break;
 		default:
 			fprintf(stderr, "usage: airlock image build [--force] [--images DIR] "
 					"[--backend auto|kvm|tcg] [--no-snapshots] | "
-					"airlock image list [--images DIR]\n");
+					"airlock image list [--images DIR] | "
+					"airlock image prune [--images DIR] [--dry-run]\n");
 			return c == 'h' ? 0 : 2;
 		}
 	}
@@ -56,6 +62,13 @@ int cli_image(int argc, char **argv)
 	}
 	if (strcmp(action, "list") == 0)
 		return images_list(&im, stdout) == 0 ? 0 : 1;
+	if (strcmp(action, "prune") == 0) {
+		if (images_prune(&im, dry_run, stdout, err, sizeof err) != 0) {
+			fprintf(stderr, "airlock: %s\n", err);
+			return 1;
+		}
+		return 0;
+	}
 	if (strcmp(action, "build") == 0) {
 		if (images_build(&im, force, err, sizeof err) != 0) {
 			fprintf(stderr, "airlock: %s\n", err);
@@ -75,6 +88,6 @@ int cli_image(int argc, char **argv)
 		fprintf(stderr, "airlock: images ready in %s\n", im.dir);
 		return 0;
 	}
-	fprintf(stderr, "airlock: unknown image action '%s' (build or list)\n", action);
+	fprintf(stderr, "airlock: unknown image action '%s' (build, list or prune)\n", action);
 	return 2;
 }

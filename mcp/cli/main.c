@@ -19,6 +19,7 @@ static void usage(FILE *out)
 		"              [--cold] (--file F | CODE)\n"
 		"  airlock image build [--force] [--backend auto|kvm|tcg] [--no-snapshots]\n"
 		"  airlock image list\n"
+		"  airlock image prune [--dry-run]\n"
 		"  airlock doctor\n"
 		"  airlock bench [--backend tcg|kvm] [--quick] [--json FILE]\n"
 		"\n"

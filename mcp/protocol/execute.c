@@ -208,7 +208,9 @@ static int take_arguments(json_t *args, const struct server_config *cfg, struct 
 	e->language = AL_LANG_PYTHON;
 	if (language && (!json_is_string(language) ||
 			 sandbox_language(json_string_value(language), &e->language) != 0)) {
-		snprintf(why, why_len, "language: must be \"python\", \"javascript\" or \"bash\"");
+		char names[128];
+		sandbox_language_list(names, sizeof names);
+		snprintf(why, why_len, "language: must be one of %s", names);
 		return -EINVAL;
 	}
 	e->timeout_s = CALL_DEFAULT_TIMEOUT_S;

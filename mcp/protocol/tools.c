@@ -186,7 +186,8 @@ void tools_instructions(const struct server_config *cfg, char *out, size_t len)
 		 "airlock runs code in a fresh, hardware-isolated Linux microVM for every call: use "
 		 "the execute_code tool to compute, test code, or analyse data. Each call starts "
 		 "from a clean machine (nothing persists between calls) with Python 3.11 (numpy, "
-		 "pandas, scipy, matplotlib), Node.js 18 and bash. %s Pass input data with `files`, "
+		 "pandas, scipy, matplotlib), Node.js 18, bash and Go 1.19. %s Pass input data with "
+		 "`files`, "
 		 "write results (plots, CSV) under /work/out to get them back; plt.show() returns "
 		 "figures as images.",
 		 network);

@@ -443,6 +443,90 @@ static bool snapshot_is_current(const struct images *im, const char *dir)
 	return current;
 }
 
+/* Whether the artifact name (at path) is one the current recipe uses. */
+static bool artifact_is_current(const struct images *im, const char *name, const char *path)
+{
+	const char *key = strrchr(name, '-') + 1;
+	return !strcmp(key, im->kernel_key) || !strcmp(key, im->base_key) ||
+	       !strcmp(key, im->rootfs_key) ||
+	       (!strncmp(name, "snapshot-", 9) && snapshot_is_current(im, path));
+}
+
+/* Whether name is an artifact of some recipe of ours: kernel-KEY, base-KEY, rootfs-KEY,
+ * snapshot-LANG-BACKEND-KEY. (Others share the directory: the KVM test host's, test/kvmhost.) */
+static bool is_artifact(const char *name)
+{
+	static const char *const kinds[] = {"kernel-", "base-", "rootfs-", "snapshot-"};
+	const char *dash = strrchr(name, '-');
+	bool ours = false;
+	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
+		ours |= strncmp(name, kinds[i], strlen(kinds[i])) == 0;
+	return ours && dash && strlen(dash + 1) == IMAGE_KEY_LEN;
+}
+
+static uint64_t size_of_tree(const char *path)
+{
+	tree_bytes = 0;
+	nftw(path, add_entry_size, 32, FTW_PHYS);
+	return tree_bytes;
+}
+
+int images_prune(const struct images *im, bool dry_run, FILE *out, char *err, size_t err_len)
+{
+	char lock_path[PATH_MAX];
+	if (path_printf(lock_path, sizeof lock_path, "%s/.lock", im->dir)) {
+		snprintf(err, err_len, "image directory path too long: %s", im->dir);
+		return -ENAMETOOLONG;
+	}
+	/* no build may be under way: its .tmp- directory would look abandoned */
+	int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+		int rc = -errno;
+		snprintf(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
+		if (lock >= 0)
+			close(lock);
+		return rc;
+	}
+	struct dirent **names;
+	int n = scandir(im->dir, &names, NULL, alphasort);
+	uint64_t freed = 0;
+	unsigned removed = 0, failed = 0;
+	for (int i = 0; i < n; i++) {
+		const char *name = names[i]->d_name;
+		char path[PATH_MAX];
+		/* a build step that died half-way (the lock keeps out one under way) */
+		bool abandoned = !strncmp(name, ".tmp-", 5);
+		if ((abandoned || is_artifact(name)) &&
+		    path_printf(path, sizeof path, "%s/%s", im->dir, name) == 0 &&
+		    (abandoned || !artifact_is_current(im, name, path))) {
+			uint64_t bytes = size_of_tree(path);
+			int rc = dry_run ? 0 : remove_tree(path);
+			fprintf(out, "%s %-40s %8.1f MiB%s%s\n", dry_run ? "would remove" : "removed",
+				name, (double)bytes / (1 << 20), rc ? ": " : "",
+				rc ? strerror(-rc) : "");
+			if (rc == 0) {
+				freed += bytes;
+				removed++;
+			} else {
+				failed++;
+			}
+		}
+		free(names[i]);
+	}
+	if (n >= 0)
+		free(names);
+	close(lock);
+	fprintf(out, "%s %u artifacts of older recipes, %.1f MiB; kept the current recipe's "
+		     "(kernel-%s base-%s rootfs-%s and its snapshots)\n",
+		dry_run ? "would remove" : "removed", removed, (double)freed / (1 << 20),
+		im->kernel_key, im->base_key, im->rootfs_key);
+	if (failed) {
+		snprintf(err, err_len, "%u artifacts could not be removed", failed);
+		return -EIO;
+	}
+	return 0;
+}
+
 int images_list(const struct images *im, FILE *out)
 {
 	fprintf(out, "image directory: %s\n", im->dir);
@@ -456,20 +540,13 @@ int images_list(const struct images *im, FILE *out)
 	}
 	for (int i = 0; i < n; i++) {
 		const char *name = names[i]->d_name;
-		const char *dash = strrchr(name, '-');
-		bool artifact = name[0] != '.' && dash && strlen(dash + 1) == IMAGE_KEY_LEN;
-		if (artifact) {
-			char path[PATH_MAX];
-			tree_bytes = 0;
-			if (path_printf(path, sizeof path, "%s/%s", im->dir, name) == 0)
-				nftw(path, add_entry_size, 32, FTW_PHYS);
-			const char *key = dash + 1;
-			bool current = !strcmp(key, im->kernel_key) || !strcmp(key, im->base_key) ||
-				       !strcmp(key, im->rootfs_key) ||
-				       (!strncmp(name, "snapshot-", 9) && snapshot_is_current(im, path));
-			fprintf(out, "%-40s %8.1f MiB  %s\n", name, (double)tree_bytes / (1 << 20),
-				current ? "current" : "stale (an older recipe)");
-		}
+		char path[PATH_MAX];
+		if (is_artifact(name) && path_printf(path, sizeof path, "%s/%s", im->dir, name) == 0)
+			fprintf(out, "%-40s %8.1f MiB  %s\n", name,
+				(double)size_of_tree(path) / (1 << 20),
+				artifact_is_current(im, name, path)
+					? "current"
+					: "stale (an older recipe: `airlock image prune`)");
 		free(names[i]);
 	}
 	free(names);

@@ -272,6 +272,11 @@ int images_snapshot_dir(const struct images *im, const struct snapshot_recipe *r
 int images_file_hash(const char *path, char out[IMAGE_KEY_LEN + 1]);
 /* Prints what the cache holds: one line per artifact with its size and whether it is current. */
 int images_list(const struct images *im, FILE *out);
+/* Removes every artifact the current recipe does not use (older recipes' kernels, trees, root
+ * file systems and snapshots) and what builds that died left, saying each on out (with dry_run,
+ * only says). Waits for a build under way. Returns 0 or -errno with err set. Another checkout's
+ * recipe sharing the cache counts as older: its next use builds again. */
+int images_prune(const struct images *im, bool dry_run, FILE *out, char *err, size_t err_len);
 
 /* Snapshots: a VM booted once per language, its interpreter started and waiting for code,
  * paused and saved, so that every later VM is restored instead of booted (no kernel boot, no

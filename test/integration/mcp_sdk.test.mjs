@@ -88,7 +88,7 @@ test('tools/list describes execute_code with input and output schemas', async ()
   assert.match(tool.description, /numpy/);
   assert.match(tool.description, /no network/i);
   assert.equal(tool.inputSchema.additionalProperties, false);
-  assert.deepEqual(tool.inputSchema.properties.language.enum, ['python', 'javascript', 'bash']);
+  assert.deepEqual(tool.inputSchema.properties.language.enum, ['python', 'javascript', 'bash', 'go']);
   assert.deepEqual(tool.outputSchema.required.sort(), ['duration_ms', 'exit_code', 'files', 'signal',
     'stderr', 'stderr_truncated', 'stdout', 'stdout_truncated', 'timed_out']);
 });

@@ -124,6 +124,11 @@ def started(*args):
     return s
 
 
+# The languages, one pool lane each (agent/proto.h, AL_LANGUAGES): a full pool of N per language
+# is N * len(LANGUAGES) VMs.
+LANGUAGES = ("python", "javascript", "bash", "go")
+
+
 def wait_for_pool(s, count, timeout=60):
     """Waits until the server has count VM processes (its warm pool, once refilled). The limit
     scales like every duration a test asserts (harness.SLOWDOWN): in the one-CPU KVM test host

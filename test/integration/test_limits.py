@@ -13,7 +13,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import expect, main, misbehaving_images, test  # noqa: E402
-from mcp_session import BACKEND, started, wait_for_pool  # noqa: E402
+from mcp_session import BACKEND, LANGUAGES, started, wait_for_pool  # noqa: E402
 
 CAP = 1 << 20         # stdout, stderr, and /work/out's returned files in total (docs/interface.md)
 RUN_GRACE_S = 2.0     # mcp/sandbox/sandbox_internal.h RUN_GRACE_MS: the host's wait past the limit
@@ -393,7 +393,7 @@ def pooled_vms_idle_for_30_s_have_fresh_entropy_and_the_hosts_clock():
     host's at the call (within 1 s)."""
     s = started("--pool", "2")
     try:
-        wait_for_pool(s, 6, timeout=180)  # two per language
+        wait_for_pool(s, 2 * len(LANGUAGES), timeout=180)  # two per language
         pooled = wait_until_idle(s)
         time.sleep(30)  # the idle time under test, not a wait for something
         seen = []

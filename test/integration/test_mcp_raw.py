@@ -16,7 +16,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import AIRLOCK, expect, main, test  # noqa: E402
-from mcp_session import BACKEND, INIT, Server, started, wait_for_pool  # noqa: E402
+from mcp_session import BACKEND, INIT, LANGUAGES, Server, started, wait_for_pool  # noqa: E402
 
 
 def wait_for_vm(s, timeout=30):
@@ -184,9 +184,9 @@ def vms_run_jailed():
     expect(os.geteuid() == 0, "run as root (the uid, dumpable and file checks need it)")
     s = started("--pool", "1")
     try:
-        wait_for_pool(s, 3)
+        wait_for_pool(s, len(LANGUAGES))
         vms = s.vms()
-        expect(len(vms) >= 3, "the pool's VMs are there", vms)
+        expect(len(vms) >= len(LANGUAGES), "the pool's VMs are there", vms)
         for vm in vms:
             leaf = eventually(lambda: jailed_leaf(vm))
             with open("/proc/%s/status" % leaf) as f:
@@ -258,7 +258,7 @@ def each_vm_runs_in_a_cgroup_of_its_own_with_limits():
         stale = None  # no cgroups here, or no permission: the server will say so
     s = started("--pool", "1")
     try:
-        wait_for_pool(s, 3)
+        wait_for_pool(s, len(LANGUAGES))
         seen = {}
         for vm in s.vms():
             if stale is not None:  # it is put in its group once it runs: wait for that
@@ -647,7 +647,7 @@ def logging_level_can_be_set():
 def warm_pool_serves_calls_and_refills_after_a_burst():
     s = started("--pool", "1", "--max-concurrent", "4")
     try:
-        wait_for_pool(s, 3)  # one per language
+        wait_for_pool(s, len(LANGUAGES))  # one per language
         seen = set(s.vms())
         for i in range(3):
             r = s.call("seq%d" % i, {"code": "print(%d)" % i})
@@ -662,11 +662,11 @@ def warm_pool_serves_calls_and_refills_after_a_burst():
             r = s.reply("b%d" % i, timeout=120)
             expect(r["result"].get("structuredContent", {}).get("stdout", "").endswith(
                 "burst %d\n" % i), "burst", r)
-        wait_for_pool(s, 3)
-        eventually(lambda: expect(len(s.vms()) == 3, "back to one idle VM per language",
+        wait_for_pool(s, len(LANGUAGES))
+        eventually(lambda: expect(len(s.vms()) == len(LANGUAGES), "back to one idle VM per language",
                                   s.vms()), timeout=10)
-        # python and bash served (their VMs are new); javascript's waits still
-        expect(len(set(s.vms()) & seen) == 1, "the VMs that served were destroyed",
+        # python and bash served (their VMs are new); javascript's and go's wait still
+        expect(len(set(s.vms()) & seen) == len(LANGUAGES) - 2, "the VMs that served were destroyed",
                (seen, s.vms()))
     finally:
         s.close()
@@ -678,7 +678,7 @@ def vms_die_with_a_killed_server():
     try:
         s.send({"jsonrpc": "2.0", "id": 1, "method": "tools/call",
                 "params": {"name": "execute_code", "arguments": {"code": "import time; time.sleep(30)"}}})
-        wait_for_pool(s, 4)  # three waiting, one running
+        wait_for_pool(s, len(LANGUAGES) + 1)  # one waiting per language, one running
         vms = s.vms()
         s.proc.kill()  # no chance to clean up: the kernel must end its VMs
         s.proc.wait()

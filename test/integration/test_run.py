@@ -303,6 +303,39 @@ def image_list_shows_the_current_recipe():
     expect(re.search(r"^kernel-[0-9a-f]{16} .* current$", out, re.M), "kernel listed", r)
 
 
+@test
+def image_prune_removes_only_what_no_current_recipe_uses():
+    """In an image directory of stand-ins: the current recipe's kernel, base, root file system and
+    a snapshot made from it stay, as does what is not airlock's (the KVM test host's); an older
+    recipe's artifacts, an older snapshot and a build step that died go. --dry-run removes
+    nothing."""
+    keys = dict(re.findall(r"(kernel|base|rootfs)-([0-9a-f]{16})",
+                           airlock("image", "list").stdout.decode().split("\n")[1]))
+    tmp = tempfile.mkdtemp(prefix="airlock-prune-")
+    try:
+        keep = ["kernel-" + keys["kernel"], "base-" + keys["base"], "rootfs-" + keys["rootfs"],
+                "snapshot-python-tcg-0123456789abcdef", "kvmhost-0123456789abcdef"]
+        drop = ["kernel-00000000000000aa", "rootfs-00000000000000bb",
+                "snapshot-bash-tcg-00000000000000cc", ".tmp-base-00000000000000dd"]
+        for name in keep + drop:
+            os.makedirs(os.path.join(tmp, name))
+            with open(os.path.join(tmp, name, "data"), "wb") as f:
+                f.write(b"x" * 4096)
+        for snapshot, rootfs in (("snapshot-python-tcg-0123456789abcdef", keys["rootfs"]),
+                                 ("snapshot-bash-tcg-00000000000000cc", "00000000000000bb")):
+            with open(os.path.join(tmp, snapshot, "manifest"), "w") as f:
+                f.write("rootfs %s\n" % rootfs)
+        r = airlock("image", "prune", "--images", tmp, "--dry-run")
+        expect(r.status == 0 and set(os.listdir(tmp)) - {".lock"} == set(keep + drop)
+               and r.stdout.count(b"would remove ") == len(drop) + 1, "a dry run only says", r)
+        r = airlock("image", "prune", "--images", tmp)
+        left = set(os.listdir(tmp)) - {".lock"}
+        expect(r.status == 0 and left == set(keep), "the current recipe's and others' stay", (r, left))
+        expect(all(name.encode() in r.stdout for name in drop), "each removal said", r)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 # ---- broken and hostile guests: the run must end with a clear error, never hang ----
 
 def run_on_bad_guest(mode, env=None):

@@ -15,7 +15,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import airlock, expect, main, run_code, test  # noqa: E402
-from mcp_session import started, wait_for_pool  # noqa: E402
+from mcp_session import LANGUAGES, started, wait_for_pool  # noqa: E402
 
 BACKEND = os.environ.get("AIRLOCK_TEST_BACKEND", "tcg")
 
@@ -34,7 +34,7 @@ def snapshots_are_made_for_every_language():
     r = airlock("image", "build", "--backend", BACKEND, timeout=1200)
     expect(r.status == 0, "image build", r)
     listing = airlock("image", "list").stdout.decode()
-    for lang in ("python", "javascript", "bash"):
+    for lang in LANGUAGES:
         expect(any(line.startswith("snapshot-%s-%s-" % (lang, BACKEND)) and "current" in line
                    for line in listing.splitlines()), "a current %s snapshot" % lang, listing)
 
@@ -44,7 +44,9 @@ def every_language_answers_after_restore_many_times():
     programs = {"python": ("import sys; print(sum(range(10)), sys.argv[0])",
                            b"45 /run/airlock/main.py\n"),
                 "javascript": ("console.log(6 * 7)", b"42\n"),
-                "bash": ('echo "$((6 * 7)) $(id -un)"', b"42 sandbox\n")}
+                "bash": ('echo "$((6 * 7)) $(id -un)"', b"42 sandbox\n"),
+                "go": ('package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(6 * 7) }\n',
+                       b"42\n")}
     for lang, (code, want) in programs.items():
         for i in range(5):
             r = run_code(code, "--lang", lang, "--verbose")
@@ -126,7 +128,7 @@ def javascript_randomness_is_fresh_in_every_vm():
         runs.append(node_randomness(r.json()))
     s = started("--pool", "1")
     try:
-        wait_for_pool(s, 3)
+        wait_for_pool(s, len(LANGUAGES))
         time.sleep(5)  # idle in the pool, prepared (reseeded) when it was restored
         for i in range(2):
             result = s.call(i, {"code": NODE_RANDOMNESS, "language": "javascript"},
@@ -145,10 +147,13 @@ def guest_clock_is_fine_grained():
     # emulated PIT, a guest on a loaded host now and then fails and falls back to the 4 ms jiffies
     # clock, in every VM of that snapshot (and time.time() then moves in 4 ms steps).
     source = "/sys/devices/system/clocksource/clocksource0/current_clocksource"
-    for lang in ("python", "javascript", "bash"):
+    for lang in LANGUAGES:
         r = run_code("cat " + source, "--lang", "bash") if lang == "bash" else run_code(
             {"python": "print(open(%r).read().strip())",
-             "javascript": "console.log(require('fs').readFileSync(%r, 'utf8').trim())"}[lang]
+             "javascript": "console.log(require('fs').readFileSync(%r, 'utf8').trim())",
+             "go": 'package main\n\nimport (\n\t"fmt"\n\t"os"\n\t"strings"\n)\n\n'
+                   'func main() {\n\tb, _ := os.ReadFile("%s")\n'
+                   '\tfmt.Println(strings.TrimSpace(string(b)))\n}\n'}[lang]
             % source, "--lang", lang)
         expect(r.status == 0 and r.stdout.strip() not in (b"jiffies", b"refined-jiffies", b""),
                "%s snapshot's clocksource is not jiffies" % lang, r)
@@ -196,7 +201,7 @@ def write_one_byte(path, offset):
 def damaged_snapshots_are_refused_and_made_again():
     tmp = tempfile.mkdtemp(prefix="airlock-snaptest-")
     try:
-        copy_of_the_images(tmp, ("python", "javascript", "bash"))
+        copy_of_the_images(tmp, LANGUAGES)
         bash = glob.glob(os.path.join(tmp, "snapshot-bash-*"))[0]
         python = glob.glob(os.path.join(tmp, "snapshot-python-*"))[0]
         write_one_byte(os.path.join(bash, "state"), 100)
@@ -222,19 +227,19 @@ def a_written_memory_file_is_refused():
     # change time gives it away, even with the modification time put back. Refused at the start,
     # and a VM restored before the write (the warm pool's) runs no request after it.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from mcp_session import started, wait_for_pool  # noqa: E402
+    from mcp_session import LANGUAGES, started, wait_for_pool  # noqa: E402
     tmp = tempfile.mkdtemp(prefix="airlock-snaptest-")
     try:
-        # all three, so that the server makes none at its start (in the KVM test host each is a
+        # all of them, so that the server makes none at its start (in the KVM test host each is a
         # nested boot, which now and then never gets ready)
-        copy_of_the_images(tmp, ("python", "javascript", "bash"))
+        copy_of_the_images(tmp, LANGUAGES)
         memory = os.path.join(glob.glob(os.path.join(tmp, "snapshot-python-*"))[0], "memory")
         s = started("--backend", BACKEND, "--images", tmp, "--pool", "1")
         try:
-            wait_for_pool(s, 3)
+            wait_for_pool(s, len(LANGUAGES))
             r = s.call(1, {"code": "print(1)"})
             expect(r["result"]["structuredContent"]["stdout"] == "1\n", "restored and ran", r)
-            wait_for_pool(s, 3)
+            wait_for_pool(s, len(LANGUAGES))
             time.sleep(1)  # the replacement is restored, before the write
             before = os.stat(memory)
             write_one_byte(memory, 1 << 20)

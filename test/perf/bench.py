@@ -7,7 +7,7 @@ matters, and prints medians, p99 and ratios (and writes the same as JSON with --
   execute_code print(1) through MCP, warm pool, calls paced as an agent's are (250 ms, or twice
          a restore where that is longer), in rounds taken in turn with servers whose VMs run
          without their jail (below)
-  execute_code per language (python, javascript, bash) and a 200,000-line (20 MB) print beside
+  execute_code per language (python, javascript, bash, go) and a 200,000-line (20 MB) print beside
          the same program printing to /dev/null, warm, paced, through one server per round
   execute_code back to back from 8 concurrent callers: fresh VMs per second
   restore-to-ready of one VM without a pool (airlock run, snapshot)
@@ -42,6 +42,7 @@ PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 FRAME_READY, FRAME_PING = 1, 0x82  # agent/proto.h, version 3: a 16-byte header
 FRAME_HEADER_SIZE = 16
 CODE = "print(1)"
+LANES = 4  # one pool lane per language (agent/proto.h): python, javascript, bash, go
 
 
 def stats(xs):
@@ -137,7 +138,7 @@ def warm_round_trips(airlock, backend, n, envs, pace, rounds=4):
         for env, mine in zip(envs, times):
             mcp = Mcp(airlock, backend, "--pool", "1", env=env)
             try:
-                wait_for_pool(mcp, 3)
+                wait_for_pool(mcp, LANES)
                 for _ in range(calls):
                     time.sleep(pace)
                     t = time.monotonic()
@@ -149,7 +150,8 @@ def warm_round_trips(airlock, backend, n, envs, pace, rounds=4):
 
 
 # Per language: the same one-line program, warm.
-HELLO = {"python": "print(1)", "javascript": "console.log(1)", "bash": "echo 1"}
+HELLO = {"python": "print(1)", "javascript": "console.log(1)", "bash": "echo 1",
+         "go": 'package main\n\nimport "fmt"\n\nfunc main() { fmt.Println(1) }\n'}
 # 200,000 lines of 100 bytes (20 MB): to stdout (its first 1 MiB comes back, the rest is counted),
 # and the same program printing to /dev/null, the program's own cost.
 FLOOD = "for i in range(200000): print('x' * 99)\n"
@@ -168,7 +170,7 @@ def language_round_trips(airlock, backend, n, pace, rounds=4):
         calls = n // rounds + (1 if r < n % rounds else 0)
         mcp = Mcp(airlock, backend, "--pool", "1")
         try:
-            wait_for_pool(mcp, 3)
+            wait_for_pool(mcp, LANES)
             for _ in range(calls):
                 for lang, code in HELLO.items():
                     time.sleep(pace)
@@ -192,7 +194,7 @@ def language_round_trips(airlock, backend, n, pace, rounds=4):
 def concurrent_throughput(airlock, backend, seconds, clients=8):
     mcp = Mcp(airlock, backend, "--pool", "2", "--max-concurrent", str(clients))
     try:
-        wait_for_pool(mcp, 6)
+        wait_for_pool(mcp, 2 * LANES)
         done = []
         stop = time.monotonic() + seconds
 
@@ -229,7 +231,7 @@ def unique_memory(airlock, backend, pool):
     included."""
     mcp = Mcp(airlock, backend, "--pool", str(pool))
     try:
-        wait_for_pool(mcp, 3 * pool)
+        wait_for_pool(mcp, LANES * pool)
         time.sleep(1)  # restored and idle
         private, pss = [], []
         for vm in mcp.vms():
@@ -437,8 +439,8 @@ def main():
             ("restore to ready, no pool (airlock run)", results["restore_to_ready_no_pool"]),
             ("  the same, VMs without their jail", results["restore_to_ready_no_pool_unconfined"]),
             ("cold boot to ready, no snapshot", results["cold_boot_to_ready"])]
-    rows += [("  %s (%s)" % (lang, HELLO[lang]), results["execute_code_warm_%s" % lang])
-             for lang in HELLO]
+    rows += [("  %s (%s)" % (lang, HELLO[lang] if lang != "go" else "fmt.Println(1), built"),
+              results["execute_code_warm_%s" % lang]) for lang in HELLO]
     rows += [("  200,000-line (20 MB) print, 1 MiB returned", results["execute_code_warm_flood"]),
              ("  the same program printing to /dev/null", results["execute_code_warm_flood_null"])]
     rows += [("peer: " + k, v) for k, v in peers.items() if not k.startswith("egress")]

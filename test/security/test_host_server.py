@@ -14,9 +14,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import expect, main, test  # noqa: E402
-from mcp_session import started, wait_for_pool  # noqa: E402
+from mcp_session import LANGUAGES, started, wait_for_pool  # noqa: E402
 
-POOL = 2          # per language: 6 VMs wait
+POOL = 2          # per language: 8 VMs wait
 # 400 calls a run (1,000 until 2026-12-06; the suite's 42 minutes): with 2 MiB of slack, a leak of
 # 5 KiB a call shows, and fds and mappings must come back exactly. Leaks per allocation are
 # valgrind's and ASan's (unit.valgrind, *.asan); this is the whole server, over time.
@@ -37,7 +37,7 @@ def resources(pid):
 
 def quiet_resources(s):
     """The server's resources with its pool full and nothing in flight."""
-    wait_for_pool(s, 3 * POOL)
+    wait_for_pool(s, len(LANGUAGES) * POOL)
     time.sleep(1)
     return resources(s.proc.pid)
 
@@ -50,7 +50,7 @@ def compare(s, baseline, what):
     expect(rss <= baseline[2] + RSS_SLACK_KB, "%s: resident %d kB (baseline %d kB)"
            % (what, rss, baseline[2]))
     vms = s.vms()
-    expect(len(vms) == 3 * POOL, "%s: only the pool's VMs are left" % what, vms)
+    expect(len(vms) == len(LANGUAGES) * POOL, "%s: only the pool's VMs are left" % what, vms)
     states = subprocess.run(["ps", "--ppid", str(s.proc.pid), "-o", "stat="],
                             capture_output=True, text=True).stdout.split()
     expect("Z" not in "".join(states), "%s: no zombies" % what, states)
@@ -82,7 +82,7 @@ def calls(s, first, count, window):
 def many_calls(window, what):
     s = started("--pool", str(POOL), "--max-concurrent", "8")
     try:
-        wait_for_pool(s, 3 * POOL)
+        wait_for_pool(s, len(LANGUAGES) * POOL)
         calls(s, 0, WARM_UP, window)
         baseline = quiet_resources(s)
         took = calls(s, WARM_UP, CALLS, window)

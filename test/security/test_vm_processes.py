@@ -23,7 +23,7 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "integration"))
 from harness import AIRLOCK, BUILD, airlock, expect, main, test  # noqa: E402
-from mcp_session import BACKEND, Server, wait_for_pool  # noqa: E402
+from mcp_session import BACKEND, LANGUAGES, Server, wait_for_pool  # noqa: E402
 
 VM_UID_BASE = 0x7A1C0000  # mcp/confine/confine.h
 VM_UID_COUNT = 65536
@@ -69,7 +69,7 @@ def vm_processes_get_none_of_airlocks_environment_or_fds():
             s = Server("--pool", "1", env=dict(os.environ, AIRLOCK_TEST_SECRET=marker),
                        pass_fds=(fd,))
             try:
-                wait_for_pool(s, 3)
+                wait_for_pool(s, len(LANGUAGES))
                 time.sleep(1)  # the pool's VMs are up, wrappers and all
                 with open("/proc/%d/environ" % s.proc.pid, "rb") as f:
                     expect(marker.encode() in f.read(), "the server has the marker itself")
@@ -162,7 +162,7 @@ def no_other_process_may_trace_read_or_signal_a_vm():
     expect(os.geteuid() == 0, "run as root: the VMs' own identity is root's deployment")
     s = Server("--pool", "1")
     try:
-        wait_for_pool(s, 3)
+        wait_for_pool(s, len(LANGUAGES))
         time.sleep(1)
         tops, procs = vm_tree(s)
         procs = [p for p in procs if os.path.exists("/proc/%d" % p)]
