@@ -33,6 +33,47 @@ def bash_hello():
     expect(r.status == 0 and b"HELLO FROM" in r.stdout, "bash hello", r)
 
 
+GO_MAIN = """package main
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+)
+
+func main() {
+	line, _ := bufio.NewReader(os.Stdin).ReadString('\\n')
+	wd, _ := os.Getwd()
+	fmt.Printf("%s from go in %s, %s", greeting(), wd, line)
+	fmt.Fprintln(os.Stderr, "to stderr")
+	os.Exit(3)
+}
+"""
+
+
+@test
+def go_builds_and_runs_a_main_package():
+    """The code is package main, built with the .go files given beside it (a *_test.go is left
+    out) and run in /work with stdin and its exit status; a build that fails is exit status 2
+    with the compiler's words; only the standard library can be imported."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, text in (("helper.go", 'package main\n\nfunc greeting() string { return "hello" }\n'),
+                           ("helper_test.go", "this is not Go\n")):
+            with open(os.path.join(tmp, name), "w") as f:
+                f.write(text)
+        r = run_code(GO_MAIN, "--lang", "go", "--put", "helper.go=" + tmp + "/helper.go",
+                     "--put", "helper_test.go=" + tmp + "/helper_test.go", stdin=b"stdin\n")
+    expect(r.status == 3 and r.stdout == b"hello from go in /work, stdin\n"
+           and r.stderr == b"to stderr\n", "built with helper.go, ran, exit 3", r)
+    r = run_code('package main\n\nfunc main() {\n\tundefinedThing()\n}\n', "--lang", "go")
+    expect(r.status == 2 and b"main.go:4:2: undefined: undefinedThing" in r.stderr,
+           "a build error: exit 2, the compiler's message", r)
+    r = run_code('package main\n\nimport "github.com/example/nothing"\n\n'
+                 'func main() { nothing.Do() }\n', "--lang", "go")
+    expect(r.status == 2 and b"github.com/example/nothing" in r.stderr,
+           "a module outside the standard library is refused by the build", r)
+
+
 @test
 def exit_code_is_passed_through():
     r = run_code("import sys; print('bye'); sys.exit(3)")
