@@ -193,10 +193,9 @@ static PyObject *raw_write(Raw *self, PyObject *arg)
 	return PyLong_FromSsize_t(n);
 }
 
-static PyObject *raw_flush(Raw *self, PyObject *unused)
+/* flush() of a stream and of the module: writes what is pending, without the GIL. */
+static PyObject *flush_for_python(void)
 {
-	(void)self;
-	(void)unused;
 	int rc;
 	Py_BEGIN_ALLOW_THREADS rc = flush_all();
 	Py_END_ALLOW_THREADS
@@ -205,6 +204,13 @@ static PyObject *raw_flush(Raw *self, PyObject *unused)
 		return PyErr_SetFromErrno(PyExc_OSError);
 	}
 	Py_RETURN_NONE;
+}
+
+static PyObject *raw_flush(Raw *self, PyObject *unused)
+{
+	(void)self;
+	(void)unused;
+	return flush_for_python();
 }
 
 static PyObject *raw_close(Raw *self, PyObject *unused)
@@ -337,14 +343,7 @@ static PyObject *output_flush(PyObject *module, PyObject *unused)
 {
 	(void)module;
 	(void)unused;
-	int rc;
-	Py_BEGIN_ALLOW_THREADS rc = flush_all();
-	Py_END_ALLOW_THREADS
-	if (rc) {
-		errno = rc;
-		return PyErr_SetFromErrno(PyExc_OSError);
-	}
-	Py_RETURN_NONE;
+	return flush_for_python();
 }
 
 static PyMethodDef module_methods[] = {
