@@ -110,7 +110,7 @@ SUITES = [
     suite("unit.asan", "meson", "unit tests built with ASan/UBSan", build="build-asan",
           timeout=300),
     suite("fuzz", "fuzz", "the parsers of untrusted bytes under libFuzzer (test/fuzz)",
-          seconds=15, timeout=600),
+          seconds=10, timeout=600),
 
     # VMs on QEMU (tcg), directly on this machine.
     suite("run.tcg", "harness", "airlock run, VM tests", file=INTEGRATION + "test_run.py",
