@@ -336,7 +336,8 @@ static void pump_input(struct input_stream *in)
 	in->fd = -1;
 }
 
-/* The python starter's "X<status>\n" on its ready pipe, written after it closed its output:
+/* A starter's "X<status>\n" on its ready pipe (python's after it closed its output, node's after
+ * its exit listeners), the program's output already in its pipes:
  * returns 1 with *status set (as waitpid would) when it came; closes the fd on anything else.
  * (Parsed by hand: a first sscanf costs milliseconds of translation on an emulated CPU.) */
 static int read_exit_report(int *fd, int *status)
@@ -479,7 +480,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	    {prog->stderr_fd, AL_STREAM_STDERR, h->stderr_cap, h->output_window, 0, 0}};
 	struct output_stream *out = &streams[0], *err = &streams[1];
 	struct input_stream in = {prog->stdin_fd, req->stdin_data, h->stdin_len};
-	int report_fd = prog->ready_fd; /* the python starter's exit report */
+	int report_fd = prog->ready_fd; /* a starter's exit report (python, node) */
 	*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
 				 .go_fd = -1, .ready_fd = -1}; /* this function owns the process now */
 	pump_input(&in);

@@ -28,6 +28,21 @@ def javascript_hello():
 
 
 @test
+def javascript_exit_status_and_exit_listeners():
+    """node's status as node gives it (process.exitCode, process.exit, an uncaught error), and
+    what its 'exit' listeners print still comes back (the starter reports the exit after them)."""
+    r = run_code("process.on('exit', (code) => console.log('listener saw', code));\n"
+                 "process.exitCode = 4;\nconsole.log('main');\n", "--lang", "javascript")
+    expect(r.status == 4 and r.stdout == b"main\nlistener saw 4\n", "exitCode and a listener", r)
+    r = run_code("console.log('before'); process.exit(7);", "--lang", "javascript")
+    expect(r.status == 7 and r.stdout == b"before\n", "process.exit(7)", r)
+    r = run_code("process.on('exit', () => console.error('last words'));\n"
+                 "throw new Error('boom');\n", "--lang", "javascript")
+    expect(r.status == 1 and b"Error: boom" in r.stderr and b"last words\n" in r.stderr,
+           "an uncaught error: 1, its trace and the listener's words", r)
+
+
+@test
 def bash_hello():
     r = run_code('echo "hello from $0" | sed s/main.sh/bash/ | tr a-z A-Z', "--lang", "bash")
     expect(r.status == 0 and b"HELLO FROM" in r.stdout, "bash hello", r)
