@@ -108,21 +108,31 @@ static void *flusher(void *unused)
 	return NULL;
 }
 
-/* Appends bytes for stream (the caller holds the GIL, not lock). Returns 0 or an errno. */
-static int append(uint32_t stream, const uint8_t *p, size_t n)
+static int fd_of(uint32_t stream)
 {
-	if (!pending || direct)
-		return write_all(stream == AL_STREAM_STDERR ? 2 : 1, p, n);
+	return stream == AL_STREAM_STDERR ? 2 : 1;
+}
+
+/* With lock held: whether appending n bytes of stream means writing first (a switch of stream,
+ * no room, or as much as the buffer holds). */
+static int needs_write(uint32_t stream, size_t n)
+{
+	return n >= AL_PENDING_OUTPUT_SIZE ||
+	       (pending->len > 0 &&
+		(pending->stream != stream || n > AL_PENDING_OUTPUT_SIZE - pending->len));
+}
+
+/* With lock held: writes what must go first, then adds the bytes (or writes them through when
+ * they are as large as the buffer). Returns 0 or an errno. */
+static int append_locked(uint32_t stream, const uint8_t *p, size_t n)
+{
 	int rc = 0;
-	pthread_mutex_lock(&lock);
-	if (pending->len > 0 && (pending->stream != stream || n > AL_PENDING_OUTPUT_SIZE - pending->len)) {
-		Py_BEGIN_ALLOW_THREADS rc = flush_locked();
-		Py_END_ALLOW_THREADS
-	}
-	if (rc == 0 && n >= AL_PENDING_OUTPUT_SIZE) {
-		Py_BEGIN_ALLOW_THREADS rc = write_all(stream == AL_STREAM_STDERR ? 2 : 1, p, n);
-		Py_END_ALLOW_THREADS
-	} else if (rc == 0) {
+	if (pending->len > 0 &&
+	    (pending->stream != stream || n > AL_PENDING_OUTPUT_SIZE - pending->len))
+		rc = flush_locked();
+	if (rc == 0 && n >= AL_PENDING_OUTPUT_SIZE)
+		return write_all(fd_of(stream), p, n);
+	if (rc == 0) {
 		uint32_t len = pending->len;
 		pending->stream = stream;
 		memcpy(pending->data + len, p, n);
@@ -133,7 +143,34 @@ static int append(uint32_t stream, const uint8_t *p, size_t n)
 			pthread_cond_signal(&wake);
 		}
 	}
-	pthread_mutex_unlock(&lock);
+	return rc;
+}
+
+/* Appends bytes for stream; the caller holds the GIL. Any write (a full pipe blocks) is made
+ * without it, and lock is never held while waiting for the GIL: a thread that holds lock and
+ * waits for the GIL, while the GIL's holder waits for lock, would hang both. Returns 0 or an
+ * errno. */
+static int append(uint32_t stream, const uint8_t *p, size_t n)
+{
+	int rc;
+	if (pending && !direct) {
+		pthread_mutex_lock(&lock);
+		int quick = !needs_write(stream, n);
+		if (quick)
+			append_locked(stream, p, n); /* adds only: no write, cannot fail */
+		pthread_mutex_unlock(&lock);
+		if (quick)
+			return 0;
+	}
+	Py_BEGIN_ALLOW_THREADS
+	if (pending && !direct) {
+		pthread_mutex_lock(&lock);
+		rc = append_locked(stream, p, n);
+		pthread_mutex_unlock(&lock);
+	} else {
+		rc = write_all(fd_of(stream), p, n);
+	}
+	Py_END_ALLOW_THREADS
 	return rc;
 }
 
