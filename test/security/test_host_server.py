@@ -16,7 +16,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from harness import expect, main, test  # noqa: E402
 from mcp_session import LANGUAGES, started, wait_for_pool  # noqa: E402
 
-POOL = 1          # per language: 4 VMs wait
+POOL = 2          # per language: 8 VMs wait (one would halve the calls a second)
 # 400 calls a run (1,000 until 2026-12-06; the suite's 42 minutes): with 2 MiB of slack, a leak of
 # 5 KiB a call shows, and fds and mappings must come back exactly. Leaks per allocation are
 # valgrind's and ASan's (unit.valgrind, *.asan); this is the whole server, over time.
