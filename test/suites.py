@@ -211,7 +211,7 @@ SUITES = [
     suite("user-code.kvm", "harness", "hostile user code is contained",
           file=SECURITY + "test_user_code.py", backend="kvm",
           exclude=HEAVY_USER_CODE + [  # the starters' and the collector's own logic, guest code
-              "bash_cannot_forge_an_exit_report_and_nodes_ends_the_program",
+              "bash_and_node_find_no_report_pipe_on_fd_4",
               "a_link_swapped_in_during_collection_is_not_followed"]),
     suite("hostile-guest.kvm", "checks", "a hostile guest against airlock-vmm (release and "
           "ASan/UBSan builds)", file=SECURITY + "test_hostile_guest.py", timeout=600,
