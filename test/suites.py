@@ -143,7 +143,7 @@ SUITES = [
           file=SECURITY + "test_user_code.py", backend="tcg"),
     suite("vm-processes.tcg", "harness", "what a VM's host processes hold, who may reach them",
           file=SECURITY + "test_vm_processes.py", backend="tcg"),
-    suite("host-server.tcg", "harness", "the host server under 800 calls",
+    suite("host-server.tcg", "harness", "the host server under 500 calls",
           file=SECURITY + "test_host_server.py", backend="tcg", test_timeout=900),
 
     # What a newcomer runs first: checked by what they print, not only their exit status.
@@ -200,7 +200,7 @@ SUITES = [
     # On kvm, the tests of the mechanism (streams over the VM's channel, TLS, credit, many
     # connections, every client, packages); the host's judgement of odd requests and failed
     # upstreams is the same code on both backends, and runs on tcg (all 22 passed in the test
-    # host on 2026-12-06: docs/testing.md). Within the suite's 42 minutes.
+    # host on 2026-12-06: docs/testing.md). Within the suite's 44 minutes.
     suite("egress.kvm", "harness", "egress through the guest's proxy and the host's policy",
           file=INTEGRATION + "test_egress.py", backend="kvm", exclude=EGRESS_HOST_ONLY),
     suite("mcp-raw.kvm", "harness", "airlock mcp: the warm pool, every VM's jail, filter and "
