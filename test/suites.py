@@ -82,12 +82,17 @@ RUN_HOST_ONLY = ["the_pre_scan_warns_and_the_program_runs",
                  "a_print_per_line_flood_completes_and_is_counted",
                  "output_before_a_kill_a_crash_or_os_exit_is_returned"]
 
-# On kvm, limits.kvm leaves out the host's own timeouts and caps (a silent guest, stderr's cap)
-# and the pooled VMs' entropy after 30 s idle (the PING's path, which restored_vms_are_unique
+# On kvm, limits.kvm runs the transfers (binary files, a 1 MiB result) and leaves out the host's
+# own timeouts, caps and accounting and the pooled VMs' entropy after 30 s idle (the PING's path, which restored_vms_are_unique
 # takes on kvm; with two VMs per language its pool alone is eight restores in the test host).
 LIMITS_HOST_ONLY = ["a_guest_silent_after_run_is_ended_at_the_limit_plus_grace",
                     "stderr_past_the_cap_is_cut_at_exactly_the_cap_and_flagged",
-                    "pooled_vms_idle_for_30_s_have_fresh_entropy_and_the_hosts_clock"]
+                    "pooled_vms_idle_for_30_s_have_fresh_entropy_and_the_hosts_clock",
+                    # the server's own accounting: slots, clamps, the queue, the files' cap
+                    "max_concurrent_caps_the_programs_running_at_once",
+                    "max_timeout_clamps_a_longer_timeout_s",
+                    "a_cancelled_queued_call_never_starts_a_vm_and_gets_no_reply",
+                    "output_files_past_one_mib_in_total_are_listed_but_not_returned"]
 
 # On kvm, mcp-raw.kvm leaves out the JSON-RPC layer and the server's own event loop (framing,
 # negotiation, argument errors, logging, a stalled client, queue limits, progress): no VM or
