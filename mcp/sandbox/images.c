@@ -352,11 +352,30 @@ static int make_dirs(const char *dir)
 	return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
+/* Takes the cache's lock (<dir>/.lock), waiting for whoever holds it: one builder or pruner at a
+ * time. Returns its fd (closing it lets go), or -errno with err set. */
+static int lock_cache(const struct images *im, char *err, size_t err_len)
+{
+	char lock_path[PATH_MAX];
+	if (path_printf(lock_path, sizeof lock_path, "%s/.lock", im->dir)) {
+		snprintf(err, err_len, "image directory path too long: %s", im->dir);
+		return -ENAMETOOLONG;
+	}
+	int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (lock < 0 || flock(lock, LOCK_EX) != 0) {
+		int rc = -errno;
+		snprintf(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
+		if (lock >= 0)
+			close(lock);
+		return rc;
+	}
+	return lock;
+}
+
 int images_build(const struct images *im, bool force, char *err, size_t err_len)
 {
-	char logs[PATH_MAX], lock_path[PATH_MAX];
-	if (path_printf(logs, sizeof logs, "%s/logs", im->dir) ||
-	    path_printf(lock_path, sizeof lock_path, "%s/.lock", im->dir)) {
+	char logs[PATH_MAX];
+	if (path_printf(logs, sizeof logs, "%s/logs", im->dir)) {
 		snprintf(err, err_len, "image directory path too long: %s", im->dir);
 		return -ENAMETOOLONG;
 	}
@@ -366,14 +385,9 @@ int images_build(const struct images *im, bool force, char *err, size_t err_len)
 		return rc;
 	}
 	/* One builder at a time; a second airlock waits, then finds the work done. */
-	int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (lock < 0 || flock(lock, LOCK_EX) != 0) {
-		rc = -errno;
-		snprintf(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
-		if (lock >= 0)
-			close(lock);
-		return rc;
-	}
+	int lock = lock_cache(im, err, err_len);
+	if (lock < 0)
+		return lock;
 	const struct build_step steps[] = {
 		{"kernel", im->kernel_key, "Linux 6.1 from linux-source-6.1, ~4 min on 2 cores",
 		 "vmlinux"},
@@ -473,20 +487,10 @@ static uint64_t size_of_tree(const char *path)
 
 int images_prune(const struct images *im, bool dry_run, FILE *out, char *err, size_t err_len)
 {
-	char lock_path[PATH_MAX];
-	if (path_printf(lock_path, sizeof lock_path, "%s/.lock", im->dir)) {
-		snprintf(err, err_len, "image directory path too long: %s", im->dir);
-		return -ENAMETOOLONG;
-	}
 	/* no build may be under way: its .tmp- directory would look abandoned */
-	int lock = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
-	if (lock < 0 || flock(lock, LOCK_EX) != 0) {
-		int rc = -errno;
-		snprintf(err, err_len, "cannot lock %s: %s", lock_path, strerror(errno));
-		if (lock >= 0)
-			close(lock);
-		return rc;
-	}
+	int lock = lock_cache(im, err, err_len);
+	if (lock < 0)
+		return lock;
 	struct dirent **names;
 	int n = scandir(im->dir, &names, NULL, alphasort);
 	uint64_t freed = 0;
