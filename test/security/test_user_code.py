@@ -214,13 +214,17 @@ def filling_the_disk_stops_at_its_size():
 @test
 def very_many_files_are_contained():
     # as many files as the timeout allows, in the directory whose files come back: the result
-    # still comes, listing a bounded number of them
+    # still comes, listing a bounded number of them. A fast host reaches /work's own limit on
+    # files first (ENOSPC after some 63,000, 2026-12-07): contained too.
     code = ("import os\nos.makedirs('/work/out', exist_ok=True)\n"
             "for i in range(10 ** 6):\n"
             "    open('/work/out/f%07d' % i, 'w').close()\n"
             "print('made them all')\n")
     res = execute(code, timeout_s=6)
-    expect(res["timed_out"] or res["exit_code"] == 0, "killed at the timeout, or done", res)
+    at_the_limit = res["exit_code"] == 1 and "No space left on device" in res["stderr"]
+    expect(res["timed_out"] or res["exit_code"] == 0 or at_the_limit,
+           "killed at the timeout, done, or stopped by /work's limit on files",
+           {k: v for k, v in res.items() if k != "files"})
     expect(len(res["files"]) <= 1000, "at most 1000 files listed (%d)" % len(res["files"]))
     still_serves()
 
