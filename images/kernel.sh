@@ -2,7 +2,8 @@
 # Builds the guest kernel: Debian's linux-source-6.1, `make tinyconfig` plus kernel.config,
 # producing an ELF vmlinux (with the PVH note QEMU needs) in OUT_DIR.
 # Usage: kernel.sh OUT_DIR WORK_DIR
-# WORK_DIR keeps the unpacked source tree between builds, so a changed option rebuilds in seconds.
+# The unpacked source tree and its objects (1.6 GB) go once vmlinux is out, unless
+# AIRLOCK_KEEP_KERNEL_TREE=1 keeps them in WORK_DIR, so that a changed option rebuilds in seconds.
 set -euo pipefail
 
 out=${1:?usage: kernel.sh OUT_DIR WORK_DIR}
@@ -44,3 +45,5 @@ echo "kernel: make -j$(nproc) vmlinux (about 8 minutes on 2 cores the first time
 make -s ARCH=x86_64 -j"$(nproc)" vmlinux
 cp vmlinux "$out/vmlinux"
 cp .config "$out/config"
+cd /
+[ "${AIRLOCK_KEEP_KERNEL_TREE:-0}" = 1 ] || rm -rf "$src" "$stamp"
