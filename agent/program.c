@@ -23,6 +23,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -91,6 +92,8 @@ static char *const user_environment[] = {
 	"GOPROXY=off",
 	"GOFLAGS=-mod=mod",
 	"CGO_ENABLED=0",
+	/* node: what an image of one's own installs with npm (images/derived.sh) */
+	"NODE_PATH=/usr/local/lib/node_modules",
 	NULL,
 };
 
@@ -144,13 +147,25 @@ static int become_sandbox_user(void)
 	return 0;
 }
 
+/* Whether extra (NAME=VALUE strings, NULL-terminated) sets the variable of entry. */
+static bool overridden(const char *entry, char *const *extra)
+{
+	size_t name_len = strcspn(entry, "=") + 1;
+	for (size_t i = 0; extra && extra[i] && i < SETUP_MAX_ENV; i++)
+		if (strncmp(extra[i], entry, name_len) == 0)
+			return true;
+	return false;
+}
+
 /* The user's environment followed by extra (NAME=VALUE strings, NULL-terminated), into env
- * (room for SETUP_MAX_ENV more than the user's). */
+ * (room for SETUP_MAX_ENV more than the user's); a variable extra sets replaces the user's (a
+ * program would read the first of two). */
 static void compose_environment(char *const *extra, char **env)
 {
 	size_t n = 0;
 	for (size_t i = 0; user_environment[i]; i++)
-		env[n++] = user_environment[i];
+		if (!overridden(user_environment[i], extra))
+			env[n++] = user_environment[i];
 	for (size_t i = 0; extra && extra[i] && i < SETUP_MAX_ENV; i++)
 		env[n++] = extra[i];
 	env[n] = NULL;

@@ -47,8 +47,27 @@ build_only="gcc-12 g++-12 cpp-12 gcc g++ cpp libgcc-12-dev libstdc++-12-dev libc
   libopenblas-pthread-dev libopenblas-dev libblas-dev liblapack-dev libexpat1-dev zlib1g-dev
   libxsimd-dev binutils binutils-common binutils-x86-64-linux-gnu libbinutils libctf0 libctf-nobfd0
   libgprofng0 libjs-sphinxdoc"
-installed=$(chroot "$root" dpkg-query -W -f='${Package}\n' $build_only 2>/dev/null || true)
-[ -z "$installed" ] || chroot "$root" dpkg --purge --force-depends $installed >>"$out/debootstrap.log" 2>&1
+# (dpkg-query names a package it knows of but that is not installed with no version: not those)
+installed=$(chroot "$root" dpkg-query -W -f='${Package} ${Version}\n' $build_only 2>/dev/null |
+  awk 'NF == 2' || true)
+if [ -n "$installed" ]; then
+  # What depends on them stays (pythran, node-gyp): a stand-in package provides each one at its
+  # version, so that dpkg's database stays whole and apt works in a derived image (derived.sh).
+  mkdir -p "$root/tmp/airlock-stub/DEBIAN"
+  {
+    echo "Package: airlock-build-only-removed"
+    echo "Version: 1"
+    echo "Architecture: all"
+    echo "Maintainer: airlock <airlock@localhost>"
+    echo "Description: stands in for the build-only packages airlock removed from its image"
+    echo "Provides: $(echo "$installed" | awk '{printf "%s%s (= %s)", (NR > 1 ? ", " : ""), $1, $2}')"
+  } >"$root/tmp/airlock-stub/DEBIAN/control"
+  { chroot "$root" dpkg --purge --force-depends $(echo "$installed" | cut -d' ' -f1) &&
+    chroot "$root" dpkg-deb --build /tmp/airlock-stub /tmp/airlock-stub.deb &&
+    chroot "$root" dpkg -i /tmp/airlock-stub.deb &&
+    rm -rf "$root/tmp/airlock-stub" "$root/tmp/airlock-stub.deb" &&
+    in_root apt-get check; } >>"$out/debootstrap.log" 2>&1 || fail "removing the build-only packages"
+fi
 rm -rf "$root"/usr/include "$root"/usr/lib/gcc
 
 # Nothing in the guest may gain privileges: strip every setuid/setgid bit.

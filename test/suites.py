@@ -132,6 +132,9 @@ SUITES = [
     # VMs on QEMU (tcg), directly on this machine.
     suite("run.tcg", "harness", "airlock run, VM tests", file=INTEGRATION + "test_run.py",
           backend="tcg"),
+    # images of one's own: the build is the same whatever the backend, and tcg runs it
+    suite("images.tcg", "harness", "images of one's own: recipes, --image",
+          file=INTEGRATION + "test_images.py", backend="tcg"),
     suite("egress.tcg", "harness", "egress through the guest's proxy and the host's policy",
           file=INTEGRATION + "test_egress.py", backend="tcg"),
     suite("install.tcg", "harness", "meson install: a complete airlock, no source tree needed",

@@ -16,15 +16,16 @@ int cli_image(int argc, char **argv)
 		{"no-snapshots", no_argument, NULL, 'n'},
 		{"dry-run", no_argument, NULL, 'd'},
 		{"images", required_argument, NULL, 'i'},
+		{"recipe", required_argument, NULL, 'r'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	bool force = false, snapshots = true, dry_run = false;
-	const char *dir = NULL, *backend = "auto";
+	const char *dir = NULL, *backend = "auto", *recipe = NULL;
 	int c;
 	if (argc < 2) {
-		fprintf(stderr, "usage: airlock image build [--force] | airlock image list | "
-				"airlock image prune [--dry-run]\n");
+		fprintf(stderr, "usage: airlock image build [--force] [--recipe FILE] | "
+				"airlock image list | airlock image prune [--dry-run]\n");
 		return 2;
 	}
 	const char *action = argv[1];
@@ -46,9 +47,12 @@ int cli_image(int argc, char **argv)
 		case 'd':
 			dry_run = true;
 			break;
+		case 'r':
+			recipe = optarg;
+			break;
 		default:
 			fprintf(stderr, "usage: airlock image build [--force] [--images DIR] "
-					"[--backend auto|kvm|tcg] [--no-snapshots] | "
+					"[--backend auto|kvm|tcg] [--no-snapshots] [--recipe FILE] | "
 					"airlock image list [--images DIR] | "
 					"airlock image prune [--images DIR] [--dry-run]\n");
 			return c == 'h' ? 0 : 2;
@@ -69,8 +73,14 @@ int cli_image(int argc, char **argv)
 		}
 		return 0;
 	}
+	if (recipe && strcmp(action, "build") != 0) {
+		fprintf(stderr, "airlock: --recipe is for `airlock image build`\n");
+		return 2;
+	}
 	if (strcmp(action, "build") == 0) {
-		if (images_build(&im, force, err, sizeof err) != 0) {
+		/* a recipe: the image of one's own (and the stock parts it needs), else the stock one */
+		if ((recipe ? images_build_recipe(&im, recipe, force, err, sizeof err)
+			    : images_build(&im, force, err, sizeof err)) != 0) {
 			fprintf(stderr, "airlock: %s\n", err);
 			return 1;
 		}
@@ -85,7 +95,12 @@ int cli_image(int argc, char **argv)
 			fprintf(stderr, "airlock: %s\n", err);
 			return 1;
 		}
-		fprintf(stderr, "airlock: images ready in %s\n", im.dir);
+		if (recipe)
+			fprintf(stderr, "airlock: image '%s' ready in %s (adds %s): use it with "
+					"--image %s\n", im.image_name, im.dir, im.image_contents,
+				im.image_name);
+		else
+			fprintf(stderr, "airlock: images ready in %s\n", im.dir);
 		return 0;
 	}
 	fprintf(stderr, "airlock: unknown image action '%s' (build, list or prune)\n", action);

@@ -35,10 +35,11 @@ static void usage(FILE *out)
 	fprintf(out, "usage: airlock mcp [--backend auto|kvm|tcg] [--pool N] [--vcpus N] "
 		     "[--memory-mb N]\n"
 		     "                   [--max-concurrent N] [--max-queued N] [--max-timeout S]\n"
-		     "                   [--images DIR] [--verbose]\n"
+		     "                   [--images DIR] [--image NAME] [--verbose]\n"
 		     POLICY_USAGE
 		     "MCP server on stdin/stdout (one JSON-RPC message per line).\n"
 		     "--pool N keeps N VMs per language restored and waiting (default %u, 0: none).\n"
+		     "--image NAME serves an image of one's own (`airlock image build --recipe`).\n"
 		     "--max-queued N: calls beyond --max-concurrent wait, up to N of them (default "
 		     "%u);\nfurther calls are refused at once with \"airlock is busy\".\n",
 		DEFAULT_POOL_SIZE, DEFAULT_MAX_QUEUED);
@@ -58,7 +59,7 @@ static int parse_unsigned(const char *name, const char *text, unsigned lo, unsig
 }
 
 static int parse_options(int argc, char **argv, struct server_config *cfg, const char **backend,
-			 const char **images_dir)
+			 const char **images_dir, const char **image)
 {
 	static const struct option options[] = {
 		{"backend", required_argument, NULL, 'b'},
@@ -69,6 +70,7 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		{"pool", required_argument, NULL, 'p'},
 		{"max-timeout", required_argument, NULL, 't'},
 		{"images", required_argument, NULL, 'i'},
+		{"image", required_argument, NULL, 'I'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		POLICY_LONG_OPTIONS,
@@ -86,6 +88,7 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		switch (c) {
 		case 'b': *backend = optarg; break;
 		case 'i': *images_dir = optarg; break;
+		case 'I': *image = optarg; break;
 		case 'v': cfg->verbose = true; break;
 		case 'c':
 			if (parse_unsigned("vcpus", optarg, 1, 1, &cfg->vcpus))
@@ -159,8 +162,8 @@ int cli_mcp(int argc, char **argv)
 		.max_timeout_s = 300,
 		.boot_timeout_ms = sandbox_boot_timeout_ms(),
 	};
-	const char *backend = "auto", *images_dir = NULL;
-	if (parse_options(argc, argv, &cfg, &backend, &images_dir) != 0) {
+	const char *backend = "auto", *images_dir = NULL, *image = NULL;
+	if (parse_options(argc, argv, &cfg, &backend, &images_dir, &image) != 0) {
 		policy_free(&cfg.policy);
 		return 2;
 	}
@@ -172,12 +175,19 @@ int cli_mcp(int argc, char **argv)
 		snprintf(cfg.unavailable, sizeof cfg.unavailable, "%s", why);
 	else if (images_init(&cfg.images, images_dir, why, sizeof why) != 0)
 		snprintf(cfg.unavailable, sizeof cfg.unavailable, "%s", why);
+	/* an image that is not there is the operator's mistake: said at once, not at each call */
+	if (!cfg.unavailable[0] && image && images_use(&cfg.images, image, why, sizeof why) != 0) {
+		fprintf(stderr, "airlock: %s\n", why);
+		policy_free(&cfg.policy);
+		return 1;
+	}
 	if (cfg.unavailable[0])
 		fprintf(stderr, "airlock: no sandbox can run: %s (run `airlock doctor`)\n",
 			cfg.unavailable);
 	else
-		fprintf(stderr, "airlock: MCP server on stdio, backend %s, up to %u VMs at once\n",
-			cfg.backend->name, cfg.max_concurrent);
+		fprintf(stderr, "airlock: MCP server on stdio, backend %s, image %s, up to %u VMs "
+				"at once\n",
+			cfg.backend->name, image ? image : "stock", cfg.max_concurrent);
 	if (!cfg.unavailable[0] && cgroup_init(why, sizeof why) == CGROUP_NONE)
 		fprintf(stderr, "airlock: VMs run without cgroup limits: %s\n", why);
 

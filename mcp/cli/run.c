@@ -26,7 +26,7 @@
 #define MAX_DIR_ENTRIES 10000      /* files, directories and links --dir sends */
 
 struct run_options {
-	const char *backend, *language, *file, *code_arg, *images_dir, *out_dir;
+	const char *backend, *language, *file, *code_arg, *images_dir, *image, *out_dir;
 	const char *dir, *command, *repo;
 	double timeout_s;
 	unsigned memory_mb, vcpus;
@@ -59,8 +59,8 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: airlock run [--backend auto|kvm|tcg] [--lang LANGUAGE]\n"
 		"                   [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
-		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--verbose] [--cold]\n"
-		"                   [--dir PATH] [--repo URL] [--package SPEC]...\n"
+		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--image NAME]\n"
+		"                   [--verbose] [--cold] [--dir PATH] [--repo URL] [--package SPEC]...\n"
 		POLICY_USAGE
 		"                   (--file F | CODE | --command CMD)\n"
 		"--package SPEC installs a pip requirement (python) or npm spec (javascript)\n"
@@ -71,6 +71,7 @@ static void usage(void)
 		"PATH, never followed out of it; links out, links to directories, fifos, devices\n"
 		"and sockets are skipped, each said on stderr.\n"
 		"--command CMD runs `bash -c CMD` in /work as the sandbox user.\n"
+		"--image NAME runs in an image of one's own (`airlock image build --recipe`).\n"
 		"--repo URL (http:// or https://, with --command) clones URL into /work/repo\n"
 		"inside the VM and runs CMD there.\n"
 		"--out DIR writes the files the program left in /work/out under DIR: only new files,\n"
@@ -179,7 +180,8 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		{"verbose", no_argument, NULL, 'v'},       {"help", no_argument, NULL, 'h'},
 		{"cold", no_argument, NULL, 'C'},          {"dir", required_argument, NULL, 'd'},
 		{"command", required_argument, NULL, 'x'}, {"repo", required_argument, NULL, 'r'},
-		{"package", required_argument, NULL, 'P'}, POLICY_LONG_OPTIONS,
+		{"package", required_argument, NULL, 'P'}, {"image", required_argument, NULL, 'I'},
+		POLICY_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct run_options){.backend = "auto", .language = "python",
@@ -208,6 +210,7 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		case 'j': o->json = true; break;
 		case 'o': o->out_dir = optarg; break;
 		case 'i': o->images_dir = optarg; break;
+		case 'I': o->image = optarg; break;
 		case 'v': o->verbose = true; break;
 		case 'C': o->cold = true; break;
 		case 'd': o->dir = optarg; break;
@@ -364,6 +367,10 @@ static int prepare_images(const struct run_options *o, struct images *im)
 {
 	char err[1024];
 	if (images_init(im, o->images_dir, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
+		return -ENOENT;
+	}
+	if (o->image && images_use(im, o->image, err, sizeof err) != 0) {
 		fprintf(stderr, "airlock: %s\n", err);
 		return -ENOENT;
 	}

@@ -365,7 +365,7 @@ bool server_images_ready(struct server *srv, char *err, size_t err_len)
 
 static json_t *initialize_result(const struct server *srv, json_t *params)
 {
-	char instructions[2048];
+	char instructions[4096];
 	tools_instructions(&srv->cfg, instructions, sizeof instructions);
 	const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
 	const char *version = MCP_PROTOCOL_LATEST;

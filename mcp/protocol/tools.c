@@ -36,6 +36,17 @@ static void describe_network(const struct server_config *cfg, char *out, size_t 
 			 p->npm_registry ? "npm packages for javascript" : "");
 }
 
+/* What an image of one's own (--image) adds to the stock one, in a sentence; "" for the stock. */
+static void describe_image(const struct server_config *cfg, char *out, size_t len)
+{
+	const struct images *im = &cfg->images;
+	if (im->image_name[0])
+		snprintf(out, len, " This image (%s) also has %s.", im->image_name,
+			 im->image_contents);
+	else
+		out[0] = '\0';
+}
+
 /* The description, from the facts it states: the languages (AL_LANGUAGES, agent/proto.h), this
  * server's limits (its --max-timeout and --memory-mb) and a call's (protocol.h). */
 static void describe_execute_code(const struct server_config *cfg, char *out, size_t len)
@@ -49,16 +60,18 @@ static void describe_execute_code(const struct server_config *cfg, char *out, si
 				 l > AL_LANG_FIRST ? ", " : "", al_language(l)->about);
 		used += n > 0 ? (size_t)n : 0;
 	}
+	char image[RECIPE_CONTENTS_MAX + 64];
+	describe_image(cfg, image, sizeof image);
 	snprintf(out, len,
 		 "Run a program in a fresh, isolated Linux microVM and get back its stdout, stderr, "
 		 "exit status and the files it writes under /work/out (images come back as images). "
-		 "Languages: %s. %s Nothing persists between calls: every "
+		 "Languages: %s.%s %s Nothing persists between calls: every "
 		 "call starts from a clean machine, so include all imports and data in each call, or "
 		 "pass input files with `files` (written under /work, the working directory). Limits: "
 		 "timeout_s (default %g s, at most %g s), %u MiB of memory, %u MiB in /work and in "
 		 "/tmp, stdout and stderr returned up to %u MiB each, output files up to %u MiB in "
 		 "total. The program runs as an unprivileged user.",
-		 languages, network, CALL_DEFAULT_TIMEOUT_S, cfg->max_timeout_s, cfg->memory_mb,
+		 languages, image, network, CALL_DEFAULT_TIMEOUT_S, cfg->max_timeout_s, cfg->memory_mb,
 		 AL_GUEST_TMPFS_MB, CALL_OUTPUT_CAP >> 20, CALL_OUT_FILES_CAP >> 20);
 }
 
@@ -180,15 +193,17 @@ json_t *tools_list(const struct server_config *cfg)
 
 void tools_instructions(const struct server_config *cfg, char *out, size_t len)
 {
-	char network[1536];
+	char network[1536], image[RECIPE_CONTENTS_MAX + 64];
 	describe_network(cfg, network, sizeof network);
+	describe_image(cfg, image, sizeof image);
 	snprintf(out, len,
 		 "airlock runs code in a fresh, hardware-isolated Linux microVM for every call: use "
 		 "the execute_code tool to compute, test code, or analyse data. Each call starts "
 		 "from a clean machine (nothing persists between calls) with Python 3.11 (numpy, "
-		 "pandas, scipy, matplotlib), Node.js 18, bash and Go 1.19. %s Pass input data with "
+		 "pandas, scipy, matplotlib), Node.js 18, bash and Go 1.19.%s %s Pass input data "
+		 "with "
 		 "`files`, "
 		 "write results (plots, CSV) under /work/out to get them back; plt.show() returns "
 		 "figures as images.",
-		 network);
+		 image, network);
 }

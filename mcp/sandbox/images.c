@@ -18,17 +18,14 @@
 #include "config.h"
 #include "sandbox.h"
 #include "backend.h"
+#include "images_internal.h"
 
 #define KERNEL_SOURCE "/usr/src/linux-source-6.1.tar.xz"
 
 
 /* ---- recipe hashing ---- */
 
-struct hash {
-	uint64_t h;
-};
-
-static void hash_bytes(struct hash *h, const void *data, size_t len)
+void image_hash_bytes(struct image_hash *h, const void *data, size_t len)
 {
 	const uint8_t *p = data;
 	for (size_t i = 0; i < len; i++) {
@@ -37,29 +34,28 @@ static void hash_bytes(struct hash *h, const void *data, size_t len)
 	}
 }
 
-static void hash_string(struct hash *h, const char *s)
+void image_hash_string(struct image_hash *h, const char *s)
 {
-	hash_bytes(h, s, strlen(s) + 1);
+	image_hash_bytes(h, s, strlen(s) + 1);
 }
 
-static int hash_file(struct hash *h, const char *path)
+int image_hash_file(struct image_hash *h, const char *path)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	const char *base = strrchr(path, '/');
-	hash_string(h, base ? base + 1 : path); /* a renamed input is a changed recipe */
+	image_hash_string(h, base ? base + 1 : path); /* a renamed input is a changed recipe */
 	uint8_t buf[65536];
 	ssize_t n;
 	while ((n = read(fd, buf, sizeof buf)) > 0)
-		hash_bytes(h, buf, (size_t)n);
+		image_hash_bytes(h, buf, (size_t)n);
 	int rc = n < 0 ? -errno : 0;
 	close(fd);
 	return rc;
 }
 
-/* Hashes every file under dir, in sorted order, with its path relative to the recipe. */
-static int hash_tree(struct hash *h, const char *dir)
+int image_hash_tree(struct image_hash *h, const char *dir)
 {
 	struct dirent **names;
 	int n = scandir(dir, &names, NULL, alphasort);
@@ -73,11 +69,11 @@ static int hash_tree(struct hash *h, const char *dir)
 		if (!rc && strcmp(name, ".") && strcmp(name, "..") &&
 		    path_printf(path, sizeof path, "%s/%s", dir, name) == 0 &&
 		    lstat(path, &st) == 0) {
-			hash_string(h, name);
+			image_hash_string(h, name);
 			if (S_ISDIR(st.st_mode))
-				rc = hash_tree(h, path);
+				rc = image_hash_tree(h, path);
 			else
-				rc = hash_file(h, path);
+				rc = image_hash_file(h, path);
 		}
 		free(names[i]);
 	}
@@ -85,16 +81,16 @@ static int hash_tree(struct hash *h, const char *dir)
 	return rc;
 }
 
-static void hash_hex(const struct hash *h, char out[IMAGE_KEY_LEN + 1])
+void image_hash_hex(const struct image_hash *h, char out[IMAGE_KEY_LEN + 1])
 {
 	snprintf(out, IMAGE_KEY_LEN + 1, "%016llx", (unsigned long long)h->h);
 }
 
 int images_file_hash(const char *path, char out[IMAGE_KEY_LEN + 1])
 {
-	struct hash h = {0xcbf29ce484222325ULL};
-	int rc = hash_file(&h, path);
-	hash_hex(&h, out);
+	struct image_hash h = IMAGE_HASH_INIT;
+	int rc = image_hash_file(&h, path);
+	image_hash_hex(&h, out);
 	return rc;
 }
 
@@ -103,13 +99,13 @@ static int recipe_file(const struct images *im, const char *name, char *out, siz
 	return path_printf(out, out_len, "%s/%s", im->recipe_dir, name);
 }
 
-static int hash_recipe_files(struct hash *h, const struct images *im, const char *const *names)
+static int hash_recipe_files(struct image_hash *h, const struct images *im, const char *const *names)
 {
 	for (; *names; names++) {
 		char path[PATH_MAX];
 		int rc = recipe_file(im, *names, path, sizeof path);
 		if (rc == 0)
-			rc = hash_file(h, path);
+			rc = image_hash_file(h, path);
 		if (rc)
 			return rc;
 	}
@@ -121,35 +117,38 @@ static int compute_keys(struct images *im)
 	static const char *const kernel_inputs[] = {"kernel.sh", "kernel.config", NULL};
 	static const char *const base_inputs[] = {"rootfs-base.sh", "packages.txt", "node-reseed.c",
 						  "python-output.c", "pending-output.h", NULL};
-	static const char *const rootfs_inputs[] = {"rootfs.sh", NULL};
-
-	struct hash k = {0xcbf29ce484222325ULL};
+	struct image_hash k = IMAGE_HASH_INIT;
 	int rc = hash_recipe_files(&k, im, kernel_inputs);
 	/* A new linux-source package (a Debian point release) is a new recipe too. */
 	struct stat st;
 	if (rc == 0 && stat(KERNEL_SOURCE, &st) == 0) {
-		hash_bytes(&k, &st.st_size, sizeof st.st_size);
-		hash_bytes(&k, &st.st_mtime, sizeof st.st_mtime);
+		image_hash_bytes(&k, &st.st_size, sizeof st.st_size);
+		image_hash_bytes(&k, &st.st_mtime, sizeof st.st_mtime);
 	}
-	hash_hex(&k, im->kernel_key);
+	image_hash_hex(&k, im->kernel_key);
 
-	struct hash b = {0xcbf29ce484222325ULL};
+	struct image_hash b = IMAGE_HASH_INIT;
 	if (rc == 0)
 		rc = hash_recipe_files(&b, im, base_inputs);
-	hash_hex(&b, im->base_key);
+	image_hash_hex(&b, im->base_key);
 
-	struct hash r = {0xcbf29ce484222325ULL};
-	hash_string(&r, im->base_key);
+	return rc ? rc : images_rootfs_key(im, im->base_key, im->rootfs_key);
+}
+
+int images_rootfs_key(const struct images *im, const char *tree_key, char out[IMAGE_KEY_LEN + 1])
+{
+	static const char *const rootfs_inputs[] = {"rootfs.sh", NULL};
+	struct image_hash r = IMAGE_HASH_INIT;
+	image_hash_string(&r, tree_key);
 	char overlay[PATH_MAX];
-	if (rc == 0)
-		rc = hash_recipe_files(&r, im, rootfs_inputs);
+	int rc = hash_recipe_files(&r, im, rootfs_inputs);
 	if (rc == 0)
 		rc = recipe_file(im, "overlay", overlay, sizeof overlay);
 	if (rc == 0)
-		rc = hash_tree(&r, overlay);
+		rc = image_hash_tree(&r, overlay);
 	if (rc == 0)
-		rc = hash_file(&r, im->agent);
-	hash_hex(&r, im->rootfs_key);
+		rc = image_hash_file(&r, im->agent);
+	image_hash_hex(&r, out);
 	return rc;
 }
 
@@ -218,11 +217,12 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 	return remove(path) == 0 || errno == ENOENT ? 0 : -1;
 }
 
-static int remove_tree(const char *path)
+int images_remove_tree(const char *path)
 {
 	if (access(path, F_OK) != 0)
 		return 0;
-	return nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -errno;
+	/* FTW_MOUNT: never into a file system mounted below (a build step's /proc, say) */
+	return nftw(path, remove_entry, 32, FTW_DEPTH | FTW_PHYS | FTW_MOUNT) == 0 ? 0 : -errno;
 }
 
 /* Runs `bash script args...` with its output in log. Returns its exit status, or -errno. */
@@ -254,7 +254,7 @@ static int run_script(const char *log, char *const argv[])
 	return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-static void print_log_tail(const char *log)
+static void print_log_tail(const char *log, char *last, size_t last_len)
 {
 	FILE *f = fopen(log, "r");
 	if (!f)
@@ -266,45 +266,37 @@ static void print_log_tail(const char *log)
 	fclose(f);
 	for (unsigned i = n > 5 ? n - 5 : 0; i < n; i++)
 		fprintf(stderr, "  | %s", lines[i % 5]);
+	if (n) {
+		snprintf(last, last_len, "%s", lines[(n - 1) % 5]);
+		last[strcspn(last, "\n")] = '\0';
+	}
 }
 
-struct build_step {
-	const char *name;    /* kernel, base, rootfs */
-	const char *key;
-	const char *what;    /* for the progress line */
-	const char *product; /* path inside the step's directory that proves it is built */
-};
-
-/* Builds one step into <dir>/.tmp-<name>-<key>, renaming it to <dir>/<name>-<key> on success. */
-static int build_step(const struct images *im, const struct build_step *step, bool force,
+int images_build_step(const struct images *im, const struct build_step *step, bool force,
 		      char *err, size_t err_len)
 {
 	char final[PATH_MAX], tmp[PATH_MAX], log[PATH_MAX], product[PATH_MAX], script[PATH_MAX],
-		work[PATH_MAX], old[PATH_MAX];
+		old[PATH_MAX];
 	if (path_printf(final, sizeof final, "%s/%s-%s", im->dir, step->name, step->key) ||
 	    path_printf(tmp, sizeof tmp, "%s/.tmp-%s-%s", im->dir, step->name, step->key) ||
 	    path_printf(log, sizeof log, "%s/logs/%s-%s.log", im->dir, step->name, step->key) ||
 	    path_printf(product, sizeof product, "%s/%s", final, step->product) ||
 	    path_printf(old, sizeof old, "%s.old", final) ||
-	    path_printf(script, sizeof script, "%s/%s.sh", im->recipe_dir,
-		  strcmp(step->name, "base") == 0 ? "rootfs-base" : step->name) ||
-	    path_printf(work, sizeof work, "%s/work", im->dir)) {
+	    path_printf(script, sizeof script, "%s/%s", im->recipe_dir, step->script)) {
 		snprintf(err, err_len, "image directory path too long: %s", im->dir);
 		return -ENAMETOOLONG;
 	}
 	if (!force && access(product, F_OK) == 0)
 		return 0;
 
-	char *argv[8] = {"bash", script, tmp, NULL};
-	if (strcmp(step->name, "kernel") == 0)
-		argv[3] = work;
-	if (strcmp(step->name, "rootfs") == 0) {
-		argv[2] = (char *)im->base;
-		argv[3] = (char *)im->agent;
-		argv[4] = tmp;
-	}
+	/* bash SCRIPT ARGS..., with BUILD_STEP_OUT standing for the step's own directory */
+	char *argv[BUILD_STEP_MAX_ARGS + 3] = {"bash", script};
+	size_t argc = 2;
+	for (const char *const *a = step->args; *a && argc < BUILD_STEP_MAX_ARGS + 2; a++)
+		argv[argc++] = (char *)(strcmp(*a, BUILD_STEP_OUT) == 0 ? tmp : *a);
+	argv[argc] = NULL;
 
-	int rc = remove_tree(tmp);
+	int rc = images_remove_tree(tmp);
 	if (rc == 0 && mkdir(tmp, 0755) != 0)
 		rc = -errno;
 	if (rc) {
@@ -315,21 +307,23 @@ static int build_step(const struct images *im, const struct build_step *step, bo
 	time_t started = time(NULL);
 	int status = run_script(log, argv);
 	if (status != 0) {
-		remove_tree(tmp);
-		print_log_tail(log);
-		snprintf(err, err_len, "image build failed at step '%s' (%s %d); see %s", step->name,
-			 status < 0 ? "error" : "exit status", status, log);
+		images_remove_tree(tmp);
+		char last[512] = "";
+		print_log_tail(log, last, sizeof last);
+		snprintf(err, err_len, "image build failed at step '%s' (%s %d%s%s); see %s",
+			 step->name, status < 0 ? "error" : "exit status", status, *last ? ": " : "",
+			 last, log);
 		return -EIO;
 	}
 	/* Replace atomically: readers see the old complete directory or the new one. */
-	remove_tree(old);
+	images_remove_tree(old);
 	if (access(final, F_OK) == 0 && rename(final, old) != 0)
 		rc = -errno;
 	if (rc == 0 && rename(tmp, final) != 0)
 		rc = -errno;
-	remove_tree(old);
+	images_remove_tree(old);
 	if (rc) {
-		remove_tree(tmp);
+		images_remove_tree(tmp);
 		snprintf(err, err_len, "cannot move %s into place: %s", tmp, strerror(-rc));
 		return rc;
 	}
@@ -337,7 +331,7 @@ static int build_step(const struct images *im, const struct build_step *step, bo
 	return 0;
 }
 
-static int make_dirs(const char *dir)
+int images_make_dirs(const char *dir)
 {
 	char path[PATH_MAX];
 	snprintf(path, sizeof path, "%s", dir);
@@ -352,9 +346,7 @@ static int make_dirs(const char *dir)
 	return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -errno;
 }
 
-/* Takes the cache's lock (<dir>/.lock), waiting for whoever holds it: one builder or pruner at a
- * time. Returns its fd (closing it lets go), or -errno with err set. */
-static int lock_cache(const struct images *im, char *err, size_t err_len)
+int images_lock(const struct images *im, char *err, size_t err_len)
 {
 	char lock_path[PATH_MAX];
 	if (path_printf(lock_path, sizeof lock_path, "%s/.lock", im->dir)) {
@@ -379,27 +371,47 @@ int images_build(const struct images *im, bool force, char *err, size_t err_len)
 		snprintf(err, err_len, "image directory path too long: %s", im->dir);
 		return -ENAMETOOLONG;
 	}
-	int rc = make_dirs(logs);
+	int rc = images_make_dirs(logs);
 	if (rc) {
 		snprintf(err, err_len, "cannot create %s: %s", logs, strerror(-rc));
 		return rc;
 	}
 	/* One builder at a time; a second airlock waits, then finds the work done. */
-	int lock = lock_cache(im, err, err_len);
+	int lock = images_lock(im, err, err_len);
 	if (lock < 0)
 		return lock;
+	char work[PATH_MAX];
+	if (path_printf(work, sizeof work, "%s/work", im->dir)) {
+		close(lock);
+		snprintf(err, err_len, "image directory path too long: %s", im->dir);
+		return -ENAMETOOLONG;
+	}
+	const char *kernel_args[] = {BUILD_STEP_OUT, work, NULL};
+	const char *base_args[] = {BUILD_STEP_OUT, NULL};
+	const char *rootfs_args[] = {im->base, im->agent, BUILD_STEP_OUT, NULL};
 	const struct build_step steps[] = {
 		{"kernel", im->kernel_key, "Linux 6.1 from linux-source-6.1, ~4 min on 2 cores",
-		 "vmlinux"},
-		{"base", im->base_key, "Debian bookworm packages via debootstrap, ~2 min", "root"},
+		 "vmlinux", "kernel.sh", kernel_args},
+		{"base", im->base_key, "Debian bookworm packages via debootstrap, ~2 min", "root",
+		 "rootfs-base.sh", base_args},
 		{"rootfs", im->rootfs_key, "root file system image with the agent, ~5 s",
-		 "rootfs.ext4"},
+		 "rootfs.ext4", "rootfs.sh", rootfs_args},
 	};
-	/* the base is only the root file system's input: not needed once that is built */
+	/* The base is only the root file system's input: not needed once that is built, nor for
+	 * a derived image, whose own tree (im->base) stands in for it and is built only from its
+	 * recipe (images_build_recipe()). */
 	bool rootfs_built = !force && access(im->rootfs, R_OK) == 0;
+	bool derived = im->image_name[0] != '\0';
+	if (derived && !rootfs_built && access(im->base, F_OK) != 0) {
+		close(lock);
+		snprintf(err, err_len, "the tree of image '%s' (%s) is gone: build it again with "
+				       "`airlock image build --recipe FILE`", im->image_name, im->base);
+		return -ENOENT;
+	}
 	for (size_t i = 0; i < sizeof steps / sizeof steps[0] && rc == 0; i++)
-		if (!(rootfs_built && strcmp(steps[i].name, "base") == 0))
-			rc = build_step(im, &steps[i], force, err, err_len);
+		if (!((rootfs_built || derived) && strcmp(steps[i].name, "base") == 0))
+			rc = images_build_step(im, &steps[i], force && !(derived && i == 0), err,
+					       err_len);
 	close(lock);
 	return rc;
 }
@@ -420,57 +432,94 @@ static int add_entry_size(const char *path, const struct stat *st, int flag, str
 int images_snapshot_dir(const struct images *im, const struct snapshot_recipe *r, char *out,
 			size_t out_len)
 {
-	struct hash h = {0xcbf29ce484222325ULL};
+	struct image_hash h = IMAGE_HASH_INIT;
 	char number[32];
-	hash_string(&h, im->kernel_key);
-	hash_string(&h, im->rootfs_key);
-	hash_string(&h, r->backend);
-	hash_string(&h, r->language);
+	image_hash_string(&h, im->kernel_key);
+	image_hash_string(&h, im->rootfs_key);
+	image_hash_string(&h, r->backend);
+	image_hash_string(&h, r->language);
 	snprintf(number, sizeof number, "%u/%u", r->memory_mb, r->vcpus);
-	hash_string(&h, number);
+	image_hash_string(&h, number);
 	/* the program that writes and reads the state: QEMU's stream and ours are versioned by it */
 	struct stat st;
 	if (stat(r->program, &st) != 0)
 		return -errno;
 	snprintf(number, sizeof number, "%lld/%lld", (long long)st.st_size,
 		 (long long)st.st_mtime);
-	hash_string(&h, r->program);
-	hash_string(&h, number);
+	image_hash_string(&h, r->program);
+	image_hash_string(&h, number);
 	char key[IMAGE_KEY_LEN + 1];
-	hash_hex(&h, key);
+	image_hash_hex(&h, key);
 	return path_printf(out, out_len, "%s/snapshot-%s-%s-%s", im->dir, r->language, r->backend, key);
 }
 
-/* A snapshot is current when it was made from the current root file system (its manifest
- * says which). */
-static bool snapshot_is_current(const struct images *im, const char *dir)
+/* The keys the current recipes use: the stock kernel, base and root file system, and each
+ * image of one's own built on that base, its tree and its root file system. Older recipes'
+ * artifacts are what `airlock image prune` removes. */
+struct current_keys {
+	char key[3 + 2 * IMAGES_MAX_REGISTERED][IMAGE_KEY_LEN + 1];
+	unsigned n;
+};
+
+static void current_keys(const struct images *im, struct current_keys *c)
+{
+	c->n = 0;
+	snprintf(c->key[c->n++], IMAGE_KEY_LEN + 1, "%s", im->kernel_key);
+	snprintf(c->key[c->n++], IMAGE_KEY_LEN + 1, "%s", im->base_key);
+	if (images_rootfs_key(im, im->base_key, c->key[c->n]) == 0)
+		c->n++;
+	struct registered_image *reg = calloc(IMAGES_MAX_REGISTERED, sizeof *reg);
+	int n = reg ? images_registered(im, reg, IMAGES_MAX_REGISTERED) : 0;
+	for (int i = 0; i < n; i++) {
+		if (strcmp(reg[i].base_key, im->base_key) != 0)
+			continue;
+		snprintf(c->key[c->n++], IMAGE_KEY_LEN + 1, "%s", reg[i].key);
+		if (images_rootfs_key(im, reg[i].key, c->key[c->n]) == 0)
+			c->n++;
+	}
+	free(reg);
+}
+
+static bool is_current_key(const struct current_keys *c, const char *key)
+{
+	for (unsigned i = 0; i < c->n; i++)
+		if (!strcmp(c->key[i], key))
+			return true;
+	return false;
+}
+
+/* A snapshot is current when it was made from a current root file system (its manifest says
+ * which). */
+static bool snapshot_is_current(const struct current_keys *c, const char *dir)
 {
 	char path[PATH_MAX], line[256];
 	if (path_printf(path, sizeof path, "%s/manifest", dir) != 0)
 		return false;
 	FILE *f = fopen(path, "r");
 	bool current = false;
-	while (f && !current && fgets(line, sizeof line, f))
-		current = strncmp(line, "rootfs ", 7) == 0 && strstr(line, im->rootfs_key);
+	while (f && !current && fgets(line, sizeof line, f)) {
+		line[strcspn(line, "\n")] = '\0';
+		current = strncmp(line, "rootfs ", 7) == 0 && is_current_key(c, line + 7);
+	}
 	if (f)
 		fclose(f);
 	return current;
 }
 
-/* Whether the artifact name (at path) is one the current recipe uses. */
-static bool artifact_is_current(const struct images *im, const char *name, const char *path)
+/* Whether the artifact name (at path) is one a current recipe uses. */
+static bool artifact_is_current(const struct current_keys *c, const char *name, const char *path)
 {
-	const char *key = strrchr(name, '-') + 1;
-	return !strcmp(key, im->kernel_key) || !strcmp(key, im->base_key) ||
-	       !strcmp(key, im->rootfs_key) ||
-	       (!strncmp(name, "snapshot-", 9) && snapshot_is_current(im, path));
+	if (!strncmp(name, "snapshot-", 9))
+		return snapshot_is_current(c, path);
+	return is_current_key(c, strrchr(name, '-') + 1);
 }
 
 /* Whether name is an artifact of some recipe of ours: kernel-KEY, base-KEY, rootfs-KEY,
- * snapshot-LANG-BACKEND-KEY. (Others share the directory: the KVM test host's, test/kvmhost.) */
+ * image-NAME-KEY, snapshot-LANG-BACKEND-KEY. (Others share the directory: the KVM test
+ * host's, test/kvmhost.) */
 static bool is_artifact(const char *name)
 {
-	static const char *const kinds[] = {"kernel-", "base-", "rootfs-", "snapshot-"};
+	static const char *const kinds[] = {"kernel-", "base-", "rootfs-", "image-", "snapshot-"};
 	const char *dash = strrchr(name, '-');
 	bool ours = false;
 	for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++)
@@ -485,12 +534,41 @@ static uint64_t size_of_tree(const char *path)
 	return tree_bytes;
 }
 
+/* The names of images built on an older stock base: their trees go with the base. Returns how
+ * many could not be removed. */
+static unsigned prune_registrations(const struct images *im, bool dry_run, FILE *out)
+{
+	struct registered_image *reg = calloc(IMAGES_MAX_REGISTERED, sizeof *reg);
+	int n = reg ? images_registered(im, reg, IMAGES_MAX_REGISTERED) : 0;
+	unsigned failed = 0;
+	for (int i = 0; i < n; i++) {
+		char path[PATH_MAX];
+		if (!strcmp(reg[i].base_key, im->base_key) ||
+		    path_printf(path, sizeof path, "%s/images/%s", im->dir, reg[i].name))
+			continue;
+		int rc = dry_run || unlink(path) == 0 ? 0 : -errno;
+		fprintf(out, "%s image name %s (built on base-%s; its recipe: %s)%s%s\n",
+			dry_run ? "would remove" : "removed", reg[i].name, reg[i].base_key,
+			reg[i].recipe, rc ? ": " : "", rc ? strerror(-rc) : "");
+		failed += rc != 0;
+	}
+	free(reg);
+	return failed;
+}
+
 int images_prune(const struct images *im, bool dry_run, FILE *out, char *err, size_t err_len)
 {
 	/* no build may be under way: its .tmp- directory would look abandoned */
-	int lock = lock_cache(im, err, err_len);
+	int lock = images_lock(im, err, err_len);
 	if (lock < 0)
 		return lock;
+	struct current_keys *current = malloc(sizeof *current);
+	if (!current) {
+		close(lock);
+		snprintf(err, err_len, "out of memory");
+		return -ENOMEM;
+	}
+	current_keys(im, current);
 	struct dirent **names;
 	int n = scandir(im->dir, &names, NULL, alphasort);
 	uint64_t freed = 0;
@@ -502,9 +580,9 @@ int images_prune(const struct images *im, bool dry_run, FILE *out, char *err, si
 		bool abandoned = !strncmp(name, ".tmp-", 5);
 		if ((abandoned || is_artifact(name)) &&
 		    path_printf(path, sizeof path, "%s/%s", im->dir, name) == 0 &&
-		    (abandoned || !artifact_is_current(im, name, path))) {
+		    (abandoned || !artifact_is_current(current, name, path))) {
 			uint64_t bytes = size_of_tree(path);
-			int rc = dry_run ? 0 : remove_tree(path);
+			int rc = dry_run ? 0 : images_remove_tree(path);
 			fprintf(out, "%s %-40s %8.1f MiB%s%s\n", dry_run ? "would remove" : "removed",
 				name, (double)bytes / (1 << 20), rc ? ": " : "",
 				rc ? strerror(-rc) : "");
@@ -519,9 +597,12 @@ int images_prune(const struct images *im, bool dry_run, FILE *out, char *err, si
 	}
 	if (n >= 0)
 		free(names);
+	free(current);
+	failed += prune_registrations(im, dry_run, out);
 	close(lock);
 	fprintf(out, "%s %u artifacts of older recipes, %.1f MiB; kept the current recipe's "
-		     "(kernel-%s base-%s rootfs-%s and its snapshots)\n",
+		     "(kernel-%s base-%s rootfs-%s and its snapshots) and the images of one's "
+		     "own built on it\n",
 		dry_run ? "would remove" : "removed", removed, (double)freed / (1 << 20),
 		im->kernel_key, im->base_key, im->rootfs_key);
 	if (failed) {
@@ -529,6 +610,27 @@ int images_prune(const struct images *im, bool dry_run, FILE *out, char *err, si
 		return -EIO;
 	}
 	return 0;
+}
+
+/* The images of one's own: each name, whether it can be used, and what it adds. */
+static void list_registered(const struct images *im, FILE *out)
+{
+	struct registered_image *reg = calloc(IMAGES_MAX_REGISTERED, sizeof *reg);
+	int n = reg ? images_registered(im, reg, IMAGES_MAX_REGISTERED) : 0;
+	if (n > 0)
+		fprintf(out, "images of one's own (--image NAME):\n");
+	for (int i = 0; i < n; i++) {
+		struct images use = *im;
+		char why[512];
+		const char *state = "ready";
+		if (images_use(&use, reg[i].name, why, sizeof why) != 0)
+			state = "stale (built on an older stock image: build it again)";
+		else if (!images_ready(&use))
+			state = "its root file system is not built (the first use builds it)";
+		fprintf(out, "  %-20s image-%s-%s  %s; adds %s; recipe %s\n", reg[i].name,
+			reg[i].name, reg[i].key, state, reg[i].contents, reg[i].recipe);
+	}
+	free(reg);
 }
 
 int images_list(const struct images *im, FILE *out)
@@ -542,18 +644,24 @@ int images_list(const struct images *im, FILE *out)
 		fprintf(out, "(nothing built yet: run `airlock image build`)\n");
 		return 0;
 	}
+	struct current_keys *current = malloc(sizeof *current);
+	if (current)
+		current_keys(im, current);
 	for (int i = 0; i < n; i++) {
 		const char *name = names[i]->d_name;
 		char path[PATH_MAX];
-		if (is_artifact(name) && path_printf(path, sizeof path, "%s/%s", im->dir, name) == 0)
+		if (current && is_artifact(name) &&
+		    path_printf(path, sizeof path, "%s/%s", im->dir, name) == 0)
 			fprintf(out, "%-40s %8.1f MiB  %s\n", name,
 				(double)size_of_tree(path) / (1 << 20),
-				artifact_is_current(im, name, path)
+				artifact_is_current(current, name, path)
 					? "current"
 					: "stale (an older recipe: `airlock image prune`)");
 		free(names[i]);
 	}
 	free(names);
+	free(current);
+	list_registered(im, out);
 	fprintf(out, "ready: %s\n", images_ready(im) ? "yes" : "no (run `airlock image build`)");
 	return 0;
 }

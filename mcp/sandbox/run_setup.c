@@ -275,7 +275,9 @@ int sandbox_build_setup(const struct sandbox_request *req, uint8_t **out, size_t
 			put_env(&r, "PYTHONPATH", SANDBOX_PYTHON_USER_SITE);
 		}
 		else {
-			put_env(&r, "NODE_PATH", SANDBOX_NODE_PACKAGES "/node_modules");
+			/* the call's packages first, then the image's own (agent/program.c) */
+			put_env(&r, "NODE_PATH", SANDBOX_NODE_PACKAGES "/node_modules:"
+						 "/usr/local/lib/node_modules");
 			put_env(&r, "npm_config_cache", "/tmp/.npm");
 		}
 	}

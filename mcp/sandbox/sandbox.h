@@ -15,6 +15,7 @@
 #include "backend.h"
 #include "egress.h"
 #include "proto.h"
+#include "recipe.h"
 
 /* Files into and out of the guest as ustar archives (libarchive). Paths are checked both ways:
  * what the caller sends and what the untrusted guest returns.
@@ -244,8 +245,13 @@ struct images {
 	char base_key[IMAGE_KEY_LEN + 1];
 	char rootfs_key[IMAGE_KEY_LEN + 1];
 	char kernel[PATH_MAX]; /* <dir>/kernel-<key>/vmlinux */
-	char base[PATH_MAX];   /* <dir>/base-<key>/root: Debian packages, before the agent */
+	char base[PATH_MAX];   /* <dir>/base-<key>/root: Debian packages, before the agent (a
+				* derived image's own tree once images_use() chose one) */
 	char rootfs[PATH_MAX]; /* <dir>/rootfs-<key>/rootfs.ext4 */
+	/* A derived image (--image NAME, images_use()); empty strings for the stock one. */
+	char image_name[RECIPE_NAME_MAX + 1];
+	char image_key[IMAGE_KEY_LEN + 1];       /* its tree: <dir>/image-NAME-KEY/root */
+	char image_contents[RECIPE_CONTENTS_MAX]; /* what it adds (recipe.h), for the LLM */
 };
 
 /* Resolves the cache directory (dir_override may be NULL), the recipe and the agent, and hashes
@@ -256,6 +262,15 @@ bool images_ready(const struct images *im);
 /* Builds whatever of the current recipe is missing (everything when force), with a progress line
  * on stderr for each step. Returns 0 or -errno with err naming the failed step and its log. */
 int images_build(const struct images *im, bool force, char *err, size_t err_len);
+/* Builds the derived image a recipe file describes (recipe.h, docs/images.md) on top of the
+ * stock one (built first when missing), registers it under its name (<dir>/images/NAME) and
+ * switches im to it (images_use()), so that images_build() and the snapshots that follow are
+ * the new image's. A failed step is named with its log, and leaves nothing behind. */
+int images_build_recipe(struct images *im, const char *recipe_path, bool force, char *err,
+			size_t err_len);
+/* Switches im to the derived image registered as name. Fails, saying what to do, when there is
+ * none or it was built on another stock base (an airlock upgrade): build it again then. */
+int images_use(struct images *im, const char *name, char *err, size_t err_len);
 /* What a snapshot depends on besides the images. */
 struct snapshot_recipe {
 	const char *backend;  /* "tcg" or "kvm" */
