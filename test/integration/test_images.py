@@ -26,15 +26,16 @@ from mcp_session import started  # noqa: E402
 
 
 def private_images():
-    """A new image directory holding the cache's current kernel and base tree (hard links)."""
+    """A new image directory holding the cache's current kernel and base tree (hard links; one
+    the cache lacks, the build makes)."""
     listing = airlock("image", "list").stdout.decode()
     cache = re.search(r"image directory: (.*)", listing).group(1)
     keys = re.search(r"current recipe: *(kernel-[0-9a-f]{16}) (base-[0-9a-f]{16})", listing)
     tmp = tempfile.mkdtemp(prefix="airlock-images-test-")
     for name in keys.groups():
-        expect(os.path.isdir(os.path.join(cache, name)), "the cache holds %s" % name, listing)
-        r = os.spawnvp(os.P_WAIT, "cp", ["cp", "-al", os.path.join(cache, name), tmp])
-        expect(r == 0, "hard links to %s" % name)
+        if os.path.isdir(os.path.join(cache, name)):
+            r = os.spawnvp(os.P_WAIT, "cp", ["cp", "-al", os.path.join(cache, name), tmp])
+            expect(r == 0, "hard links to %s" % name)
     return tmp
 
 
