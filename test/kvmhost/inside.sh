@@ -24,6 +24,16 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
 # made first) took up to 46 s of airlock's 60 s boot deadline, and over it under load (the
 # heavy user-code boot, 2026-12-06). The deadline is scaled like the tests' own.
 export AIRLOCK_BOOT_TIMEOUT=${AIRLOCK_BOOT_TIMEOUT:-180}
+# The image directory on the run's cache disk (test/runner.py's), when the host has one: the
+# snapshots an earlier boot made serve this one (making them takes a minute here).
+mkdir -p /tmp/images
+if [ -b /dev/vdb ]; then
+  if mount -t ext4 -o nosuid,nodev /dev/vdb /tmp/images; then
+    echo "inside.sh: image directory on the run's cache disk: $(ls /tmp/images | grep -c '^snapshot-') snapshots there"
+  else
+    echo "inside.sh: cannot mount the cache disk /dev/vdb; snapshots are made in this boot"
+  fi
+fi
 recipe=$(build/mcp/airlock image list | sed -n 's/^current recipe: *//p')
 kernel=$(echo "$recipe" | grep -o 'kernel-[0-9a-f]*')
 rootfs=$(echo "$recipe" | grep -o 'rootfs-[0-9a-f]*')

@@ -1,24 +1,27 @@
 #!/bin/bash
 # Boots the KVM test host (QEMU TCG, AMD CPU with SVM) and runs COMMAND in it.
 # Usage: run.sh --base DIR --payload DIR --disk ROOTFS_EXT4
-#               [--memory-mb N] [--timeout S] -- COMMAND
+#               [--cache-disk FILE] [--memory-mb N] [--timeout S] -- COMMAND
 # DIR (from build.sh) holds vmlinuz and base.cpio.  The payload directory
 # appears as /tmp/payload (the working directory) inside the host.  Exits
-# with COMMAND's exit status, or 1 if the host never reported one.
+# with COMMAND's exit status, or 1 if the host never reported one.  --cache-disk
+# adds FILE (an ext4 image) as the host's second, writable disk: inside.sh keeps airlock's image
+# directory on it, so that one boot's snapshots serve the next boots of a test run.
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 --base DIR --payload DIR --disk ROOTFS_EXT4 [--memory-mb N] [--timeout S] -- COMMAND" >&2
+  echo "usage: $0 --base DIR --payload DIR --disk ROOTFS_EXT4 [--cache-disk FILE] [--memory-mb N] [--timeout S] -- COMMAND" >&2
   exit 2
 }
 die() { echo "run.sh: ERROR: $*" >&2; exit 1; }
 
-BASE="" PAYLOAD="" DISK="" MEM=3072 TIMEOUT=1800
+BASE="" PAYLOAD="" DISK="" CACHE_DISK="" MEM=3072 TIMEOUT=1800
 while [ $# -gt 0 ]; do
   case "$1" in
     --base) BASE=${2:?}; shift 2 ;;
     --payload) PAYLOAD=${2:?}; shift 2 ;;
     --disk) DISK=${2:?}; shift 2 ;;
+    --cache-disk) CACHE_DISK=${2:?}; shift 2 ;;
     --memory-mb) MEM=${2:?}; shift 2 ;;
     --timeout) TIMEOUT=${2:?}; shift 2 ;;
     --) shift; break ;;
@@ -32,6 +35,7 @@ CMD="$*"
 [ -f "$BASE/base.cpio" ] || die "$BASE/base.cpio not found (run build.sh)"
 [ -d "$PAYLOAD" ] || die "payload directory '$PAYLOAD' not found"
 [ -f "$DISK" ] || die "disk image '$DISK' not found"
+[ -z "$CACHE_DISK" ] || [ -f "$CACHE_DISK" ] || die "cache disk '$CACHE_DISK' not found"
 [[ $MEM =~ ^[0-9]+$ ]] || die "--memory-mb must be a number"
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || die "--timeout must be a number of seconds"
 QEMU=${KVMHOST_QEMU:-qemu-system-x86_64}
@@ -78,6 +82,7 @@ timeout -k 10 "$TIMEOUT" "$QEMU" ${KVMHOST_QEMU_DATA:+-L "$KVMHOST_QEMU_DATA" -L
   ${KVMHOST_MONITOR:+-monitor "unix:$KVMHOST_MONITOR,server,nowait"} \
   -kernel "$BASE/vmlinuz" -initrd "$TMP/initrd" -append "$APPEND" \
   -drive "file=$DISK,if=virtio,format=raw,readonly=on" \
+  ${CACHE_DISK:+-drive "file=$CACHE_DISK,if=virtio,format=raw"} \
   -serial stdio -net none \
   </dev/null >"$TMP/console" 2>&1 &
 QPID=$!

@@ -9,7 +9,9 @@
 # The console streams out; it ends with inside.sh's "kvmhost-script-exit: N" and the exit status
 # is SCRIPT's (1 when the test host never reported one). test/runner.py reads that stream.
 # $KVMHOST_TIMEOUT: seconds for the whole boot (default 2400); $KVMHOST_EXTRA: colon-separated
-# files to add to the payload (ad-hoc experiments).
+# files to add to the payload (ad-hoc experiments); $KVMHOST_CACHE_DISK: an ext4 image that
+# holds the test host's image directory across boots (test/runner.py makes one per run, so that
+# the snapshots made in one boot serve every later one; without it each boot makes its own).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=$root/build
@@ -40,9 +42,10 @@ trap 'rm -rf "$payload"' EXIT
 trap 'exit 143' TERM INT HUP # so that the EXIT trap runs (test/runner.py ends a frozen boot so)
 mkdir -p "$payload/build/mcp" "$payload/build/vmm" "$payload/build/agent" \
   "$payload/build/test/guests" "$payload/test" "$payload/lib"
-cp "$build/mcp/airlock" "$build/mcp/airlock-qemu-preload.so" "$payload/build/mcp/"
-cp "$build/vmm/airlock-vmm" "$payload/build/vmm/"
-cp "$build/agent/airlock-agent" "$payload/build/agent/"
+# -p: a snapshot's key holds its monitor's size and time, so one boot's snapshot serves the next
+cp -p "$build/mcp/airlock" "$build/mcp/airlock-qemu-preload.so" "$payload/build/mcp/"
+cp -p "$build/vmm/airlock-vmm" "$payload/build/vmm/"
+cp -p "$build/agent/airlock-agent" "$payload/build/agent/"
 cp "$build/test/guests/misbehave" "$build/test/guests/hostile" "$payload/build/test/guests/"
 # the ASan/UBSan monitor, for the hostile-guest suite (test/security/test_hostile_guest.py)
 if [ -x "$root/build-asan/vmm/airlock-vmm" ]; then
@@ -80,5 +83,6 @@ for f in "${extra[@]}"; do [ -z "$f" ] || cp -r "$f" "$payload/"; done
 # The arguments go in a file: the kernel command line holds under 2,000 bytes.
 printf '%s\n' "$@" >"$payload/inside.args"
 bash "$root/test/kvmhost/run.sh" --base "$base" --payload "$payload" \
-  --disk "$images/$rootfs/rootfs.ext4" --timeout "${KVMHOST_TIMEOUT:-2400}" -- \
+  --disk "$images/$rootfs/rootfs.ext4" ${KVMHOST_CACHE_DISK:+--cache-disk "$KVMHOST_CACHE_DISK"} \
+  --timeout "${KVMHOST_TIMEOUT:-2400}" -- \
   "bash inside.sh --args-file inside.args"
