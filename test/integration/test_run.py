@@ -43,6 +43,30 @@ def javascript_exit_status_and_exit_listeners():
 
 
 @test
+def javascript_holds_its_exit_report_pipe_off_fd_4_and_from_children():
+    """node's starter reports the exit on the agent's ready pipe once the 'exit' listeners ran
+    (the agent answers then, not at the end of node's teardown): it holds that pipe, moved off
+    fd 4 and close-on-exec, so that the program finds nothing on fd 4 and its children nothing
+    at all. (Reopening the pipe through /proc failed, silently, until 2026-12-07: every node run
+    waited for the exit.)"""
+    code = ("const fs = require('fs');\n"
+            "const pipes = fs.readdirSync('/proc/self/fd').filter((fd) => {\n"
+            "  try { return fs.readlinkSync('/proc/self/fd/' + fd).startsWith('pipe:'); }\n"
+            "  catch (e) { return false; } });\n"
+            "for (const fd of pipes) {\n"
+            "  const flags = /flags:\\s+(\\d+)/.exec(fs.readFileSync(`/proc/self/fdinfo/${fd}`,"
+            " 'latin1'))[1];\n"
+            "  console.log(fd, (parseInt(flags, 8) & 0o2000000) ? 'cloexec' : 'inherited');\n"
+            "}\n")
+    r = run_code(code, "--lang", "javascript")
+    lines = r.stdout.decode().split("\n")
+    held = [l for l in lines if l and int(l.split()[0]) >= 64]
+    expect(r.status == 0 and not any(l.startswith("4 ") for l in lines), "nothing on fd 4", r)
+    expect(len(held) == 1 and held[0].endswith(" cloexec"),
+           "one pipe above 64, close-on-exec: the report's", r)
+
+
+@test
 def bash_hello():
     r = run_code('echo "hello from $0" | sed s/main.sh/bash/ | tr a-z A-Z', "--lang", "bash")
     expect(r.status == 0 and b"HELLO FROM" in r.stdout, "bash hello", r)
