@@ -137,36 +137,22 @@ static int image_key(const struct images *im, const struct recipe *r, char out[I
 static int build_tree(const struct images *im, const struct recipe *r, const char *key,
 		      bool force, char *err, size_t err_len)
 {
-	char logs[PATH_MAX], work[PATH_MAX], step_name[64];
-	if (path_printf(logs, sizeof logs, "%s/logs", im->dir) ||
-	    path_printf(work, sizeof work, "%s/work", im->dir)) {
-		snprintf(err, err_len, "image directory path too long: %s", im->dir);
-		return -ENAMETOOLONG;
-	}
-	int rc = images_make_dirs(logs);
-	if (rc) {
-		snprintf(err, err_len, "cannot create %s: %s", logs, strerror(-rc));
-		return rc;
-	}
-	int lock = images_lock(im, err, err_len);
+	struct stock_steps stock;
+	int lock = images_begin_build(im, &stock, err, err_len);
 	if (lock < 0)
 		return lock;
+	char step_name[64];
 	snprintf(step_name, sizeof step_name, "image-%s", r->name);
-	const char *kernel_args[] = {BUILD_STEP_OUT, work, NULL};
-	const char *base_args[] = {BUILD_STEP_OUT, NULL};
 	const char *image_args[BUILD_STEP_MAX_ARGS + 1] = {im->base, r->dir, BUILD_STEP_OUT};
 	for (unsigned i = 0; i < r->n_steps; i++)
 		image_args[3 + i] = r->steps[i];
-	const struct build_step steps[] = {
-		{"kernel", im->kernel_key, "Linux 6.1 from linux-source-6.1, ~4 min on 2 cores",
-		 "vmlinux", "kernel.sh", kernel_args},
-		{"base", im->base_key, "Debian bookworm packages via debootstrap, ~2 min", "root",
-		 "rootfs-base.sh", base_args},
-		{step_name, key, "the stock tree and what the recipe adds", "root", "derived.sh",
-		 image_args},
-	};
-	for (size_t i = 0; i < sizeof steps / sizeof steps[0] && rc == 0; i++)
-		rc = images_build_step(im, &steps[i], force && i == 2, err, err_len);
+	const struct build_step image = {step_name, key, "the stock tree and what the recipe adds",
+					 "root", "derived.sh", image_args};
+	int rc = images_build_step(im, &stock.kernel, false, err, err_len);
+	if (rc == 0)
+		rc = images_build_step(im, &stock.base, false, err, err_len);
+	if (rc == 0)
+		rc = images_build_step(im, &image, force, err, err_len);
 	close(lock);
 	return rc;
 }

@@ -364,10 +364,30 @@ int images_lock(const struct images *im, char *err, size_t err_len)
 	return lock;
 }
 
-int images_build(const struct images *im, bool force, char *err, size_t err_len)
+/* The stock kernel's and base tree's steps into s. Returns 0 or -ENAMETOOLONG. */
+static int stock_steps(const struct images *im, struct stock_steps *s)
+{
+	if (path_printf(s->work, sizeof s->work, "%s/work", im->dir))
+		return -ENAMETOOLONG;
+	s->kernel_args[0] = BUILD_STEP_OUT;
+	s->kernel_args[1] = s->work;
+	s->kernel_args[2] = NULL;
+	s->base_args[0] = BUILD_STEP_OUT;
+	s->base_args[1] = NULL;
+	s->kernel = (struct build_step){"kernel", im->kernel_key,
+					"Linux 6.1 from linux-source-6.1, ~4 min on 2 cores",
+					"vmlinux", "kernel.sh", s->kernel_args};
+	s->base = (struct build_step){"base", im->base_key,
+				      "Debian bookworm packages via debootstrap, ~2 min", "root",
+				      "rootfs-base.sh", s->base_args};
+	return 0;
+}
+
+int images_begin_build(const struct images *im, struct stock_steps *stock, char *err,
+		       size_t err_len)
 {
 	char logs[PATH_MAX];
-	if (path_printf(logs, sizeof logs, "%s/logs", im->dir)) {
+	if (path_printf(logs, sizeof logs, "%s/logs", im->dir) || stock_steps(im, stock)) {
 		snprintf(err, err_len, "image directory path too long: %s", im->dir);
 		return -ENAMETOOLONG;
 	}
@@ -377,41 +397,37 @@ int images_build(const struct images *im, bool force, char *err, size_t err_len)
 		return rc;
 	}
 	/* One builder at a time; a second airlock waits, then finds the work done. */
-	int lock = images_lock(im, err, err_len);
+	return images_lock(im, err, err_len);
+}
+
+int images_build(const struct images *im, bool force, char *err, size_t err_len)
+{
+	struct stock_steps stock;
+	int lock = images_begin_build(im, &stock, err, err_len);
 	if (lock < 0)
 		return lock;
-	char work[PATH_MAX];
-	if (path_printf(work, sizeof work, "%s/work", im->dir)) {
-		close(lock);
-		snprintf(err, err_len, "image directory path too long: %s", im->dir);
-		return -ENAMETOOLONG;
-	}
-	const char *kernel_args[] = {BUILD_STEP_OUT, work, NULL};
-	const char *base_args[] = {BUILD_STEP_OUT, NULL};
 	const char *rootfs_args[] = {im->base, im->agent, BUILD_STEP_OUT, NULL};
-	const struct build_step steps[] = {
-		{"kernel", im->kernel_key, "Linux 6.1 from linux-source-6.1, ~4 min on 2 cores",
-		 "vmlinux", "kernel.sh", kernel_args},
-		{"base", im->base_key, "Debian bookworm packages via debootstrap, ~2 min", "root",
-		 "rootfs-base.sh", base_args},
-		{"rootfs", im->rootfs_key, "root file system image with the agent, ~5 s",
-		 "rootfs.ext4", "rootfs.sh", rootfs_args},
-	};
+	const struct build_step rootfs = {"rootfs", im->rootfs_key,
+					  "root file system image with the agent, ~5 s",
+					  "rootfs.ext4", "rootfs.sh", rootfs_args};
 	/* The base is only the root file system's input: not needed once that is built, nor for
 	 * a derived image, whose own tree (im->base) stands in for it and is built only from its
 	 * recipe (images_build_recipe()). */
 	bool rootfs_built = !force && access(im->rootfs, R_OK) == 0;
 	bool derived = im->image_name[0] != '\0';
+	int rc = 0;
 	if (derived && !rootfs_built && access(im->base, F_OK) != 0) {
-		close(lock);
 		snprintf(err, err_len, "the tree of image '%s' (%s) is gone: build it again with "
 				       "`airlock image build --recipe FILE`", im->image_name, im->base);
-		return -ENOENT;
+		rc = -ENOENT;
 	}
-	for (size_t i = 0; i < sizeof steps / sizeof steps[0] && rc == 0; i++)
-		if (!((rootfs_built || derived) && strcmp(steps[i].name, "base") == 0))
-			rc = images_build_step(im, &steps[i], force && !(derived && i == 0), err,
-					       err_len);
+	/* (a derived image's --force rebuilds its own parts, not the stock kernel) */
+	if (rc == 0)
+		rc = images_build_step(im, &stock.kernel, force && !derived, err, err_len);
+	if (rc == 0 && !rootfs_built && !derived)
+		rc = images_build_step(im, &stock.base, force, err, err_len);
+	if (rc == 0)
+		rc = images_build_step(im, &rootfs, force, err, err_len);
 	close(lock);
 	return rc;
 }

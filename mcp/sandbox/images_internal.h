@@ -46,6 +46,17 @@ struct build_step {
 int images_build_step(const struct images *im, const struct build_step *step, bool force,
 		      char *err, size_t err_len);
 
+/* The stock kernel's and base tree's steps, with the storage their arguments need. */
+struct stock_steps {
+	char work[PATH_MAX]; /* the kernel's work directory */
+	const char *kernel_args[3], *base_args[2];
+	struct build_step kernel, base;
+};
+/* Fills stock for im, makes the log directory and takes the cache's lock (images_lock()).
+ * Returns the lock's fd, or -errno with err set. */
+int images_begin_build(const struct images *im, struct stock_steps *stock, char *err,
+		       size_t err_len);
+
 /* Takes the cache's lock (<dir>/.lock), waiting for whoever holds it: one builder or pruner at a
  * time. Returns its fd (closing it lets go), or -errno with err set. */
 int images_lock(const struct images *im, char *err, size_t err_len);
