@@ -72,9 +72,8 @@ static void release(struct sandbox *sb)
 	free(sb->res.install_log.data);
 	free(sb->res.scan_output.data);
 	vm_launch_free(&sb->launch);
-	if (!sb->keep_log)
-		unlink(sb->serial_log);
-	rmdir(sb->tmpdir);
+	if (sb->log_fd >= 0)
+		close(sb->log_fd);
 	vm_cgroup_remove(&sb->cgroup); /* its process is reaped by now */
 	vm_identity_release(&sb->identity);
 	free(sb);
@@ -383,32 +382,37 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 			     sb->decoder.error);
 }
 
-/* The VM's log: the caller's file (kept), or one in a directory of the VM's own (removed with
- * it). Returns its fd, or -errno with err set. */
+/* The VM's log: the caller's file (kept), or a file in $TMPDIR unlinked at once (nothing to
+ * remove later, nothing left when airlock is killed). Sets sb->log_fd; returns 0 or -errno with
+ * err set. */
 static int open_log(struct sandbox *sb, char *err, size_t err_len)
 {
-	const char *tmp = getenv("TMPDIR");
-	snprintf(sb->tmpdir, sizeof sb->tmpdir, "%s/airlock-vm-XXXXXX",
-		 tmp && *tmp && strlen(tmp) < 40 ? tmp : "/tmp");
-	if (!mkdtemp(sb->tmpdir)) {
+	sb->keep_log = sb->vm.log_path != NULL;
+	int fd;
+	if (sb->keep_log) {
+		snprintf(sb->serial_log, sizeof sb->serial_log, "%s", sb->vm.log_path);
+		fd = open(sb->serial_log, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	} else {
+		const char *tmp = getenv("TMPDIR");
+		char path[128];
+		snprintf(path, sizeof path, "%s/airlock-vm-log-XXXXXX",
+			 tmp && *tmp && strlen(tmp) < 80 ? tmp : "/tmp");
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path);
+		snprintf(sb->serial_log, sizeof sb->serial_log,
+			 "not kept: --verbose shows it");
+		if (fd < 0)
+			snprintf(sb->serial_log, sizeof sb->serial_log, "%s", path);
+	}
+	if (fd < 0) {
 		int rc = -errno;
-		snprintf(err, err_len, "cannot create a directory under %s: %s", sb->tmpdir,
+		snprintf(err, err_len, "cannot create the VM's log %s: %s", sb->serial_log,
 			 strerror(-rc));
-		sb->tmpdir[0] = '\0';
 		return rc;
 	}
-	sb->keep_log = sb->vm.log_path != NULL;
-	if (sb->keep_log)
-		snprintf(sb->serial_log, sizeof sb->serial_log, "%s", sb->vm.log_path);
-	else
-		snprintf(sb->serial_log, sizeof sb->serial_log, "%s/serial.log", sb->tmpdir);
-	int fd = open(sb->serial_log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-	if (fd < 0) {
-		fd = -errno;
-		snprintf(err, err_len, "cannot create the VM's log %s: %s", sb->serial_log,
-			 strerror(-fd));
-	}
-	return fd;
+	sb->log_fd = fd;
+	return 0;
 }
 
 static int spawn(uv_loop_t *loop, const struct sandbox_vm *vm, enum vm_mode mode,
@@ -431,18 +435,15 @@ static int spawn(uv_loop_t *loop, const struct sandbox_vm *vm, enum vm_mode mode
 	frame_decoder_init(&sb->decoder);
 
 	int fds[2] = {-1, -1};
-	int log_fd = open_log(sb, err, err_len), rc = log_fd < 0 ? log_fd : 0;
+	sb->log_fd = -1;
+	int rc = open_log(sb, err, err_len);
 	if (rc == 0 && socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
 		rc = -errno;
 		snprintf(err, err_len, "cannot set up the VM channel: %s", strerror(errno));
 	}
 	if (rc) {
-		if (log_fd >= 0)
-			close(log_fd);
-		if (!sb->keep_log && sb->serial_log[0])
-			unlink(sb->serial_log);
-		if (sb->tmpdir[0])
-			rmdir(sb->tmpdir);
+		if (sb->log_fd >= 0)
+			close(sb->log_fd);
 		free(sb);
 		return rc;
 	}
@@ -456,9 +457,8 @@ static int spawn(uv_loop_t *loop, const struct sandbox_vm *vm, enum vm_mode mode
 	sb->open_handles = 3; /* timer, channel, process (uv_spawn initialises it even on failure) */
 	sb->spawned_ns = sandbox_now_ns();
 	char spawn_err[512];
-	rc = sandbox_spawn_vm(sb, fds[1], log_fd, spawn_err, sizeof spawn_err);
+	rc = sandbox_spawn_vm(sb, fds[1], sb->log_fd, spawn_err, sizeof spawn_err);
 	close(fds[1]);
-	close(log_fd);
 	if (rc == 0) {
 		sb->process_running = true;
 		rc = uv_pipe_open(&sb->channel, fds[0]);

@@ -168,9 +168,12 @@ struct sandbox {
 	void (*on_output)(void *ctx, uint32_t stream, const uint8_t *data, size_t len);
 	void *output_ctx;      /* the request's (sandbox_request.on_output) */
 
-	char tmpdir[64];
-	char serial_log[4096];
-	bool keep_log; /* the log is the caller's (sandbox_vm.log_path) */
+	/* The VM's serial log: the caller's file when it names one (sandbox_vm.log_path, kept), else
+	 * a file unlinked as soon as it is made, so that nothing is left behind even when airlock is
+	 * killed. log_fd reads it (pread: the VM program writes through a copy of it). */
+	int log_fd;
+	char serial_log[4096]; /* the kept log's path, or a note that it is not kept */
+	bool keep_log;
 	uint64_t spawned_ns, run_sent_ns;
 	struct vm_cgroup cgroup;
 	struct vm_identity identity; /* airlock as root: the uid its processes run as */
