@@ -34,7 +34,9 @@ for node in "null 1 3" "zero 1 5" "full 1 7" "random 1 8" "urandom 1 9"; do
 done
 mount -t proc proc "$root/proc"
 trap 'umount "$root/proc" 2>/dev/null || true' EXIT
-cp -L /etc/resolv.conf "$root/etc/resolv.conf"
+# (without the host's file, the chroot resolves as glibc does by default, and apt says what it
+# cannot reach)
+cp -L /etc/resolv.conf "$root/etc/resolv.conf" 2>/dev/null || rm -f "$root/etc/resolv.conf"
 mkdir -p "$root$inputs/home"
 
 in_root() {
