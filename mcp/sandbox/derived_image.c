@@ -195,9 +195,7 @@ int images_build_recipe(struct images *im, const char *recipe_path, bool force, 
 int images_use(struct images *im, const char *name, char *err, size_t err_len)
 {
 	struct registered_image reg;
-	bool plain = *name && strlen(name) <= RECIPE_NAME_MAX && strspn(name,
-		"abcdefghijklmnopqrstuvwxyz0123456789-") == strlen(name);
-	int rc = plain ? registry_read(im, name, &reg) : -ENOENT;
+	int rc = recipe_name_valid(name) ? registry_read(im, name, &reg) : -ENOENT;
 	if (rc == -ENOENT) {
 		snprintf(err, err_len, "no image '%s' in %s: build it with `airlock image build "
 				       "--recipe FILE` (`airlock image list` shows those built)",
@@ -228,7 +226,6 @@ int images_use(struct images *im, const char *name, char *err, size_t err_len)
 	}
 	snprintf(im->rootfs_key, sizeof im->rootfs_key, "%s", rootfs_key);
 	snprintf(im->image_name, sizeof im->image_name, "%s", name);
-	snprintf(im->image_key, sizeof im->image_key, "%s", reg.key);
 	snprintf(im->image_contents, sizeof im->image_contents, "%s", reg.contents);
 	return 0;
 }

@@ -52,7 +52,7 @@ static bool is_alnum(char c)
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
 }
 
-static bool valid_name(const char *s)
+bool recipe_name_valid(const char *s)
 {
 	size_t len = strlen(s);
 	if (len == 0 || len > RECIPE_NAME_MAX || !(s[0] >= 'a' && s[0] <= 'z'))
@@ -199,7 +199,7 @@ static int parse_line(struct recipe *r, struct parsed *p, char **word, unsigned 
 {
 	const char *d = word[0];
 	if (!strcmp(d, "name")) {
-		if (n != 2 || !valid_name(word[1]))
+		if (n != 2 || !recipe_name_valid(word[1]))
 			return fail(err, err_len, line, "name takes one word: a-z first, then "
 					"a-z, 0-9 or '-', at most %d", RECIPE_NAME_MAX);
 		if (p->name_line)

@@ -15,6 +15,7 @@
 #define AIRLOCK_RECIPE_H
 
 #include <limits.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #define RECIPE_NAME_MAX 32
@@ -47,5 +48,8 @@ int recipe_read(struct recipe *r, const char *path, char *err, size_t err_len);
 int recipe_parse(struct recipe *r, const char *text, size_t len, const char *dir,
 		 int check_sources, char *err, size_t err_len);
 void recipe_free(struct recipe *r);
+/* Whether s is an image name a recipe may give (and --image may ask for): a-z first, then a-z,
+ * 0-9 or '-', at most RECIPE_NAME_MAX. */
+bool recipe_name_valid(const char *s);
 
 #endif

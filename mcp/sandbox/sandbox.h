@@ -250,7 +250,6 @@ struct images {
 	char rootfs[PATH_MAX]; /* <dir>/rootfs-<key>/rootfs.ext4 */
 	/* A derived image (--image NAME, images_use()); empty strings for the stock one. */
 	char image_name[RECIPE_NAME_MAX + 1];
-	char image_key[IMAGE_KEY_LEN + 1];       /* its tree: <dir>/image-NAME-KEY/root */
 	char image_contents[RECIPE_CONTENTS_MAX]; /* what it adds (recipe.h), for the LLM */
 };
 
