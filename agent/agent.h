@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #include "proto.h"
 #include "../images/pending-output.h"
@@ -17,6 +18,7 @@
 #define AGENT_WORK_DIR "/work"
 #define AGENT_OUT_DIR "/work/out"
 #define AGENT_RUN_DIR "/run/airlock" /* the program text and its stdin, root-owned */
+#define AGENT_CELL_STDIN AGENT_RUN_DIR "/stdin" /* a cell's stdin (AL_RUN_CELL), bound by its starter */
 #define AGENT_PENDING_OUTPUT AGENT_RUN_DIR "/output" /* pending.c; the sandbox user's to write */
 /* SCHED_FIFO priorities during a run: the agent, and below it the collector of /work/out, both
  * ahead of every user process (and of a dying interpreter's teardown). */
@@ -87,6 +89,10 @@ int program_prepare(struct program *p);
 /* Lets the waiting program run, with_environment: after taking SETUP_ENV_FILE (written for this
  * run). Returns 0 or -errno. */
 int program_go(struct program *p, int with_environment);
+/* Runs the program text as the next cell of the waiting interpreter (AL_RUN_CELL), stdin from
+ * AGENT_CELL_STDIN, with_environment as program_go; the interpreter reports the cell's end with
+ * "X<status>" on its ready pipe and waits for the next line ("P" or a cell). */
+int program_go_cell(struct program *p, int with_environment);
 /* Kills a program that will not run and closes its pipes. */
 void program_discard(struct program *p);
 
@@ -212,6 +218,16 @@ void stop_forget_processes(void);
 /* Runs what the usual end of a run takes once, for an emulated CPU to translate it. */
 void stop_warm_up(void);
 
+/* ---- cell.c: kept state, the user's processes stopped and set going again ---- */
+
+/* Stops every process of the user (SIGSTOP) and waits until each of their tasks is stopped or
+ * gone. Only as PID 1. Returns 0, -ETIMEDOUT, or -errno. */
+int cell_freeze(int timeout_ms);
+/* Lets them go on (SIGCONT), when cell_freeze() stopped them; else nothing. */
+void cell_thaw(void);
+/* Whether cell_freeze() stopped them and cell_thaw() has not run since. */
+int cell_frozen(void);
+
 /* ---- collect.c: the files under /work/out, read as the sandbox user ---- */
 
 struct out_files {
@@ -226,6 +242,10 @@ struct out_files {
  * collection that fails or does not finish within timeout_ms returns no file and sets
  * truncated. Returns 0, or -errno when the agent itself failed (no memory, no process). */
 int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_files *f);
+/* The same, only the files whose status changed at or after since (a cell's start: the files it
+ * created or changed; ctime, which no user can set back). */
+int out_files_collect_since(const char *dir, uint64_t cap, int timeout_ms,
+			    const struct timespec *since, struct out_files *f);
 void out_files_free(struct out_files *f);
 /* Whether dir, reached without links, holds anything at all. */
 int out_files_any(const char *dir);

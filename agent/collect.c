@@ -57,7 +57,14 @@ struct walk {
 	uint64_t cap;
 	unsigned entries;
 	int truncated;
+	struct timespec since; /* only files whose status changed since (0: all) */
 };
+
+static int changed_before(const struct stat *st, const struct timespec *since)
+{
+	return st->st_ctim.tv_sec < since->tv_sec ||
+	       (st->st_ctim.tv_sec == since->tv_sec && st->st_ctim.tv_nsec < since->tv_nsec);
+}
 
 static int note_skipped(struct walk *w, const char *rel, uint64_t size)
 {
@@ -176,6 +183,8 @@ static int walk_dir(struct walk *w, int dir_fd, const char *rel, int depth)
 			w->truncated = 1;
 			continue;
 		}
+		if (S_ISREG(st.st_mode) && changed_before(&st, &w->since))
+			continue; /* a kept state's older file: returned by the call that made it */
 		if (S_ISREG(st.st_mode)) {
 			w->entries++;
 			int fd = openat(dir_fd, name,
@@ -229,7 +238,8 @@ static int become_sandbox_user(void)
 
 /* The child: keeps only the pipe to the agent, becomes the sandbox user, walks dir and sends
  * its report. Never returns. */
-static void collect_as_user(int report_fd, const char *dir, uint64_t cap)
+static void collect_as_user(int report_fd, const char *dir, uint64_t cap,
+			    const struct timespec *since)
 {
 	int rc = 0;
 	if (report_fd != COLLECT_CHILD_FD && dup2(report_fd, COLLECT_CHILD_FD) < 0)
@@ -247,7 +257,7 @@ static void collect_as_user(int report_fd, const char *dir, uint64_t cap)
 		fprintf(stderr, "airlock-agent: collecting %s: %s\n", dir, strerror(-rc));
 		_exit(1);
 	}
-	struct walk w = {.cap = cap};
+	struct walk w = {.cap = cap, .since = *since};
 	int dir_fd = open_dir_without_links(dir);
 	if (dir_fd >= 0) {
 		rc = walk_dir(&w, dir_fd, "", 0);
@@ -370,6 +380,13 @@ int out_files_any(const char *dir)
 
 int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_files *f)
 {
+	static const struct timespec all = {0, 0};
+	return out_files_collect_since(dir, cap, timeout_ms, &all, f);
+}
+
+int out_files_collect_since(const char *dir, uint64_t cap, int timeout_ms,
+			    const struct timespec *since, struct out_files *f)
+{
 	*f = (struct out_files){0};
 	if (!out_files_any(dir))
 		return 0;
@@ -381,7 +398,7 @@ int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(p[0]);
-		collect_as_user(p[1], dir, cap);
+		collect_as_user(p[1], dir, cap, since);
 	}
 	int err = pid < 0 ? -errno : 0;
 	close(p[1]);

@@ -41,7 +41,9 @@ int run_request_parse(const uint8_t *payload, size_t len, struct run_request *re
 	uint64_t body = (uint64_t)h->code_len + h->stdin_len + h->files_len + h->setup_len;
 	if (h->version != AL_PROTO_VERSION || body != len - sizeof *h)
 		return -EPROTO;
-	if ((h->flags & ~(uint32_t)AL_RUN_EGRESS) != 0 || h->reserved2 != 0 ||
+	const uint32_t known = AL_RUN_EGRESS | AL_RUN_CELL | AL_RUN_KEEP;
+	if ((h->flags & ~known) != 0 || h->reserved2 != 0 ||
+	    ((h->flags & AL_RUN_KEEP) && !(h->flags & AL_RUN_CELL)) ||
 	    h->setup_len > AL_SETUP_MAX_LEN)
 		return -EPROTO;
 	if (h->output_window == 0 || h->output_window > AL_STREAM_MAX_WINDOW)
@@ -259,8 +261,9 @@ static int pipe_has_data(int fd)
 	return fd >= 0 && (ioctl(fd, FIONREAD, &n) != 0 || n > 0);
 }
 
-static int send_exit(int channel_fd, int status, int timed_out, const struct output_stream *out,
-		     const struct output_stream *err, const struct out_files *files)
+static int send_exit(int channel_fd, int status, int timed_out, uint32_t flags,
+		     const struct output_stream *out, const struct output_stream *err,
+		     const struct out_files *files)
 {
 	struct al_exit e = {0};
 	if (WIFEXITED(status)) {
@@ -269,7 +272,7 @@ static int send_exit(int channel_fd, int status, int timed_out, const struct out
 		e.exit_code = -1;
 		e.signal = WIFSIGNALED(status) ? WTERMSIG(status) : SIGKILL;
 	}
-	e.flags = (timed_out ? AL_EXIT_TIMED_OUT : 0) |
+	e.flags = flags | (timed_out ? AL_EXIT_TIMED_OUT : 0) |
 		  (out->truncated ? AL_EXIT_STDOUT_TRUNCATED : 0) |
 		  (err->truncated ? AL_EXIT_STDERR_TRUNCATED : 0) |
 		  (files->truncated ? AL_EXIT_FILES_TRUNCATED : 0);
@@ -321,6 +324,8 @@ struct input_stream {
 
 static void pump_input(struct input_stream *in)
 {
+	if (in->fd < 0)
+		return;
 	while (in->left > 0) {
 		ssize_t n = write(in->fd, in->data, in->left);
 		if (n < 0 && errno == EINTR)
@@ -401,12 +406,47 @@ static int run_setup(int channel_fd, const struct run_request *req, struct egres
 	return rc;
 }
 
+/* The end of a kept run (AL_RUN_KEEP): every user process stopped, not killed (cell.c), the
+ * output drained and the files the cell created or changed collected, then EXIT with
+ * AL_EXIT_KEPT. The interpreter, its pipes and whatever else the program left running stay for
+ * the VM restored from the save. Returns 0 or -errno as run_program does, or -EAGAIN when the
+ * processes would not stop (nothing sent: the caller ends the run as an ordinary one). */
+static int keep_cell(int channel_fd, const struct al_run *h, struct program *prog,
+		     struct output_stream streams[2], struct egress *egress, int status,
+		     int64_t answer_by, const struct timespec *cell_start)
+{
+	int rc = cell_freeze(ms_until(answer_by, 1, STOP_TIMEOUT_MS));
+	if (rc) {
+		fprintf(stderr, "airlock-agent: the user's processes did not stop: %s\n",
+			strerror(-rc));
+		cell_thaw();
+		return -EAGAIN;
+	}
+	rc = drain_output(channel_fd, streams, egress, answer_by);
+	egress_stop(egress); /* the proxy's connections do not outlive the call */
+	if (rc != 0 || (rc = forward_pending_output(channel_fd, streams)) != 0)
+		return rc;
+	prog->stdout_fd = streams[0].fd; /* closed by now if the program closed its end */
+	prog->stderr_fd = streams[1].fd;
+	struct out_files files = {0};
+	rc = out_files_collect_since(AGENT_OUT_DIR, h->out_files_cap,
+				     ms_until(answer_by, COLLECT_MIN_MS, INT_MAX), cell_start, &files);
+	if (prog->pid <= 0) /* the interpreter ended: the next cell starts a new one */
+		program_discard(prog);
+	if (rc == 0)
+		rc = send_exit(channel_fd, status, 0, AL_EXIT_KEPT, &streams[0], &streams[1], &files);
+	out_files_free(&files);
+	return rc;
+}
+
 int run_program(int channel_fd, const struct run_request *req, struct program *prog,
 		int vm_is_unique)
 {
 	const struct al_run *h = &req->header;
 	const char *why = NULL;
 	int rc;
+	/* a cell: run in the interpreter a kept run left (or a new one), and leave it running */
+	int cell = (h->flags & AL_RUN_CELL) != 0, keep = (h->flags & AL_RUN_KEEP) != 0;
 
 	if (prog->pid > 0 && prog->language != h->language)
 		program_discard(prog); /* started for another language */
@@ -418,7 +458,13 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		set_wall_clock(h->wall_clock_ns);
 	else
 		refresh_entropy_and_clock(h->entropy, h->wall_clock_ns);
+	struct timespec cell_start = {0, 0}; /* a cell returns the files it created or changed */
+	if (cell)
+		clock_gettime(CLOCK_REALTIME_COARSE, &cell_start); /* file times are coarse too */
 	rc = prepare_work_dir(channel_fd, req, program_script_path(h->language));
+	if (rc == 0 && cell &&
+	    (rc = write_file(AGENT_CELL_STDIN, req->stdin_data, h->stdin_len, 0644)) != 0)
+		channel_send_error(channel_fd, "cannot write the cell's stdin: %s", strerror(-rc));
 	if (rc) {
 		program_discard(prog);
 		return 0; /* already reported */
@@ -438,7 +484,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		egress_stop(egress);
 		return rc == 1 ? 0 : rc == -EPROTO || rc == -ENOMEM ? 0 : rc;
 	}
-	if (with_environment && (rc = program_freshen_for_environment(prog, &why)) != 0) {
+	if (with_environment && !cell && (rc = program_freshen_for_environment(prog, &why)) != 0) {
 		channel_send_error(channel_fd, "the interpreter %s: %s", why, strerror(-rc));
 		egress_stop(egress);
 		return 0;
@@ -448,8 +494,10 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	sigaddset(&chld, SIGCHLD);
 	int sig_fd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
 	int timer_fd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
-	if (sig_fd < 0 || timer_fd < 0 || fcntl(prog->stdin_fd, F_SETFL, O_NONBLOCK) != 0 ||
-	    program_go(prog, with_environment) != 0) {
+	if (sig_fd < 0 || timer_fd < 0 ||
+	    (prog->stdin_fd >= 0 && fcntl(prog->stdin_fd, F_SETFL, O_NONBLOCK) != 0) ||
+	    (cell ? program_go_cell(prog, with_environment) : program_go(prog, with_environment)) !=
+		0) {
 		channel_send_error(channel_fd, "cannot start the program: %s", strerror(errno));
 		program_discard(prog);
 		egress_stop(egress);
@@ -479,10 +527,13 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	    {prog->stdout_fd, AL_STREAM_STDOUT, h->stdout_cap, h->output_window, 0, 0},
 	    {prog->stderr_fd, AL_STREAM_STDERR, h->stderr_cap, h->output_window, 0, 0}};
 	struct output_stream *out = &streams[0], *err = &streams[1];
-	struct input_stream in = {prog->stdin_fd, req->stdin_data, h->stdin_len};
+	/* a cell's stdin is a file its starter binds (the pipe is closed at the first cell) */
+	struct input_stream in = {prog->stdin_fd, req->stdin_data, cell ? 0 : h->stdin_len};
 	int report_fd = prog->ready_fd; /* a starter's exit report (python, node) */
-	*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-				 .go_fd = -1, .ready_fd = -1}; /* this function owns the process now */
+	prog->stdin_fd = -1;
+	if (!cell) /* this function owns the process now */
+		*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1,
+					 .stderr_fd = -1, .go_fd = -1, .ready_fd = -1};
 	pump_input(&in);
 	int status = 0, ended = 0, timed_out = 0;
 
@@ -537,6 +588,8 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 			int st;
 			pid_t pid;
 			while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+				if (pid == child)
+					prog->pid = 0; /* a cell's interpreter ended: none is kept */
 				if (pid == child && !ended) {
 					status = st;
 					ended = 1;
@@ -556,10 +609,22 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		status = SIGKILL; /* reads as "killed by SIGKILL" */
 	if (in.fd >= 0)
 		close(in.fd);
-	if (report_fd >= 0)
+	if (cell)
+		prog->ready_fd = report_fd; /* the next cell's report comes there too */
+	else if (report_fd >= 0)
 		close(report_fd);
 	close(sig_fd);
 	close(timer_fd);
+	if (keep && !timed_out) {
+		rc = keep_cell(channel_fd, h, prog, streams, egress, status, answer_by, &cell_start);
+		if (rc != -EAGAIN)
+			return rc;
+		/* the user's processes would not stop: end as an ordinary run, nothing kept */
+	}
+	if (cell) { /* the streams' fds close below: the program's are no longer its own */
+		prog->stdout_fd = prog->stderr_fd = -1;
+		program_discard(prog);
+	}
 
 	/* Nothing the program started may outlive it, and nothing of the user's may run while its
 	 * output and files are read: what the result holds is what there was at the kill. */
@@ -593,7 +658,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		close(err->fd);
 	egress_stop(egress); /* the user's processes are gone: so are their connections */
 	if (rc == 0)
-		rc = send_exit(channel_fd, status, timed_out, out, err, &files);
+		rc = send_exit(channel_fd, status, timed_out, 0, out, err, &files);
 	out_files_free(&files);
 	return rc;
 }

@@ -1,5 +1,6 @@
 /* airlock-agent: PID 1 of every airlock microVM. Sets up the guest (mounts, loopback), tells the
- * host it is READY, runs exactly one program on request, reports it, and ends the VM.
+ * host it is READY, runs exactly one program on request, reports it, and ends the VM (or, for
+ * a kept run, waits to continue in the VM restored from its save: proto.h, "Kept state").
  * PID 1 must never exit (the kernel would panic), so every failure ends in reboot(), which the
  * VMM sees as the end of the VM (the kernel runs with reboot=t: a triple fault).
  */
@@ -198,7 +199,9 @@ static uint32_t warm_language(void)
 	return 0;
 }
 
-static void serve_one_run(int channel_fd)
+/* Serves the VM's run: one, or, after a kept run (AL_RUN_KEEP), the next in the VM the host
+ * restores from its save (the PINGs come again, and the kept processes go on at the first). */
+static void serve_runs(int channel_fd)
 {
 	struct program prog = {.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
 			       .go_fd = -1, .ready_fd = -1};
@@ -215,43 +218,47 @@ static void serve_one_run(int channel_fd)
 		log_error("send READY");
 		return;
 	}
-	uint32_t type, stream;
-	uint8_t *payload;
-	size_t len;
-	int rc, pinged = 0;
-	/* PINGs come first when the VM was restored from a snapshot (its READY is in the snapshot) */
-	while ((rc = channel_recv(channel_fd, &type, &stream, &payload, &len)) == 0 &&
-	       type == AL_FRAME_PING) {
-		struct al_ping ping;
-		if (len == sizeof ping && stream == AL_STREAM_CONVERSATION) {
-			/* unique from here on, before any request: the PRNGs are seeded again now */
-			memcpy(&ping, payload, sizeof ping);
-			refresh_entropy_and_clock(ping.entropy, ping.wall_clock_ns);
-			pinged = 1;
-			if (prog.pid > 0 && program_prepare(&prog) != 0)
-				program_discard(&prog); /* the request will start a fresh one */
-			warm_up_run_path();
+	do {
+		uint32_t type, stream;
+		uint8_t *payload;
+		size_t len;
+		int rc, pinged = 0;
+		/* PINGs come first when the VM was restored from a snapshot (its READY is in the
+		 * snapshot) */
+		while ((rc = channel_recv(channel_fd, &type, &stream, &payload, &len)) == 0 &&
+		       type == AL_FRAME_PING) {
+			struct al_ping ping;
+			if (len == sizeof ping && stream == AL_STREAM_CONVERSATION) {
+				/* unique from here on, before any request: the PRNGs are seeded again */
+				memcpy(&ping, payload, sizeof ping);
+				refresh_entropy_and_clock(ping.entropy, ping.wall_clock_ns);
+				pinged = 1;
+				cell_thaw(); /* a kept state's processes go on, the interpreter first */
+				if (prog.pid > 0 && program_prepare(&prog) != 0)
+					program_discard(&prog); /* the request will start a fresh one */
+				warm_up_run_path();
+			}
+			free(payload);
+			if (channel_send(channel_fd, AL_FRAME_READY, &ready, sizeof ready) != 0) {
+				log_error("send READY");
+				return;
+			}
 		}
-		free(payload);
-		if (channel_send(channel_fd, AL_FRAME_READY, &ready, sizeof ready) != 0) {
-			log_error("send READY");
+		if (rc) {
+			fprintf(stderr, "airlock-agent: reading the request: %s\n", strerror(-rc));
 			return;
 		}
-	}
-	if (rc) {
-		fprintf(stderr, "airlock-agent: reading the request: %s\n", strerror(-rc));
-		return;
-	}
-	struct run_request req;
-	if (type != AL_FRAME_RUN || stream != AL_STREAM_CONVERSATION ||
-	    run_request_parse(payload, len, &req) != 0) {
-		channel_send_error(channel_fd,
-				   "malformed request (frame type %u, stream %u, %zu bytes)", type,
-				   stream, len);
-	} else if ((rc = run_program(channel_fd, &req, &prog, pinged)) != 0) {
-		channel_send_error(channel_fd, "run failed: %s", strerror(-rc));
-	}
-	free(payload);
+		struct run_request req;
+		if (type != AL_FRAME_RUN || stream != AL_STREAM_CONVERSATION ||
+		    run_request_parse(payload, len, &req) != 0) {
+			channel_send_error(channel_fd,
+					   "malformed request (frame type %u, stream %u, %zu bytes)",
+					   type, stream, len);
+		} else if ((rc = run_program(channel_fd, &req, &prog, pinged)) != 0) {
+			channel_send_error(channel_fd, "run failed: %s", strerror(-rc));
+		}
+		free(payload);
+	} while (cell_frozen()); /* kept: the host saves this VM; its restores continue here */
 	program_discard(&prog);
 }
 
@@ -280,7 +287,7 @@ int main(void)
 			fprintf(stderr, "airlock-agent: no host channel (/dev/hvc0 or /dev/vport*p1): %s\n",
 				strerror(-fd));
 		else {
-			serve_one_run(fd);
+			serve_runs(fd);
 			wait_for_the_host(fd);
 		}
 	}

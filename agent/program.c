@@ -8,7 +8,9 @@
  *            kernel, which just got fresh host entropy, and warm up), any number of times;
  *            "G<seed>": the program text is in place, run it; "E<seed>": the same, and take
  *            the run's environment from SETUP_ENV_FILE first (a plain run then never looks
- *            for the file: under emulation every new path costs its translation, per VM).
+ *            for the file: under emulation every new path costs its translation, per VM);
+ *            "C<seed>", "K<seed>" (with the environment): run it as a cell and stay
+ *            (program_go_cell), then read the next line.
  *   4        the ready pipe: the starter writes "R" once it waits, and after each prepare; or the
  *            child writes an int errno when it could not start the interpreter at all
  *
@@ -49,10 +51,14 @@ struct interpreter {
 	const char *fresh_argv[4];
 };
 
-/* bash: $RANDOM is seeded at start-up, so it is seeded again from each line */
+/* bash: $RANDOM is seeded at start-up, so it is seeded again from each line. A cell ("C", "K")
+ * is sourced in this one shell, whose variables, functions and working directory carry over,
+ * its stdin from AGENT_CELL_STDIN; its status is reported and the next line read. */
 #define BASH_STARTER                                                                               \
 	"printf R >&4; while :; do read -r line <&3 || exit 125; RANDOM=${line#?}; "                 \
-	"case $line in [GE]*) break;; esac; printf R >&4; done; exec 3<&- 4>&-; "                   \
+	"case $line in [GE]*) break;; [CK]*) case $line in K*) set -a; . " SETUP_ENV_FILE "; "        \
+	"set +a;; esac; unset line; . \"$0\" <" AGENT_CELL_STDIN "; printf 'X%d\\n' $? >&4;; "      \
+	"*) printf R >&4;; esac; done; exec 3<&- 4>&-; "                                             \
 	"case $line in E*) set -a; . " SETUP_ENV_FILE "; set +a;; esac; unset line; . \"$0\""
 
 /* One per row of AL_LANGUAGES (proto.h); a row left out here is refused at its first run. */
@@ -433,6 +439,11 @@ int program_prepare(struct program *p)
 	drop_pending(p->stdout_fd);
 	drop_pending(p->stderr_fd);
 	return rc;
+}
+
+int program_go_cell(struct program *p, int with_environment)
+{
+	return send_line(p, with_environment ? 'K' : 'C');
 }
 
 int program_go(struct program *p, int with_environment)

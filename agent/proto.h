@@ -87,6 +87,13 @@
  * its argv (NUL-terminated strings), run as the sandbox user in /work before the program, in
  * order, within the run's timeout (a scan step gets the program's path as a last argument).
  *
+ * Kept state. A RUN with AL_RUN_CELL runs its program in the interpreter a previous run of this
+ * VM left (else a new one), as a cell: its globals carry over. With AL_RUN_KEEP as well, the run
+ * ends with every user process stopped (not killed) and EXIT says AL_EXIT_KEPT; the agent then
+ * waits for frames again, as after its first READY. The host saves the VM there and later
+ * restores it in a fresh VM: PING (the processes go on, the interpreter re-seeds) and the next
+ * RUN. A run that timed out is never kept (its processes are killed; no AL_EXIT_KEPT).
+ *
  * Versions. READY says the agent's version (al_ready.version) and RUN the host's
  * (al_run.version); each end refuses any other. A version 1 agent's READY (an 8-byte header, an
  * 8-byte payload) reads to a later host as a READY of length 8, which the host names as such;
@@ -154,22 +161,23 @@ enum al_stream {
 
 /* The languages, once. A row's place is its number on the wire (al_run.language: 1, 2, ...), so
  * rows are only ever appended. Each row: its enum name, the name users, the tool and the
- * snapshots use, and what the tool's description tells a model about it. A new language is a row
+ * snapshots use, whether its starter runs cells (kept state: 1), and what the tool's description
+ * tells a model about it. A new language is a row
  * here, its interpreter in agent/program.c and its packages in images/packages.txt: the agent,
  * the host's tool schema and description, the pool and the snapshots all read this list. */
 #define AL_LANGUAGES(X)                                                                            \
-	X(PYTHON, "python",                                                                        \
+	X(PYTHON, "python", 1,                                                                     \
 	  "python (Python 3.11 with numpy, pandas, scipy, matplotlib, requests and the standard "  \
 	  "library; plt.show() returns each figure as a PNG)")                                     \
-	X(JAVASCRIPT, "javascript", "javascript (Node.js 18 and its standard library)")            \
-	X(BASH, "bash", "bash (coreutils, sed, grep, procps, curl, git)")                          \
-	X(GO, "go",                                                                                \
+	X(JAVASCRIPT, "javascript", 1, "javascript (Node.js 18 and its standard library)")         \
+	X(BASH, "bash", 1, "bash (coreutils, sed, grep, procps, curl, git)")                       \
+	X(GO, "go", 0,                                                                             \
 	  "go (Go 1.19 and its standard library: the code is package main, built and run; .go "    \
 	  "files given in `files` are built with it; no other modules)")
 
 enum al_language {
 	AL_LANG_NONE = 0, /* no language: never valid on the wire */
-#define AL_LANGUAGE_ENUM(id, name, about) AL_LANG_##id,
+#define AL_LANGUAGE_ENUM(id, name, cells, about) AL_LANG_##id,
 	AL_LANGUAGES(AL_LANGUAGE_ENUM)
 #undef AL_LANGUAGE_ENUM
 	AL_LANG_END, /* one past the last: arrays indexed by language have AL_LANG_END entries */
@@ -179,12 +187,13 @@ enum al_language {
 /* A language's row of AL_LANGUAGES, or NULL for a number that is none. */
 struct al_language_row {
 	const char *name;  /* "python": what users, the tool and the snapshots call it */
+	int keeps_state;   /* runs cells in an interpreter whose state can be kept (AL_RUN_CELL) */
 	const char *about; /* what the tool's description says of it */
 };
 static inline const struct al_language_row *al_language(uint32_t language)
 {
 	static const struct al_language_row rows[AL_LANG_END] = {
-#define AL_LANGUAGE_ROW(id, name, about) [AL_LANG_##id] = {name, about},
+#define AL_LANGUAGE_ROW(id, name, cells, about) [AL_LANG_##id] = {name, cells, about},
 		AL_LANGUAGES(AL_LANGUAGE_ROW)
 #undef AL_LANGUAGE_ROW
 	};
@@ -236,6 +245,12 @@ struct al_run {
 
 enum al_run_flags {
 	AL_RUN_EGRESS = 1u << 0, /* serve the proxy and carry its connections as egress streams */
+	/* Run the program as a cell of the interpreter already running (kept state, below): in its
+	 * persistent namespace, stdin from a file, the interpreter left running at the end. */
+	AL_RUN_CELL = 1u << 1,
+	/* With AL_RUN_CELL: at the end, stop (SIGSTOP) the user's processes rather than kill them,
+	 * and answer EXIT with AL_EXIT_KEPT: the host may then save the VM. */
+	AL_RUN_KEEP = 1u << 2,
 };
 
 enum al_setup_kind {
@@ -289,6 +304,7 @@ enum al_exit_flags {
 	AL_EXIT_STDERR_TRUNCATED = 1u << 2,
 	AL_EXIT_FILES_TRUNCATED = 1u << 3, /* some of /work/out was not returned */
 	AL_EXIT_NOT_RUN = 1u << 4,         /* a setup step stopped the run: no program ran */
+	AL_EXIT_KEPT = 1u << 5, /* AL_RUN_KEEP: every user process is stopped, the VM may be saved */
 };
 
 struct al_exit {

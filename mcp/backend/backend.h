@@ -40,6 +40,12 @@ struct vm_spec {
 	const char *snapshot_dir;
 	/* VM_RESTORE: the TSC rate the snapshot's kernel was told (its manifest's guest_tsc_khz). */
 	unsigned guest_tsc_khz;
+	/* VM_RESTORE: restore this kept state instead (a VM of snapshot_dir saved by this backend's
+	 * save, its files as the backend wrote them into a keep_to_dir), or NULL. */
+	const char *kept_state_dir;
+	/* VM_RESTORE: the empty directory a later save of this VM writes (a kept state), made by
+	 * airlock and writable by run_as_uid; NULL: the VM is never saved. */
+	const char *keep_to_dir;
 	/* Who the VM's processes are outside, when airlock runs as root: a uid (and gid) of their
 	 * own that no other process of the host shares (confine/confine.h); 0 when airlock is not
 	 * root, or for the VM that makes a snapshot, which writes it as airlock's user. */
@@ -51,7 +57,7 @@ struct vm_spec {
  * carrying agent/proto.h); a backend may give it more, up to VM_FDS_MAX - 1. */
 #define VM_FD_LOG 1
 #define VM_FD_CHANNEL 3
-#define VM_FDS_MAX 10
+#define VM_FDS_MAX 12
 
 struct argv_list {
 	char **items; /* NULL-terminated once non-empty */
@@ -75,6 +81,7 @@ struct vm_launch {
 	int control_fd;
 	/* The file a save writes, opened here (the VM process may open no host path), or -1. */
 	int save_fd;
+	bool save_restored; /* the save is of a restored VM (a kept state), not a fresh boot */
 	void *backend_state; /* the backend's own, during a save; free()d by vm_launch_free */
 };
 
@@ -93,8 +100,9 @@ struct backend {
 	 * here, read-only where it must not write them). Returns 0, or -errno with err set. */
 	int (*prepare)(const struct vm_spec *spec, struct vm_launch *launch, char *err,
 		       size_t err_len);
-	/* VM_MAKE_SNAPSHOT, once the agent is READY: starts saving the VM into spec's snapshot_dir.
-	 * The VM process then ends with status 0 once the snapshot is whole (the sandbox waits for
+	/* VM_MAKE_SNAPSHOT, once the agent is READY: starts saving the VM into spec's snapshot_dir;
+	 * VM_RESTORE with keep_to_dir, once the agent's EXIT said it may be kept: into keep_to_dir.
+	 * The VM process then ends with status 0 once the save is whole (the sandbox waits for
 	 * that). Returns 0, or -errno with err set. */
 	int (*save)(struct vm_launch *launch, pid_t pid, char *err, size_t err_len);
 	/* During a save, what the VM program said on its control socket (control_fd): returns 0

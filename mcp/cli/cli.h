@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "kept_state.h"
 #include "sandbox.h"
 
 int cli_mcp(int argc, char **argv);    /* airlock mcp    (mcp.c) */
@@ -48,6 +49,35 @@ enum {
 	"(ports 443 and 80 unless one is given) through a proxy on the guest's loopback; with\n"    \
 	"none there is no route out. --pip-index/--npm-registry let `packages` install from\n"      \
 	"that index (its host, and --install-host ones, reachable only while they install).\n"
+
+/* The kept states' flags of `airlock mcp`, `airlock run` and `airlock state` (state.c): where
+ * they live, how long, how much in all. */
+enum {
+	STATE_OPT_DIR = 0x200,
+	STATE_OPT_TTL,
+	STATE_OPT_MAX_MB,
+};
+#define STATE_LONG_OPTIONS                                                                         \
+	{"state-dir", required_argument, NULL, STATE_OPT_DIR},                                       \
+	    {"state-ttl", required_argument, NULL, STATE_OPT_TTL},                                   \
+	    {"state-max-mb", required_argument, NULL, STATE_OPT_MAX_MB}
+#define STATE_USAGE                                                                                \
+	"  [--state-dir DIR] [--state-ttl S] [--state-max-mb N]\n"
+struct state_options {
+	const char *dir; /* NULL: <image directory>/states */
+	uint32_t ttl_s;
+	uint64_t max_mb;
+	bool persist; /* airlock mcp --state-persist */
+};
+#define STATE_OPTIONS_DEFAULT {NULL, STATE_DEFAULT_TTL_S, STATE_DEFAULT_MAX_MB, false}
+/* Takes one STATE_OPT_* option. Returns 0, or -EINVAL with the reason on stderr. */
+int state_option(int opt, const char *arg, struct state_options *o);
+/* Opens the store the options name for images (per_process: this process's states only, as
+ * `airlock mcp` without --state-persist), and sweeps out what expired. Returns 0 or -errno
+ * with err set. */
+int state_options_open(const struct state_options *o, const struct images *im, bool per_process,
+		       struct state_store *st, char *err, size_t err_len);
+int cli_state(int argc, char **argv); /* airlock state (state.c) */
 
 /* Takes one policy option (opt is a POLICY_OPT_*). Returns 0, or -EINVAL with the reason on
  * stderr. */

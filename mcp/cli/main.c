@@ -20,6 +20,7 @@ static void usage(FILE *out)
 		"  airlock image build [--force] [--backend auto|kvm|tcg] [--no-snapshots]\n"
 		"  airlock image list\n"
 		"  airlock image prune [--dry-run]\n"
+		"  airlock state list | airlock state rm ID\n"
 		"  airlock doctor\n"
 		"  airlock bench [--backend tcg|kvm] [--quick] [--json FILE]\n"
 		"\n"
@@ -44,6 +45,8 @@ int main(int argc, char **argv)
 		return cli_run(argc - 1, argv + 1);
 	if (strcmp(cmd, "image") == 0)
 		return cli_image(argc - 1, argv + 1);
+	if (strcmp(cmd, "state") == 0)
+		return cli_state(argc - 1, argv + 1);
 	if (strcmp(cmd, "doctor") == 0)
 		return cli_doctor(argc - 1, argv + 1);
 	if (strcmp(cmd, "bench") == 0)

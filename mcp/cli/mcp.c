@@ -36,12 +36,16 @@ static void usage(FILE *out)
 		     "[--memory-mb N]\n"
 		     "                   [--max-concurrent N] [--max-queued N] [--max-timeout S]\n"
 		     "                   [--images DIR] [--image NAME] [--verbose]\n"
+		     STATE_USAGE
+		     "                   [--state-persist]\n"
 		     POLICY_USAGE
 		     "MCP server on stdin/stdout (one JSON-RPC message per line).\n"
 		     "--pool N keeps N VMs per language restored and waiting (default %u, 0: none).\n"
 		     "--image NAME serves an image of one's own (`airlock image build --recipe`).\n"
 		     "--max-queued N: calls beyond --max-concurrent wait, up to N of them (default "
-		     "%u);\nfurther calls are refused at once with \"airlock is busy\".\n",
+		     "%u);\nfurther calls are refused at once with \"airlock is busy\".\n"
+		     "Kept states (keep_state) belong to this process and are removed when it exits;\n"
+		     "--state-persist keeps them for the same user's later servers and `airlock run`.\n",
 		DEFAULT_POOL_SIZE, DEFAULT_MAX_QUEUED);
 }
 
@@ -59,7 +63,7 @@ static int parse_unsigned(const char *name, const char *text, unsigned lo, unsig
 }
 
 static int parse_options(int argc, char **argv, struct server_config *cfg, const char **backend,
-			 const char **images_dir, const char **image)
+			 const char **images_dir, const char **image, struct state_options *states)
 {
 	static const struct option options[] = {
 		{"backend", required_argument, NULL, 'b'},
@@ -73,7 +77,9 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		{"image", required_argument, NULL, 'I'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
+		{"state-persist", no_argument, NULL, 'K'},
 		POLICY_LONG_OPTIONS,
+		STATE_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	int c;
@@ -85,11 +91,17 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 				return -1;
 			continue;
 		}
+		if (c >= STATE_OPT_DIR && c <= STATE_OPT_MAX_MB) {
+			if (state_option(c, optarg, states) != 0)
+				return -1;
+			continue;
+		}
 		switch (c) {
 		case 'b': *backend = optarg; break;
 		case 'i': *images_dir = optarg; break;
 		case 'I': *image = optarg; break;
 		case 'v': cfg->verbose = true; break;
+		case 'K': states->persist = true; break;
 		case 'c':
 			if (parse_unsigned("vcpus", optarg, 1, 1, &cfg->vcpus))
 				return -1;
@@ -163,7 +175,9 @@ int cli_mcp(int argc, char **argv)
 		.boot_timeout_ms = sandbox_boot_timeout_ms(),
 	};
 	const char *backend = "auto", *images_dir = NULL, *image = NULL;
-	if (parse_options(argc, argv, &cfg, &backend, &images_dir, &image) != 0) {
+	struct state_options state_opts = STATE_OPTIONS_DEFAULT;
+	struct state_store states;
+	if (parse_options(argc, argv, &cfg, &backend, &images_dir, &image, &state_opts) != 0) {
 		policy_free(&cfg.policy);
 		return 2;
 	}
@@ -181,6 +195,13 @@ int cli_mcp(int argc, char **argv)
 		policy_free(&cfg.policy);
 		return 1;
 	}
+	/* this process's own states, or with --state-persist the user's (kept_state.h) */
+	if (!cfg.unavailable[0] &&
+	    state_options_open(&state_opts, &cfg.images, !state_opts.persist, &states, why,
+			       sizeof why) != 0)
+		snprintf(cfg.unavailable, sizeof cfg.unavailable, "%s", why);
+	else if (!cfg.unavailable[0])
+		cfg.states = &states;
 	if (cfg.unavailable[0])
 		fprintf(stderr, "airlock: no sandbox can run: %s (run `airlock doctor`)\n",
 			cfg.unavailable);
@@ -219,6 +240,8 @@ int cli_mcp(int argc, char **argv)
 	uv_run(&loop, UV_RUN_NOWAIT); /* let the closes just issued complete */
 	if (uv_loop_close(&loop) != 0 && cfg.verbose)
 		fprintf(stderr, "airlock: an image build was still running at exit\n");
+	if (cfg.states && !state_opts.persist)
+		state_remove_owned(cfg.states);
 	cgroup_cleanup();
 	policy_free(&cfg.policy);
 	return 0;

@@ -35,10 +35,15 @@ struct run_options {
 	struct sandbox_policy policy; /* --allow-host and the rest (policy_options.c) */
 	const char *packages[SANDBOX_MAX_PACKAGES];
 	size_t n_packages;
+	bool keep_state;
+	const char *state_id;
+	struct state_options states;
 };
 
 struct run_state {
 	const struct run_options *opts;
+	struct kept_call *kept;
+	struct state_store *store;
 	uv_signal_t sigint, sigterm;
 	struct sandbox *sandbox;
 	bool interrupted;
@@ -61,6 +66,8 @@ static void usage(void)
 		"                   [--timeout S] [--json] [--put PATH=HOSTFILE]... [--out DIR]\n"
 		"                   [--memory-mb N] [--vcpus N] [--images DIR] [--image NAME]\n"
 		"                   [--verbose] [--cold] [--dir PATH] [--repo URL] [--package SPEC]...\n"
+		"                   [--keep-state] [--state-id ID]\n"
+		STATE_USAGE
 		POLICY_USAGE
 		"                   (--file F | CODE | --command CMD)\n"
 		"--package SPEC installs a pip requirement (python) or npm spec (javascript)\n"
@@ -72,6 +79,9 @@ static void usage(void)
 		"and sockets are skipped, each said on stderr.\n"
 		"--command CMD runs `bash -c CMD` in /work as the sandbox user.\n"
 		"--image NAME runs in an image of one's own (`airlock image build --recipe`).\n"
+		"--keep-state saves the VM after the program and prints `airlock: state_id ID` last\n"
+		"on stderr; --state-id ID runs in a fresh VM restored from it (its language), as\n"
+		"often as wanted (`airlock state list`, `airlock state rm ID`).\n"
 		"--repo URL (http:// or https://, with --command) clones URL into /work/repo\n"
 		"inside the VM and runs CMD there.\n"
 		"--out DIR writes the files the program left in /work/out under DIR: only new files,\n"
@@ -181,12 +191,14 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 		{"cold", no_argument, NULL, 'C'},          {"dir", required_argument, NULL, 'd'},
 		{"command", required_argument, NULL, 'x'}, {"repo", required_argument, NULL, 'r'},
 		{"package", required_argument, NULL, 'P'}, {"image", required_argument, NULL, 'I'},
+		{"keep-state", no_argument, NULL, 'K'},    {"state-id", required_argument, NULL, 'S'},
 		POLICY_LONG_OPTIONS,
+		STATE_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
 	};
 	*o = (struct run_options){.backend = "auto", .language = "python",
 				  .timeout_s = CALL_DEFAULT_TIMEOUT_S, .memory_mb = VM_DEFAULT_MEMORY_MB,
-				  .vcpus = VM_DEFAULT_VCPUS};
+				  .vcpus = VM_DEFAULT_VCPUS, .states = STATE_OPTIONS_DEFAULT};
 	int c;
 	char *end;
 	optind = 1;
@@ -196,7 +208,14 @@ static int parse_options(int argc, char **argv, struct run_options *o)
 				return -EINVAL;
 			continue;
 		}
+		if (c >= STATE_OPT_DIR && c <= STATE_OPT_MAX_MB) {
+			if (state_option(c, optarg, &o->states) != 0)
+				return -EINVAL;
+			continue;
+		}
 		switch (c) {
+		case 'K': o->keep_state = true; break;
+		case 'S': o->state_id = optarg; break;
 		case 'b': o->backend = optarg; break;
 		case 'P':
 			if (o->n_packages == SANDBOX_MAX_PACKAGES) {
@@ -314,8 +333,10 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 		if (r->error != -ECANCELED)
 			fprintf(stderr, "airlock: %s\n", r->message);
 		st->exit_status = st->interrupted ? 130 : EXIT_SANDBOX_FAILURE;
+		kept_call_finish(st->kept, st->store, r);
 		return;
 	}
+	kept_call_finish(st->kept, st->store, r);
 	if (o->verbose)
 		fprintf(stderr, "airlock: boot to ready %.1f ms (%s), request to result %.1f ms\n",
 			r->boot_ms, st->restored ? "restored from the snapshot" : "booted",
@@ -326,6 +347,7 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 	if (o->json) {
 		/* with --out, execute_code's result plus "out_skipped": the files not written */
 		json_t *j = result_structured(r, &files);
+		kept_call_annotate(st->kept, j);
 		json_t *skipped = o->out_dir ? json_array() : NULL;
 		if (o->out_dir)
 			run_save_output_files(o->out_dir, &files, skipped);
@@ -350,6 +372,11 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 	}
 	if (o->out_dir && !o->json)
 		run_save_output_files(o->out_dir, &files, NULL);
+	/* the last line on stderr, where a script finds it (SPEC.md) */
+	if (!o->json && st->kept->keep && st->kept->kept_id[0])
+		fprintf(stderr, "airlock: state_id %s\n", st->kept->kept_id);
+	else if (!o->json && st->kept->keep)
+		fprintf(stderr, "airlock: no state kept: %s\n", st->kept->error);
 	file_list_free(&files);
 	st->exit_status = exit_status_of(r);
 }
@@ -402,6 +429,8 @@ int cli_run(int argc, char **argv)
 	int lang_rc = sandbox_language(o.language, &lang);
 	const struct backend *backend = NULL;
 	struct images im;
+	struct state_store store;
+	struct kept_call kept = {0};
 
 	if (lang_rc != 0) {
 		char names[256];
@@ -456,13 +485,29 @@ int cli_run(int argc, char **argv)
 	}
 	if (prepare_images(&o, &im) != 0)
 		goto out;
+	if (o.keep_state || o.state_id) {
+		if (o.cold) {
+			fprintf(stderr, "airlock: --cold boots, and a kept state is a restore: not both\n");
+			status = 2;
+			goto out;
+		}
+		if (state_options_open(&o.states, &im, false, &store, err, sizeof err) != 0 ||
+		    kept_call_begin(&kept, &store, o.state_id, o.keep_state,
+				    o.lang_given ? o.language : NULL, &lang, err, sizeof err) != 0) {
+			fprintf(stderr, "airlock: %s\n", err);
+			status = 2;
+			goto out;
+		}
+		o.language = sandbox_language_name(lang); /* the state's */
+	}
 
 	signal(SIGPIPE, SIG_IGN); /* a VM that died under a write is an EPIPE, then its result */
 	if (cgroup_init(err, sizeof err) == CGROUP_NONE && o.verbose)
 		fprintf(stderr, "airlock: the VM runs without cgroup limits: %s\n", err);
 	uv_loop_t loop;
 	uv_loop_init(&loop);
-	struct run_state st = {.opts = &o, .exit_status = EXIT_SANDBOX_FAILURE};
+	struct run_state st = {.opts = &o, .kept = &kept, .store = &store,
+			       .exit_status = EXIT_SANDBOX_FAILURE};
 	uv_signal_init(&loop, &st.sigint);
 	uv_signal_init(&loop, &st.sigterm);
 	st.sigint.data = st.sigterm.data = &st;
@@ -511,7 +556,12 @@ int cli_run(int argc, char **argv)
 		.on_output = o.json ? NULL : write_as_it_comes,
 	};
 	fflush(stdout);
-	if (sandbox_start(&loop, &vm, &req, on_done, &st, &st.sandbox, err, sizeof err) != 0) {
+	if ((o.keep_state || o.state_id) &&
+	    kept_call_prepare(&kept, &store, &vm, &req, err, sizeof err) != 0) {
+		fprintf(stderr, "airlock: %s\n", err);
+		uv_close((uv_handle_t *)&st.sigint, NULL);
+		uv_close((uv_handle_t *)&st.sigterm, NULL);
+	} else if (sandbox_start(&loop, &vm, &req, on_done, &st, &st.sandbox, err, sizeof err) != 0) {
 		fprintf(stderr, "airlock: %s\n", err);
 		uv_close((uv_handle_t *)&st.sigint, NULL);
 		uv_close((uv_handle_t *)&st.sigterm, NULL);
@@ -522,6 +572,7 @@ int cli_run(int argc, char **argv)
 	cgroup_cleanup();
 	status = st.exit_status;
 out:
+	kept_call_abandon(&kept);
 	free(code);
 	free(repo_code);
 	free(input);

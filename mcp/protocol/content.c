@@ -179,9 +179,11 @@ static json_t *file_block(const struct file_entry *f)
 }
 
 json_t *content_run_result(const struct sandbox_result *r, const struct file_list *files,
-			   double timeout_s)
+			   double timeout_s, json_t *extra)
 {
 	json_t *structured = result_structured(r, files);
+	if (structured && extra)
+		json_object_update(structured, extra);
 	json_t *content = json_array();
 	json_t *text = readable_text(r, timeout_s);
 	if (!structured || !content || !text) {

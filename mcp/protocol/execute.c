@@ -26,12 +26,14 @@ struct execution {
 	size_t n_packages;
 	struct sandbox *sandbox;
 	uv_timer_t progress;
+	struct kept_call kept;   /* keep_state, state_id */
 	struct output_tail tail; /* what the next progress notification shows */
 	json_t *result;          /* held until the progress timer has closed */
 };
 
 static void execution_free(struct execution *e)
 {
+	kept_call_abandon(&e->kept);
 	free(e->code);
 	free(e->stdin_data);
 	free(e->tar);
@@ -190,10 +192,12 @@ static int take_arguments(json_t *args, const struct server_config *cfg, struct 
 	json_object_foreach(args, key, value)
 	{
 		if (strcmp(key, "code") && strcmp(key, "language") && strcmp(key, "timeout_s") &&
-		    strcmp(key, "stdin") && strcmp(key, "files") && strcmp(key, "packages")) {
+		    strcmp(key, "stdin") && strcmp(key, "files") && strcmp(key, "packages") &&
+		    strcmp(key, "keep_state") && strcmp(key, "state_id")) {
 			char quoted[RPC_EXCERPT_SIZE(64)];
 			snprintf(why, why_len, "unknown argument '%s' (allowed: code, language, "
-					       "timeout_s, stdin, files, packages)",
+					       "timeout_s, stdin, files, packages, keep_state, "
+					       "state_id)",
 				 rpc_excerpt(quoted, sizeof quoted, key));
 			return -EINVAL;
 		}
@@ -224,6 +228,24 @@ static int take_arguments(json_t *args, const struct server_config *cfg, struct 
 	}
 	if (e->timeout_s > max_timeout_s)
 		e->timeout_s = max_timeout_s;
+	json_t *keep = json_object_get(args, "keep_state"), *state = json_object_get(args, "state_id");
+	if (keep && !json_is_boolean(keep)) {
+		snprintf(why, why_len, "keep_state: must be true or false");
+		return -EINVAL;
+	}
+	if (state && (!json_is_string(state) || !state_id_valid(json_string_value(state)))) {
+		char quoted[RPC_EXCERPT_SIZE(40)];
+		snprintf(why, why_len, "state_id: unknown state '%s' (a state_id is what a call "
+				       "with keep_state returned)",
+			 json_is_string(state)
+				 ? rpc_excerpt(quoted, sizeof quoted, json_string_value(state))
+				 : "(not a string)");
+		return -EINVAL;
+	}
+	if (kept_call_begin(&e->kept, cfg->states, state ? json_string_value(state) : NULL,
+			    json_is_true(keep), language ? json_string_value(language) : NULL,
+			    &e->language, why, why_len) != 0)
+		return -EINVAL;
 	if (input && !json_is_string(input)) {
 		snprintf(why, why_len, "stdin: must be a string");
 		return -EINVAL;
@@ -303,7 +325,11 @@ static void on_sandbox_done(struct sandbox *sb, const struct sandbox_result *r, 
 		struct file_list files = {0};
 		if (result_output_files(r, CALL_OUT_FILES_CAP, &files) != 0)
 			server_log(call->srv, LOG_WARNING, "the guest returned a malformed archive");
-		e->result = content_run_result(r, &files, e->timeout_s);
+		kept_call_finish(&e->kept, server_config(call->srv)->states, r);
+		json_t *state = json_object();
+		kept_call_annotate(&e->kept, state);
+		e->result = content_run_result(r, &files, e->timeout_s, state);
+		json_decref(state);
 		file_list_free(&files);
 		if (!e->result)
 			e->result = content_error("Sandbox error: out of memory building the result");
@@ -355,10 +381,18 @@ static void start_execution(struct call *call)
 		.on_output = on_output,
 		.output_ctx = e,
 	};
-	/* a warm VM from the pool, else one restored (or booted) now */
+	/* a warm VM from the pool, else one restored (or booted) now; a kept state's restored now
+	 * (a pooled VM could not be saved into a directory of its own) */
 	struct sandbox_vm vm;
 	server_vm_spec(srv, e->language, &vm);
-	if ((e->sandbox = server_take_vm(srv, e->language)) != NULL) {
+	bool kept = e->kept.keep || e->kept.from_state;
+	if (kept && kept_call_prepare(&e->kept, server_config(srv)->states, &vm, &req, err,
+				      sizeof err) != 0) {
+		e->result = content_error("%s", err);
+		uv_close((uv_handle_t *)&e->progress, on_progress_closed);
+		return;
+	}
+	if (!kept && (e->sandbox = server_take_vm(srv, e->language)) != NULL) {
 		sandbox_submit(e->sandbox, &req, on_sandbox_done, e);
 	} else if (sandbox_start(server_loop(srv), &vm, &req, on_sandbox_done, e, &e->sandbox, err,
 				 sizeof err) != 0) {

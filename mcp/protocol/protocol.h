@@ -12,6 +12,7 @@
 #include <uv.h>
 
 #include "backend.h"
+#include "kept_state.h"
 #include "sandbox.h"
 
 /* UTF-8 as MCP's JSON needs it (RFC 3629, as jansson checks it): where user or guest bytes
@@ -174,9 +175,42 @@ json_t *result_advisories(const struct sandbox_result *r);
  * image block per image under /work/out, an embedded resource per other file, and the structured
  * result as text (without stdout/stderr); plus structuredContent and isError. */
 
-/* The result of a run that happened (new reference; NULL when out of memory). */
+/* The result of a run that happened (new reference; NULL when out of memory); extra's fields
+ * (NULL: none) go into structuredContent too (kept_call_annotate). */
 json_t *content_run_result(const struct sandbox_result *r, const struct file_list *files,
-			   double timeout_s);
+			   double timeout_s, json_t *extra);
+
+/* A call that keeps its state or continues one (keep_state, state_id; sandbox/kept_state.h),
+ * for execute_code and `airlock run` alike. */
+struct kept_call {
+	bool keep, from_state;
+	char state_id[STATE_ID_LEN + 1]; /* the state it continues */
+	struct kept_state from;
+	char staged[PATH_MAX];       /* where its VM saves, until committed or removed */
+	char snapshot_dir[PATH_MAX]; /* the origin's, copied */
+	struct state_origin origin;
+	/* the outcome, once finished: the state kept, or why none */
+	char kept_id[STATE_ID_LEN + 1];
+	int64_t expires_at;
+	char error[512];
+};
+
+/* Checks what the call asks (state_id may be NULL; language: the one given, or NULL) and sets
+ * *lang: the state's own language when it continues one. Returns 0, or -errno with err a
+ * sentence for the caller (an unknown id, a language that does not match or keeps no state). */
+int kept_call_begin(struct kept_call *kc, struct state_store *st, const char *state_id, bool keep,
+		    const char *language, enum al_language *lang, char *err, size_t err_len);
+/* Sets up the VM (vm: the language's snapshot restore, as the server or run would start it)
+ * and the request: the state it restores, checked (state_find), the directory it saves into,
+ * cells. Returns 0, or -errno with err set. */
+int kept_call_prepare(struct kept_call *kc, struct state_store *st, struct sandbox_vm *vm,
+		      struct sandbox_request *req, char *err, size_t err_len);
+/* After the sandbox's result: commits the saved state, or notes why there is none. */
+void kept_call_finish(struct kept_call *kc, struct state_store *st, const struct sandbox_result *r);
+/* Removes what a call that never finished staged. */
+void kept_call_abandon(struct kept_call *kc);
+/* state_id, state_expires_at and state_error into structured (a call with keep_state only). */
+void kept_call_annotate(const struct kept_call *kc, json_t *structured);
 /* An isError result with one line of text (new reference). */
 json_t *content_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -202,6 +236,7 @@ struct server_config {
 	uint32_t boot_timeout_ms;
 	bool verbose;
 	struct sandbox_policy policy; /* what every call may reach: hosts, indexes, CA, pre-scan */
+	struct state_store *states;   /* kept states (keep_state, state_id) */
 	/* Non-empty when no sandbox can run (no backend, no agent): every call fails with this
 	 * reason and its fix, and the server keeps serving. */
 	char unavailable[512];

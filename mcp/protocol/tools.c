@@ -65,9 +65,12 @@ static void describe_execute_code(const struct server_config *cfg, char *out, si
 	snprintf(out, len,
 		 "Run a program in a fresh, isolated Linux microVM and get back its stdout, stderr, "
 		 "exit status and the files it writes under /work/out (images come back as images). "
-		 "Languages: %s.%s %s Nothing persists between calls: every "
-		 "call starts from a clean machine, so include all imports and data in each call, or "
-		 "pass input files with `files` (written under /work, the working directory). Limits: "
+		 "Languages: %s.%s %s Every call starts from a clean machine, unless it continues a "
+		 "state: a call with keep_state: true returns a state_id, and a later call with "
+		 "state_id runs in a fresh VM restored from it, with the variables, imports, loaded "
+		 "data and files (python, javascript, bash) as that call left them. Otherwise include "
+		 "all imports and data in each call, or pass input files with `files` (written under "
+		 "/work, the working directory). Limits: "
 		 "timeout_s (default %g s, at most %g s), %u MiB of memory, %u MiB in /work and in "
 		 "/tmp, stdout and stderr returned up to %u MiB each, output files up to %u MiB in "
 		 "total. The program runs as an unprivileged user.",
@@ -96,7 +99,13 @@ static const char execute_code_input_schema[] =
 	"\"packages\":{\"type\":\"array\",\"default\":[],\"maxItems\":64,"
 	"\"items\":{\"type\":\"string\",\"maxLength\":200},"
 	"\"description\":\"Installed before the run: pip requirements (python) or npm package "
-	"specs (javascript), from the operator's index; refused when none is configured.\"}"
+	"specs (javascript), from the operator's index; refused when none is configured.\"},"
+	"\"keep_state\":{\"type\":\"boolean\",\"default\":false,"
+	"\"description\":\"After the run, save the VM (variables, imports, loaded data, /work "
+	"and /tmp) and return a state_id that later calls can continue from.\"},"
+	"\"state_id\":{\"type\":\"string\",\"pattern\":\"^[0-9a-f]{32}$\","
+	"\"description\":\"Run in a fresh VM restored from this kept state (its language); "
+	"the same id may be continued any number of times, each an independent branch.\"}"
 	"}}";
 
 static const char execute_code_output_schema[] =
@@ -134,7 +143,13 @@ static const char execute_code_output_schema[] =
 	"\"items\":{\"type\":\"object\",\"additionalProperties\":false,"
 	"\"required\":[\"rule\",\"line\",\"message\"],\"properties\":{"
 	"\"rule\":{\"type\":\"string\"},\"line\":{\"type\":\"integer\"},"
-	"\"message\":{\"type\":\"string\"}}}}}}";
+	"\"message\":{\"type\":\"string\"}}}},"
+	"\"state_id\":{\"type\":[\"string\",\"null\"],\"description\":\"With "
+	"keep_state: the kept state to pass as state_id later; null when none was kept.\"},"
+	"\"state_expires_at\":{\"type\":[\"string\",\"null\"],\"description\":\"When "
+	"the kept state expires unless used (RFC 3339; each use renews it).\"},"
+	"\"state_error\":{\"type\":[\"string\",\"null\"],\"description\":\"Why "
+	"keep_state kept no state (the program timed out, the save failed).\"}}}";
 
 static const struct tool tools[] = {
 	{

@@ -103,6 +103,7 @@ int sandbox_take_exit(struct sandbox *sb, const uint8_t *payload, size_t len)
 	r->stderr_truncated |= (e.flags & AL_EXIT_STDERR_TRUNCATED) != 0;
 	r->files_truncated = (e.flags & AL_EXIT_FILES_TRUNCATED) != 0;
 	r->not_run = (e.flags & AL_EXIT_NOT_RUN) != 0;
+	sb->exit_kept = (e.flags & AL_EXIT_KEPT) != 0;
 	r->stdout_total = e.stdout_bytes;
 	r->stderr_total = e.stderr_bytes;
 	r->files_tar = e.files_len ? sb->exit_payload + (files - payload) : NULL;
@@ -138,7 +139,8 @@ int sandbox_build_request(struct sandbox *sb, const struct sandbox_request *req)
 		.stdin_len = (uint32_t)req->stdin_len,
 		.files_len = (uint32_t)req->files_len,
 		.setup_len = (uint32_t)setup_len,
-		.flags = egress ? AL_RUN_EGRESS : 0,
+		.flags = (egress ? AL_RUN_EGRESS : 0) | (req->cell || req->keep ? AL_RUN_CELL : 0) |
+			 (req->keep ? AL_RUN_KEEP : 0),
 	};
 	sb->decoder.exit_limit = frame_exit_limit(req->out_files_cap);
 	sb->decoder.egress = egress;

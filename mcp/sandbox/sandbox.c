@@ -5,7 +5,8 @@
  *   IDLE      READY came before a request (the warm pool); no deadline, the guest sits in HLT
  *   RUNNING   RUN sent; collecting output, granting credit (deadline: timeout + RUN_GRACE_MS)
  *   SAVING    making a snapshot: READY came, the backend saves the VM, whose process then ends
- *             (deadline: SAVE_TIMEOUT_MS)
+ *             (deadline: SAVE_TIMEOUT_MS); or keeping a run's state: its EXIT came (the result
+ *             is known), and a failure of the save is only the result's state_error
  *   ENDING    the result is known; the VM is killed and every handle closed
  *
  * The result is delivered only after the VM process has been reaped and every libuv handle has
@@ -35,9 +36,16 @@ void sandbox_fail(struct sandbox *sb, int error, const char *fmt, ...)
 {
 	if (sb->phase == PHASE_ENDING)
 		return;
-	sb->res.error = error;
 	va_list ap;
 	va_start(ap, fmt);
+	if (sb->phase == PHASE_SAVING && sb->keep && error != -ECANCELED) {
+		/* the program's result stands; only its state was not kept */
+		vsnprintf(sb->res.state_error, sizeof sb->res.state_error, fmt, ap);
+		va_end(ap);
+		sandbox_end(sb);
+		return;
+	}
+	sb->res.error = error;
 	vsnprintf(sb->res.message, sizeof sb->res.message, fmt, ap);
 	va_end(ap);
 	if (error != -ECANCELED) {
@@ -165,6 +173,29 @@ void sandbox_end(struct sandbox *sb)
 	close_handles_when_reaped(sb);
 }
 
+/* A run that keeps its state has ended: save the VM when its agent said it may be kept (every
+ * user process stopped), else say why there is no state. The result is final either way. */
+static void sandbox_keep(struct sandbox *sb)
+{
+	const char *why = NULL;
+	if (sb->res.timed_out)
+		why = "the program timed out: a state is kept only of a program that ended";
+	else if (sb->res.not_run)
+		why = "the program did not run (a setup step stopped it)";
+	else if (!sb->exit_kept)
+		why = "the guest could not stop the program's processes for the save";
+	else if (!sb->vm.keep_to_dir)
+		why = "internal error: no directory to keep the state in";
+	if (why) {
+		snprintf(sb->res.state_error, sizeof sb->res.state_error, "%s", why);
+		sandbox_end(sb);
+		return;
+	}
+	sb->phase = PHASE_SAVING;
+	uv_timer_start(&sb->timer, sandbox_on_timeout, SAVE_TIMEOUT_MS, 0);
+	sandbox_start_save(sb);
+}
+
 /* The VM ended before the program's EXIT: says how. */
 static void fail_vm_ended(struct sandbox *sb)
 {
@@ -192,8 +223,10 @@ void sandbox_on_process_exit(uv_process_t *process, int64_t status, int term_sig
 	sb->exit_status = status;
 	sb->exit_signal = term_signal;
 	if (sb->phase == PHASE_SAVING) { /* the backend's save ends the VM program: how? */
-		if (status == 0 && term_signal == 0)
+		if (status == 0 && term_signal == 0) {
+			sb->res.kept = sb->keep;
 			sandbox_end(sb); /* saved: the result is a success */
+		}
 		else
 			sandbox_fail(sb, -EIO, "the VM program ended %s %d while saving (log: %s)",
 				     term_signal ? "by signal" : "with status",
@@ -213,8 +246,8 @@ void sandbox_on_timeout(uv_timer_t *timer)
 {
 	struct sandbox *sb = timer->data;
 	if (sb->phase == PHASE_SAVING) {
-		sandbox_fail(sb, -ETIMEDOUT, "the VM was not saved within %d s (log: %s)",
-			     SAVE_TIMEOUT_MS / 1000, sb->serial_log);
+		sandbox_fail(sb, -ETIMEDOUT, "the VM was not saved within %d s",
+			     SAVE_TIMEOUT_MS / 1000);
 		return;
 	}
 	if (sb->phase == PHASE_BOOTING) {
@@ -341,7 +374,10 @@ static int on_frame(void *ctx, uint32_t type, uint32_t stream, const uint8_t *pa
 			sandbox_fail(sb, rc, "the guest sent a malformed EXIT frame");
 			return rc;
 		}
-		sandbox_end(sb);
+		if (sb->keep)
+			sandbox_keep(sb);
+		else
+			sandbox_end(sb);
 		return 1; /* nothing may follow EXIT */
 	}
 	case AL_FRAME_ERROR: {
@@ -513,6 +549,7 @@ void sandbox_submit(struct sandbox *sb, const struct sandbox_request *req, sandb
 		return;
 	}
 	sb->has_request = true;
+	sb->keep = req->keep;
 	if (sb->phase == PHASE_IDLE && !sandbox_snapshot_written_since(sb) &&
 	    (rc = sandbox_send_request(sb)) != 0)
 		sandbox_fail(sb, -EIO, "cannot send the request: %s", strerror(rc < 0 ? -rc : rc));

@@ -91,6 +91,12 @@ struct sandbox_vm {
 	/* The VM's log (its console and the VM program's messages) goes here and is kept, or, when
 	 * NULL, to a temporary file removed with the VM. */
 	const char *log_path;
+	/* Kept state (sandbox/kept_state.h): restore from this kept state, saved by this backend
+	 * from a VM of snapshot_dir, rather than from the snapshot itself; or NULL. */
+	const char *kept_state_dir;
+	/* A run that keeps its state (sandbox_request.keep) saves the VM into this empty directory
+	 * (made by the caller) once the program has ended; NULL: no run of this VM keeps it. */
+	const char *keep_to_dir;
 };
 
 /* The advisory pre-scan (docs/security.md): off, findings returned, or findings refuse the run. */
@@ -142,6 +148,11 @@ struct sandbox_request {
 	 * within the cap, before it is added to the result; NULL: none. */
 	void (*on_output)(void *ctx, uint32_t stream, const uint8_t *data, size_t len);
 	void *output_ctx;
+	/* Kept state: run the program as a cell of the interpreter the VM holds (a VM restored from
+	 * a kept state, or a run that keeps one), and keep: save the VM into sandbox_vm.keep_to_dir
+	 * once it has ended (not after a timeout). */
+	bool cell;
+	bool keep;
 };
 
 struct byte_buffer {
@@ -179,6 +190,9 @@ struct sandbox_result {
 	bool scanned;
 	bool scan_refused;
 	struct byte_buffer scan_output;
+	/* a run with keep: whether the VM was saved into keep_to_dir, else why not */
+	bool kept;
+	char state_error[512];
 };
 
 /* Called once per sandbox, as soon as the result is final (the VM process is then being killed;

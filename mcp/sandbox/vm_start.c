@@ -36,6 +36,8 @@ int sandbox_spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_
 		.language = sb->mode == VM_BOOT ? NULL : sb->vm.snapshot_language,
 		.snapshot_dir = sb->vm.snapshot_dir,
 		.guest_tsc_khz = sb->vm.guest_tsc_khz,
+		.kept_state_dir = sb->mode == VM_RESTORE ? sb->vm.kept_state_dir : NULL,
+		.keep_to_dir = sb->mode == VM_RESTORE ? sb->vm.keep_to_dir : NULL,
 	};
 	/* The VM that makes a snapshot runs no user code and writes the snapshot as airlock's
 	 * user; every other gets a uid of its own. */

@@ -1,4 +1,4 @@
-/* Preloaded into every jailed QEMU (LD_PRELOAD, tcg.c): three things QEMU 7.2 cannot
+/* Preloaded into every jailed QEMU (LD_PRELOAD, tcg.c): four things QEMU 7.2 cannot
  * be told on its command line.
  *
  * Not dumpable, from its first instruction on: airlock-vmm makes itself undumpable (vmm/jail.c);
@@ -22,36 +22,140 @@
  * O_CREAT) is changed, to reading only; everything else goes to the kernel as asked. QEMU calls
  * open64, the fortified __open64_2 and openat64 (nm -D); the other names are the same functions
  * under glibc's aliases.
+ *
+ * Kept state (vmm/pages.h): only the pages a VM changed since its restore are kept, and QEMU's
+ * migration cannot write just those. So a VM that may be kept is started with its RAM file
+ * share=on, which makes the migration skip RAM (x-ignore-shared): the stream is device state
+ * only. AIRLOCK_PRIVATE_RAM=1 turns that shared mapping of the RAM file into a private one here,
+ * as a restore's is, and at QEMU's exit (its `quit` after the stream is complete, the VM
+ * stopped) AIRLOCK_PAGES_OUT=FD receives the mapping's private pages (/proc/self/pagemap); the
+ * file-size limit, kept low for the log while the VM runs, is raised to its hard limit for that
+ * (tcg.c sets both). A failed write ends QEMU with status 1: no state. Restoring a kept state,
+ * AIRLOCK_PAGES_IN=FD holds the pages to copy over the RAM right after it is mapped, before
+ * anything runs; a file that does not fit makes the mapping fail, and QEMU with it.
  */
 /* Each name is defined here under its own symbol: with 64-bit offsets requested, glibc's header
  * would give open the symbol open64 (the same function on x86_64). */
 #undef _FILE_OFFSET_BITS
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include "pages.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
 static const char *readonly_path;
+static int ram_fd = -1;            /* the RAM file, as opened through readonly_path */
+static int private_ram;            /* AIRLOCK_PRIVATE_RAM: its shared mapping made private */
+static int pages_in = -1, pages_out = -1, pagemap = -1;
+static uint8_t *ram;               /* the RAM file's mapping, once made */
+static uint64_t ram_size;
+
+static int fd_from_env(const char *name)
+{
+	const char *value = getenv(name);
+	if (!value || !*value)
+		return -1;
+	char *end;
+	long fd = strtol(value, &end, 10);
+	return *end == '\0' && fd >= 0 && fd < 1024 ? (int)fd : -1;
+}
 
 __attribute__((constructor)) static void start(void)
 {
+	pages_out = fd_from_env("AIRLOCK_PAGES_OUT");
+	/* first: QEMU's seccomp filter comes later, and an undumpable process's /proc files are
+	 * root's, which QEMU as the VM's uid may not open */
+	if (pages_out >= 0)
+		pagemap = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/pagemap",
+				       O_RDONLY | O_CLOEXEC, 0);
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	signal(SIGXFSZ, SIG_IGN);
 	readonly_path = getenv("AIRLOCK_READONLY_RAM");
+	const char *private = getenv("AIRLOCK_PRIVATE_RAM");
+	private_ram = private && !strcmp(private, "1");
+	pages_in = fd_from_env("AIRLOCK_PAGES_IN");
+}
+
+/* At QEMU's exit: the kept state's pages (see above). */
+__attribute__((destructor)) static void finish(void)
+{
+	if (pages_out < 0 || !ram)
+		return;
+	struct rlimit fsize;
+	if (getrlimit(RLIMIT_FSIZE, &fsize) == 0) {
+		fsize.rlim_cur = fsize.rlim_max;
+		(void)setrlimit(RLIMIT_FSIZE, &fsize);
+	}
+	int rc = pagemap < 0 ? -EACCES : pages_write(pages_out, pagemap, ram, ram_size, NULL);
+	if (rc == 0 && fsync(pages_out) != 0)
+		rc = -errno;
+	if (rc) {
+		char line[160];
+		int n = snprintf(line, sizeof line,
+				 "airlock (QEMU): cannot write the kept state's pages: %s\n",
+				 pagemap < 0 ? "no /proc/self/pagemap" : strerror(-rc));
+		(void)!write(2, line, n > 0 ? (size_t)n : 0);
+		_exit(1);
+	}
 }
 
 static int open_file(int dirfd, const char *path, int flags, mode_t mode)
 {
-	if (readonly_path && path && (flags & O_ACCMODE) == O_RDWR && !(flags & O_CREAT) &&
-	    strcmp(path, readonly_path) == 0)
+	int is_ram = readonly_path && path && strcmp(path, readonly_path) == 0;
+	if (is_ram && (flags & O_ACCMODE) == O_RDWR && !(flags & O_CREAT))
 		flags = (flags & ~O_ACCMODE) | O_RDONLY;
-	return (int)syscall(SYS_openat, dirfd, path, flags, mode);
+	int fd = (int)syscall(SYS_openat, dirfd, path, flags, mode);
+	if (is_ram && fd >= 0)
+		ram_fd = fd;
+	return fd;
+}
+
+/* The RAM file's mapping: private where it was asked shared (AIRLOCK_PRIVATE_RAM), and a kept
+ * state's pages copied over it (AIRLOCK_PAGES_IN). */
+static void *map(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
+{
+	int is_ram = fd >= 0 && fd == ram_fd && offset == 0;
+	if (is_ram && private_ram && (flags & MAP_SHARED_VALIDATE))
+		flags = (flags & ~MAP_SHARED_VALIDATE & ~MAP_SYNC) | MAP_PRIVATE;
+	void *p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, offset);
+	if (!is_ram || p == MAP_FAILED)
+		return p;
+	ram = p;
+	ram_size = len;
+	if (pages_in >= 0) {
+		int rc = pages_apply(pages_in, p, len);
+		close(pages_in);
+		pages_in = -1;
+		if (rc) {
+			munmap(p, len);
+			ram = NULL;
+			errno = -rc;
+			return MAP_FAILED;
+		}
+	}
+	return p;
+}
+
+EXPORT void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
+{
+	return map(addr, len, prot, flags, fd, offset);
+}
+
+EXPORT void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
+{
+	return map(addr, len, prot, flags, fd, offset);
 }
 
 /* The mode argument exists only with O_CREAT or O_TMPFILE (open(2)). */

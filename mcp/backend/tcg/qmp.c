@@ -72,7 +72,8 @@ static int send_fd(int qmp_fd, int fd)
 	return sendmsg(qmp_fd, &msg, 0) == (ssize_t)iov.iov_len ? 0 : -errno;
 }
 
-int qmp_save_start(int qmp_fd, int state_fd, struct qmp_save **out, char *err, size_t err_len)
+int qmp_save_start(int qmp_fd, int state_fd, bool restored, struct qmp_save **out, char *err,
+		   size_t err_len)
 {
 	struct qmp_save *save = calloc(1, sizeof *save);
 	if (!save) {
@@ -80,8 +81,10 @@ int qmp_save_start(int qmp_fd, int state_fd, struct qmp_save **out, char *err, s
 		return -ENOMEM;
 	}
 	save->fd = qmp_fd;
-	int rc = write_all(qmp_fd, "{\"execute\":\"qmp_capabilities\"}\n" IGNORE_SHARED
-					   MIGRATION_EVENTS);
+	/* a restored VM's monitor was set up by its restore commands (x-ignore-shared included) */
+	int rc = write_all(qmp_fd, restored ? MIGRATION_EVENTS
+					    : "{\"execute\":\"qmp_capabilities\"}\n" IGNORE_SHARED
+					      MIGRATION_EVENTS);
 	if (rc == 0)
 		rc = send_fd(qmp_fd, state_fd);
 	if (rc == 0)

@@ -25,6 +25,10 @@
 #define FD_KERNEL 6
 #define FD_ROOTFS 7
 #define FD_MEMORY 8
+#define FD_PAGES_IN 9  /* restoring a kept state: its pages (vmm/pages.h) */
+#define FD_PAGES_OUT 10 /* a VM that may be kept: where its pages go at QEMU's exit */
+#define STRINGIFY(x) #x
+#define STRINGIFY_FD(x) STRINGIFY(x)
 
 static const char *qemu_binary(void)
 {
@@ -129,8 +133,10 @@ static int push_snapshot_args(const struct vm_spec *s, const char *memory, struc
 		return -ENOMEM;
 	int rc = 0;
 	rc |= argv_push(a, "-object");
+	/* shared also in a VM that may be kept: the migration then skips RAM, and the preload
+	 * makes the mapping private all the same and writes the changed pages (qemu_preload.c) */
 	rc |= argv_push(a, "memory-backend-file,id=ram,size=%uM,mem-path=%s,share=%s", s->memory_mb,
-			escaped, restore ? "off" : "on");
+			escaped, restore && !s->keep_to_dir ? "off" : "on");
 	rc |= argv_push(a, "-chardev");
 	rc |= argv_push(a, "socket,id=control,fd=%d", FD_CONTROL);
 	rc |= argv_push(a, "-mon");
@@ -263,6 +269,26 @@ static int push_bound_paths(const struct vm_spec *s, struct argv_list *a)
 	return rc;
 }
 
+/* The preload's kept-state settings (qemu_preload.c) as name, value pairs into out (room for 6).
+ * Returns how many strings it wrote. */
+static size_t kept_state_env(const struct vm_spec *s, const char *out[6])
+{
+	size_t n = 0;
+	if (s->mode != VM_RESTORE)
+		return 0;
+	if (s->keep_to_dir) {
+		out[n++] = "AIRLOCK_PRIVATE_RAM";
+		out[n++] = "1";
+		out[n++] = "AIRLOCK_PAGES_OUT";
+		out[n++] = STRINGIFY_FD(FD_PAGES_OUT);
+	}
+	if (s->kept_state_dir) {
+		out[n++] = "AIRLOCK_PAGES_IN";
+		out[n++] = STRINGIFY_FD(FD_PAGES_IN);
+	}
+	return n;
+}
+
 /* The preload through env(1), where there is no bubblewrap to set it (its RAM file read-only
  * is what lets QEMU open it at all: the file's fd lies on a read-only mount). */
 static int push_preload_env(const struct vm_spec *s, const struct qemu_plan *p,
@@ -272,6 +298,10 @@ static int push_preload_env(const struct vm_spec *s, const struct qemu_plan *p,
 	rc |= argv_push(a, "LD_PRELOAD=%s", p->preload);
 	if (s->mode == VM_RESTORE)
 		rc |= argv_push(a, "AIRLOCK_READONLY_RAM=%s", p->memory);
+	const char *kept[6];
+	size_t n = kept_state_env(s, kept);
+	for (size_t i = 0; i < n; i += 2)
+		rc |= argv_push(a, "%s=%s", kept[i], kept[i + 1]);
 	return rc;
 }
 
@@ -297,7 +327,12 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 	rc |= argv_push(a, "--nofile=%u", VM_QEMU_MAX_FDS);
 	rc |= argv_push(a, "--as=%llu",
 			((unsigned long long)s->memory_mb << 20) + VM_QEMU_ADDRESS_SPACE_EXTRA);
-	if (s->mode != VM_MAKE_SNAPSHOT)
+	/* a VM that may be kept: the pages it writes at its exit may take all of RAM; the log
+	 * stays within the soft limit until then (qemu_preload.c raises it only for the pages) */
+	if (s->mode != VM_MAKE_SNAPSHOT && s->keep_to_dir)
+		rc |= argv_push(a, "--fsize=%llu:%llu", VM_LOG_MAX_BYTES,
+				VM_LOG_MAX_BYTES + ((unsigned long long)s->memory_mb << 20));
+	else if (s->mode != VM_MAKE_SNAPSHOT)
 		rc |= argv_push(a, "--fsize=%llu", VM_LOG_MAX_BYTES);
 	rc |= argv_push(a, "--");
 	if (!p->bwrap[0]) /* preloaded all the same */
@@ -323,6 +358,13 @@ static int push_jail_args(const struct vm_spec *s, const struct qemu_plan *p, st
 		rc |= argv_push(a, "--setenv");
 		rc |= argv_push(a, "AIRLOCK_READONLY_RAM");
 		rc |= argv_push(a, "%s", p->memory);
+	}
+	const char *kept[6];
+	size_t n = kept_state_env(s, kept);
+	for (size_t i = 0; i < n; i += 2) {
+		rc |= argv_push(a, "--setenv");
+		rc |= argv_push(a, "%s", kept[i]);
+		rc |= argv_push(a, "%s", kept[i + 1]);
 	}
 	rc |= argv_push(a, "--");
 	return rc ? -ENOMEM : 0;
@@ -449,6 +491,8 @@ static int open_control(const struct vm_spec *s, struct vm_launch *launch, char 
 		}
 		return 0;
 	}
+	if (s->kept_state_dir)
+		snprintf(path, sizeof path, "%s/state", s->kept_state_dir);
 	int fd = readonly_open(path);
 	int rc = fd < 0 ? fd : qmp_restore_commands(FD_STATE, commands, sizeof commands);
 	launch->fds[FD_STATE] = fd;
@@ -460,12 +504,50 @@ static int open_control(const struct vm_spec *s, struct vm_launch *launch, char 
 	return rc;
 }
 
+/* Kept state: the files of the state restored (read-only) and of the state a save would write
+ * (created here, empty; QEMU gets them as fds and opens no path). */
+static int open_kept_state_files(const struct vm_spec *s, struct vm_launch *launch, char *err,
+				 size_t err_len)
+{
+	char path[4096 + 8];
+	if (s->kept_state_dir) {
+		snprintf(path, sizeof path, "%s/pages", s->kept_state_dir);
+		int fd = readonly_open(path);
+		if (fd < 0) {
+			snprintf(err, err_len, "cannot open the kept state's %s: %s", path,
+				 strerror(-fd));
+			return fd;
+		}
+		launch->fds[FD_PAGES_IN] = fd;
+	}
+	if (!s->keep_to_dir)
+		return 0;
+	const char *names[] = {"state", "pages"};
+	for (int i = 0; i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", s->keep_to_dir, names[i]);
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			int rc = -errno;
+			snprintf(err, err_len, "cannot create %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		if (i == 0)
+			launch->save_fd = fd;
+		else
+			launch->fds[FD_PAGES_OUT] = fd;
+	}
+	launch->save_restored = true;
+	return 0;
+}
+
 static int tcg_prepare(const struct vm_spec *s, struct vm_launch *launch, char *err,
 		       size_t err_len)
 {
 	int rc = s->mode == VM_MAKE_SNAPSHOT ? 0 : open_files(s, launch, err, err_len);
 	if (rc == 0 && s->mode != VM_BOOT)
 		rc = open_control(s, launch, err, err_len);
+	if (rc == 0 && s->mode == VM_RESTORE)
+		rc = open_kept_state_files(s, launch, err, err_len);
 	if (rc == 0 && (rc = push_command(s, &launch->argv)) != 0)
 		snprintf(err, err_len, "cannot build QEMU's command line: %s", strerror(-rc));
 	return rc;
@@ -475,7 +557,8 @@ static int tcg_save(struct vm_launch *launch, pid_t pid, char *err, size_t err_l
 {
 	(void)pid;
 	struct qmp_save *save;
-	int rc = qmp_save_start(launch->control_fd, launch->save_fd, &save, err, err_len);
+	int rc = qmp_save_start(launch->control_fd, launch->save_fd, launch->save_restored, &save,
+				err, err_len);
 	if (rc == 0)
 		launch->backend_state = save;
 	return rc;

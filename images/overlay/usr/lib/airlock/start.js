@@ -1,8 +1,9 @@
 // airlock's Node starter: the interpreter that runs the user's JavaScript program.
 //
 // The agent starts it as the sandbox user, with stdin/stdout/stderr already wired to the agent:
-//   fd 3  lines from the agent: "P<seed>" prepare (any number of times), then "G<seed>" go
-//   fd 4  we write "R" once we wait, and after each prepare
+//   fd 3  lines from the agent: "P<seed>" prepare (any number of times), then "G<seed>" go, or
+//         "C<seed>" ("K<seed>" with the run's environment): run SCRIPT as a cell (below)
+//   fd 4  we write "R" once we wait, and after each prepare; "X<status>" at a cell's end
 //
 //     node /usr/lib/airlock/start.js SCRIPT [--preload]
 //
@@ -25,11 +26,20 @@
 //
 // The program then runs as `node SCRIPT` would run it: its own main module, process.argv,
 // require.main; its exit status is node's.
+//
+// Cells (a call that keeps state or continues one) run instead as scripts in this one global
+// context, as the REPL runs its input: top-level declarations and globals carry over to the next
+// cell, `require` is there, `module` and `exports` are not. A cell ends when the event loop has
+// nothing left to do ('beforeExit'); its status is 1 after an uncaught error (which no longer
+// ends the process), else process.exitCode's, else 0. Then "X<status>" is reported and the next
+// line waited for, inside the 'beforeExit' listener: a prepare (the VM restored from the kept
+// state, fresh randomness) or the next cell. A cell's stdin is empty (node cannot rebind fd 0).
 'use strict';
 
 const fs = require('fs');
 const crypto = require('crypto');
 const Module = require('module');
+const vm = require('vm');
 const { reseed, moveDescriptor } = require('/usr/lib/airlock/reseed.node');
 
 const PRELOAD = ['assert', 'buffer', 'child_process', 'events', 'fs', 'http', 'https', 'os',
@@ -140,6 +150,69 @@ function run(script, prepared) {
   Module.runMain(script);
 }
 
+// A cell's environment (egress, packages): the agent's NAME='VALUE' lines into process.env, and
+// the modules NODE_OPTIONS would have preloaded at a start (the proxy's hook).
+function applyEnvironment() {
+  const text = fs.readFileSync('/run/airlock/env', 'utf8');
+  for (const line of text.split('\n')) {
+    const eq = line.indexOf('=');
+    if (eq > 0 && line.length >= eq + 3 && line[eq + 1] === "'" && line.endsWith("'")) {
+      process.env[line.slice(0, eq)] = line.slice(eq + 2, -1);
+    }
+  }
+  const options = (process.env.NODE_OPTIONS || '').split(/\s+/);
+  for (let i = 0; i + 1 < options.length; i++) {
+    if (options[i] === '--require' || options[i] === '-r') require(options[i + 1]);
+  }
+}
+
+let cellStatus = 0;
+
+function reportUncaught(error) {
+  const text = error && error.stack ? error.stack : `Uncaught ${String(error)}`;
+  try {
+    fs.writeSync(2, `${text}\n`);
+  } catch (e) {
+    // stderr closed by the cell: the status still says it failed
+  }
+  cellStatus = 1;
+}
+
+function runCell(script, line) {
+  if (line.startsWith('K')) applyEnvironment();
+  cellStatus = 0;
+  process.exitCode = undefined;
+  let code;
+  try {
+    code = fs.readFileSync(script, 'utf8');
+    vm.runInThisContext(code, { filename: script });
+  } catch (e) {
+    reportUncaught(e);
+  }
+}
+
+// Cells until the process is ended: line is the first one's.
+function serveCells(script, prepared, line) {
+  if (!prepared) makeFresh(); // else a prepare has reseeded since the VM became unique
+  globalThis.require = Module.createRequire(script);
+  process.on('uncaughtException', reportUncaught);
+  process.on('beforeExit', () => {
+    const status = process.exitCode !== undefined ? process.exitCode : cellStatus;
+    fs.writeSync(4, `X${status & 0xff}\n`);
+    for (;;) {
+      const next = readLine();
+      if (next.startsWith('C') || next.startsWith('K')) {
+        runCell(script, next);
+        break;
+      }
+      makeFresh(); // a prepare: the VM was restored from the kept state and is unique now
+      fs.writeSync(4, 'R');
+    }
+    setImmediate(() => {}); // the loop turns again: 'beforeExit' comes at this cell's end
+  });
+  runCell(script, line);
+}
+
 // One turn of the event loop through each phase, then done() (from an immediate).
 function turnTheLoop(done) {
   process.nextTick(() => {});
@@ -155,6 +228,10 @@ function waitForGo(script, prepared) {
   const line = readLine();
   if (line.startsWith('G') || line.startsWith('E')) {
     run(script, prepared);
+    return;
+  }
+  if (line.startsWith('C') || line.startsWith('K')) {
+    serveCells(script, prepared, line);
     return;
   }
   makeFresh();

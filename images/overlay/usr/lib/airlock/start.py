@@ -2,8 +2,9 @@
 
 The agent starts it as the sandbox user, with stdin/stdout/stderr already wired to the agent, and:
   fd 3  lines from the agent: "P<seed>" prepare (any number of times), then "G<seed>" go, or
-        "E<seed>": go, taking the run's environment from /run/airlock/env first
-  fd 4  we write b"R" once we wait, and after each prepare
+        "E<seed>": go, taking the run's environment from /run/airlock/env first; or "C<seed>"
+        ("K<seed>" with the environment): run SCRIPT as a cell (kept state, below)
+  fd 4  we write b"R" once we wait, and after each prepare; b"X<status>\n" at a cell's end
 
     python3 /usr/lib/airlock/start.py SCRIPT [--preload]
 
@@ -21,6 +22,13 @@ Its stdout and stderr write through airlock's _airlock_output module (images/pyt
 rather than a write() per print: one buffer for both streams, in a file the agent reads after a
 kill, written to the pipes when full, on a switch of stream, after 10 ms, before a fork, exec or
 spawn, and at the end. Without the module they are unbuffered (PYTHONUNBUFFERED), as before.
+Cells (a call that keeps state or continues one): SCRIPT runs in one __main__ namespace that
+every later cell of this interpreter shares, its stdin from /run/airlock/stdin; SystemExit and
+exceptions end the cell, not the interpreter; at its end the non-daemon threads it started are
+joined, the streams flushed, "X<status>" reported, and the next line waited for: a prepare (the
+VM restored from the kept state, fresh entropy), or the next cell. The agent stops every process
+of the user before the VM is saved, so a forged report only ends the cell early.
+
 They are put in place at the first prepare (a restored VM, before its call) or at go, not before
 the snapshot: in the KVM test host the snapshot's preload took 52 s with them, 33 s without
 (2026-12-06; why is not known), and each server there makes its snapshots.
@@ -64,12 +72,12 @@ def _read_line():
 
 
 def _wait_for_go():
-    """Serves prepares until go. Returns (whether the PRNGs were seeded by a prepare, whether
-    the run has an environment of its own)."""
+    """Serves prepares until go. Returns (whether the PRNGs were seeded by a prepare, the go
+    line)."""
     prepared = False
     os.write(4, b"R")
     line = _read_line()
-    while not line.startswith((b"G", b"E")):
+    while not line.startswith((b"G", b"E", b"C", b"K")):
         if not prepared:
             _install_streams()
         _reseed()
@@ -77,9 +85,11 @@ def _wait_for_go():
         prepared = True
         os.write(4, b"R")
         line = _read_line()
+    if line.startswith((b"C", b"K")):
+        return prepared, line
     os.close(3)
     os.set_inheritable(4, False)  # kept for the exit report (_exit), not for the program's children
-    return prepared, line.startswith(b"E")
+    return prepared, line
 
 
 def _reseed():
@@ -115,7 +125,7 @@ def _apply_run_environment():
         if sep and len(value) >= 2 and value[0] == "'" and value[-1] == "'":
             os.environ[name] = value[1:-1]
             if name == "PYTHONPATH":
-                sys.path[1:1] = [p for p in value[1:-1].split(":") if p]
+                sys.path[1:1] = [p for p in value[1:-1].split(":") if p and p not in sys.path]
 
 
 def _run(script, with_environment):
@@ -143,6 +153,66 @@ def _run(script, with_environment):
         sys.excepthook(type(e), e.with_traceback(tb), tb)
         status = 1
     _exit(status)
+
+
+def _serve_cells(script, line):
+    """Runs cells until the interpreter is ended: line is the first cell's."""
+    import builtins
+    import threading
+    import types
+
+    for fd in (3, 4):  # kept for the next lines and reports, not for the program's children
+        os.set_inheritable(fd, False)
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    while True:
+        if line.startswith((b"C", b"K")):
+            if line.startswith(b"K"):
+                _apply_run_environment()
+            status = _run_cell(main, script, threading)
+            os.write(4, b"X%d\n" % status)
+        else:  # a prepare: the VM was restored from the kept state and is unique now
+            _reseed()
+            os.write(4, b"R")
+        line = _read_line()
+
+
+def _run_cell(main, script, threading):
+    import io
+
+    before = set(threading.enumerate())
+    stdin = os.open("/run/airlock/stdin", os.O_RDONLY | os.O_CLOEXEC)
+    os.dup2(stdin, 0)
+    os.close(stdin)
+    old = sys.stdin
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(
+        io.open(0, "rb", closefd=False), encoding=old.encoding if old else "utf-8",
+        errors=old.errors if old else "strict")
+    with open(script, "rb") as f:
+        source = f.read()
+    sys.argv = [script]
+    sys.path[0] = os.path.dirname(script)
+    main.__file__ = script
+    status = 0
+    try:
+        exec(compile(source, script, "exec"), main.__dict__)
+    except SystemExit as e:
+        status = _exit_status(e.code)
+    except BaseException as e:  # noqa: B902 - reported like the interpreter reports it
+        tb = e.__traceback__
+        tb = tb.tb_next if tb is not None else None
+        sys.excepthook(type(e), e.with_traceback(tb), tb)
+        status = 1
+    for thread in threading.enumerate():  # the cell's own threads end with it, as a program's
+        if thread not in before and not thread.daemon and thread is not threading.current_thread():
+            thread.join()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream: nothing more to say
+            pass
+    return status
 
 
 def _exit_status(code):
@@ -240,11 +310,13 @@ def _start():
     script = sys.argv[1]
     if sys.argv[2:] == ["--preload"]:
         _preload()
-    prepared, with_environment = _wait_for_go()
+    prepared, line = _wait_for_go()
     if not prepared:  # else a prepare has done this since the VM became unique
         _install_streams()
         _reseed()
-    _run(script, with_environment)
+    if line.startswith((b"C", b"K")):
+        _serve_cells(script, line)
+    _run(script, line.startswith(b"E"))
 
 
 _start()
