@@ -238,14 +238,13 @@ struct out_files {
 };
 
 /* Collects the regular files under dir, up to cap bytes of content, as the sandbox user and
- * without following any link; call it only once the user's processes are stopped. A
- * collection that fails or does not finish within timeout_ms returns no file and sets
- * truncated. Returns 0, or -errno when the agent itself failed (no memory, no process). */
-int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_files *f);
-/* The same, only the files whose status changed at or after since (a cell's start: the files it
- * created or changed; ctime, which no user can set back). */
-int out_files_collect_since(const char *dir, uint64_t cap, int timeout_ms,
-			    const struct timespec *since, struct out_files *f);
+ * without following any link; call it only once the user's processes are stopped. since, when
+ * not NULL, leaves out the files whose status last changed before it (a cell's start: the files
+ * it created or changed, by ctime, which no user can set back). A collection that fails or does
+ * not finish within timeout_ms returns no file and sets truncated. Returns 0, or -errno when the
+ * agent itself failed (no memory, no process). */
+int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, const struct timespec *since,
+		      struct out_files *f);
 void out_files_free(struct out_files *f);
 /* Whether dir, reached without links, holds anything at all. */
 int out_files_any(const char *dir);

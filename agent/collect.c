@@ -378,14 +378,8 @@ int out_files_any(const char *dir)
 	return found || n < 0;
 }
 
-int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, struct out_files *f)
-{
-	static const struct timespec all = {0, 0};
-	return out_files_collect_since(dir, cap, timeout_ms, &all, f);
-}
-
-int out_files_collect_since(const char *dir, uint64_t cap, int timeout_ms,
-			    const struct timespec *since, struct out_files *f)
+int out_files_collect(const char *dir, uint64_t cap, int timeout_ms, const struct timespec *since,
+		      struct out_files *f)
 {
 	*f = (struct out_files){0};
 	if (!out_files_any(dir))
@@ -398,7 +392,8 @@ int out_files_collect_since(const char *dir, uint64_t cap, int timeout_ms,
 	pid_t pid = fork();
 	if (pid == 0) {
 		close(p[0]);
-		collect_as_user(p[1], dir, cap, since);
+		static const struct timespec all = {0, 0};
+		collect_as_user(p[1], dir, cap, since ? since : &all);
 	}
 	int err = pid < 0 ? -errno : 0;
 	close(p[1]);

@@ -429,8 +429,8 @@ static int keep_cell(int channel_fd, const struct al_run *h, struct program *pro
 	prog->stdout_fd = streams[0].fd; /* closed by now if the program closed its end */
 	prog->stderr_fd = streams[1].fd;
 	struct out_files files = {0};
-	rc = out_files_collect_since(AGENT_OUT_DIR, h->out_files_cap,
-				     ms_until(answer_by, COLLECT_MIN_MS, INT_MAX), cell_start, &files);
+	rc = out_files_collect(AGENT_OUT_DIR, h->out_files_cap,
+			       ms_until(answer_by, COLLECT_MIN_MS, INT_MAX), cell_start, &files);
 	if (prog->pid <= 0) /* the interpreter ended: the next cell starts a new one */
 		program_discard(prog);
 	if (rc == 0)
@@ -648,7 +648,8 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 		}
 		if (stopped == 0)
 			rc = out_files_collect(AGENT_OUT_DIR, h->out_files_cap,
-					       ms_until(answer_by, COLLECT_MIN_MS, INT_MAX), &files);
+					       ms_until(answer_by, COLLECT_MIN_MS, INT_MAX),
+					       cell ? &cell_start : NULL, &files);
 		else
 			files.truncated = 1; /* a process still running could change them */
 	}

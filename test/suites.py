@@ -141,6 +141,8 @@ SUITES = [
           file=INTEGRATION + "test_install.py", backend="tcg"),
     suite("snapshot.tcg", "harness", "snapshots and restore", backend="tcg",
           file=INTEGRATION + "test_snapshot.py", test_timeout=420),
+    suite("kept-state.tcg", "harness", "kept state: keep, continue, branch, expire, refuse",
+          file=INTEGRATION + "test_kept_state.py", backend="tcg"),
     suite("mcp-raw.tcg", "harness", "airlock mcp at the wire, the warm pool, every VM's jail",
           file=INTEGRATION + "test_mcp_raw.py", backend="tcg"),
     suite("limits.tcg", "harness", "limits: silent guests, output caps, concurrency, timeouts",
@@ -214,6 +216,15 @@ SUITES = [
     suite("mcp-raw.kvm", "harness", "airlock mcp: the warm pool, every VM's jail, filter and "
           "cgroup v2", file=INTEGRATION + "test_mcp_raw.py", backend="kvm",
           exclude=MCP_HOST_ONLY),
+    # (the store's rules, expiry, eviction and refusals are host code, the same on both
+    # backends: tcg runs them; kvm the save and restore themselves)
+    suite("kept-state.kvm", "harness", "kept state: keep, continue, branch on airlock-vmm",
+          file=INTEGRATION + "test_kept_state.py", backend="kvm",
+          tests=["three_python_cells_carry_a_dataframe_and_files",
+                 "branches_of_one_state_diverge_and_never_see_each_other",
+                 "javascript_cells_keep_globals_and_timers_finish",
+                 "bash_cells_keep_variables_functions_cwd_and_read_their_own_stdin",
+                 "unknown_damaged_and_mismatched_states_are_refused"]),
     # (The SDK client's suite runs on tcg only: it drives the host server, the same code on both
     # backends, and mcp-raw.kvm runs the server's VM paths on kvm.)
     suite("user-code.kvm", "harness", "hostile user code is contained",

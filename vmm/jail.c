@@ -326,7 +326,7 @@ int jail_drop_capabilities(void)
 	return 0;
 }
 
-static int set_limits(uint64_t guest_ram, bool writes_snapshot)
+static int set_limits(uint64_t guest_ram, bool writes_snapshot, bool keeps_state)
 {
 	struct rlimit no_core = {0, 0};
 	struct rlimit fds = {JAIL_MAX_FDS, JAIL_MAX_FDS};
@@ -341,7 +341,10 @@ static int set_limits(uint64_t guest_ram, bool writes_snapshot)
 	(void)space;
 #endif
 	if (!writes_snapshot) { /* a snapshot's memory file is as large as guest RAM */
-		struct rlimit file_size = {JAIL_MAX_FILE_SIZE, JAIL_MAX_FILE_SIZE};
+		/* a kept state's pages may be too: the soft limit bounds the log while the VM runs,
+		 * and the save raises it to the hard one (snapshot_save_kept) */
+		struct rlimit file_size = {JAIL_MAX_FILE_SIZE,
+					   JAIL_MAX_FILE_SIZE + (keeps_state ? guest_ram : 0)};
 		signal(SIGXFSZ, SIG_IGN); /* a full log fails the write, it does not kill */
 		if (setrlimit(RLIMIT_FSIZE, &file_size) != 0)
 			return jail_failed("setrlimit");
@@ -357,11 +360,11 @@ int jail_enter(const struct jail_identity *id)
 	return rc;
 }
 
-int jail_seal(uint64_t guest_ram, bool writes_snapshot)
+int jail_seal(uint64_t guest_ram, bool writes_snapshot, bool keeps_state)
 {
 	int rc = jail_drop_capabilities();
 	if (rc == 0)
-		rc = set_limits(guest_ram, writes_snapshot);
+		rc = set_limits(guest_ram, writes_snapshot, keeps_state);
 	if (rc == 0 && (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
 			prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0))
 		rc = jail_failed("prctl");

@@ -3,6 +3,9 @@
  * channel (an fd it inherits) and an 8250 UART for the boot log, and runs until the guest ends.
  * With --snapshot-to DIR, SIGUSR2 stops the guest and writes a snapshot to DIR instead (exit 0
  * once it is on disk); --restore DIR resumes a VM from one (snapshot.c) without booting.
+ * Kept state (vmm/pages.h): --keep-to-fds S,P makes SIGUSR2 write the state into fd S and only
+ * the pages changed since the restore into fd P; --state-in-fd and --pages-in-fd restore such a
+ * state over DIR's memory. Those fds are opened by airlock: the monitor names no path for them.
  * It keeps no fd but stdio and the channel. First it forks into a pid namespace of its own, a
  * supervisor outside (jail_supervisor.c); once its files are open it enters a jail (jail.c: a
  * user of its own outside, --run-as when started as root, its own namespaces, an empty root, no
@@ -26,6 +29,7 @@
 
 #include "jail.h"
 #include "layout.h"
+#include "pages.h"
 #include "snapshot.h"
 #include "vmm.h"
 
@@ -33,6 +37,8 @@
 struct options {
 	const char *kernel, *rootfs, *serial_log, *cmdline_extra;
 	const char *snapshot_to, *restore;
+	int state_in_fd, pages_in_fd;          /* a kept state to restore, or -1 */
+	int keep_state_fd, keep_pages_fd;      /* where SIGUSR2 saves a kept state, or -1 */
 	bool serial_stdout; /* --serial-stdout: the guest console to our stdout, opened by the
 			     * starter (a file it owns, which our own user could not open) */
 	int channel_fd;
@@ -51,6 +57,7 @@ static void usage(void)
 			"                   [--cmdline-extra ARGS] [--snapshot-to DIR] [--verbose]\n"
 			"       airlock-vmm --restore DIR --rootfs IMAGE --channel-fd N\n"
 			"                   [--serial-log FILE | --serial-stdout] [--snapshot-to DIR]\n"
+			"                   [--state-in-fd N --pages-in-fd N] [--keep-to-fds N,N]\n"
 			"                   [--verbose]\n"
 			"       airlock-vmm --jail-check [--run-as UID:GID]\n"
 			"  --run-as UID:GID    started as root: the VM and its supervisor become this user\n"
@@ -60,6 +67,19 @@ static void usage(void)
 			"  --seccomp-log       development: log syscalls outside the filter, not kill\n"
 			"  --seccomp-selftest  tests: make a forbidden syscall once the filter is on\n"
 			"  --unconfined        benchmark only: no jail and no filter, to measure their cost\n");
+}
+
+/* An fd number this process holds. */
+static int parse_fd(const char *text, int *out)
+{
+	char *end;
+	long fd = strtol(text, &end, 10);
+	if (*end || *text == '\0' || fd < 0 || fd > 1023 || fcntl((int)fd, F_GETFD) < 0) {
+		vmm_log("'%s' is not an open file descriptor", text);
+		return -EINVAL;
+	}
+	*out = (int)fd;
+	return 0;
 }
 
 static int parse_options(int argc, char **argv, struct options *o)
@@ -81,9 +101,13 @@ static int parse_options(int argc, char **argv, struct options *o)
 		{"unconfined", no_argument, NULL, 'U'},
 		{"run-as", required_argument, NULL, 'u'},
 		{"jail-check", no_argument, NULL, 'J'},
+		{"state-in-fd", required_argument, NULL, 'i'},
+		{"pages-in-fd", required_argument, NULL, 'p'},
+		{"keep-to-fds", required_argument, NULL, 'K'},
 		{NULL, 0, NULL, 0},
 	};
-	*o = (struct options){.channel_fd = -1, .memory_mb = 512};
+	*o = (struct options){.channel_fd = -1, .memory_mb = 512, .state_in_fd = -1,
+			      .pages_in_fd = -1, .keep_state_fd = -1, .keep_pages_fd = -1};
 	int c;
 	char *end;
 	while ((c = getopt_long(argc, argv, "", options, NULL)) != -1) {
@@ -101,6 +125,23 @@ static int parse_options(int argc, char **argv, struct options *o)
 		case 'U': o->unconfined = true; break;
 		case 'u': o->run_as = optarg; break;
 		case 'J': o->jail_check = true; break;
+		case 'i':
+		case 'p':
+			if (parse_fd(optarg, c == 'i' ? &o->state_in_fd : &o->pages_in_fd) != 0)
+				return -EINVAL;
+			break;
+		case 'K': {
+			char *comma = strchr(optarg, ',');
+			if (!comma) {
+				vmm_log("--keep-to-fds: want STATE_FD,PAGES_FD");
+				return -EINVAL;
+			}
+			*comma = '\0';
+			if (parse_fd(optarg, &o->keep_state_fd) != 0 ||
+			    parse_fd(comma + 1, &o->keep_pages_fd) != 0)
+				return -EINVAL;
+			break;
+		}
 		case 'c':
 			o->channel_fd = (int)strtol(optarg, &end, 10);
 			if (*end || o->channel_fd < 0 || fcntl(o->channel_fd, F_GETFD) < 0) {
@@ -139,6 +180,12 @@ static int parse_options(int argc, char **argv, struct options *o)
 	 * again: a snapshot of a restored VM shows its state, e.g. when it stopped answering) */
 	if (!o->restore && o->kernel == NULL)
 		return -EINVAL;
+	if ((o->state_in_fd >= 0) != (o->pages_in_fd >= 0) || (o->state_in_fd >= 0 && !o->restore) ||
+	    (o->keep_state_fd >= 0 && (!o->restore || o->snapshot_to))) {
+		vmm_log("a kept state is restored (--state-in-fd with --pages-in-fd) and kept "
+			"(--keep-to-fds) only with --restore, and not with --snapshot-to");
+		return -EINVAL;
+	}
 	return 0;
 }
 
@@ -271,11 +318,19 @@ static void on_snapshot_signal(int sig)
  * (status 3). */
 static int load_snapshot(struct vm *vm, const struct options *o, struct snapshot *snap)
 {
-	if (snapshot_load(o->restore, snap) != 0)
+	if (snapshot_load(o->restore, o->state_in_fd, snap) != 0)
 		return SNAP_EXIT_REFUSED;
 	if (vm_create(vm, snap->img.mem_size, snap->mem_fd) != 0)
 		return 1;
 	close(snap->mem_fd); /* the mapping keeps the file */
+	if (o->pages_in_fd >= 0) { /* a kept state's pages over the snapshot's, before any run */
+		int rc = pages_apply(o->pages_in_fd, vm->mem.host, vm->mem.size);
+		close(o->pages_in_fd);
+		if (rc) {
+			vmm_log("kept state refused: its pages do not fit this VM: %s", strerror(-rc));
+			return SNAP_EXIT_REFUSED;
+		}
+	}
 	vm->verbose = o->verbose;
 	return 0;
 }
@@ -296,7 +351,7 @@ static int apply_snapshot(struct vm *vm, const struct options *o, struct snapsho
 static int jail_check(const struct jail_identity *id)
 {
 	if (jail_begin(id) != 0 || jail_enter(id) != 0 ||
-	    jail_seal(64ull << 20, false) != 0)
+	    jail_seal(64ull << 20, false, false) != 0)
 		return 1;
 	struct vmm_seccomp_options filter = {0};
 	if (vmm_seccomp_install(&filter) != 0)
@@ -327,7 +382,8 @@ int main(int argc, char **argv)
 	}
 	/* Only stdio and the channel: whatever else the starter left open (it should have set
 	 * CLOEXEC) would reach the VM and its supervisor. */
-	const int keep[] = {STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO, o.channel_fd};
+	const int keep[] = {STDIN_FILENO,    STDOUT_FILENO,   STDERR_FILENO,   o.channel_fd,
+			    o.state_in_fd,   o.pages_in_fd,   o.keep_state_fd, o.keep_pages_fd};
 	if (jail_close_fds_except(keep, sizeof keep / sizeof keep[0]) != 0)
 		return 1;
 	bool confine = !o.unconfined;
@@ -339,7 +395,8 @@ int main(int argc, char **argv)
 		fflush(stderr);
 		_exit(status);
 	}
-	if (o.snapshot_to) {
+	bool keeps = o.keep_state_fd >= 0;
+	if (o.snapshot_to || keeps) {
 		struct sigaction sa = {.sa_handler = on_snapshot_signal}; /* no SA_RESTART */
 		sigaction(SIGUSR2, &sa, NULL);
 	}
@@ -349,9 +406,16 @@ int main(int argc, char **argv)
 	/* Everything the VM needs is opened first: the jail leaves no path behind. */
 	struct device_files files;
 	int rc = open_device_files(&o, &files) == 0 ? 0 : 1;
-	int snapshot_dir_fd = -1;
+	int snapshot_dir_fd = -1, pagemap_fd = -1;
 	if (rc == 0 && o.snapshot_to && (snapshot_dir_fd = snapshot_open_dir(o.snapshot_to)) < 0)
 		rc = 1;
+	/* the pages a kept state holds are read from our own page map: this process's, opened
+	 * before the jail hides /proc */
+	if (rc == 0 && keeps &&
+	    (pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC)) < 0) {
+		vmm_log("kept state: cannot open /proc/self/pagemap: %s", strerror(errno));
+		rc = 1;
+	}
 	struct vm vm;
 	struct snapshot snap;
 	if (rc == 0 && o.restore) {
@@ -367,19 +431,23 @@ int main(int argc, char **argv)
 		rc = 1;
 	if (rc == 0 && attach_devices(&vm, &o, &files) != 0)
 		rc = 1;
-	if (rc == 0 && confine && jail_seal(vm.mem.size, o.snapshot_to != NULL) != 0)
+	if (rc == 0 && confine && jail_seal(vm.mem.size, o.snapshot_to != NULL, keeps) != 0)
 		rc = 1;
 	if (rc == 0 && o.restore)
 		rc = apply_snapshot(&vm, &o, &snap);
 	/* Every thread started: from here on the steady state's syscalls only (seccomp.c). */
 	struct vmm_seccomp_options filter = {.snapshots = o.snapshot_to != NULL,
-					     .log_only = o.seccomp_log};
+					     .kept_state = keeps, .log_only = o.seccomp_log};
 	if (rc == 0 && confine && vmm_seccomp_install(&filter) != 0)
 		rc = 1;
 	if (rc == 0 && o.seccomp_selftest)
 		vmm_seccomp_selftest();
 	int status = rc == 0 ? vm_run(&vm) : rc;
-	if (status == VM_RUN_SNAPSHOT)
+	if (status == VM_RUN_SNAPSHOT && keeps)
+		status = snapshot_save_kept(&vm, o.keep_state_fd, o.keep_pages_fd, pagemap_fd) == 0
+			     ? 0
+			     : 1;
+	else if (status == VM_RUN_SNAPSHOT)
 		status = snapshot_save(&vm, snapshot_dir_fd, o.snapshot_to) == 0 ? 0 : 1;
 	/* Other threads may still be in a device; exit without unwinding them. */
 	fflush(stderr);

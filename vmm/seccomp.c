@@ -66,6 +66,16 @@ static const struct allowed_syscall writing_a_snapshot[] = {
 	{SCMP_SYS(fstat), "the same, older libc"},
 };
 
+/* Saving a kept state into the fds airlock handed over (snapshot_save_kept): no open at all. */
+static const struct allowed_syscall writing_a_kept_state[] = {
+	{SCMP_SYS(pread64), "our own page map, opened at start-up"},
+	{SCMP_SYS(writev), "the changed pages, a batch at a time"},
+	{SCMP_SYS(fsync), "the state and the pages, before the monitor exits"},
+	{SCMP_SYS(prlimit64), "the file-size limit raised from the log's to the pages'"},
+	{SCMP_SYS(newfstatat), "libc's fstat"},
+	{SCMP_SYS(fstat), "the same, older libc"},
+};
+
 /* KVM requests after set-up: running (interrupts go through irqfd eventfds), and reading the
  * vCPU's own state back when the guest ends or stalls unexplained (kvm_report.c). */
 static const struct {
@@ -157,7 +167,10 @@ int vmm_seccomp_install(const struct vmm_seccomp_options *o)
 	if (rc == 0 && o->snapshots)
 		rc = allow_all(ctx, writing_a_snapshot,
 			       sizeof writing_a_snapshot / sizeof writing_a_snapshot[0]);
-	if (rc == 0 && o->snapshots)
+	if (rc == 0 && o->kept_state)
+		rc = allow_all(ctx, writing_a_kept_state,
+			       sizeof writing_a_kept_state / sizeof writing_a_kept_state[0]);
+	if (rc == 0 && (o->snapshots || o->kept_state))
 		rc = allow_ioctls(ctx, snapshot_ioctls,
 				  sizeof snapshot_ioctls / sizeof snapshot_ioctls[0]);
 	if (rc == 0)

@@ -45,10 +45,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "layout.h"
+#include "pages.h"
 #include "snapshot.h"
 
 #define PAGE_SIZE 4096u
@@ -417,11 +419,67 @@ int snapshot_save(struct vm *vm, int dir_fd, const char *dir)
 	return rc;
 }
 
+static int write_all(int fd, const uint8_t *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t n = write(fd, p, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+int snapshot_save_kept(struct vm *vm, int state_fd, int pages_fd, int pagemap_fd)
+{
+	uint8_t build_id[SNAP_BUILD_ID_SIZE];
+	if (snap_build_id(build_id) != 0) {
+		vmm_log("kept state: this airlock-vmm has no build id (link it with --build-id)");
+		return -ENOENT;
+	}
+	int rc = vcpu_complete_exit(vm);
+	if (rc)
+		return rc;
+	struct snap_buf b;
+	snap_buf_init(&b);
+	rc = kvm_state_save(vm, &b);
+	if (rc == 0)
+		rc = save_devices(vm, &b);
+	if (rc == 0)
+		rc = snap_finish(&b, vm->mem.size, build_id);
+	/* the pages file may be as large as RAM: past the log's limit (jail.c keeps the room) */
+	struct rlimit fsize;
+	if (rc == 0 && getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur < fsize.rlim_max) {
+		fsize.rlim_cur = fsize.rlim_max;
+		(void)setrlimit(RLIMIT_FSIZE, &fsize);
+	}
+	uint64_t pages = 0;
+	if (rc == 0 && (rc = write_all(state_fd, b.data, b.len)) != 0)
+		vmm_log("kept state: writing the state failed: %s", strerror(-rc));
+	if (rc == 0 &&
+	    (rc = pages_write(pages_fd, pagemap_fd, vm->mem.host, vm->mem.size, &pages)) != 0)
+		vmm_log("kept state: writing the pages failed: %s", strerror(-rc));
+	if (rc == 0 && (fsync(state_fd) < 0 || fsync(pages_fd) < 0)) {
+		rc = -errno;
+		vmm_log("kept state: fsync failed: %s", strerror(errno));
+	}
+	if (rc == 0 && vm->verbose)
+		vmm_log("kept state: %zu bytes of state, %llu changed pages", b.len,
+			(unsigned long long)pages);
+	snap_buf_free(&b);
+	return rc;
+}
+
 /* ---- restore ---- */
 
-static int read_state_file(int dir_fd, uint8_t **data, size_t *len)
+/* The state file: at fd when it is not -1 (taken over), else dir_fd's "state". */
+static int read_state_file(int dir_fd, int fd, uint8_t **data, size_t *len)
 {
-	int fd = openat(dir_fd, "state", O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		fd = openat(dir_fd, "state", O_RDONLY | O_CLOEXEC);
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) < 0) {
 		int err = -errno;
@@ -453,7 +511,7 @@ static int read_state_file(int dir_fd, uint8_t **data, size_t *len)
 	return 0;
 }
 
-int snapshot_load(const char *dir, struct snapshot *snap)
+int snapshot_load(const char *dir, int state_fd, struct snapshot *snap)
 {
 	*snap = (struct snapshot){.mem_fd = -1};
 	uint8_t build_id[SNAP_BUILD_ID_SIZE];
@@ -464,7 +522,7 @@ int snapshot_load(const char *dir, struct snapshot *snap)
 		vmm_log("snapshot %s refused: cannot open the directory: %s", dir, strerror(errno));
 		return err;
 	}
-	int rc = read_state_file(dir_fd, &snap->file, &snap->file_len);
+	int rc = read_state_file(dir_fd, state_fd, &snap->file, &snap->file_len);
 	if (rc) {
 		vmm_log("snapshot %s refused: cannot read %s/state: %s", dir, dir, strerror(-rc));
 		close(dir_fd);

@@ -109,9 +109,14 @@ int snapshot_open_dir(const char *dir);
  * writes memory (sparse) and state into dir_fd (named dir in messages) and fsyncs them; closes
  * dir_fd. Returns 0 or -errno (logged). */
 int snapshot_save(struct vm *vm, int dir_fd, const char *dir);
-/* Reads and checks dir/state and opens dir/memory. Returns 0 or -errno with a one-line
- * message on stderr; the caller exits SNAP_EXIT_REFUSED. */
-int snapshot_load(const char *dir, struct snapshot *snap);
+/* Kept state (vmm/pages.h): with the vCPU stopped, as snapshot_save, writes the state file into
+ * state_fd and only the pages the VM changed since its restore into pages_fd, found through
+ * pagemap_fd (/proc/self/pagemap, opened at start-up); fsyncs both. Returns 0 or -errno (logged). */
+int snapshot_save_kept(struct vm *vm, int state_fd, int pages_fd, int pagemap_fd);
+/* Reads and checks dir/state (or, when state_fd is not -1, the state file open there: a kept
+ * state's) and opens dir/memory. Returns 0 or -errno with a one-line message on stderr; the
+ * caller exits SNAP_EXIT_REFUSED. */
+int snapshot_load(const char *dir, int state_fd, struct snapshot *snap);
 /* Applies a loaded snapshot to a VM created over snap->mem_fd with its devices attached (the
  * same set, in the same order, as the VM that was saved). Returns 0 or -errno (logged). */
 int snapshot_restore(struct vm *vm, const struct snapshot *snap);

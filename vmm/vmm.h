@@ -120,12 +120,14 @@ bool jail_parent_gone(void);
 int jail_enter(const struct jail_identity *id);
 /* Closes every fd but those in keep (n <= 8; -1 entries ignored). Returns 0 or -errno. */
 int jail_close_fds_except(const int *keep, size_t n);
-/* Seals it once the threads run: no capabilities, limits (writes_snapshot: no
- * file size limit), no_new_privs, not dumpable, no core dumps. Returns 0 or -errno (logged). */
-int jail_seal(uint64_t guest_ram, bool writes_snapshot);
+/* Seals it once the threads run: no capabilities, limits (writes_snapshot: no file size limit;
+ * keeps_state: a hard limit with room for guest RAM), no_new_privs, not dumpable, no core dumps.
+ * Returns 0 or -errno (logged). */
+int jail_seal(uint64_t guest_ram, bool writes_snapshot, bool keeps_state);
 
 struct vmm_seccomp_options {
-	bool snapshots; /* --snapshot-to: writing one must stay possible */
+	bool snapshots;  /* --snapshot-to: writing one must stay possible */
+	bool kept_state; /* --keep-to-fds: writing one into the fds held must stay possible */
 	bool log_only;  /* development: log what is not allowed instead of killing */
 };
 /* Installs the steady-state filter on every thread; from then on a syscall outside it kills

@@ -33,7 +33,7 @@ struct state_file {
 struct manifest {
 	char id[STATE_ID_LEN + 1];
 	char language[16], backend[16], snapshot[256], owner[STATE_OWNER_MAX];
-	int64_t snapshot_ctime_ns, created, last_used, expires_at;
+	int64_t snapshot_ctime_ns, created, last_used_ms, expires_at;
 	struct state_file files[STATE_MAX_FILES];
 	size_t n_files;
 	char mac[2 * MAC_SIZE + 1];
@@ -42,6 +42,14 @@ struct manifest {
 static int64_t now_s(void)
 {
 	return (int64_t)time(NULL);
+}
+
+/* Last uses in milliseconds: two uses within a second still have an order (eviction). */
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void hex(const uint8_t *bytes, size_t n, char *out)
@@ -221,8 +229,8 @@ static int write_manifest(const char *dir, const struct manifest *m)
 			      "version", MANIFEST_VERSION, "id", m->id, "language", m->language,
 			      "backend", m->backend, "snapshot", m->snapshot,
 			      "snapshot_memory_ctime_ns", (json_int_t)m->snapshot_ctime_ns, "owner",
-			      m->owner, "created", (json_int_t)m->created, "last_used",
-			      (json_int_t)m->last_used, "expires_at", (json_int_t)m->expires_at,
+			      m->owner, "created", (json_int_t)m->created, "last_used_ms",
+			      (json_int_t)m->last_used_ms, "expires_at", (json_int_t)m->expires_at,
 			      "files", files, "mac", m->mac);
 	if (!j)
 		return -ENOMEM;
@@ -278,7 +286,7 @@ static int read_manifest(const char *dir, struct manifest *m)
 	rc |= copy_field(j, "mac", m->mac, sizeof m->mac);
 	rc |= int_field(j, "snapshot_memory_ctime_ns", &m->snapshot_ctime_ns);
 	rc |= int_field(j, "created", &m->created);
-	rc |= int_field(j, "last_used", &m->last_used);
+	rc |= int_field(j, "last_used_ms", &m->last_used_ms);
 	rc |= int_field(j, "expires_at", &m->expires_at);
 	json_t *files = json_object_get(j, "files");
 	if (!json_is_array(files) || json_array_size(files) > STATE_MAX_FILES)
@@ -334,7 +342,7 @@ void state_unstage(const char *dir)
 
 struct entry {
 	char id[STATE_ID_LEN + 1];
-	int64_t last_used;
+	int64_t last_used_ms;
 	uint64_t bytes;
 };
 
@@ -375,7 +383,7 @@ static int list_states(const struct state_store *st, struct entry **out, size_t 
 		}
 		struct entry *x = &(*out)[*n];
 		memcpy(x->id, e->d_name, sizeof x->id); /* valid: exactly STATE_ID_LEN digits */
-		x->last_used = read_manifest(path, &m) == 0 ? m.last_used : 0;
+		x->last_used_ms = read_manifest(path, &m) == 0 ? m.last_used_ms : 0;
 		x->bytes = dir_bytes(path);
 		(*n)++;
 	}
@@ -410,7 +418,7 @@ static void make_room(const struct state_store *st, uint64_t adding, const char 
 		size_t oldest = n;
 		for (size_t i = 0; i < n; i++)
 			if (all[i].bytes && strcmp(all[i].id, keep_id) &&
-			    (oldest == n || all[i].last_used < all[oldest].last_used))
+			    (oldest == n || all[i].last_used_ms < all[oldest].last_used_ms))
 				oldest = i;
 		if (oldest == n)
 			break;
@@ -452,7 +460,8 @@ int state_commit(struct state_store *st, const char *staged, const struct state_
 	snprintf(m.snapshot, sizeof m.snapshot, "%s", base_name(origin->snapshot_dir));
 	snprintf(m.owner, sizeof m.owner, "%s", st->owner);
 	m.snapshot_ctime_ns = origin->snapshot_memory_ctime_ns;
-	m.created = m.last_used = now_s();
+	m.created = now_s();
+	m.last_used_ms = now_ms();
 	m.expires_at = m.created + st->ttl_s;
 	char path[PATH_MAX];
 	if ((rc = manifest_mac(st, &m, m.mac)) == 0 && (rc = write_manifest(staged, &m)) == 0 &&
@@ -516,7 +525,9 @@ static int open_state(const struct state_store *st, const char *id, char dir[PAT
 	}
 	if (rc || strcmp(m->owner, st->owner) != 0 || strcmp(m->id, id) != 0) {
 		snprintf(err, err_len,
-			 "unknown state_id '%.40s' (never kept here, removed, or another owner's)", id);
+			 "unknown state_id '%.40s' (never kept here, or expired, evicted, removed, or "
+			 "another owner's)",
+			 id);
 		return -ENOENT;
 	}
 	return 0;
@@ -552,8 +563,8 @@ int state_find(struct state_store *st, const char *id, const struct state_origin
 		snprintf(err, err_len, "state_id '%s' cannot be restored: %s", id, why);
 		return -EINVAL;
 	}
-	m.last_used = now_s();
-	m.expires_at = m.last_used + st->ttl_s;
+	m.last_used_ms = now_ms();
+	m.expires_at = now_s() + st->ttl_s;
 	(void)write_manifest(out->dir, &m); /* the renewal; the MAC covers none of it */
 	snprintf(out->language, sizeof out->language, "%s", m.language);
 	out->expires_at = m.expires_at;
@@ -574,7 +585,7 @@ int state_list(const struct state_store *st, FILE *out)
 		    read_manifest(path, &m) != 0 || strcmp(m.owner, st->owner) != 0)
 			continue;
 		char used[32], expires[32];
-		time_t u = (time_t)m.last_used, x = (time_t)m.expires_at;
+		time_t u = (time_t)(m.last_used_ms / 1000), x = (time_t)m.expires_at;
 		strftime(used, sizeof used, "%Y-%m-%dT%H:%M:%SZ", gmtime(&u));
 		strftime(expires, sizeof expires, "%Y-%m-%dT%H:%M:%SZ", gmtime(&x));
 		fprintf(out, "%s  %-10s  %6.1f MiB  used %s  expires %s%s\n", m.id, m.language,

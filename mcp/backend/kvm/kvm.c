@@ -14,6 +14,12 @@
 #include "backend.h"
 #include "confine.h"
 
+/* The VM process's fds beyond the sandbox's (backend.h): a kept state's files */
+#define FD_STATE_IN 4   /* the state restored: its state file */
+#define FD_PAGES_IN 5   /* and its pages (vmm/pages.h) */
+#define FD_KEEP_STATE 6 /* a VM that may be kept: where SIGUSR2 writes its state */
+#define FD_KEEP_PAGES 7 /* and its changed pages */
+
 #define JAIL_CHECK_TIMEOUT_MS 10000 /* a few ms on a host, ~0.1 s in the emulated KVM test host */
 #define JAIL_CHECK_OUTPUT_MAX 2048
 
@@ -148,6 +154,12 @@ static int push_command(const struct vm_spec *s, struct argv_list *a)
 	rc |= argv_push(a, "%s", path);
 	if (s->mode == VM_RESTORE) {
 		rc |= argv_push(a, "--restore=%s", s->snapshot_dir);
+		if (s->kept_state_dir) {
+			rc |= argv_push(a, "--state-in-fd=%d", FD_STATE_IN);
+			rc |= argv_push(a, "--pages-in-fd=%d", FD_PAGES_IN);
+		}
+		if (s->keep_to_dir)
+			rc |= argv_push(a, "--keep-to-fds=%d,%d", FD_KEEP_STATE, FD_KEEP_PAGES);
 	} else {
 		rc |= argv_push(a, "--kernel=%s", s->kernel);
 		rc |= argv_push(a, "--memory-mb=%u", s->memory_mb);
@@ -169,16 +181,50 @@ static int push_command(const struct vm_spec *s, struct argv_list *a)
 	return rc ? -ENOMEM : 0;
 }
 
+/* Kept state: the files of the state restored (read-only) and of the state a save writes
+ * (created here, empty), as fds: airlock-vmm names no path of them. */
+static int open_kept_state_files(const struct vm_spec *s, struct vm_launch *launch, char *err,
+				 size_t err_len)
+{
+	char path[4096 + 8];
+	static const char *const names[] = {"state", "pages"};
+	for (int i = 0; s->kept_state_dir && i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", s->kept_state_dir, names[i]);
+		int fd = readonly_open(path);
+		if (fd < 0) {
+			snprintf(err, err_len, "cannot open the kept state's %s: %s", path,
+				 strerror(-fd));
+			return fd;
+		}
+		launch->fds[i == 0 ? FD_STATE_IN : FD_PAGES_IN] = fd;
+	}
+	for (int i = 0; s->keep_to_dir && i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", s->keep_to_dir, names[i]);
+		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			int rc = -errno;
+			snprintf(err, err_len, "cannot create %s: %s", path, strerror(-rc));
+			return rc;
+		}
+		launch->fds[i == 0 ? FD_KEEP_STATE : FD_KEEP_PAGES] = fd;
+	}
+	return 0;
+}
+
 static int kvm_prepare(const struct vm_spec *s, struct vm_launch *launch, char *err,
 		       size_t err_len)
 {
-	int rc = push_command(s, &launch->argv);
+	int rc = s->mode == VM_RESTORE ? open_kept_state_files(s, launch, err, err_len) : 0;
+	if (rc)
+		return rc;
+	rc = push_command(s, &launch->argv);
 	if (rc)
 		snprintf(err, err_len, "cannot build airlock-vmm's command line: %s", strerror(-rc));
 	return rc;
 }
 
-/* airlock-vmm saves the VM into --snapshot-to and exits 0. */
+/* airlock-vmm saves the VM into --snapshot-to (or a kept state into the fds of --keep-to-fds)
+ * and exits 0. */
 static int kvm_save(struct vm_launch *launch, pid_t pid, char *err, size_t err_len)
 {
 	(void)launch;
