@@ -112,6 +112,24 @@ test('javascript and bash run', async () => {
   assert.equal(sh.structuredContent.stdout, 'X2\n');
 });
 
+test('keep_state returns a state_id that later calls continue from (schema-checked)', async () => {
+  const kept = await run({ code: 'import json\nrows = [1, 2, 3]', keep_state: true });
+  assert.equal(kept.isError, false);
+  assert.match(kept.structuredContent.state_id, /^[0-9a-f]{32}$/);
+  assert.match(kept.structuredContent.state_expires_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+  assert.equal(kept.structuredContent.state_error, null);
+  const id = kept.structuredContent.state_id;
+  const [a, b] = await Promise.all([
+    run({ code: 'rows.append(4)\nprint(sum(rows))', state_id: id }),
+    run({ code: 'print(json.dumps(rows))', state_id: id }),
+  ]);
+  assert.equal(a.structuredContent.stdout, '10\n');
+  assert.equal(b.structuredContent.stdout, '[1, 2, 3]\n', 'a branch does not see the other');
+  const timedOut = await run({ code: 'while True: pass', keep_state: true, timeout_s: 1 });
+  assert.equal(timedOut.structuredContent.state_id, null);
+  assert.match(timedOut.structuredContent.state_error, /timed out/);
+});
+
 test('a failing program is isError with its exit code and stderr', async () => {
   const r = await run({ code: 'import sys\nprint("partial")\nsys.exit("boom")' });
   assert.equal(r.isError, true);

@@ -387,8 +387,11 @@ def requests_before_initialize_are_served():
                "input schema", schema)
         expect(set(tool["outputSchema"]["properties"]) == {
             "exit_code", "signal", "timed_out", "stdout", "stderr", "stdout_truncated",
-            "stderr_truncated", "duration_ms", "files", "network", "install", "advisories"},
+            "stderr_truncated", "duration_ms", "files", "network", "install", "advisories",
+            "state_id", "state_expires_at", "state_error"},
             "output schema", tool)
+        expect({"keep_state", "state_id"} <= set(schema["properties"]), "kept state's inputs",
+               schema)
         expect("There is no network access." in tool["description"], "no network said", tool)
         expect("packages" in schema["properties"], "packages in the input schema", schema)
     finally:
