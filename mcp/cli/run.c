@@ -336,7 +336,11 @@ static void on_done(struct sandbox *sb, const struct sandbox_result *r, void *ct
 		kept_call_finish(st->kept, st->store, r);
 		return;
 	}
+	uint64_t commit_started = uv_hrtime();
 	kept_call_finish(st->kept, st->store, r);
+	if (o->verbose && st->kept->kept_id[0])
+		fprintf(stderr, "airlock: state kept in %.1f ms (the VM saved in %.1f ms)\n",
+			r->save_ms + (double)(uv_hrtime() - commit_started) / 1e6, r->save_ms);
 	if (o->verbose)
 		fprintf(stderr, "airlock: boot to ready %.1f ms (%s), request to result %.1f ms\n",
 			r->boot_ms, st->restored ? "restored from the snapshot" : "booted",

@@ -192,6 +192,7 @@ static void sandbox_keep(struct sandbox *sb)
 		return;
 	}
 	sb->phase = PHASE_SAVING;
+	sb->save_started_ns = sandbox_now_ns();
 	uv_timer_start(&sb->timer, sandbox_on_timeout, SAVE_TIMEOUT_MS, 0);
 	sandbox_start_save(sb);
 }
@@ -225,6 +226,7 @@ void sandbox_on_process_exit(uv_process_t *process, int64_t status, int term_sig
 	if (sb->phase == PHASE_SAVING) { /* the backend's save ends the VM program: how? */
 		if (status == 0 && term_signal == 0) {
 			sb->res.kept = sb->keep;
+			sb->res.save_ms = (double)(sandbox_now_ns() - sb->save_started_ns) / 1e6;
 			sandbox_end(sb); /* saved: the result is a success */
 		}
 		else

@@ -192,6 +192,7 @@ struct sandbox_result {
 	struct byte_buffer scan_output;
 	/* a run with keep: whether the VM was saved into keep_to_dir, else why not */
 	bool kept;
+	double save_ms; /* EXIT to the saved VM's end */
 	char state_error[512];
 };
 

@@ -176,7 +176,7 @@ struct sandbox {
 	int log_fd;
 	char serial_log[4096]; /* the kept log's path, or a note that it is not kept */
 	bool keep_log;
-	uint64_t spawned_ns, run_sent_ns;
+	uint64_t spawned_ns, run_sent_ns, save_started_ns;
 	struct vm_cgroup cgroup;
 	struct vm_identity identity; /* airlock as root: the uid its processes run as */
 

@@ -13,6 +13,8 @@ matters, and prints medians, p99 and ratios (and writes the same as JSON with --
   restore-to-ready of one VM without a pool (airlock run, snapshot)
   cold boot-to-ready of one VM without a snapshot (airlock run --cold)
   unique memory per idle pooled VM (smaps_rollup), and how many idle VMs fit in free memory
+  kept state: keeping a pandas session with a 1,000,000-row DataFrame, its size on disk beside
+         the VM's dirty memory, and continuing it beside a plain restore (kept_state_bench.py)
   the warm round trip and restore-to-ready again with VMs started without their jail (and, for
          airlock-vmm, its seccomp filter: AIRLOCK_BENCH_UNCONFINED=1): what the jail costs
   peers: host python3 -c, bubblewrap + python3, QEMU restoring a plain snapshot of the same
@@ -37,6 +39,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from egress_bench import egress_figures, print_egress  # noqa: E402
+from kept_state_bench import kept_state_figures, print_kept_state  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
 FRAME_READY, FRAME_PING = 1, 0x82  # agent/proto.h, version 3: a 16-byte header
@@ -426,6 +429,8 @@ def main():
     results["idle_vm_pss_mib"] = statistics.median(pss)
     results["idle_vms_that_fit"] = int(mem_available_mib() / max(statistics.median(pss), 0.1))
 
+    kept = kept_state_figures(run, stats, 3 if a.quick else max(5, n // 3))
+    results.update(kept)
     egress_results, egress_peers = egress_figures(a.airlock, a.backend, a.quick)
     results.update(egress_results)
     peers.update(egress_peers)
@@ -459,6 +464,7 @@ def main():
     print("fresh VMs per second, 8 concurrent callers: %.1f" % results["vms_per_second_8_clients"])
     print("idle pooled VM: unique %.1f MiB, PSS %.1f MiB; about %d fit in free memory" % (
         results["idle_vm_unique_mib"], results["idle_vm_pss_mib"], results["idle_vms_that_fit"]))
+    print_kept_state(results)
     print_egress(egress_results, egress_peers, a.quick)
     if a.json:
         with open(a.json, "w") as f:
