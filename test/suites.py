@@ -220,7 +220,7 @@ SUITES = [
     # backends: tcg runs them; kvm the save and restore themselves)
     suite("kept-state.kvm", "harness", "kept state: keep, continue, branch on airlock-vmm",
           file=INTEGRATION + "test_kept_state.py", backend="kvm",
-          tests=["three_python_cells_carry_a_dataframe_and_files",
+          tests=["the_snapshots_are_made", "three_python_cells_carry_a_dataframe_and_files",
                  "branches_of_one_state_diverge_and_never_see_each_other",
                  "javascript_cells_keep_globals_and_timers_finish",
                  "bash_cells_keep_variables_functions_cwd_and_read_their_own_stdin",

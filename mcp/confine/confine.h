@@ -117,6 +117,9 @@ void vm_identity_release(struct vm_identity *id);
 
 /* Opens path for reading as above. Returns the new fd (close-on-exec) or -errno. */
 int readonly_open(const char *path);
+/* The same for a file opened once or a few times (a kept state's): nothing is kept for the
+ * next open, which makes its read-only view again. */
+int readonly_open_once(const char *path);
 
 /* How the files are made read-only in this process: "a read-only mount", "a sealed memfd", or
  * NULL before the first readonly_open. */

@@ -249,6 +249,17 @@ static int reopen(int fd)
 	return new_fd >= 0 ? new_fd : -errno;
 }
 
+int readonly_open_once(const char *path)
+{
+	char real[PATH_MAX];
+	if (!realpath(path, real))
+		return -errno;
+	int fd = force_sealed_copy ? -ENOSYS : anchor_on_readonly_mount(real);
+	if (fd < 0)
+		fd = anchor_sealed_copy(real);
+	return fd;
+}
+
 int readonly_open(const char *path)
 {
 	char real[PATH_MAX];

@@ -121,7 +121,7 @@ static void close_handles_when_reaped(struct sandbox *sb)
 {
 	if (sb->process_running || sb->phase != PHASE_ENDING)
 		return;
-	if (!uv_is_closing((uv_handle_t *)&sb->process))
+	if (sb->process_handle && !uv_is_closing((uv_handle_t *)&sb->process))
 		uv_close((uv_handle_t *)&sb->process, on_handle_closed);
 	if (!uv_is_closing((uv_handle_t *)&sb->channel))
 		uv_close((uv_handle_t *)&sb->channel, on_handle_closed);
@@ -492,7 +492,9 @@ static int spawn(uv_loop_t *loop, const struct sandbox_vm *vm, enum vm_mode mode
 	sb->timer.data = sb;
 	uv_pipe_init(loop, &sb->channel, 0);
 	sb->channel.data = sb;
-	sb->open_handles = 3; /* timer, channel, process (uv_spawn initialises it even on failure) */
+	/* timer, channel, process: uv_spawn initialises the process handle even when it fails;
+	 * a VM whose backend could not prepare it never gets that far (process_handle false) */
+	sb->open_handles = 3;
 	sb->spawned_ns = sandbox_now_ns();
 	char spawn_err[512];
 	rc = sandbox_spawn_vm(sb, fds[1], sb->log_fd, spawn_err, sizeof spawn_err);
@@ -509,6 +511,8 @@ static int spawn(uv_loop_t *loop, const struct sandbox_vm *vm, enum vm_mode mode
 				 uv_strerror(rc));
 	} else {
 		close(fds[0]);
+		if (!sb->process_handle)
+			sb->open_handles--; /* the backend failed before any process: no handle */
 	}
 	if (out)
 		*out = sb;

@@ -152,6 +152,7 @@ struct sandbox {
 	bool delivered; /* done() has been called */
 	sandbox_ready_fn ready;
 	struct vm_launch launch; /* the backend's part: control socket, save file */
+	bool process_handle;  /* uv_spawn ran: the process handle is to be closed */
 	bool process_running;
 	bool channel_eof; /* the VM closed the channel while its process still ran */
 	int64_t exit_status; /* of the VM process, once it has exited */

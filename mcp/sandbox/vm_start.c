@@ -73,6 +73,7 @@ int sandbox_spawn_vm(struct sandbox *sb, int vm_fd, int log_fd, char *err, size_
 		.flags = UV_PROCESS_DETACHED, /* its own session and process group: see kill_vm */
 	};
 	sb->process.data = sb;
+	sb->process_handle = true;
 	rc = uv_spawn(sb->loop, &sb->process, &options);
 	if (rc)
 		snprintf(err, err_len, "cannot start %s: %s", launch->argv.items[0], uv_strerror(rc));

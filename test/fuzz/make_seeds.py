@@ -165,14 +165,14 @@ def egress_seeds():
 
 
 def pages_seeds():
-    # vmm/pages.h; the magic's first byte ('A') picks 2 MiB of RAM in fuzz_pages.c
+    # vmm/pages.h; the magic's first byte ('A') picks 128 KiB of RAM in fuzz_pages.c
     def pages(mem_size, offsets):
         head = b"ALCKPAGE" + struct.pack("<IIQQ", 1, 4096, mem_size, len(offsets))
         body = b"".join(struct.pack("<Q", o) for o in offsets)
         return head + body + b"".join(bytes([i + 1]) * 4096 for i in range(len(offsets)))
-    write("pages", "none", pages(2 << 20, []))
-    write("pages", "three", pages(2 << 20, [0, 4096 * 7, (2 << 20) - 4096]))
-    write("pages", "out-of-order", pages(2 << 20, [8192, 4096]))
+    write("pages", "none", pages(128 << 10, []))
+    write("pages", "three", pages(128 << 10, [0, 4096 * 7, (128 << 10) - 4096]))
+    write("pages", "out-of-order", pages(128 << 10, [8192, 4096]))
 
 
 if __name__ == "__main__":

@@ -9,10 +9,12 @@ policy allows them by IP literal, the only way a loopback address is ever reacha
 """
 import http.server
 import os
+import shutil
 import socket
 import socketserver
 import ssl
 import sys
+import tempfile
 import threading
 import time
 
@@ -391,6 +393,37 @@ const https = require('https');
     expect(j["exit_code"] == 0 and j["stdout"] == (HELLO * 2).decode(), "fetch and https.get", r)
     expect(len(j["network"]) == 2 and all(a["allowed"] for a in j["network"]),
            "both through the proxy", j["network"])
+
+
+@test
+def kept_state_cells_reach_the_proxy_in_every_call():
+    """A cell takes its call's environment (the proxy, the CA bundle) each time: the keeping
+    call and the one continuing it both reach the servers, and each lists only its own."""
+    states = tempfile.mkdtemp(prefix="airlock-states-")
+    try:
+        with Servers() as s:
+            fetch = ("print(urllib.request.urlopen('https://%s:%d/hello').read().decode(), "
+                     "end='')\n" % (HOST, s.https_port))
+            r = airlock("run", "--json", "--keep-state", "--state-dir", states, *s.allow(),
+                        "import urllib.request\n" + fetch, timeout=LONG)
+            j = r.json()
+            expect(j["stdout"] == HELLO.decode() and len(j["network"]) == 1 and j["state_id"],
+                   "the keeping call reached https", r)
+            r = airlock("run", "--json", "--state-id", j["state_id"], "--state-dir", states,
+                        *s.allow(), fetch + fetch, timeout=LONG)
+            k = r.json()
+            expect(k["stdout"] == (HELLO * 2).decode() and len(k["network"]) == 2,
+                   "the continuing call too, its own two listed", r)
+            r = airlock("run", "--json", "--keep-state", "--state-dir", states, "--lang",
+                        "javascript", *s.allow(), "const http = require('http');", timeout=LONG)
+            js = r.json()["state_id"]
+            code = ("http.get('http://%s:%d/hello', (res) => res.on('data', (d) => "
+                    "process.stdout.write(d)));" % (HOST, s.http_port))
+            r = airlock("run", "--json", "--state-id", js, "--state-dir", states, *s.allow(),
+                        code, timeout=LONG)
+            expect(r.json()["stdout"] == HELLO.decode(), "a javascript cell through it", r)
+    finally:
+        shutil.rmtree(states, ignore_errors=True)
 
 
 @test

@@ -253,6 +253,47 @@ def chained_calls_do_not_grow_the_state():
                "by more than a quarter", sizes)
 
 
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(re.search(r"VmRSS:\s+(\d+)", f.read()).group(1))
+
+
+@test(timeout=600)
+def a_hundred_chained_calls_grow_neither_the_server_nor_the_store():
+    """100 calls through one server, each continuing the last and keeping its own state: the
+    server's memory stays flat, and the store holds the states kept and nothing else (under a
+    small cap, the oldest go)."""
+    with state_dir() as states:
+        s = started("--pool", "0", "--state-dir", states, "--state-max-mb", "64")
+        try:
+            sid, rss = None, {}
+            for i in range(100):
+                args = {"code": "n = n + 1 if 'n' in globals() else 1\nprint(n)",
+                        "keep_state": True}
+                if sid:
+                    args["state_id"] = sid
+                try:
+                    r = s.call(i + 1, args)["result"]
+                except AssertionError:
+                    s.proc.kill()
+                    raise AssertionError("call %d: the server said %r" % (
+                        i, s.proc.stderr.read()[-2000:]))
+                sc = r["structuredContent"]
+                expect(sc["stdout"] == "%d\n" % (i + 1) and sc["state_id"], "call %d" % i, r)
+                sid = sc["state_id"]
+                if i in (19, 99):
+                    rss[i] = rss_kib(s.proc.pid)
+            kept = [d for d in os.listdir(states) if re.fullmatch("[0-9a-f]{32}", d)]
+            others = [d for d in os.listdir(states) if d not in kept and d != "key"]
+            size = sum(os.path.getsize(os.path.join(states, d, f))
+                       for d in kept for f in os.listdir(os.path.join(states, d)))
+            expect(not others and size <= 64 << 20 and sid in kept,
+                   "only the states kept, within the cap", (others, size, len(kept)))
+            expect(rss[99] - rss[19] < 4096, "the server's memory flat (KiB)", rss)
+        finally:
+            s.close()
+
+
 @test
 def an_mcp_servers_states_die_with_it_unless_persisted():
     with state_dir() as states:

@@ -82,6 +82,29 @@ static void root_cannot_write_through_its_fd(void)
 	remove_file();
 }
 
+/* A kept state's files: read-only all the same, and nothing kept per file (readonly_open keeps
+ * 16; a server continuing states would run out of them after 8 calls, as it did). */
+static void files_opened_once_are_read_only_and_not_kept(void)
+{
+	make_file(0);
+	for (int i = 0; i < 40; i++) {
+		char path[160];
+		snprintf(path, sizeof path, "%s/once-%d", dir, i);
+		FILE *f = i ? fopen(path, "w") : NULL;
+		if (f)
+			fclose(f);
+		int fd = readonly_open_once(i ? path : file); /* the first: the image, to write at */
+		CHECK(fd >= 0);
+		if (fd >= 0 && i == 0)
+			CHECK(cannot_write(fd, "a read-only mount") == 0);
+		if (fd >= 0)
+			close(fd);
+		if (i)
+			unlink(path);
+	}
+	remove_file();
+}
+
 static void the_owner_cannot_write_through_its_fd(void)
 {
 	make_file(OWNER_UID);
@@ -153,6 +176,7 @@ int main(void)
 		return 77;
 	}
 	TEST(root_cannot_write_through_its_fd);
+	TEST(files_opened_once_are_read_only_and_not_kept);
 	TEST(the_owner_cannot_write_through_its_fd);
 	TEST(a_sealed_copy_cannot_be_written_either);
 	TEST(a_replaced_file_is_opened_anew);

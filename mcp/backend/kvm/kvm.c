@@ -190,7 +190,7 @@ static int open_kept_state_files(const struct vm_spec *s, struct vm_launch *laun
 	static const char *const names[] = {"state", "pages"};
 	for (int i = 0; s->kept_state_dir && i < 2; i++) {
 		snprintf(path, sizeof path, "%s/%s", s->kept_state_dir, names[i]);
-		int fd = readonly_open(path);
+		int fd = readonly_open_once(path);
 		if (fd < 0) {
 			snprintf(err, err_len, "cannot open the kept state's %s: %s", path,
 				 strerror(-fd));

@@ -493,7 +493,7 @@ static int open_control(const struct vm_spec *s, struct vm_launch *launch, char 
 	}
 	if (s->kept_state_dir)
 		snprintf(path, sizeof path, "%s/state", s->kept_state_dir);
-	int fd = readonly_open(path);
+	int fd = s->kept_state_dir ? readonly_open_once(path) : readonly_open(path);
 	int rc = fd < 0 ? fd : qmp_restore_commands(FD_STATE, commands, sizeof commands);
 	launch->fds[FD_STATE] = fd;
 	if (rc == 0 && write(control[0], commands, strlen(commands)) != (ssize_t)strlen(commands))
@@ -512,7 +512,7 @@ static int open_kept_state_files(const struct vm_spec *s, struct vm_launch *laun
 	char path[4096 + 8];
 	if (s->kept_state_dir) {
 		snprintf(path, sizeof path, "%s/pages", s->kept_state_dir);
-		int fd = readonly_open(path);
+		int fd = readonly_open_once(path);
 		if (fd < 0) {
 			snprintf(err, err_len, "cannot open the kept state's %s: %s", path,
 				 strerror(-fd));
