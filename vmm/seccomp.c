@@ -69,6 +69,7 @@ static const struct allowed_syscall writing_a_snapshot[] = {
 /* Saving a kept state into the fds airlock handed over (snapshot_save_kept): no open at all. */
 static const struct allowed_syscall writing_a_kept_state[] = {
 	{SCMP_SYS(pread64), "our own page map, opened at start-up"},
+	{SCMP_SYS(pwrite64), "the state file"},
 	{SCMP_SYS(writev), "the changed pages, a batch at a time"},
 	{SCMP_SYS(fsync), "the state and the pages, before the monitor exits"},
 	{SCMP_SYS(prlimit64), "the file-size limit raised from the log's to the pages'"},

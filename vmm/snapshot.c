@@ -35,6 +35,10 @@
  * temporary name, fsynced and renamed, the state last, so that a DIR/state always names a
  * complete memory file; an existing memory file is replaced, never truncated (VMs restored
  * from it may still map it).
+ * Kept state (docs/kept-state.md): a restored VM saved with --keep-to-fds writes the same state
+ * file, and in place of DIR/memory only the pages it changed since its restore (pages.h), both
+ * into fds airlock created; restoring one reads the state from --state-in-fd, maps DIR/memory
+ * (the snapshot it came from) and copies the pages over it before anything runs.
  * Restore: check the state file and the memory file's size, create the VM over the memory,
  * attach the same devices, restore KVM's state (VM-wide, then the vCPU), then the devices' (a
  * device may raise an interrupt as soon as it is restored; the irqchip must be in place by then).
@@ -372,26 +376,30 @@ int snapshot_open_dir(const char *dir)
 	return dir_fd;
 }
 
-int snapshot_save(struct vm *vm, int dir_fd, const char *dir)
+/* The stopped VM's state file into b (initialised here; the caller frees it): its pending exit
+ * completed, KVM's state, the devices'. Returns 0 or -errno (logged). */
+static int build_state_file(struct vm *vm, struct snap_buf *b)
 {
 	uint8_t build_id[SNAP_BUILD_ID_SIZE];
+	snap_buf_init(b);
 	if (snap_build_id(build_id) != 0) {
 		vmm_log("snapshot: this airlock-vmm has no build id (link it with --build-id)");
-		close(dir_fd);
 		return -ENOENT;
 	}
 	int rc = vcpu_complete_exit(vm);
-	if (rc) {
-		close(dir_fd);
-		return rc;
-	}
-	struct snap_buf b;
-	snap_buf_init(&b);
-	rc = kvm_state_save(vm, &b);
 	if (rc == 0)
-		rc = save_devices(vm, &b);
-	if (rc == 0 && (rc = snap_finish(&b, vm->mem.size, build_id)) != 0)
+		rc = kvm_state_save(vm, b);
+	if (rc == 0)
+		rc = save_devices(vm, b);
+	if (rc == 0 && (rc = snap_finish(b, vm->mem.size, build_id)) != 0)
 		vmm_log("snapshot: building the state file failed: %s", strerror(-rc));
+	return rc;
+}
+
+int snapshot_save(struct vm *vm, int dir_fd, const char *dir)
+{
+	struct snap_buf b;
+	int rc = build_state_file(vm, &b);
 	if (rc) {
 		snap_buf_free(&b);
 		close(dir_fd);
@@ -419,37 +427,10 @@ int snapshot_save(struct vm *vm, int dir_fd, const char *dir)
 	return rc;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t len)
-{
-	while (len > 0) {
-		ssize_t n = write(fd, p, len);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? -errno : -EIO;
-		p += n;
-		len -= (size_t)n;
-	}
-	return 0;
-}
-
 int snapshot_save_kept(struct vm *vm, int state_fd, int pages_fd, int pagemap_fd)
 {
-	uint8_t build_id[SNAP_BUILD_ID_SIZE];
-	if (snap_build_id(build_id) != 0) {
-		vmm_log("kept state: this airlock-vmm has no build id (link it with --build-id)");
-		return -ENOENT;
-	}
-	int rc = vcpu_complete_exit(vm);
-	if (rc)
-		return rc;
 	struct snap_buf b;
-	snap_buf_init(&b);
-	rc = kvm_state_save(vm, &b);
-	if (rc == 0)
-		rc = save_devices(vm, &b);
-	if (rc == 0)
-		rc = snap_finish(&b, vm->mem.size, build_id);
+	int rc = build_state_file(vm, &b);
 	/* the pages file may be as large as RAM: past the log's limit (jail.c keeps the room) */
 	struct rlimit fsize;
 	if (rc == 0 && getrlimit(RLIMIT_FSIZE, &fsize) == 0 && fsize.rlim_cur < fsize.rlim_max) {
@@ -457,7 +438,8 @@ int snapshot_save_kept(struct vm *vm, int state_fd, int pages_fd, int pagemap_fd
 		(void)setrlimit(RLIMIT_FSIZE, &fsize);
 	}
 	uint64_t pages = 0;
-	if (rc == 0 && (rc = write_all(state_fd, b.data, b.len)) != 0)
+	/* both fds are new, empty files airlock created */
+	if (rc == 0 && (rc = write_all_at(state_fd, b.data, b.len, 0)) != 0)
 		vmm_log("kept state: writing the state failed: %s", strerror(-rc));
 	if (rc == 0 &&
 	    (rc = pages_write(pages_fd, pagemap_fd, vm->mem.host, vm->mem.size, &pages)) != 0)

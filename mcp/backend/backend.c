@@ -14,6 +14,7 @@
 #endif
 
 #include "backend.h"
+#include "confine.h"
 
 int argv_push(struct argv_list *argv, const char *fmt, ...)
 {
@@ -155,4 +156,36 @@ void vm_launch_free(struct vm_launch *launch)
 			close(own[i]);
 	free(launch->backend_state);
 	vm_launch_init(launch);
+}
+
+int kept_files_open(const struct vm_spec *s, struct kept_files *f, char *err, size_t err_len)
+{
+	*f = (struct kept_files){-1, -1, -1, -1};
+	static const char *const names[] = {"state", "pages"};
+	int *in[] = {&f->state_in, &f->pages_in}, *out[] = {&f->state_out, &f->pages_out};
+	char path[4096 + 8];
+	int rc = 0;
+	for (int i = 0; rc == 0 && s->kept_state_dir && i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", s->kept_state_dir, names[i]);
+		if ((*in[i] = readonly_open_once(path)) < 0) {
+			rc = *in[i];
+			snprintf(err, err_len, "cannot open the kept state's %s: %s", path,
+				 strerror(-rc));
+		}
+	}
+	for (int i = 0; rc == 0 && s->keep_to_dir && i < 2; i++) {
+		snprintf(path, sizeof path, "%s/%s", s->keep_to_dir, names[i]);
+		if ((*out[i] = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+			rc = -errno;
+			snprintf(err, err_len, "cannot create %s: %s", path, strerror(-rc));
+		}
+	}
+	if (rc) {
+		int all[] = {f->state_in, f->pages_in, f->state_out, f->pages_out};
+		for (int i = 0; i < 4; i++)
+			if (all[i] >= 0)
+				close(all[i]);
+		*f = (struct kept_files){-1, -1, -1, -1};
+	}
+	return rc;
 }

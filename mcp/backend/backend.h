@@ -113,6 +113,16 @@ struct backend {
 	unsigned (*snapshot_tsc_khz)(void);
 };
 
+/* A kept state's files for a VM (vm_spec.kept_state_dir and keep_to_dir): the state and pages
+ * to restore, opened read-only so that no holder can write them (confine.h), and the state and
+ * pages a save writes, created here empty and writable: the VM process opens no path of them.
+ * -1 where the spec has none. */
+struct kept_files {
+	int state_in, pages_in, state_out, pages_out;
+};
+/* Returns 0, or -errno with err set (and nothing left open). */
+int kept_files_open(const struct vm_spec *s, struct kept_files *f, char *err, size_t err_len);
+
 extern const struct backend backend_tcg;
 extern const struct backend backend_kvm;
 

@@ -67,8 +67,7 @@ int kept_call_prepare(struct kept_call *kc, struct state_store *st, struct sandb
 		vm->kept_state_dir = kc->from.dir;
 	}
 	if (kc->keep) {
-		/* the VM as root runs as a uid of its own, which must write there (kvm) */
-		int rc = state_stage(st, 0, kc->staged, err, err_len);
+		int rc = state_stage(st, kc->staged, err, err_len);
 		if (rc)
 			return rc;
 		vm->keep_to_dir = kc->staged;

@@ -214,11 +214,11 @@ void tools_instructions(const struct server_config *cfg, char *out, size_t len)
 	snprintf(out, len,
 		 "airlock runs code in a fresh, hardware-isolated Linux microVM for every call: use "
 		 "the execute_code tool to compute, test code, or analyse data. Each call starts "
-		 "from a clean machine (nothing persists between calls) with Python 3.11 (numpy, "
-		 "pandas, scipy, matplotlib), Node.js 18, bash and Go 1.19.%s %s Pass input data "
-		 "with "
-		 "`files`, "
-		 "write results (plots, CSV) under /work/out to get them back; plt.show() returns "
-		 "figures as images.",
+		 "from a clean machine with Python 3.11 (numpy, pandas, scipy, matplotlib), Node.js "
+		 "18, bash and Go 1.19.%s %s Pass input data with `files`, write results (plots, "
+		 "CSV) under /work/out to get them back; plt.show() returns figures as images. "
+		 "Nothing persists between calls unless you ask: keep_state: true returns a state_id, "
+		 "and calls with that state_id continue where it left off (variables, imports, "
+		 "loaded data, files), each in a fresh VM, as often as you like.",
 		 image, network);
 }

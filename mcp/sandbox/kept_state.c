@@ -317,19 +317,13 @@ static const char *base_name(const char *path)
 
 /* ---- staging and committing ---- */
 
-int state_stage(const struct state_store *st, uid_t uid, char dir[PATH_MAX], char *err,
-		size_t err_len)
+int state_stage(const struct state_store *st, char dir[PATH_MAX], char *err, size_t err_len)
 {
+	errno = 0;
 	if (path_printf(dir, PATH_MAX, "%s/" STAGE_PREFIX "XXXXXX", st->dir) != 0 || !mkdtemp(dir)) {
 		int rc = errno ? -errno : -ENAMETOOLONG;
 		snprintf(err, err_len, "cannot make a directory for the state in %s: %s", st->dir,
 			 strerror(-rc));
-		return rc;
-	}
-	if (uid != 0 && chown(dir, uid, uid) != 0) {
-		int rc = -errno;
-		snprintf(err, err_len, "cannot hand %s to the VM's user: %s", dir, strerror(errno));
-		remove_tree(dir);
 		return rc;
 	}
 	return 0;
@@ -474,7 +468,6 @@ int state_commit(struct state_store *st, const char *staged, const struct state_
 		remove_tree(staged);
 		return rc;
 	}
-	(void)chmod(path, 0700); /* the VM's uid had the staged directory; airlock's alone now */
 	make_room(st, 0, m.id);
 	memcpy(id, m.id, sizeof m.id);
 	*expires_at = m.expires_at;

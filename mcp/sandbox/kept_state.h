@@ -24,7 +24,6 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <sys/types.h>
 
 #define STATE_ID_LEN 32 /* hex digits of 128 random bits */
 #define STATE_KEY_SIZE 32
@@ -55,10 +54,9 @@ int state_store_open(struct state_store *st, const char *dir, uint64_t max_mb, u
 /* The owner string of this process: "user:UID", or with per_process "mcp:PID:RANDOM". */
 void state_owner(bool per_process, char out[STATE_OWNER_MAX]);
 
-/* A fresh, empty directory for a VM's save (sandbox_vm.keep_to_dir), writable by uid when it is
- * not 0 (airlock-vmm writes as the VM's uid). Returns 0 or -errno with err set. */
-int state_stage(const struct state_store *st, uid_t uid, char dir[PATH_MAX], char *err,
-		size_t err_len);
+/* A fresh, empty directory (0700) for a VM's save (sandbox_vm.keep_to_dir): the backend creates
+ * the files in it and hands the VM process their fds. Returns 0 or -errno with err set. */
+int state_stage(const struct state_store *st, char dir[PATH_MAX], char *err, size_t err_len);
 /* Removes a staged directory and what is in it. */
 void state_unstage(const char *dir);
 /* Makes the saved staged directory a state: its manifest, a new id, and room under the cap

@@ -33,7 +33,7 @@ static int commit(struct state_store *st, size_t pages_bytes, char id[STATE_ID_L
 {
 	char staged[PATH_MAX], err[512];
 	int64_t expires;
-	if (state_stage(st, 0, staged, err, sizeof err) != 0)
+	if (state_stage(st, staged, err, sizeof err) != 0)
 		return -1;
 	write_file(staged, "state", 100, 's');
 	write_file(staged, "pages", pages_bytes, 'p');

@@ -181,34 +181,18 @@ static int push_command(const struct vm_spec *s, struct argv_list *a)
 	return rc ? -ENOMEM : 0;
 }
 
-/* Kept state: the files of the state restored (read-only) and of the state a save writes
- * (created here, empty), as fds: airlock-vmm names no path of them. */
+/* Kept state: the files of the state restored and of the state a save writes, as fds
+ * (kept_files_open). */
 static int open_kept_state_files(const struct vm_spec *s, struct vm_launch *launch, char *err,
 				 size_t err_len)
 {
-	char path[4096 + 8];
-	static const char *const names[] = {"state", "pages"};
-	for (int i = 0; s->kept_state_dir && i < 2; i++) {
-		snprintf(path, sizeof path, "%s/%s", s->kept_state_dir, names[i]);
-		int fd = readonly_open_once(path);
-		if (fd < 0) {
-			snprintf(err, err_len, "cannot open the kept state's %s: %s", path,
-				 strerror(-fd));
-			return fd;
-		}
-		launch->fds[i == 0 ? FD_STATE_IN : FD_PAGES_IN] = fd;
-	}
-	for (int i = 0; s->keep_to_dir && i < 2; i++) {
-		snprintf(path, sizeof path, "%s/%s", s->keep_to_dir, names[i]);
-		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			int rc = -errno;
-			snprintf(err, err_len, "cannot create %s: %s", path, strerror(-rc));
-			return rc;
-		}
-		launch->fds[i == 0 ? FD_KEEP_STATE : FD_KEEP_PAGES] = fd;
-	}
-	return 0;
+	struct kept_files f;
+	int rc = kept_files_open(s, &f, err, err_len);
+	launch->fds[FD_STATE_IN] = f.state_in;
+	launch->fds[FD_PAGES_IN] = f.pages_in;
+	launch->fds[FD_KEEP_STATE] = f.state_out;
+	launch->fds[FD_KEEP_PAGES] = f.pages_out;
+	return rc;
 }
 
 static int kvm_prepare(const struct vm_spec *s, struct vm_launch *launch, char *err,

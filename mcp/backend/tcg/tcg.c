@@ -491,9 +491,8 @@ static int open_control(const struct vm_spec *s, struct vm_launch *launch, char 
 		}
 		return 0;
 	}
-	if (s->kept_state_dir)
-		snprintf(path, sizeof path, "%s/state", s->kept_state_dir);
-	int fd = s->kept_state_dir ? readonly_open_once(path) : readonly_open(path);
+	/* a kept state's own stream, when there is one (open_kept_state_files) */
+	int fd = launch->fds[FD_STATE] >= 0 ? launch->fds[FD_STATE] : readonly_open(path);
 	int rc = fd < 0 ? fd : qmp_restore_commands(FD_STATE, commands, sizeof commands);
 	launch->fds[FD_STATE] = fd;
 	if (rc == 0 && write(control[0], commands, strlen(commands)) != (ssize_t)strlen(commands))
@@ -504,39 +503,21 @@ static int open_control(const struct vm_spec *s, struct vm_launch *launch, char 
 	return rc;
 }
 
-/* Kept state: the files of the state restored (read-only) and of the state a save would write
- * (created here, empty; QEMU gets them as fds and opens no path). */
+/* Kept state: the files of the state restored and of the state a save would write, as fds
+ * (kept_files_open): the device state loaded as a restore's stream (FD_STATE) and saved as a
+ * save's (save_fd), the pages through the preload. */
 static int open_kept_state_files(const struct vm_spec *s, struct vm_launch *launch, char *err,
 				 size_t err_len)
 {
-	char path[4096 + 8];
-	if (s->kept_state_dir) {
-		snprintf(path, sizeof path, "%s/pages", s->kept_state_dir);
-		int fd = readonly_open_once(path);
-		if (fd < 0) {
-			snprintf(err, err_len, "cannot open the kept state's %s: %s", path,
-				 strerror(-fd));
-			return fd;
-		}
-		launch->fds[FD_PAGES_IN] = fd;
-	}
-	if (!s->keep_to_dir)
-		return 0;
-	const char *names[] = {"state", "pages"};
-	for (int i = 0; i < 2; i++) {
-		snprintf(path, sizeof path, "%s/%s", s->keep_to_dir, names[i]);
-		int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-		if (fd < 0) {
-			int rc = -errno;
-			snprintf(err, err_len, "cannot create %s: %s", path, strerror(-rc));
-			return rc;
-		}
-		if (i == 0)
-			launch->save_fd = fd;
-		else
-			launch->fds[FD_PAGES_OUT] = fd;
-	}
-	launch->save_restored = true;
+	struct kept_files f;
+	int rc = kept_files_open(s, &f, err, err_len);
+	if (rc)
+		return rc;
+	launch->fds[FD_STATE] = f.state_in;
+	launch->fds[FD_PAGES_IN] = f.pages_in;
+	launch->save_fd = f.state_out;
+	launch->fds[FD_PAGES_OUT] = f.pages_out;
+	launch->save_restored = s->keep_to_dir != NULL;
 	return 0;
 }
 
@@ -544,10 +525,10 @@ static int tcg_prepare(const struct vm_spec *s, struct vm_launch *launch, char *
 		       size_t err_len)
 {
 	int rc = s->mode == VM_MAKE_SNAPSHOT ? 0 : open_files(s, launch, err, err_len);
-	if (rc == 0 && s->mode != VM_BOOT)
-		rc = open_control(s, launch, err, err_len);
 	if (rc == 0 && s->mode == VM_RESTORE)
 		rc = open_kept_state_files(s, launch, err, err_len);
+	if (rc == 0 && s->mode != VM_BOOT)
+		rc = open_control(s, launch, err, err_len);
 	if (rc == 0 && (rc = push_command(s, &launch->argv)) != 0)
 		snprintf(err, err_len, "cannot build QEMU's command line: %s", strerror(-rc));
 	return rc;

@@ -134,25 +134,29 @@ def _run(script, with_environment):
 
     if with_environment:
         _apply_run_environment()
+    main = types.ModuleType("__main__")
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    _exit(_exec_in(main, script))
+
+
+def _exec_in(main, script):
+    """Runs SCRIPT in the module main as `python3 SCRIPT` would; returns its exit status."""
     with open(script, "rb") as f:
         source = f.read()
     sys.argv = [script]
     sys.path[0] = os.path.dirname(script)
-    main = types.ModuleType("__main__")
     main.__file__ = script
-    main.__builtins__ = builtins
-    sys.modules["__main__"] = main
-    status = 0
     try:
         exec(compile(source, script, "exec"), main.__dict__)
     except SystemExit as e:
-        status = _exit_status(e.code)
+        return _exit_status(e.code)
     except BaseException as e:  # noqa: B902 - reported like the interpreter reports it
         tb = e.__traceback__
         tb = tb.tb_next if tb is not None else None  # drop this frame: start at the program's
         sys.excepthook(type(e), e.with_traceback(tb), tb)
-        status = 1
-    _exit(status)
+        return 1
+    return 0
 
 
 def _serve_cells(script, line):
@@ -189,21 +193,7 @@ def _run_cell(main, script, threading):
     sys.stdin = sys.__stdin__ = io.TextIOWrapper(
         io.open(0, "rb", closefd=False), encoding=old.encoding if old else "utf-8",
         errors=old.errors if old else "strict")
-    with open(script, "rb") as f:
-        source = f.read()
-    sys.argv = [script]
-    sys.path[0] = os.path.dirname(script)
-    main.__file__ = script
-    status = 0
-    try:
-        exec(compile(source, script, "exec"), main.__dict__)
-    except SystemExit as e:
-        status = _exit_status(e.code)
-    except BaseException as e:  # noqa: B902 - reported like the interpreter reports it
-        tb = e.__traceback__
-        tb = tb.tb_next if tb is not None else None
-        sys.excepthook(type(e), e.with_traceback(tb), tb)
-        status = 1
+    status = _exec_in(main, script)
     for thread in threading.enumerate():  # the cell's own threads end with it, as a program's
         if thread not in before and not thread.daemon and thread is not threading.current_thread():
             thread.join()
