@@ -433,6 +433,8 @@ static int keep_cell(int channel_fd, const struct al_run *h, struct program *pro
 			       ms_until(answer_by, COLLECT_MIN_MS, INT_MAX), cell_start, &files);
 	if (prog->pid <= 0) /* the interpreter ended: the next cell starts a new one */
 		program_discard(prog);
+	/* the processes the restored VM will have: its run's end then rechecks only those */
+	stop_note_processes();
 	if (rc == 0)
 		rc = send_exit(channel_fd, status, 0, AL_EXIT_KEPT, &streams[0], &streams[1], &files);
 	out_files_free(&files);

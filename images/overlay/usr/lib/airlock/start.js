@@ -206,6 +206,7 @@ function serveCells(script, prepared, line) {
         break;
       }
       makeFresh(); // a prepare: the VM was restored from the kept state and is unique now
+      warmUp(); // a restored QEMU has translated nothing of the next cell's path
       fs.writeSync(4, 'R');
     }
     setImmediate(() => {}); // the loop turns again: 'beforeExit' comes at this cell's end

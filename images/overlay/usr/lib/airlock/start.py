@@ -178,6 +178,7 @@ def _serve_cells(script, line):
             os.write(4, b"X%d\n" % status)
         else:  # a prepare: the VM was restored from the kept state and is unique now
             _reseed()
+            _warm_up()  # a restored QEMU has translated nothing of the next cell's path
             os.write(4, b"R")
         line = _read_line()
 
