@@ -320,8 +320,23 @@ def an_mcp_servers_states_die_with_it_unless_persisted():
         first = sc["state_id"]
         expect(not os.path.exists(os.path.join(states, first)),
                "the server removed its states at its exit")
+        # a server killed outright leaves its states; the next neither serves nor keeps them
+        s = started("--pool", "0", "--state-dir", states)
+        try:
+            r = s.call(1, {"code": "w = 1", "keep_state": True})
+            orphan = r["result"]["structuredContent"]["state_id"]
+        finally:
+            s.proc.kill()
+            s.close()
+        expect(os.path.isdir(os.path.join(states, orphan)), "a killed server's state is left")
         s = started("--pool", "0", "--state-dir", states, "--state-persist")
         try:
+            for sid in (first, orphan):
+                r = s.call(2, {"code": "print(1)", "state_id": sid})
+                expect(r["result"]["isError"] and "unknown state_id" in
+                       r["result"]["content"][0]["text"], "an earlier server's id refused", r)
+            expect(not os.path.exists(os.path.join(states, orphan)),
+                   "and the killed server's state swept at the next one's start")
             r = s.call(1, {"code": "v = 'persisted'", "keep_state": True})
             kept = r["result"]["structuredContent"]["state_id"]
         finally:

@@ -6,7 +6,8 @@
   size        the state on disk (manifest, device state, pages), beside the VM's dirty memory:
               the pages it changed since its restore, as the pages file's header counts them
   continue    restore to ready from the state, and the whole print(len(df)) call from it,
-              beside a restore to ready of the language's snapshot in the same rounds
+              beside a restore to ready of the language's snapshot in the same rounds, and a
+              whole plain print(1) call; and each one's request to result
 
 Interleaved: each round keeps one state, continues it, and restores the plain snapshot.
 """
@@ -41,6 +42,7 @@ def kept_state_figures(run, stats, rounds):
     states = tempfile.mkdtemp(prefix="airlock-bench-states-")
     base = run + ["--state-dir", states, "--verbose"]
     keep_ms, keep_call, cont_ready, cont_call, restore_ready = [], [], [], [], []
+    cont_result, restore_result, restore_call = [], [], []
     sizes, dirty = [], []
     try:
         for _ in range(rounds):
@@ -56,8 +58,11 @@ def kept_state_figures(run, stats, rounds):
             ms, err = _run(base + ["--state-id", sid, CONTINUE])
             cont_call.append(ms)
             cont_ready.append(_figure(err, "boot to ready ", " ms"))
-            _, err = _run(run + ["--verbose", "print(1)"], b"1\n")
+            cont_result.append(_figure(err, "request to result ", " ms"))
+            ms, err = _run(run + ["--verbose", "print(1)"], b"1\n")
+            restore_call.append(ms)
             restore_ready.append(_figure(err, "boot to ready ", " ms"))
+            restore_result.append(_figure(err, "request to result ", " ms"))
             subprocess.run(run[:1] + ["state", "rm", sid, "--state-dir", states],
                            capture_output=True)
     finally:
@@ -69,6 +74,9 @@ def kept_state_figures(run, stats, rounds):
         "kept_state_continue_to_ready": stats(cont_ready),
         "kept_state_continue_call": stats(cont_call),
         "kept_state_restore_to_ready_same_rounds": stats(restore_ready),
+        "kept_state_continue_request_to_result": stats(cont_result),
+        "kept_state_plain_request_to_result": stats(restore_result),
+        "kept_state_plain_call": stats(restore_call),
         "kept_state_size_mib": sorted(sizes)[len(sizes) // 2] / mib,
         "kept_state_dirty_mib": sorted(dirty)[len(dirty) // 2] / mib,
     }
@@ -82,7 +90,11 @@ def print_kept_state(r):
             ("continue: restore to ready from the state", r["kept_state_continue_to_ready"]),
             ("  the whole print(len(df)) call from it", r["kept_state_continue_call"]),
             ("restore to ready of the snapshot, same rounds",
-             r["kept_state_restore_to_ready_same_rounds"])]
+             r["kept_state_restore_to_ready_same_rounds"]),
+            ("request to result: print(len(df)) from the state",
+             r["kept_state_continue_request_to_result"]),
+            ("  print(1) after the plain restore", r["kept_state_plain_request_to_result"]),
+            ("the whole plain print(1) call (airlock run)", r["kept_state_plain_call"])]
     for name, s in rows:
         print("%-58s %8.1f ms %8.1f ms" % (name, s["median_ms"], s["p99_ms"]))
     ratio = (r["kept_state_continue_to_ready"]["median_ms"] /
