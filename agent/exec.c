@@ -623,9 +623,14 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 			return rc;
 		/* the user's processes would not stop: end as an ordinary run, nothing kept */
 	}
-	if (cell) { /* the streams' fds close below: the program's are no longer its own */
-		prog->stdout_fd = prog->stderr_fd = -1;
-		program_discard(prog);
+	if (cell) { /* from here on an ordinary run's end: the kill below takes the interpreter
+		     * too (not waited for, as no program is), and the streams' fds close below */
+		if (prog->go_fd >= 0)
+			close(prog->go_fd);
+		if (prog->ready_fd >= 0)
+			close(prog->ready_fd);
+		*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1,
+					 .stderr_fd = -1, .go_fd = -1, .ready_fd = -1};
 	}
 
 	/* Nothing the program started may outlive it, and nothing of the user's may run while its
