@@ -63,6 +63,11 @@ size_t output_read_size(uint64_t credit, uint64_t total, uint64_t cap, size_t bu
 #define PROGRAM_START_TIMEOUT_MS 60000     /* an interpreter's start, under emulation */
 #define PROGRAM_PRELOAD_TIMEOUT_MS 600000  /* plus importing numpy, pandas, matplotlib */
 
+/* No program: every fd closed (-1). */
+#define PROGRAM_NONE                                                                               \
+	((struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1, .go_fd = -1,   \
+			  .ready_fd = -1})
+
 struct program {
 	pid_t pid;         /* 0 when there is none */
 	uint32_t language; /* enum al_language */

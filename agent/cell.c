@@ -43,8 +43,7 @@ static char task_state(int task_dir_fd, const char *tid)
 	return paren && paren[1] == ' ' ? paren[2] : '?';
 }
 
-/* Whether every task of process pid is stopped or gone. Kernel threads (no command line) and
- * init are not the user's. */
+/* Whether every task of process pid is stopped or gone. */
 static int process_stopped(int proc_fd, const char *pid)
 {
 	char path[300];
@@ -69,6 +68,7 @@ static int process_stopped(int proc_fd, const char *pid)
 	return stopped;
 }
 
+/* As PID 1 every process with an address space but the agent is the user's (stop.c). */
 static int is_user_process(int proc_fd, const char *pid)
 {
 	char path[300], exe[16];

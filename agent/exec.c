@@ -534,8 +534,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 	int report_fd = prog->ready_fd; /* a starter's exit report (python, node) */
 	prog->stdin_fd = -1;
 	if (!cell) /* this function owns the process now */
-		*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1,
-					 .stderr_fd = -1, .go_fd = -1, .ready_fd = -1};
+		*prog = PROGRAM_NONE;
 	pump_input(&in);
 	int status = 0, ended = 0, timed_out = 0;
 
@@ -629,8 +628,7 @@ int run_program(int channel_fd, const struct run_request *req, struct program *p
 			close(prog->go_fd);
 		if (prog->ready_fd >= 0)
 			close(prog->ready_fd);
-		*prog = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1,
-					 .stderr_fd = -1, .go_fd = -1, .ready_fd = -1};
+		*prog = PROGRAM_NONE;
 	}
 
 	/* Nothing the program started may outlive it, and nothing of the user's may run while its

@@ -203,8 +203,7 @@ static uint32_t warm_language(void)
  * restores from its save (the PINGs come again, and the kept processes go on at the first). */
 static void serve_runs(int channel_fd)
 {
-	struct program prog = {.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-			       .go_fd = -1, .ready_fd = -1};
+	struct program prog = PROGRAM_NONE;
 	uint32_t warm = warm_language();
 	const char *why;
 	int started = warm ? program_start(&prog, warm, 1, &why) : 0;

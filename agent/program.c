@@ -340,8 +340,7 @@ static int start_process(struct program *p, uint32_t language, const char *const
 {
 	int in[2] = {-1, -1}, out[2] = {-1, -1}, err[2] = {-1, -1}, go[2] = {-1, -1},
 	    ready[2] = {-1, -1};
-	*p = (struct program){.pid = 0, .stdin_fd = -1, .stdout_fd = -1, .stderr_fd = -1,
-			      .go_fd = -1, .ready_fd = -1};
+	*p = PROGRAM_NONE;
 	*why = "could not be set up";
 	if (pipe2(in, O_CLOEXEC) || pipe2(out, O_CLOEXEC) || pipe2(err, O_CLOEXEC) ||
 	    pipe2(go, O_CLOEXEC) || pipe2(ready, O_CLOEXEC)) {

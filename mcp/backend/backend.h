@@ -44,7 +44,8 @@ struct vm_spec {
 	 * save, its files as the backend wrote them into a keep_to_dir), or NULL. */
 	const char *kept_state_dir;
 	/* VM_RESTORE: the empty directory a later save of this VM writes (a kept state), made by
-	 * airlock and writable by run_as_uid; NULL: the VM is never saved. */
+	 * airlock, which creates the files in it and hands the VM process their fds (kept_files_open);
+	 * NULL: the VM is never saved. */
 	const char *keep_to_dir;
 	/* Who the VM's processes are outside, when airlock runs as root: a uid (and gid) of their
 	 * own that no other process of the host shares (confine/confine.h); 0 when airlock is not

@@ -32,13 +32,19 @@ uint64_t sandbox_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* Whether the run asked to keep its state (its RUN frame says so: sandbox_build_request). */
+static bool keeps_state(const struct sandbox *sb)
+{
+	return (sb->run.flags & AL_RUN_KEEP) != 0;
+}
+
 void sandbox_fail(struct sandbox *sb, int error, const char *fmt, ...)
 {
 	if (sb->phase == PHASE_ENDING)
 		return;
 	va_list ap;
 	va_start(ap, fmt);
-	if (sb->phase == PHASE_SAVING && sb->keep && error != -ECANCELED) {
+	if (sb->phase == PHASE_SAVING && keeps_state(sb) && error != -ECANCELED) {
 		/* the program's result stands; only its state was not kept */
 		vsnprintf(sb->res.state_error, sizeof sb->res.state_error, fmt, ap);
 		va_end(ap);
@@ -225,7 +231,7 @@ void sandbox_on_process_exit(uv_process_t *process, int64_t status, int term_sig
 	sb->exit_signal = term_signal;
 	if (sb->phase == PHASE_SAVING) { /* the backend's save ends the VM program: how? */
 		if (status == 0 && term_signal == 0) {
-			sb->res.kept = sb->keep;
+			sb->res.kept = keeps_state(sb);
 			sb->res.save_ms = (double)(sandbox_now_ns() - sb->save_started_ns) / 1e6;
 			sandbox_end(sb); /* saved: the result is a success */
 		}
@@ -376,7 +382,7 @@ static int on_frame(void *ctx, uint32_t type, uint32_t stream, const uint8_t *pa
 			sandbox_fail(sb, rc, "the guest sent a malformed EXIT frame");
 			return rc;
 		}
-		if (sb->keep)
+		if (keeps_state(sb))
 			sandbox_keep(sb);
 		else
 			sandbox_end(sb);
@@ -555,7 +561,6 @@ void sandbox_submit(struct sandbox *sb, const struct sandbox_request *req, sandb
 		return;
 	}
 	sb->has_request = true;
-	sb->keep = req->keep;
 	if (sb->phase == PHASE_IDLE && !sandbox_snapshot_written_since(sb) &&
 	    (rc = sandbox_send_request(sb)) != 0)
 		sandbox_fail(sb, -EIO, "cannot send the request: %s", strerror(rc < 0 ? -rc : rc));

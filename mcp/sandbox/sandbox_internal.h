@@ -147,7 +147,6 @@ struct sandbox {
 	enum phase phase;
 	enum vm_mode mode;
 	bool has_request;
-	bool keep;      /* the request keeps its state: save the VM after a kept EXIT */
 	bool exit_kept; /* the EXIT said the VM may be kept (AL_EXIT_KEPT) */
 	bool delivered; /* done() has been called */
 	sandbox_ready_fn ready;

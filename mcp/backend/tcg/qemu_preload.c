@@ -127,8 +127,8 @@ static int open_file(int dirfd, const char *path, int flags, mode_t mode)
 static void *map(void *addr, size_t len, int prot, int flags, int fd, off_t offset)
 {
 	int is_ram = fd >= 0 && fd == ram_fd && offset == 0;
-	if (is_ram && private_ram && (flags & MAP_SHARED_VALIDATE))
-		flags = (flags & ~MAP_SHARED_VALIDATE & ~MAP_SYNC) | MAP_PRIVATE;
+	if (is_ram && private_ram && (flags & MAP_TYPE) != MAP_PRIVATE) /* shared, or validated */
+		flags = (flags & ~MAP_TYPE & ~MAP_SYNC) | MAP_PRIVATE;
 	void *p = (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, offset);
 	if (!is_ram || p == MAP_FAILED)
 		return p;
