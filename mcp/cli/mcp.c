@@ -1,5 +1,6 @@
-/* airlock mcp: the MCP server on stdin/stdout. Arguments, the loop, signals. Logs go to stderr
- * only. Exits 0 on stdin EOF or SIGTERM, after killing every VM it started.
+/* airlock mcp: the MCP server on stdin/stdout, or with --http on Streamable HTTP. Arguments,
+ * the loop, signals. Logs go to stderr only. Exits 0 on stdin EOF (stdio) or SIGTERM/SIGINT,
+ * after killing every VM it started.
  */
 #include <getopt.h>
 #include <math.h>
@@ -23,6 +24,16 @@
 #define DEFAULT_MAX_QUEUED 256u
 #define MAX_MAX_QUEUED 65536u
 
+#define MAX_ORIGINS 32
+
+/* What --http, --token-file, --allow-origin and --audit-log ask. */
+struct transport_options {
+	const char *http; /* ADDR:PORT, or NULL for stdio */
+	const char *token_file, *audit_log;
+	const char *origins[MAX_ORIGINS];
+	size_t n_origins;
+};
+
 struct mcp_state {
 	uv_loop_t *loop;
 	uv_signal_t sigterm, sigint;
@@ -38,8 +49,13 @@ static void usage(FILE *out)
 		     "                   [--images DIR] [--image NAME] [--verbose]\n"
 		     STATE_USAGE
 		     "                   [--state-persist]\n"
+		     "                   [--http ADDR:PORT [--token-file F] [--allow-origin O]...]\n"
+		     "                   [--audit-log FILE]\n"
 		     POLICY_USAGE
-		     "MCP server on stdin/stdout (one JSON-RPC message per line).\n"
+		     "MCP server on stdin/stdout (one JSON-RPC message per line), or with --http on\n"
+		     "Streamable HTTP at http://ADDR:PORT/mcp (a bearer token of --token-file on\n"
+		     "every request; without one, loopback only). --audit-log appends one JSON line\n"
+		     "per tool call (never the code or its output).\n"
 		     "--pool N keeps N VMs per language restored and waiting (default %u, 0: none).\n"
 		     "--image NAME serves an image of one's own (`airlock image build --recipe`).\n"
 		     "--max-queued N: calls beyond --max-concurrent wait, up to N of them (default "
@@ -63,7 +79,8 @@ static int parse_unsigned(const char *name, const char *text, unsigned lo, unsig
 }
 
 static int parse_options(int argc, char **argv, struct server_config *cfg, const char **backend,
-			 const char **images_dir, const char **image, struct state_options *states)
+			 const char **images_dir, const char **image, struct state_options *states,
+			 struct transport_options *tr)
 {
 	static const struct option options[] = {
 		{"backend", required_argument, NULL, 'b'},
@@ -78,6 +95,10 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		{"verbose", no_argument, NULL, 'v'},
 		{"help", no_argument, NULL, 'h'},
 		{"state-persist", no_argument, NULL, 'K'},
+		{"http", required_argument, NULL, 'H'},
+		{"token-file", required_argument, NULL, 'T'},
+		{"allow-origin", required_argument, NULL, 'O'},
+		{"audit-log", required_argument, NULL, 'A'},
 		POLICY_LONG_OPTIONS,
 		STATE_LONG_OPTIONS,
 		{NULL, 0, NULL, 0},
@@ -102,6 +123,16 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		case 'I': *image = optarg; break;
 		case 'v': cfg->verbose = true; break;
 		case 'K': states->persist = true; break;
+		case 'H': tr->http = optarg; break;
+		case 'T': tr->token_file = optarg; break;
+		case 'A': tr->audit_log = optarg; break;
+		case 'O':
+			if (tr->n_origins == MAX_ORIGINS) {
+				fprintf(stderr, "airlock: at most %d --allow-origin\n", MAX_ORIGINS);
+				return -1;
+			}
+			tr->origins[tr->n_origins++] = optarg;
+			break;
 		case 'c':
 			if (parse_unsigned("vcpus", optarg, 1, 1, &cfg->vcpus))
 				return -1;
@@ -142,6 +173,35 @@ static int parse_options(int argc, char **argv, struct server_config *cfg, const
 		fprintf(stderr, "airlock: unexpected argument '%s'\n", argv[optind]);
 		return -1;
 	}
+	if (!tr->http && (tr->token_file || tr->n_origins)) {
+		fprintf(stderr, "airlock: --token-file and --allow-origin go with --http\n");
+		return -1;
+	}
+	return 0;
+}
+
+/* ADDR:PORT ([ADDR]:PORT for IPv6) into host (an IP literal) and port. */
+static int parse_listen_address(const char *text, char *host, size_t host_len, int *port)
+{
+	const char *colon = strrchr(text, ':');
+	const char *start = text, *end = colon;
+	if (text[0] == '[') {
+		start = text + 1;
+		end = strchr(text, ']');
+		if (!end || end + 1 != colon)
+			colon = NULL;
+	}
+	char *tail;
+	long p = colon ? strtol(colon + 1, &tail, 10) : -1;
+	if (!colon || end <= start || (size_t)(end - start) >= host_len || *tail ||
+	    colon[1] == '\0' || p < 0 || p > 65535) {
+		fprintf(stderr, "airlock: --http wants ADDR:PORT (an IP address; port 0 picks a "
+				"free one), got '%s'\n",
+			text);
+		return -1;
+	}
+	snprintf(host, host_len, "%.*s", (int)(end - start), start);
+	*port = (int)p;
 	return 0;
 }
 
@@ -177,9 +237,22 @@ int cli_mcp(int argc, char **argv)
 	const char *backend = "auto", *images_dir = NULL, *image = NULL;
 	struct state_options state_opts = STATE_OPTIONS_DEFAULT;
 	struct state_store states;
-	if (parse_options(argc, argv, &cfg, &backend, &images_dir, &image, &state_opts) != 0) {
+	struct transport_options tr = {0};
+	char http_host[64];
+	int http_port = 0;
+	if (parse_options(argc, argv, &cfg, &backend, &images_dir, &image, &state_opts, &tr) != 0 ||
+	    (tr.http &&
+	     parse_listen_address(tr.http, http_host, sizeof http_host, &http_port) != 0)) {
 		policy_free(&cfg.policy);
 		return 2;
+	}
+	if (tr.audit_log) {
+		int arc = audit_open(tr.audit_log, &cfg.audit);
+		if (arc) {
+			fprintf(stderr, "airlock: --audit-log %s: %s\n", tr.audit_log, strerror(-arc));
+			policy_free(&cfg.policy);
+			return 1;
+		}
 	}
 	policy_finish(&cfg.policy);
 	signal(SIGPIPE, SIG_IGN); /* a host that closes our stdout ends us through EOF instead */
@@ -206,9 +279,10 @@ int cli_mcp(int argc, char **argv)
 		fprintf(stderr, "airlock: no sandbox can run: %s (run `airlock doctor`)\n",
 			cfg.unavailable);
 	else
-		fprintf(stderr, "airlock: MCP server on stdio, backend %s, image %s, up to %u VMs "
+		fprintf(stderr, "airlock: MCP server on %s, backend %s, image %s, up to %u VMs "
 				"at once\n",
-			cfg.backend->name, image ? image : "stock", cfg.max_concurrent);
+			tr.http ? "HTTP" : "stdio", cfg.backend->name, image ? image : "stock",
+			cfg.max_concurrent);
 	if (!cfg.unavailable[0] && cgroup_init(why, sizeof why) == CGROUP_NONE)
 		fprintf(stderr, "airlock: VMs run without cgroup limits: %s\n", why);
 
@@ -221,8 +295,23 @@ int cli_mcp(int argc, char **argv)
 	uv_signal_start(&st.sigterm, on_signal, SIGTERM);
 	uv_signal_start(&st.sigint, on_signal, SIGINT);
 
-	int rc = server_start(&loop, &cfg, 0, 1, on_stopped, &st, &st.server);
-	if (rc) {
+	int rc;
+	if (tr.http) {
+		struct http_serve_config hc = {
+			.host = http_host,
+			.port = http_port,
+			.token_file = tr.token_file,
+			.origins = tr.origins,
+			.n_origins = tr.n_origins,
+			.state_persist = state_opts.persist,
+		};
+		char err[512] = "";
+		rc = http_serve(&loop, &cfg, &hc, on_stopped, &st, &st.server, err, sizeof err);
+		if (rc) {
+			fprintf(stderr, "airlock: %s\n", err[0] ? err : strerror(-rc));
+			return 1;
+		}
+	} else if ((rc = server_start(&loop, &cfg, 0, 1, on_stopped, &st, &st.server)) != 0) {
 		fprintf(stderr, "airlock: cannot serve on stdin/stdout: %s\n", uv_strerror(rc));
 		return 1;
 	}
@@ -242,6 +331,7 @@ int cli_mcp(int argc, char **argv)
 		fprintf(stderr, "airlock: an image build was still running at exit\n");
 	if (cfg.states && !state_opts.persist)
 		state_remove_owned(cfg.states);
+	audit_close(cfg.audit);
 	cgroup_cleanup();
 	policy_free(&cfg.policy);
 	return 0;

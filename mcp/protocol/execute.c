@@ -8,6 +8,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/sha.h>
+
 #include "sandbox.h"
 #include "protocol.h"
 
@@ -183,8 +185,8 @@ static int take_packages(json_t *packages, const struct sandbox_policy *policy,
 }
 
 /* Fills e from the arguments. Returns 0, or -errno with why naming the field at fault. */
-static int take_arguments(json_t *args, const struct server_config *cfg, struct execution *e,
-			  char *why, size_t why_len)
+static int take_arguments(json_t *args, const struct server_config *cfg,
+			  struct state_store *states, struct execution *e, char *why, size_t why_len)
 {
 	double max_timeout_s = cfg->max_timeout_s;
 	const char *key;
@@ -242,7 +244,7 @@ static int take_arguments(json_t *args, const struct server_config *cfg, struct 
 				 : "(not a string)");
 		return -EINVAL;
 	}
-	if (kept_call_begin(&e->kept, cfg->states, state ? json_string_value(state) : NULL,
+	if (kept_call_begin(&e->kept, states, state ? json_string_value(state) : NULL,
 			    json_is_true(keep), language ? json_string_value(language) : NULL,
 			    &e->language, why, why_len) != 0)
 		return -EINVAL;
@@ -317,15 +319,19 @@ static void on_sandbox_done(struct sandbox *sb, const struct sandbox_result *r, 
 	if (call->cancelled || r->error == -ECANCELED) {
 		e->result = NULL; /* no reply for a cancelled request */
 	} else if (r->error) {
-		server_log(call->srv, LOG_WARNING, "sandbox failure: %s", r->message);
+		call_log(call, LOG_WARNING, "sandbox failure: %s", r->message);
 		e->result = content_error("Sandbox error (not your code's fault): %s. Check the host "
 					  "with `airlock doctor`.",
 					  r->message);
 	} else {
 		struct file_list files = {0};
 		if (result_output_files(r, CALL_OUT_FILES_CAP, &files) != 0)
-			server_log(call->srv, LOG_WARNING, "the guest returned a malformed archive");
-		kept_call_finish(&e->kept, server_config(call->srv)->states, r);
+			call_log(call, LOG_WARNING, "the guest returned a malformed archive");
+		kept_call_finish(&e->kept, call->client->states, r);
+		if (call->audit)
+			json_object_set_new(call->audit, "bytes_out",
+					    json_integer((json_int_t)(r->stdout_total +
+								      r->stderr_total)));
 		json_t *state = json_object();
 		kept_call_annotate(&e->kept, state);
 		e->result = content_run_result(r, &files, e->timeout_s, state);
@@ -386,7 +392,7 @@ static void start_execution(struct call *call)
 	struct sandbox_vm vm;
 	server_vm_spec(srv, e->language, &vm);
 	bool kept = e->kept.keep || e->kept.from_state;
-	if (kept && kept_call_prepare(&e->kept, server_config(srv)->states, &vm, &req, err,
+	if (kept && kept_call_prepare(&e->kept, call->client->states, &vm, &req, err,
 				      sizeof err) != 0) {
 		e->result = content_error("%s", err);
 		uv_close((uv_handle_t *)&e->progress, on_progress_closed);
@@ -406,6 +412,30 @@ static void start_execution(struct call *call)
 			       PROGRESS_INTERVAL_MS);
 }
 
+/* The audit line's fields known from the arguments: what ran, under which limits, from which
+ * state. The code itself never goes into it, only its digest. */
+static void audit_arguments(struct call *call, const struct execution *e)
+{
+	if (!call->audit)
+		return;
+	uint8_t digest[SHA256_DIGEST_LENGTH];
+	char hex[2 * SHA256_DIGEST_LENGTH + 1];
+	SHA256((const uint8_t *)e->code, e->code_len, digest);
+	for (size_t i = 0; i < sizeof digest; i++)
+		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	const struct server_config *cfg = server_config(call->srv);
+	json_object_set_new(call->audit, "language",
+			    json_string(sandbox_language_name(e->language)));
+	json_object_set_new(call->audit, "code_sha256", json_string(hex));
+	json_object_set_new(call->audit, "limits",
+			    json_pack("{s:f, s:i, s:i, s:i, s:i}", "timeout_s", e->timeout_s,
+				      "memory_mb", (int)cfg->memory_mb, "vcpus", (int)cfg->vcpus,
+				      "output_bytes", (int)CALL_OUTPUT_CAP, "files_bytes",
+				      (int)CALL_OUT_FILES_CAP));
+	json_object_set_new(call->audit, "state_from",
+			    e->kept.from_state ? json_string(e->kept.state_id) : json_null());
+}
+
 void execute_code(struct call *call, json_t *arguments)
 {
 	struct execution *e = calloc(1, sizeof *e);
@@ -415,14 +445,20 @@ void execute_code(struct call *call, json_t *arguments)
 	}
 	e->call = call;
 	char why[512];
-	if (take_arguments(arguments, server_config(call->srv), e, why, sizeof why) != 0) {
+	if (take_arguments(arguments, server_config(call->srv), call->client->states, e, why,
+			   sizeof why) != 0) {
 		execution_free(e);
 		call_finish(call, content_error("Invalid arguments: %s", why));
 		return;
 	}
+	audit_arguments(call, e);
 	call->state = e;
 	call->start = start_execution;
 	call->cancel = cancel_execution;
 	call->release = release_execution;
+	/* a call that may run past the default timeout, from a client that can poll: a task */
+	if (e->timeout_s > CALL_DEFAULT_TIMEOUT_S && task_possible(call) &&
+	    task_begin(call, e->timeout_s) != 0)
+		call_log(call, LOG_WARNING, "cannot make a task; the call is answered when it ends");
 	call_run_when_ready(call);
 }

@@ -131,6 +131,8 @@ int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message);
 /* Sends a notification; steals params (may be NULL). Dropped (UV_EAGAIN) while the output is
  * past its high mark: a progress or log line is worth less than bounded memory. */
 int rpc_notify(struct rpc *rpc, const char *method, json_t *params);
+/* Sends a notification message (borrowed), dropped (UV_EAGAIN) like rpc_notify's. */
+int rpc_send_notification(struct rpc *rpc, json_t *msg);
 /* Whether the unread output is past the high mark (and not yet back to the low mark). */
 bool rpc_output_backed_up(const struct rpc *rpc);
 /* Notifications dropped because the output was backed up, since the start. */
@@ -214,21 +216,30 @@ void kept_call_annotate(const struct kept_call *kc, json_t *structured);
 /* An isError result with one line of text (new reference). */
 json_t *content_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* The MCP server: protocol methods (initialize, ping, tools/list, tools/call, logging/setLevel,
- * notifications), the registry of in-flight tool calls (for cancellation and shutdown), the
- * queue that bounds how many VMs run at once, and logging to stderr and to the client.
+/* The MCP server. The core (server.c) knows neither the protocol era nor the transport: the
+ * calls in flight, the fair queue of VM slots, the first-use image build, the warm pool,
+ * shutdown. methods.c reads each message in its era (the initialize era up to 2025-11-25, or
+ * stateless 2026-07-28) and dispatches it; tasks.c runs a tools/call as a task; audit.c and
+ * metrics.c record calls. A transport (stdio.c; http_*.c) brings messages in from its clients
+ * and takes every answer back out through an exchange.
  */
 
-#define MCP_PROTOCOL_LATEST "2025-11-25"
+#define MCP_PROTOCOL_LATEST "2025-11-25"    /* the newest of the initialize era */
+#define MCP_PROTOCOL_STATELESS "2026-07-28" /* the stateless era */
+#define MCP_VERSION_MAX 16
+
+struct audit;
+struct metrics;
 
 struct server_config {
 	const struct backend *backend;
 	struct images images;
 	unsigned memory_mb, vcpus;
 	unsigned max_concurrent; /* VMs running at once; further calls wait */
-	/* Calls waiting for a VM slot; past it a call is refused at once ("airlock is busy").
-	 * Each holds its request (at most RPC_MAX_LINE: code, stdin and files, plus <= 1 MiB of
-	 * tar headers), so the queue holds at most max_queued x ~17 MiB. */
+	/* Calls waiting for a VM slot, per client; past it the client's call is refused at once
+	 * ("airlock is busy"). Each holds its request (at most RPC_MAX_LINE: code, stdin and
+	 * files, plus <= 1 MiB of tar headers), so one client's queue holds at most max_queued x
+	 * ~17 MiB. */
 	unsigned max_queued;
 	size_t output_high_mark; /* unread output that pauses input; 0: RPC_OUTPUT_HIGH_MARK */
 	unsigned pool_size;      /* warm VMs waiting per language */
@@ -236,22 +247,79 @@ struct server_config {
 	uint32_t boot_timeout_ms;
 	bool verbose;
 	struct sandbox_policy policy; /* what every call may reach: hosts, indexes, CA, pre-scan */
-	struct state_store *states;   /* kept states (keep_state, state_id) */
+	struct state_store *states;   /* kept states of stdio's client (keep_state, state_id) */
+	struct audit *audit;          /* --audit-log, or NULL */
 	/* Non-empty when no sandbox can run (no backend, no agent): every call fails with this
 	 * reason and its fix, and the server keeps serving. */
 	char unavailable[512];
 };
 
 enum log_level { LOG_DEBUG, LOG_INFO, LOG_NOTICE, LOG_WARNING, LOG_ERROR, LOG_CRITICAL };
+#define LOG_LEVEL_COUNT 8 /* and alert, emergency: levels a client may ask for */
+/* The level's name ("debug" ...), or NULL; and back (-1 when unknown). */
+const char *log_level_name(int level);
+int log_level_parse(const char *name);
 
 struct server;
 struct call;
+struct task;
+
+/* Who sends requests: stdio's one client, or one bearer token over HTTP. Each client has its own
+ * queue and the queues take turns at free VM slots, so one client cannot starve the others. */
+#define CLIENT_LABEL_MAX 64
+struct client {
+	char label[CLIENT_LABEL_MAX]; /* the audit log's client: clientInfo.name, or the token's */
+	struct state_store *states;   /* the kept states it may use and make (NULL: none) */
+	bool backed_up;               /* leaves output unread: none of its calls starts now */
+	/* the fair queue (server.c) */
+	struct call *queue_head, *queue_tail;
+	unsigned queued, running;
+	struct client *turn_next; /* in the ring of clients with calls waiting */
+	bool in_turn;
+	/* tasks.c */
+	struct task *tasks;
+	unsigned n_tasks;
+	/* metrics, by outcome */
+	uint64_t calls_done, calls_refused;
+};
+
+/* One way back to a client: stdio's stream (every request), or one HTTP request. */
+struct exchange;
+struct exchange_ops {
+	/* Sends msg (borrowed): a notification, or with final the answer to the request. After a
+	 * final send on a one-shot exchange the server no longer touches it. msg NULL with final:
+	 * the request gets no answer (a notification, a stray response). Returns 0 or a libuv
+	 * error; UV_ENOMEM when msg cannot be encoded (nothing was sent, nothing ended). */
+	int (*send)(struct exchange *x, json_t *msg, bool final);
+};
+struct exchange {
+	const struct exchange_ops *ops;
+	struct client *client;
+	bool one_shot; /* one request, one answer (HTTP); else a stream of them (stdio) */
+	/* The initialize era's state for this exchange's client (stdio's, or an HTTP session's):
+	 * its version once initialize is answered, its level (logging/setLevel). */
+	char session_version[MCP_VERSION_MAX];
+	int session_level;
+	/* Out, for the transport: what methods.c made of the last request. */
+	char version[MCP_VERSION_MAX]; /* the version it speaks (the era) */
+	char method[32];               /* its method, cut */
+	bool initialized;              /* it was an initialize, answered */
+	char client_name[CLIENT_LABEL_MAX];
+	bool bad_envelope; /* its answer is an error about the request's frame, not its method */
+	struct call *call; /* a one-shot exchange's tool call in flight (the server's) */
+};
 
 /* A tool call in flight. The tool owns `state`; the server owns the rest. */
 struct call {
 	struct server *srv;
+	struct client *client;
+	struct exchange *x;     /* where its answer goes; NULL: a task's, or its client left */
+	struct task *task;      /* run as a task (tasks.c): the answer is kept there */
 	json_t *id;             /* the request id */
 	json_t *progress_token; /* _meta.progressToken, or NULL */
+	int log_level;          /* notifications/message at or above it */
+	char version[MCP_VERSION_MAX]; /* the protocol version its answer speaks */
+	bool tasks_ok;          /* its request declared the tasks extension */
 	uint64_t started_ms;
 	void (*start)(struct call *call); /* runs once a VM slot is free */
 	/* Cancels a started call: the tool kills its VM and then ends the call with call_drop(). */
@@ -259,31 +327,90 @@ struct call {
 	/* Frees the tool's state of a call cancelled before it started. */
 	void (*release)(struct call *call);
 	void *state;
+	json_t *audit; /* the audit line's fields the tool knows (execute.c), or NULL */
 	bool holds_slot;
 	bool cancelled;
+	bool refused; /* turned away: the queue was full */
 	struct call *prev, *next; /* the server's list of calls */
 	struct call *queue_next;  /* waiting for a slot */
 };
 
-/* Starts serving MCP on in_fd/out_fd. stopped(ctx) runs once the server has shut down and closed
- * every handle. Returns 0 or a libuv error. */
+/* What a transport hears from the server. */
+struct server_hooks {
+	/* Shutting down: stop taking new requests (the calls in flight are being cancelled). */
+	void (*stop_taking)(void *ctx);
+	/* Every call has ended and the pool is stopped: close, then server_free. */
+	void (*drained)(void *ctx);
+};
+
+/* The core, without a transport. Returns 0 or a libuv error. */
+int server_create(uv_loop_t *loop, const struct server_config *cfg,
+		  const struct server_hooks *hooks, void *ctx, struct server **out);
+/* Frees a drained server (or, while the first-use image build still runs, once it ends). */
+void server_free(struct server *srv);
+/* Shuts down: stops the transport taking requests, cancels every call (its VM is killed),
+ * stops the pool, then calls hooks->drained. Idempotent. */
+void server_shutdown(struct server *srv);
+bool server_shutting_down(const struct server *srv);
+
+/* Serves MCP on in_fd/out_fd (stdio.c): the server and its stdio transport together.
+ * stopped(ctx) runs once it has shut down and closed every handle. Returns 0 or a libuv error. */
 int server_start(uv_loop_t *loop, const struct server_config *cfg, int in_fd, int out_fd,
 		 void (*stopped)(void *ctx), void *ctx, struct server **out);
-/* Shuts down: cancels every call (its VM is killed), flushes stdout, closes. Idempotent. */
-void server_shutdown(struct server *srv);
+
+/* Serves MCP over Streamable HTTP (http_mcp.c): the server and its HTTP transport together.
+ * Prints the listening line on stderr once it accepts connections. stopped(ctx) runs once it
+ * has shut down (server_shutdown, on SIGTERM) and closed every handle. Returns 0, or a libuv
+ * error or -errno with err saying why. */
+struct http_serve_config {
+	const char *host; /* an IP literal */
+	int port;         /* 0: a free one */
+	const char *token_file; /* NULL: loopback only, every local process may call */
+	const char *const *origins; /* Origin values allowed besides loopback ones */
+	size_t n_origins;
+	bool state_persist; /* tokens' kept states outlive the process */
+};
+int http_serve(uv_loop_t *loop, const struct server_config *cfg,
+	       const struct http_serve_config *http, void (*stopped)(void *ctx), void *ctx,
+	       struct server **out, char *err, size_t err_len);
+
+/* A message from x's client (any JSON value; methods.c checks its shape). Borrowed. */
+void server_message(struct server *srv, struct exchange *x, json_t *msg);
+/* A one-shot exchange's client went away before its answer: its call is cancelled (the VM
+ * killed) and x is not touched again. */
+void server_exchange_gone(struct server *srv, struct exchange *x);
+/* A client's output is read again: its waiting calls may start. */
+void server_client_resumed(struct server *srv, struct client *client);
+/* Whether calls can run (for /healthz); why says what stops them. */
+bool server_healthy(struct server *srv, char *why, size_t why_len);
+/* stdio's exchange: the server's own log lines go to it (at its session level) too. */
+void server_set_console(struct server *srv, struct exchange *x);
 
 const struct server_config *server_config(const struct server *srv);
 uv_loop_t *server_loop(const struct server *srv);
-/* Logs to stderr and, at or above the client's level, as notifications/message. */
+struct metrics *server_metrics(struct server *srv);
+/* Logs to stderr and, at or above its level, as notifications/message to stdio's client. */
 void server_log(struct server *srv, enum log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+/* Logs about a call: to stderr, and to the call's client at or above the call's level. */
+void call_log(struct call *call, enum log_level level, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 /* Sends notifications/progress for the call (no-op without a progress token). */
 void server_progress(struct call *call, double progress, const char *message);
+/* Sends a notification to a call's client, on its exchange (dropped without one). */
+void call_notify(struct call *call, const char *method, json_t *params);
 
-/* Runs call->start once a VM slot is free, the guest images are built and the client reads
- * its output (FIFO). When it cannot start now and max_queued calls already wait, the call is
- * refused instead: its state is released (call->release) and it ends with an isError result. */
+/* A new call of client, answered on x (NULL: a task's), linked into the server's list. */
+struct call *call_new(struct server *srv, struct client *client, struct exchange *x, json_t *id);
+/* Runs call->start once a VM slot is free, the guest images are built and its client reads
+ * its output (each client's calls in order, the clients in turn). When it cannot start now and
+ * its client already has max_queued calls waiting, the call is refused instead: its state is
+ * released (call->release) and it ends with an isError result. */
 void call_run_when_ready(struct call *call);
+/* The call of x's client with this request id (on x), or NULL. */
+struct call *server_find_call(struct server *srv, struct exchange *x, json_t *id);
+/* Cancels a call: waiting, it ends at once; running, its tool kills the VM. No answer. */
+void call_cancel(struct call *call);
 /* The VM a call of language starts when the pool has none: restored from the language's
  * snapshot when there is one, else booted. */
 void server_vm_spec(const struct server *srv, enum al_language language, struct sandbox_vm *vm);
@@ -295,6 +422,49 @@ bool server_images_ready(struct server *srv, char *err, size_t err_len);
 void call_finish(struct call *call, json_t *result);
 /* Ends the call without a reply (it was cancelled) and frees it. */
 void call_drop(struct call *call);
+
+/* methods.c: the answers, in the request's era. A result (stolen) gets resultType "complete"
+ * in 2026-07-28. */
+void reply_result(struct exchange *x, const char *version, json_t *id, json_t *result);
+void reply_error(struct exchange *x, json_t *id, int code, const char *message, json_t *data);
+
+/* tasks.c: the tasks extension (io.modelcontextprotocol/tasks) of 2026-07-28. */
+#define TASKS_EXTENSION "io.modelcontextprotocol/tasks"
+#define TASKS_PER_CLIENT_MAX 64
+/* Whether the call may run as a task (its request declared the extension, its client has
+ * room); then task_begin answers its exchange at once with the task, and the result is kept
+ * there for tasks/get. */
+bool task_possible(const struct call *call);
+int task_begin(struct call *call, double timeout_s);
+/* The call's result (stolen; NULL: cancelled) goes into its task. */
+void task_finish(struct call *call, json_t *result);
+/* tasks/get, tasks/result, tasks/cancel, tasks/list. Returns false for another method. */
+bool task_method(struct server *srv, struct exchange *x, const char *version, const char *method,
+		 json_t *id, json_t *params, bool declared);
+/* Forgets the client's tasks (its calls are already gone). */
+void tasks_forget(struct client *client);
+
+/* audit.c: --audit-log, one JSON line per tools/call (SPEC.md's fields, never code or output). */
+/* Opens (appending, 0600 when new) path. Returns 0 or -errno. */
+int audit_open(const char *path, struct audit **out);
+void audit_close(struct audit *a);
+/* Writes the call's line: fields the server knows plus call->audit's. */
+void audit_call(struct audit *a, const struct call *call, const char *backend, bool cancelled,
+		json_t *result);
+
+/* metrics.c: counters for GET /metrics, in Prometheus' text format. */
+struct metrics *metrics_new(void);
+void metrics_free(struct metrics *m);
+/* A call ended: outcome is "ok", "error" (isError), "cancelled" or "refused". */
+void metrics_call(struct metrics *m, const char *client, const char *outcome, double seconds);
+void metrics_refusal(struct metrics *m, const char *reason); /* HTTP: 401, 403, 413, ... */
+/* The text: counters plus the gauges given now. Returns a malloc'd string or NULL. */
+struct metrics_gauges {
+	unsigned running, queued, vms_live, pool_ready, connections, sessions, tasks;
+};
+char *metrics_render(const struct metrics *m, const struct metrics_gauges *g);
+/* The server's gauges now (running, queued, VMs, pool); the transport adds its own. */
+void server_gauges(const struct server *srv, struct metrics_gauges *g);
 
 /* The tool table: each tool is one entry {name, title, description, input schema, output schema,
  * handler}. Adding a tool is one entry here and one handler. */

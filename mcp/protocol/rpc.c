@@ -191,6 +191,15 @@ int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message)
 	return rc;
 }
 
+int rpc_send_notification(struct rpc *rpc, json_t *msg)
+{
+	if (rpc->out_backed_up) {
+		rpc->dropped++;
+		return UV_EAGAIN;
+	}
+	return rpc_send(rpc, msg);
+}
+
 int rpc_notify(struct rpc *rpc, const char *method, json_t *params)
 {
 	if (rpc->out_backed_up) {

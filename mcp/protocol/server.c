@@ -1,5 +1,6 @@
-/* The MCP server (see protocol.h): message shape checks, method dispatch, the calls in flight, the
- * VM-slot queue, the first-use image build, logging, progress, and shutdown.
+/* The MCP server's core (see protocol.h): the calls in flight, the fair queue of VM slots, the
+ * first-use image build, the warm pool, logging, progress, and shutdown. It never names a
+ * transport or an era: answers go out through each call's exchange.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -7,23 +8,21 @@
 #include <string.h>
 #include <time.h>
 
-#include "config.h"
 #include "protocol.h"
 #include "sandbox.h"
 
-static const char *const supported_versions[] = {
-	MCP_PROTOCOL_LATEST, "2025-06-18", "2025-03-26", "2024-11-05", NULL,
-};
-
-static const char *const level_names[] = {"debug", "info", "notice", "warning", "error",
-					  "critical", "alert", "emergency"};
-#define LEVEL_COUNT (sizeof level_names / sizeof level_names[0])
+static const char *const level_names[LOG_LEVEL_COUNT] = {
+	"debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"};
 
 struct server {
 	uv_loop_t *loop;
 	struct server_config cfg;
-	struct rpc *rpc;
-	int client_level; /* index into level_names: notifications/message at or above it */
+	struct server_hooks hooks;
+	void *hooks_ctx;
+	struct metrics *metrics;
+	/* stdio's client hears the server's own log lines (HTTP has no stream to put them on) */
+	struct exchange *console;
+	int console_level;
 
 	uv_work_t image_work;
 	bool images_building, images_failed;
@@ -35,14 +34,11 @@ struct server {
 	struct pool *pool;
 	bool pool_stopping;
 
-	struct call *calls; /* every call in flight, queued or running */
-	struct call *queue_head, *queue_tail;
+	struct call *calls;          /* every call in flight, queued or running */
+	struct client *turn;         /* the ring of clients with calls waiting: whose turn next */
 	unsigned queued, running;
-	uint64_t backpressure_said_ms; /* when stderr last said the client does not read */
 
-	bool shutting_down, rpc_closing;
-	void (*stopped)(void *ctx);
-	void *ctx;
+	bool shutting_down, drained, freed_pending;
 };
 
 static uint64_t now_ms(void)
@@ -50,6 +46,19 @@ static uint64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+const char *log_level_name(int level)
+{
+	return level >= 0 && level < LOG_LEVEL_COUNT ? level_names[level] : NULL;
+}
+
+int log_level_parse(const char *name)
+{
+	for (int i = 0; name && i < LOG_LEVEL_COUNT; i++)
+		if (strcmp(name, level_names[i]) == 0)
+			return i;
+	return -1;
 }
 
 const struct server_config *server_config(const struct server *srv)
@@ -62,6 +71,27 @@ uv_loop_t *server_loop(const struct server *srv)
 	return srv->loop;
 }
 
+struct metrics *server_metrics(struct server *srv)
+{
+	return srv->metrics;
+}
+
+bool server_shutting_down(const struct server *srv)
+{
+	return srv->shutting_down;
+}
+
+void server_set_console(struct server *srv, struct exchange *x)
+{
+	srv->console = x;
+}
+
+static json_t *log_params(enum log_level level, const char *text)
+{
+	return json_pack("{s:s, s:s, s:s}", "level", level_names[level], "logger", "airlock",
+			 "data", text);
+}
+
 void server_log(struct server *srv, enum log_level level, const char *fmt, ...)
 {
 	char raw[1024], text[1024];
@@ -72,52 +102,89 @@ void server_log(struct server *srv, enum log_level level, const char *fmt, ...)
 	rpc_excerpt(text, sizeof text, raw); /* a cut or quoted text that is not UTF-8 */
 	if (level >= LOG_INFO || srv->cfg.verbose)
 		fprintf(stderr, "airlock: %s: %s\n", level_names[level], text);
-	if ((int)level >= srv->client_level && !srv->rpc_closing)
-		rpc_notify(srv->rpc, "notifications/message",
-			   json_pack("{s:s, s:s, s:s}", "level", level_names[level], "logger",
-				     "airlock", "data", text));
+	struct exchange *x = srv->console;
+	if (x && (int)level >= x->session_level && !srv->drained) {
+		json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method",
+					"notifications/message", "params", log_params(level, text));
+		if (msg)
+			x->ops->send(x, msg, false);
+		json_decref(msg);
+	}
+}
+
+void call_notify(struct call *call, const char *method, json_t *params)
+{
+	struct exchange *x = call->x;
+	if (!x || call->srv->drained) {
+		json_decref(params);
+		return;
+	}
+	json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params",
+				params);
+	if (msg)
+		x->ops->send(x, msg, false);
+	json_decref(msg);
+}
+
+void call_log(struct call *call, enum log_level level, const char *fmt, ...)
+{
+	char raw[1024], text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(raw, sizeof raw, fmt, ap);
+	va_end(ap);
+	rpc_excerpt(text, sizeof text, raw);
+	if (level >= LOG_INFO || call->srv->cfg.verbose)
+		fprintf(stderr, "airlock: %s: %s%s%s\n", level_names[level],
+			call->client->label[0] ? call->client->label : "",
+			call->client->label[0] ? ": " : "", text);
+	if ((int)level >= call->log_level)
+		call_notify(call, "notifications/message", log_params(level, text));
 }
 
 void server_progress(struct call *call, double progress, const char *message)
 {
-	struct server *srv = call->srv;
-	if (!call->progress_token || srv->rpc_closing)
+	if (!call->progress_token)
 		return;
-	rpc_notify(srv->rpc, "notifications/progress",
-		   json_pack("{s:O, s:f, s:s}", "progressToken", call->progress_token, "progress",
-			     progress, "message", message));
+	call_notify(call, "notifications/progress",
+		    json_pack("{s:O, s:f, s:s}", "progressToken", call->progress_token, "progress",
+			      progress, "message", message));
 }
 
 /* ---- shutdown ---- */
 
-static void on_rpc_closed(void *ctx)
-{
-	struct server *srv = ctx;
-	void (*stopped)(void *) = srv->stopped;
-	void *stopped_ctx = srv->ctx;
-	srv->rpc = NULL;
-	if (!srv->images_building)
-		free(srv);
-	else
-		srv->stopped = NULL; /* the image work's callback frees it */
-	stopped(stopped_ctx);
-}
-
 static void on_pool_stopped(void *ctx);
 
-static void close_if_done(struct server *srv)
+static void drain_if_done(struct server *srv)
 {
 	if (srv->shutting_down && srv->pool && !srv->pool_stopping) {
 		srv->pool_stopping = true;
 		pool_stop(srv->pool, on_pool_stopped, srv);
 	}
-	if (srv->shutting_down && !srv->calls && !srv->pool && !srv->rpc_closing) {
-		srv->rpc_closing = true;
-		rpc_close(srv->rpc, on_rpc_closed);
+	if (srv->shutting_down && !srv->calls && !srv->pool && !srv->drained) {
+		srv->drained = true;
+		srv->hooks.drained(srv->hooks_ctx);
 	}
 }
 
-/* ---- calls and the slot queue ---- */
+static void on_pool_stopped(void *ctx)
+{
+	struct server *srv = ctx;
+	srv->pool = NULL;
+	drain_if_done(srv);
+}
+
+void server_free(struct server *srv)
+{
+	if (srv->images_building) {
+		srv->freed_pending = true; /* the image work's callback frees it */
+		return;
+	}
+	metrics_free(srv->metrics);
+	free(srv);
+}
+
+/* ---- calls and the fair queue ---- */
 
 static void unlink_call(struct call *call)
 {
@@ -130,10 +197,47 @@ static void unlink_call(struct call *call)
 		call->next->prev = call->prev;
 }
 
+/* The ring of clients with calls waiting: srv->turn is the next to be served, and each client
+ * goes to the back once served. */
+static void turn_join(struct server *srv, struct client *c)
+{
+	if (c->in_turn)
+		return;
+	c->in_turn = true;
+	if (!srv->turn) {
+		c->turn_next = c;
+		srv->turn = c;
+		return;
+	}
+	/* the new client goes last: just before the one whose turn it is */
+	struct client *last = srv->turn;
+	while (last->turn_next != srv->turn)
+		last = last->turn_next;
+	last->turn_next = c;
+	c->turn_next = srv->turn;
+}
+
+static void turn_leave(struct server *srv, struct client *c)
+{
+	if (!c->in_turn)
+		return;
+	c->in_turn = false;
+	if (c->turn_next == c) {
+		srv->turn = NULL;
+		return;
+	}
+	struct client *prev = c;
+	while (prev->turn_next != c)
+		prev = prev->turn_next;
+	prev->turn_next = c->turn_next;
+	if (srv->turn == c)
+		srv->turn = c->turn_next;
+}
+
 static void remove_from_queue(struct call *call)
 {
-	struct server *srv = call->srv;
-	struct call **p = &srv->queue_head;
+	struct client *c = call->client;
+	struct call **p = &c->queue_head;
 	struct call *last = NULL;
 	while (*p && *p != call) {
 		last = *p;
@@ -142,88 +246,151 @@ static void remove_from_queue(struct call *call)
 	if (!*p)
 		return;
 	*p = call->queue_next;
-	if (srv->queue_tail == call)
-		srv->queue_tail = last;
+	if (c->queue_tail == call)
+		c->queue_tail = last;
 	call->queue_next = NULL;
-	srv->queued--;
+	c->queued--;
+	call->srv->queued--;
+	if (!c->queue_head)
+		turn_leave(call->srv, c);
 }
 
-/* Whether a call may take a VM slot now. Not during the first-use build, and not while the
- * client leaves its output unread: a call started then would add its result (up to ~32 MiB)
- * to that output, so only the running calls' results can pile up behind the high mark. */
+/* Whether any call may take a VM slot now: not during the first-use build, not past
+ * max_concurrent. */
 static bool slot_free(const struct server *srv)
 {
-	return !srv->images_building && srv->running < srv->cfg.max_concurrent &&
-	       !(srv->rpc && rpc_output_backed_up(srv->rpc));
+	return !srv->images_building && srv->running < srv->cfg.max_concurrent;
 }
 
+/* Starts waiting calls while slots are free, one client's at a time in turn. A client that
+ * leaves its output unread waits its turn out: a call started then would add its result (up to
+ * ~32 MiB) to that output. */
 static void pump_queue(struct server *srv)
 {
-	while (srv->queue_head && slot_free(srv)) {
-		struct call *call = srv->queue_head;
-		srv->queue_head = call->queue_next;
-		if (!srv->queue_head)
-			srv->queue_tail = NULL;
-		call->queue_next = NULL;
-		srv->queued--;
+	while (srv->turn && slot_free(srv)) {
+		struct client *first = srv->turn, *c = first;
+		while (c->backed_up) {
+			c = c->turn_next;
+			if (c == first)
+				return; /* every waiting client is backed up */
+		}
+		struct call *call = c->queue_head;
+		srv->turn = c->turn_next; /* the next client's turn after this one */
+		remove_from_queue(call);
 		call->holds_slot = true;
 		srv->running++;
+		c->running++;
 		call->start(call);
 	}
+}
+
+struct call *call_new(struct server *srv, struct client *client, struct exchange *x, json_t *id)
+{
+	struct call *call = calloc(1, sizeof *call);
+	if (!call)
+		return NULL;
+	call->srv = srv;
+	call->client = client;
+	call->x = x;
+	call->id = json_incref(id);
+	call->log_level = LOG_WARNING;
+	call->started_ms = now_ms();
+	call->next = srv->calls;
+	if (srv->calls)
+		srv->calls->prev = call;
+	srv->calls = call;
+	if (x && x->one_shot)
+		x->call = call;
+	return call;
 }
 
 void call_run_when_ready(struct call *call)
 {
 	struct server *srv = call->srv;
-	if ((srv->queue_head || !slot_free(srv)) && srv->queued >= srv->cfg.max_queued) {
+	struct client *c = call->client;
+	if ((c->queue_head || !slot_free(srv) || c->backed_up) &&
+	    c->queued >= srv->cfg.max_queued) {
 		/* Refused before it holds anything more: the bound on the queue is the bound on the
 		 * requests it keeps in memory. */
-		unsigned waiting = srv->queued;
+		unsigned waiting = c->queued;
 		if (call->release)
 			call->release(call);
 		call->state = NULL;
+		c->calls_refused++;
+		call->refused = true;
 		call_finish(call, content_error("airlock is busy: %u calls are already waiting",
 						waiting));
 		return;
 	}
+	c->queued++;
 	srv->queued++;
-	if (srv->queue_tail)
-		srv->queue_tail->queue_next = call;
+	if (c->queue_tail)
+		c->queue_tail->queue_next = call;
 	else
-		srv->queue_head = call;
-	srv->queue_tail = call;
+		c->queue_head = call;
+	c->queue_tail = call;
+	turn_join(srv, c);
 	pump_queue(srv);
 }
 
-static void end_call(struct call *call)
+static void end_call(struct call *call, json_t *result, bool answered)
 {
 	struct server *srv = call->srv;
 	remove_from_queue(call);
 	unlink_call(call);
-	if (call->holds_slot)
+	if (call->holds_slot) {
 		srv->running--;
+		call->client->running--;
+	}
+	/* every tools/call is counted and audited, refused and cancelled ones too */
+	double seconds = (double)(now_ms() - call->started_ms) / 1000.0;
+	bool failed = result && json_is_true(json_object_get(result, "isError"));
+	metrics_call(srv->metrics, call->client->label,
+		     call->refused			 ? "refused"
+		     : call->cancelled && !answered ? "cancelled"
+		     : failed			 ? "error"
+						 : "ok",
+		     seconds);
+	if (srv->cfg.audit)
+		audit_call(srv->cfg.audit, call, srv->cfg.backend ? srv->cfg.backend->name : "none",
+			   call->cancelled && !answered, result);
+	call->client->calls_done++;
+	if (call->x && call->x->call == call)
+		call->x->call = NULL;
 	json_decref(call->id);
 	json_decref(call->progress_token);
+	json_decref(call->audit);
 	free(call);
 	pump_queue(srv);
-	close_if_done(srv);
+	drain_if_done(srv);
 }
 
 void call_finish(struct call *call, json_t *result)
 {
-	if (!call->cancelled && !call->srv->rpc_closing)
-		rpc_send_result(call->srv->rpc, call->id, result);
-	else
+	json_t *kept = json_incref(result);
+	if (call->task) {
+		task_finish(call, result);
+	} else if (call->x && !call->cancelled && !call->srv->drained) {
+		struct exchange *x = call->x;
+		call->x = NULL;
+		if (x->call == call)
+			x->call = NULL;
+		reply_result(x, call->version, call->id, result);
+	} else {
 		json_decref(result);
-	end_call(call);
+	}
+	end_call(call, kept, true);
+	json_decref(kept);
 }
 
 void call_drop(struct call *call)
 {
-	end_call(call);
+	if (call->task)
+		task_finish(call, NULL);
+	end_call(call, NULL, false);
 }
 
-static void cancel_call(struct call *call)
+void call_cancel(struct call *call)
 {
 	if (call->cancelled)
 		return;
@@ -235,7 +402,33 @@ static void cancel_call(struct call *call)
 	remove_from_queue(call); /* still waiting: nothing runs yet */
 	if (call->release)
 		call->release(call);
+	call->state = NULL;
 	call_drop(call);
+}
+
+struct call *server_find_call(struct server *srv, struct exchange *x, json_t *id)
+{
+	for (struct call *c = srv->calls; c; c = c->next)
+		if (c->x == x && json_equal(c->id, id))
+			return c;
+	return NULL;
+}
+
+void server_exchange_gone(struct server *srv, struct exchange *x)
+{
+	(void)srv;
+	struct call *call = x->call;
+	x->call = NULL;
+	if (!call)
+		return;
+	call->x = NULL; /* nothing more goes to it */
+	call_cancel(call);
+}
+
+void server_client_resumed(struct server *srv, struct client *client)
+{
+	client->backed_up = false;
+	pump_queue(srv);
 }
 
 void server_shutdown(struct server *srv)
@@ -243,19 +436,14 @@ void server_shutdown(struct server *srv)
 	if (srv->shutting_down)
 		return;
 	srv->shutting_down = true;
-	/* cancel_call may free the call: take the next one first */
+	if (srv->hooks.stop_taking)
+		srv->hooks.stop_taking(srv->hooks_ctx);
+	/* call_cancel may free the call: take the next one first */
 	for (struct call *c = srv->calls, *next; c; c = next) {
 		next = c->next;
-		cancel_call(c);
+		call_cancel(c);
 	}
-	close_if_done(srv);
-}
-
-static void on_pool_stopped(void *ctx)
-{
-	struct server *srv = ctx;
-	srv->pool = NULL;
-	close_if_done(srv);
+	drain_if_done(srv);
 }
 
 /* ---- the first-use image build, snapshots and the warm pool ---- */
@@ -307,8 +495,8 @@ static void images_built(uv_work_t *work, int status)
 		snprintf(srv->images_error, sizeof srv->images_error, "image build did not run: %s",
 			 uv_strerror(status));
 	}
-	if (!srv->stopped) { /* the server shut down while the build ran */
-		free(srv);
+	if (srv->freed_pending) { /* the server shut down while the build ran */
+		server_free(srv);
 		return;
 	}
 	if (srv->images_failed) {
@@ -319,6 +507,7 @@ static void images_built(uv_work_t *work, int status)
 			start_pool(srv);
 	}
 	pump_queue(srv);
+	drain_if_done(srv);
 }
 
 void server_vm_spec(const struct server *srv, enum al_language language, struct sandbox_vm *vm)
@@ -361,195 +550,47 @@ bool server_images_ready(struct server *srv, char *err, size_t err_len)
 	return true;
 }
 
-/* ---- methods ---- */
-
-static json_t *initialize_result(const struct server *srv, json_t *params)
+bool server_healthy(struct server *srv, char *why, size_t why_len)
 {
-	char instructions[4096];
-	tools_instructions(&srv->cfg, instructions, sizeof instructions);
-	const char *asked = json_string_value(json_object_get(params, "protocolVersion"));
-	const char *version = MCP_PROTOCOL_LATEST;
-	for (size_t i = 0; asked && supported_versions[i]; i++)
-		if (strcmp(asked, supported_versions[i]) == 0)
-			version = supported_versions[i];
-	return json_pack("{s:s, s:{s:{s:b}, s:{}}, s:{s:s, s:s, s:s}, s:s}", "protocolVersion",
-			 version, "capabilities", "tools", "listChanged", 0, "logging",
-			 "serverInfo", "name", "airlock", "title", "airlock code sandbox", "version",
-			 AIRLOCK_VERSION, "instructions", instructions);
+	if (srv->shutting_down) {
+		snprintf(why, why_len, "shutting down");
+		return false;
+	}
+	if (srv->images_building && !srv->cfg.unavailable[0]) {
+		snprintf(why, why_len, "building the guest images (first use)");
+		return false;
+	}
+	return server_images_ready(srv, why, why_len);
 }
 
-static void set_log_level(struct server *srv, json_t *id, json_t *params)
+void server_gauges(const struct server *srv, struct metrics_gauges *g)
 {
-	const char *level = json_string_value(json_object_get(params, "level"));
-	for (size_t i = 0; level && i < LEVEL_COUNT; i++) {
-		if (strcmp(level, level_names[i]) == 0) {
-			srv->client_level = (int)i;
-			rpc_send_result(srv->rpc, id, json_object());
-			return;
-		}
-	}
-	rpc_send_error(srv->rpc, id, RPC_INVALID_PARAMS,
-		       "Invalid params: level must be one of debug, info, notice, warning, error, "
-		       "critical, alert, emergency");
-}
-
-static void call_tool(struct server *srv, json_t *id, json_t *params)
-{
-	json_t *name = json_object_get(params, "name");
-	json_t *arguments = json_object_get(params, "arguments");
-	if (!json_is_string(name)) {
-		rpc_send_error(srv->rpc, id, RPC_INVALID_PARAMS,
-			       "Invalid params: tools/call needs a string 'name'");
-		return;
-	}
-	const struct tool *tool = tools_find(json_string_value(name));
-	if (!tool) {
-		char msg[300], quoted[RPC_EXCERPT_SIZE(200)];
-		snprintf(msg, sizeof msg, "Unknown tool: %s",
-			 rpc_excerpt(quoted, sizeof quoted, json_string_value(name)));
-		rpc_send_error(srv->rpc, id, RPC_INVALID_PARAMS, msg);
-		return;
-	}
-	if (arguments && !json_is_object(arguments)) {
-		rpc_send_error(srv->rpc, id, RPC_INVALID_PARAMS,
-			       "Invalid params: 'arguments' must be an object");
-		return;
-	}
-	struct call *call = calloc(1, sizeof *call);
-	if (!call) {
-		rpc_send_error(srv->rpc, id, RPC_INTERNAL_ERROR, "out of memory");
-		return;
-	}
-	call->srv = srv;
-	call->id = json_incref(id);
-	json_t *token = json_object_get(json_object_get(params, "_meta"), "progressToken");
-	if (json_is_string(token) || json_is_integer(token))
-		call->progress_token = json_incref(token);
-	call->started_ms = now_ms();
-	call->next = srv->calls;
-	if (srv->calls)
-		srv->calls->prev = call;
-	srv->calls = call;
-	json_t *empty = json_object();
-	tool->handler(call, arguments ? arguments : empty);
-	json_decref(empty);
-}
-
-static void handle_request(struct server *srv, const char *method, json_t *id, json_t *params)
-{
-	if (strcmp(method, "initialize") == 0) {
-		rpc_send_result(srv->rpc, id, initialize_result(srv, params));
-	} else if (strcmp(method, "ping") == 0) {
-		rpc_send_result(srv->rpc, id, json_object());
-	} else if (strcmp(method, "tools/list") == 0) {
-		rpc_send_result(srv->rpc, id, json_pack("{s:o}", "tools", tools_list(&srv->cfg)));
-	} else if (strcmp(method, "tools/call") == 0) {
-		call_tool(srv, id, params);
-	} else if (strcmp(method, "logging/setLevel") == 0) {
-		set_log_level(srv, id, params);
-	} else {
-		char msg[300], quoted[RPC_EXCERPT_SIZE(200)];
-		snprintf(msg, sizeof msg, "Method not found: %s",
-			 rpc_excerpt(quoted, sizeof quoted, method));
-		rpc_send_error(srv->rpc, id, RPC_METHOD_NOT_FOUND, msg);
+	g->running = srv->running;
+	g->queued = srv->queued;
+	g->vms_live = sandbox_live_count();
+	g->pool_ready = 0;
+	for (int l = AL_LANG_FIRST; srv->pool && l < AL_LANG_END; l++) {
+		unsigned idle = 0, starting = 0;
+		pool_counts(srv->pool, (enum al_language)l, &idle, &starting);
+		g->pool_ready += idle;
 	}
 }
 
-static void handle_notification(struct server *srv, const char *method, json_t *params)
-{
-	if (strcmp(method, "notifications/cancelled") != 0)
-		return; /* initialized, roots/list_changed, ...: nothing to do */
-	json_t *request_id = json_object_get(params, "requestId");
-	for (struct call *c = srv->calls; request_id && c; c = c->next) {
-		if (json_equal(c->id, request_id)) {
-			server_log(srv, LOG_DEBUG, "cancelling a call at the client's request");
-			cancel_call(c);
-			return;
-		}
-	}
-}
-
-static void on_message(void *ctx, json_t *msg)
-{
-	struct server *srv = ctx;
-	if (srv->shutting_down)
-		return;
-	if (!json_is_object(msg)) {
-		rpc_send_error(srv->rpc, NULL, RPC_INVALID_REQUEST,
-			       json_is_array(msg) ? "Invalid Request: batches are not supported"
-						  : "Invalid Request: expected a JSON object");
-		return;
-	}
-	json_t *id = json_object_get(msg, "id");
-	json_t *method = json_object_get(msg, "method");
-	json_t *params = json_object_get(msg, "params");
-	const char *version = json_string_value(json_object_get(msg, "jsonrpc"));
-	bool id_ok = !id || json_is_string(id) || json_is_integer(id);
-	if (!id_ok || !version || strcmp(version, "2.0") != 0 ||
-	    (method && !json_is_string(method))) {
-		rpc_send_error(srv->rpc, id_ok ? id : NULL, RPC_INVALID_REQUEST,
-			       "Invalid Request: not a JSON-RPC 2.0 request");
-		return;
-	}
-	if (!method) {
-		if (!id || (!json_object_get(msg, "result") && !json_object_get(msg, "error")))
-			rpc_send_error(srv->rpc, id, RPC_INVALID_REQUEST,
-				       "Invalid Request: no method");
-		return; /* a response: this server sends no requests, so there is none to match */
-	}
-	if (params && !json_is_object(params)) {
-		if (id)
-			rpc_send_error(srv->rpc, id, RPC_INVALID_PARAMS,
-				       "Invalid params: params must be an object");
-		return;
-	}
-	if (!id)
-		handle_notification(srv, json_string_value(method), params);
-	else
-		handle_request(srv, json_string_value(method), id, params);
-}
-
-static void on_input_closed(void *ctx)
-{
-	struct server *srv = ctx;
-	server_log(srv, LOG_DEBUG, "stdin closed: shutting down");
-	server_shutdown(srv);
-}
-
-/* The client stopped reading its output (on) or caught up (off). Said on stderr only (the
- * client is not reading, and notifications are dropped meanwhile), and at most once a minute:
- * a client that reads slowly crosses the mark again and again. */
-static void on_backpressure(void *ctx, bool on)
-{
-	struct server *srv = ctx;
-	if (!on) {
-		pump_queue(srv);
-		return;
-	}
-	uint64_t now = now_ms();
-	if (srv->backpressure_said_ms && now - srv->backpressure_said_ms < 60000)
-		return;
-	srv->backpressure_said_ms = now;
-	size_t mark = srv->cfg.output_high_mark ? srv->cfg.output_high_mark : RPC_OUTPUT_HIGH_MARK;
-	bool mib = mark >= (1u << 20);
-	fprintf(stderr, "airlock: the client leaves over %zu %s of output unread: no new requests "
-			"are read, no queued call starts and notifications are dropped until it "
-			"reads (%lu dropped before)\n",
-		mib ? mark >> 20 : mark >> 10, mib ? "MiB" : "KiB",
-		rpc_notifications_dropped(srv->rpc));
-}
-
-int server_start(uv_loop_t *loop, const struct server_config *cfg, int in_fd, int out_fd,
-		 void (*stopped)(void *ctx), void *ctx, struct server **out)
+int server_create(uv_loop_t *loop, const struct server_config *cfg,
+		  const struct server_hooks *hooks, void *ctx, struct server **out)
 {
 	struct server *srv = calloc(1, sizeof *srv);
 	if (!srv)
 		return UV_ENOMEM;
+	srv->metrics = metrics_new();
+	if (!srv->metrics) {
+		free(srv);
+		return UV_ENOMEM;
+	}
 	srv->loop = loop;
 	srv->cfg = *cfg;
-	srv->client_level = LOG_WARNING;
-	srv->stopped = stopped;
-	srv->ctx = ctx;
+	srv->hooks = *hooks;
+	srv->hooks_ctx = ctx;
 	/* the images, then the snapshots: built when missing (first use only; minutes), checked
 	 * otherwise (milliseconds); calls wait for it */
 	if (!srv->cfg.unavailable[0]) {
@@ -560,19 +601,10 @@ int server_start(uv_loop_t *loop, const struct server_config *cfg, int in_fd, in
 		srv->image_work.data = srv;
 		int rc = uv_queue_work(loop, &srv->image_work, build_images, images_built);
 		if (rc) {
+			metrics_free(srv->metrics);
 			free(srv);
 			return rc;
 		}
-	}
-	static const struct rpc_handlers handlers = {on_message, on_input_closed, on_backpressure};
-	int rc = rpc_start(loop, in_fd, out_fd, srv->cfg.output_high_mark, &handlers, srv,
-			   &srv->rpc);
-	if (rc) {
-		if (srv->images_building)
-			srv->stopped = NULL; /* freed by the build's callback */
-		else
-			free(srv);
-		return rc;
 	}
 	*out = srv;
 	return 0;
