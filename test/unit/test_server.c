@@ -429,6 +429,88 @@ static void a_client_that_does_not_read_stops_the_input(void)
 	unlink(err_path);
 }
 
+#define META_2026                                                                           \
+	"\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","            \
+	"\"io.modelcontextprotocol/clientCapabilities\":{}}"
+
+static const char *result_type(json_t *msg)
+{
+	return json_string_value(json_object_get(json_object_get(msg, "result"), "resultType"));
+}
+
+/* One stream, both eras: a request whose _meta names 2026-07-28 is answered statelessly (with
+ * resultType, and discover), an initialize-era one as its session says; each era's methods and
+ * errors are its own. */
+static void answers_both_eras_on_one_stream(void)
+{
+	const char in[] =
+		"{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"server/discover\",\"params\":{" META_2026 "}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"tools/list\",\"params\":{" META_2026 "}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"ping\",\"params\":{" META_2026 "}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"tools/list\",\"params\":{\"_meta\":"
+		"{\"io.modelcontextprotocol/protocolVersion\":\"2099-01-01\","
+		"\"io.modelcontextprotocol/clientCapabilities\":{}}}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"tools/list\",\"params\":{\"_meta\":"
+		"{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\"}}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"initialize\",\"params\":"
+		"{\"protocolVersion\":\"2026-07-28\",\"capabilities\":{}}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"ping\"}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"tasks/get\",\"params\":{\"taskId\":\"x\","
+		META_2026 "}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"tasks/get\",\"params\":{\"taskId\":\"x\","
+		"\"_meta\":{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","
+		"\"io.modelcontextprotocol/clientCapabilities\":{\"extensions\":"
+		"{\"io.modelcontextprotocol/tasks\":{}}}}}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"tools/call\",\"params\":{\"name\":"
+		"\"execute_code\",\"arguments\":{\"code\":\"print(1)\"}," META_2026 "}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":11,\"method\":\"server/discover\",\"params\":{}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"tools/list\",\"params\":{\"_meta\":"
+		"{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","
+		"\"io.modelcontextprotocol/clientCapabilities\":{},"
+		"\"io.modelcontextprotocol/logLevel\":\"loud\"}}}\n";
+	struct replies r;
+	serve(in, sizeof in - 1, &r);
+	CHECK(r.count == 12);
+	json_t *discover = json_object_get(reply_for(&r, 1), "result");
+	CHECK(strcmp(result_type(reply_for(&r, 1)), "complete") == 0);
+	json_t *versions = json_object_get(discover, "supportedVersions");
+	CHECK(strcmp(json_string_value(json_array_get(versions, 0)), "2026-07-28") == 0);
+	CHECK(strcmp(json_string_value(json_array_get(versions, 1)), "2025-11-25") == 0);
+	CHECK(json_is_object(json_object_get(
+		json_object_get(json_object_get(discover, "capabilities"), "extensions"),
+		"io.modelcontextprotocol/tasks")));
+	CHECK(json_is_integer(json_object_get(discover, "ttlMs")));
+	CHECK(strcmp(json_string_value(json_object_get(
+			     json_object_get(json_object_get(discover, "_meta"),
+					     "io.modelcontextprotocol/serverInfo"),
+			     "name")),
+		     "airlock") == 0);
+	json_t *list = json_object_get(reply_for(&r, 2), "result");
+	CHECK(strcmp(result_type(reply_for(&r, 2)), "complete") == 0);
+	CHECK(json_is_integer(json_object_get(list, "ttlMs")));
+	CHECK(json_is_string(json_object_get(list, "cacheScope")));
+	CHECK(error_code(reply_for(&r, 3)) == RPC_METHOD_NOT_FOUND); /* not in 2026-07-28 */
+	json_t *unsupported = reply_for(&r, 4);
+	CHECK(error_code(unsupported) == -32022);
+	json_t *data = json_object_get(json_object_get(unsupported, "error"), "data");
+	CHECK(strcmp(json_string_value(json_object_get(data, "requested")), "2099-01-01") == 0);
+	CHECK(json_array_size(json_object_get(data, "supported")) == 5);
+	CHECK(error_code(reply_for(&r, 5)) == RPC_INVALID_PARAMS); /* no clientCapabilities */
+	/* initialize asks for a version of the other era: the newest of its own */
+	json_t *init = json_object_get(reply_for(&r, 6), "result");
+	CHECK(strcmp(json_string_value(json_object_get(init, "protocolVersion")), "2025-11-25") == 0);
+	CHECK(json_object_get(init, "resultType") == NULL);
+	CHECK(json_is_object(json_object_get(reply_for(&r, 7), "result")));
+	CHECK(error_code(reply_for(&r, 8)) == -32021); /* tasks without the extension */
+	CHECK(error_code(reply_for(&r, 9)) == RPC_INVALID_PARAMS); /* no such task */
+	/* a tool call answered at once (the sandbox is unavailable) still speaks 2026-07-28 */
+	CHECK(strcmp(result_type(reply_for(&r, 10)), "complete") == 0);
+	CHECK(json_is_true(json_object_get(json_object_get(reply_for(&r, 10), "result"), "isError")));
+	CHECK(error_code(reply_for(&r, 11)) == RPC_INVALID_PARAMS); /* discover without _meta */
+	CHECK(error_code(reply_for(&r, 12)) == RPC_INVALID_PARAMS); /* an unknown log level */
+	replies_free(&r);
+}
+
 int main(void)
 {
 	TEST(answers_the_protocol_methods);
@@ -441,5 +523,6 @@ int main(void)
 	TEST(user_text_cut_inside_a_character_still_gets_its_answer);
 	TEST(calls_past_max_queued_are_refused_at_once);
 	TEST(a_client_that_does_not_read_stops_the_input);
+	TEST(answers_both_eras_on_one_stream);
 	return TEST_EXIT_STATUS();
 }
