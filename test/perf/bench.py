@@ -17,6 +17,8 @@ matters, and prints medians, p99 and ratios (and writes the same as JSON with --
          the VM's dirty memory, and continuing it beside a plain restore (kept_state_bench.py)
   the warm round trip and restore-to-ready again with VMs started without their jail (and, for
          airlock-vmm, its seccomp filter: AIRLOCK_BENCH_UNCONFINED=1): what the jail costs
+  Streamable HTTP: the warm round trip over HTTP (2026-07-28, and a 2025-11-25 session) beside
+         stdio, and a load test: 50 clients x 20 calls at once over HTTP (http_bench.py)
   peers: host python3 -c, bubblewrap + python3, QEMU restoring a plain snapshot of the same
          guest (full RAM in the stream, -incoming); for tcg the cold boot *is* QEMU's boot
 
@@ -39,6 +41,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from egress_bench import egress_figures, print_egress  # noqa: E402
+from http_bench import http_figures  # noqa: E402
 from kept_state_bench import kept_state_figures, print_kept_state  # noqa: E402
 
 PY = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else "python3"
@@ -466,6 +469,7 @@ def main():
         results["idle_vm_unique_mib"], results["idle_vm_pss_mib"], results["idle_vms_that_fit"]))
     print_kept_state(results)
     print_egress(egress_results, egress_peers, a.quick)
+    results.update(http_figures(a.airlock, a.backend, n, pace, Mcp, stats, a.quick))
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"backend": a.backend, "results": results, "peers": peers}, f, indent=2)
