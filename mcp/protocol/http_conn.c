@@ -39,6 +39,7 @@ struct http_conn {
 	size_t out_pending;
 	bool closing;
 	bool cut_off; /* refused: what it sends after is not read */
+	bool held_pending; /* held bytes wait to be parsed on the next turn */
 	int open_handles;
 	struct http_conn *prev, *next; /* the listener's list: oldest first */
 };
@@ -67,6 +68,7 @@ struct write_req {
 
 static http_parser_settings settings;
 static void conn_close(struct http_conn *c);
+static void on_idle(uv_timer_t *timer);
 static void parse(struct http_conn *c, const uint8_t *data, size_t len);
 
 /* ---- writing ---- */
@@ -146,24 +148,17 @@ static void request_reset(struct http_conn *c)
 	c->request_ctx = NULL;
 }
 
-/* The request is answered: ready for the next (held bytes first), or closed. */
+/* The request is answered: ready for the next, or closed by the response's write. A next
+ * request already held is parsed on the next turn of the loop, after this answer is on its
+ * way and outside the server's call that sent it. */
 static void request_done(struct http_conn *c)
 {
 	c->answering = c->streaming = false;
 	request_reset(c);
-	if (c->closing)
+	if (c->closing || !c->keep_alive || !c->l->accepting)
 		return;
-	if (!c->keep_alive || !c->l->accepting)
-		return; /* the response's write closes it */
-	uv_timer_again(&c->idle);
-	if (c->held_len) {
-		uint8_t *held = c->held;
-		size_t len = c->held_len;
-		c->held = NULL;
-		c->held_len = 0;
-		parse(c, held, len);
-		free(held);
-	}
+	c->held_pending = c->held_len > 0;
+	uv_timer_start(&c->idle, on_idle, c->held_pending ? 0 : HTTP_IDLE_MS, HTTP_IDLE_MS);
 }
 
 void http_respond(struct http_conn *c, int status, const char *content_type,
@@ -182,8 +177,8 @@ void http_respond(struct http_conn *c, int status, const char *content_type,
 		conn_close(c);
 		return;
 	}
-	request_done(c);
-	conn_write(c, head, (size_t)n, body, body_len, NULL, 0, close_after);
+	if (conn_write(c, head, (size_t)n, body, body_len, NULL, 0, close_after) == 0)
+		request_done(c);
 }
 
 void http_stream_begin(struct http_conn *c, const char *extra_headers)
@@ -227,8 +222,8 @@ void http_stream_end(struct http_conn *c)
 	if (c->closing || !c->streaming)
 		return;
 	bool close_after = !c->keep_alive || !c->l->accepting;
-	request_done(c);
-	conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0, close_after);
+	if (conn_write(c, "0\r\n\r\n", 5, NULL, 0, NULL, 0, close_after) == 0)
+		request_done(c);
 }
 
 void http_conn_set_request_ctx(struct http_conn *c, void *request_ctx)
@@ -473,7 +468,7 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread == 0 || c->cut_off)
 		return;
-	if (c->answering) { /* a pipelined request */
+	if (c->answering || c->held_pending) { /* a pipelined request: after those before it */
 		if (hold(c, (const uint8_t *)buf->base, (size_t)nread) != 0)
 			conn_close(c);
 		return;
@@ -532,6 +527,16 @@ static void conn_close(struct http_conn *c)
 static void on_idle(uv_timer_t *timer)
 {
 	struct http_conn *c = timer->data;
+	if (c->held_pending) { /* not idle: a request came behind the last one */
+		c->held_pending = false;
+		uint8_t *held = c->held;
+		size_t len = c->held_len;
+		c->held = NULL;
+		c->held_len = 0;
+		parse(c, held, len);
+		free(held);
+		return;
+	}
 	if (!c->answering)
 		conn_close(c);
 }
