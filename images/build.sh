@@ -84,7 +84,7 @@ host() {
   quiet ninja -C build
   [ -d build-asan ] || quiet meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
   quiet ninja -C build-asan
-  for dir in test examples; do
+  for dir in test examples test/deploy; do
     if [ ! -d $dir/node_modules ] || [ $dir/package-lock.json -nt $dir/node_modules ]; then
       (cd $dir && quiet npm ci --no-audit --no-fund --loglevel=error)
     fi

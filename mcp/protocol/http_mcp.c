@@ -1,7 +1,7 @@
 /* The MCP endpoint over Streamable HTTP (see http.h and protocol.h's http_serve). Every request
  * but GET /healthz shows a bearer token of the token file (or, without one, comes to a loopback
- * address); a browser's Origin must be one allowed, and on loopback the Host must name it (the
- * DNS-rebinding defence). POST /mcp carries one JSON-RPC message: a 2026-07-28 one stands alone
+ * address, whose Host must then name loopback: the DNS-rebinding defence); a browser's Origin
+ * must be one allowed. POST /mcp carries one JSON-RPC message: a 2026-07-28 one stands alone
  * (its headers must agree with its body), an initialize-era one belongs to the session its
  * initialize opened. Each POST is one exchange of the server: answered with JSON when the
  * answer is ready at once, else with an event stream that carries the call's notifications and
@@ -474,8 +474,10 @@ static void on_request(void *ctx, struct http_conn *c, struct http_request *req)
 		refuse(ep, c, 503, "shutting_down", NULL, "503 shutting down\n");
 		return;
 	}
-	/* DNS rebinding: a page's name made to point at loopback still says its own name */
-	if (ep->loopback && req->host[0] && !names_loopback(req->host)) {
+	/* DNS rebinding: a page's name made to point at loopback still says its own name. With
+	 * tokens the page has none to show; without them this is the wall (and a proxy in front
+	 * of a tokened server may pass its own Host along). */
+	if (ep->loopback && !ep->tokens && req->host[0] && !names_loopback(req->host)) {
 		refuse(ep, c, 403, "host", NULL, "403 Host is not this server\n");
 		return;
 	}

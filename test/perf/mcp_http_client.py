@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """An MCP client for `airlock mcp --http` (Streamable HTTP at /mcp, bearer token), Python's
 standard library only, and a small load generator built on it. Used by
-test/deploy/haproxy-two-replicas.sh; meant to be imported by other tests too:
+test/deploy/haproxy-two-replicas.sh and test/perf/http_bench.py; meant to be imported by other
+tests too:
 
-    from load_client import McpHttpClient, run_load, summarize
+    from mcp_http_client import McpHttpClient, run_load, summarize
     with McpHttpClient("http://127.0.0.1:8080/mcp", token) as c:
         result = c.execute_code("print(1)")           # the CallToolResult
         print(result["structuredContent"]["stdout"])
@@ -18,7 +19,7 @@ Every POST sends `Accept: application/json, text/event-stream`, and the answer m
 JSON body, or an SSE stream whose `data:` events are JSON-RPC messages (notifications first,
 then the response whose id matches ours).
 
-As a program: python3 test/deploy/load_client.py --url URL --token-file F [--clients N]
+As a program: python3 test/perf/mcp_http_client.py --url URL --token-file F [--clients N]
 [--calls N] [--era E] [--code CODE] [--served-by-header H] [--json OUT]
 """
 import argparse
@@ -89,7 +90,8 @@ class McpHttpClient:
     """One MCP client over Streamable HTTP: one keep-alive connection, one session (in the
     session eras), requests one at a time. Not thread-safe: one per thread."""
 
-    def __init__(self, url, token, era="2025-11-25", timeout=330.0, client_name="airlock-load"):
+    def __init__(self, url, token, era="2025-11-25", timeout=330.0, client_name="airlock-load",
+                 ssl_context=None):
         if era not in SESSION_ERAS and era != STATELESS_ERA:
             raise ValueError("unknown era %r" % era)
         u = urllib.parse.urlsplit(url)
@@ -103,6 +105,7 @@ class McpHttpClient:
         self.era = era
         self.timeout = timeout
         self.client_name = client_name
+        self.ssl_context = ssl_context  # https: e.g. ssl.create_default_context(cafile=...)
         self.session_id = None
         self.next_id = 1
         self.conn = None
@@ -113,8 +116,11 @@ class McpHttpClient:
 
     def _connection(self):
         if self.conn is None:
-            cls = http.client.HTTPSConnection if self.https else http.client.HTTPConnection
-            self.conn = cls(self.host, self.port, timeout=self.timeout)
+            if self.https:
+                self.conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout,
+                                                        context=self.ssl_context)
+            else:
+                self.conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
         return self.conn
 
     def _drop_connection(self):
@@ -192,7 +198,7 @@ class McpHttpClient:
                     continue
                 for m in msg if isinstance(msg, list) else [msg]:
                     if isinstance(m, dict) and "method" in m and "id" not in m:
-                        self.notifications.append(m)
+                        self.notifications = self.notifications[-99:] + [m]  # the last 100
                     elif isinstance(m, dict) and m.get("id") == want_id:
                         reply = m
                 if reply is not None:
@@ -361,7 +367,8 @@ def check_print_one(result):
 
 
 def run_load(url, tokens, clients=50, calls=20, era="2025-11-25", code="print(1)",
-             check=check_print_one, served_by_header=None, deadline_s=900.0, pace_s=0.0):
+             check=check_print_one, served_by_header=None, deadline_s=900.0, pace_s=0.0,
+             ssl_context=None):
     """`clients` threads, client i with tokens[i % len(tokens)] (a (label, token) pair), each
     opening its own session and making `calls` execute_code calls of `code` one after another.
     Returns a list of records, one per call (and one per failed handshake):
@@ -376,7 +383,8 @@ def run_load(url, tokens, clients=50, calls=20, era="2025-11-25", code="print(1)
     def one_client(i):
         label, token = tokens[i % len(tokens)]
         mine = []
-        c = McpHttpClient(url, token, era=era, client_name="load-%d" % i)
+        c = McpHttpClient(url, token, era=era, client_name="load-%d" % i,
+                          ssl_context=ssl_context)
         try:
             c.open()
         except Exception as e:  # noqa: BLE001 (a failure is a record, not a crash)
