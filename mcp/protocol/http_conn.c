@@ -119,6 +119,7 @@ static const char *reason_phrase(int status)
 	switch (status) {
 	case 200: return "OK";
 	case 202: return "Accepted";
+	case 204: return "No Content";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";
@@ -352,9 +353,23 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
 	return 0;
 }
 
+/* The optional whitespace after a header's value is not part of it (RFC 9110 5.5); the parser
+ * drops the whitespace before it. */
+static void trim_header_values(struct http_request *r)
+{
+	char *values[] = {r->authorization, r->origin, r->host, r->content_type, r->accept,
+			  r->session_id, r->protocol_version, r->mcp_method, r->mcp_name};
+	for (size_t i = 0; i < sizeof values / sizeof values[0]; i++) {
+		size_t len = strlen(values[i]);
+		while (len > 0 && (values[i][len - 1] == ' ' || values[i][len - 1] == '\t'))
+			values[i][--len] = '\0';
+	}
+}
+
 static int on_headers_complete(http_parser *p)
 {
 	struct http_conn *c = conn_of(p);
+	trim_header_values(&c->req);
 	c->req.method = p->method;
 	char *query = strpbrk(c->req.path, "?#");
 	if (query)

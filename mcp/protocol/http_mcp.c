@@ -40,7 +40,7 @@ struct session {
 	int level;
 	char client_name[CLIENT_LABEL_MAX];
 	uint64_t last_used_ms;
-	unsigned in_flight; /* exchanges answering its requests */
+	struct http_exchange *exchanges; /* answering its requests */
 	struct session *prev, *next;
 };
 
@@ -66,6 +66,8 @@ struct http_exchange {
 	struct endpoint *ep;
 	struct http_conn *conn; /* NULL once the client is gone */
 	struct session *session;
+	struct http_exchange *session_prev, *session_next; /* the session's in flight */
+	bool is_request; /* it has an id: an answer is owed */
 	struct token_client *tc;
 	bool stateless, accepts_stream;
 	bool dispatching, answered;
@@ -120,7 +122,7 @@ static void sessions_sweep(struct endpoint *ep)
 	uint64_t now = now_ms();
 	for (struct session *s = ep->sessions, *next; s; s = next) {
 		next = s->next;
-		if (!s->in_flight && now - s->last_used_ms > SESSION_IDLE_MS)
+		if (!s->exchanges && now - s->last_used_ms > SESSION_IDLE_MS)
 			session_forget(ep, s);
 	}
 }
@@ -145,7 +147,7 @@ static struct session *session_open(struct endpoint *ep, struct token_client *tc
 	if (ep->n_sessions >= SESSIONS_MAX) { /* the least recently used idle one makes room */
 		struct session *oldest = NULL;
 		for (struct session *s = ep->sessions; s; s = s->next)
-			if (!s->in_flight && (!oldest || s->last_used_ms < oldest->last_used_ms))
+			if (!s->exchanges && (!oldest || s->last_used_ms < oldest->last_used_ms))
 				oldest = s;
 		if (!oldest)
 			return NULL;
@@ -174,11 +176,47 @@ static struct session *session_open(struct endpoint *ep, struct token_client *tc
 
 /* ---- exchanges ---- */
 
+static void session_join(struct http_exchange *hx, struct session *s)
+{
+	hx->session = s;
+	hx->session_next = s->exchanges;
+	if (s->exchanges)
+		s->exchanges->session_prev = hx;
+	s->exchanges = hx;
+}
+
+static void session_leave(struct http_exchange *hx)
+{
+	struct session *s = hx->session;
+	if (!s)
+		return;
+	if (hx->session_prev)
+		hx->session_prev->session_next = hx->session_next;
+	else
+		s->exchanges = hx->session_next;
+	if (hx->session_next)
+		hx->session_next->session_prev = hx->session_prev;
+	hx->session = NULL;
+	hx->x.scope = NULL;
+}
+
 static void exchange_free(struct http_exchange *hx)
 {
-	if (hx->session)
-		hx->session->in_flight--;
+	session_leave(hx);
 	free(hx);
+}
+
+/* DELETE: the session ends now; the calls of its requests are cancelled (each request's
+ * response ends without an answer). */
+static void session_end(struct endpoint *ep, struct session *s)
+{
+	while (s->exchanges) {
+		struct http_exchange *hx = s->exchanges;
+		session_leave(hx);
+		if (hx->x.call && !hx->dispatching)
+			call_cancel(hx->x.call);
+	}
+	session_forget(ep, s);
 }
 
 /* The HTTP status an answer goes with: the transport's own errors (a frame that is not JSON-RPC,
@@ -233,8 +271,11 @@ static int exchange_send(struct exchange *x, json_t *msg, bool final)
 		}
 		snprintf(header, sizeof header, "Mcp-Session-Id: %s\r\n", s->id);
 	}
-	if (!text) {
-		http_respond(c, 202, NULL, NULL, "", 0); /* a notification, accepted */
+	if (!text && http_stream_started(c)) {
+		http_stream_end(c); /* a request cancelled: its stream ends without an answer */
+	} else if (!text) {
+		/* a notification, accepted; or a request cancelled, answered with nothing */
+		http_respond(c, hx->is_request ? 204 : 202, NULL, NULL, "", 0);
 	} else if (http_stream_started(c)) {
 		http_stream_event(c, text, strlen(text));
 		http_stream_end(c);
@@ -278,7 +319,8 @@ static const char *header_mismatch(const struct http_request *req, json_t *msg)
 	json_t *params = json_object_get(msg, "params");
 	const char *version = json_string_value(json_object_get(
 		json_object_get(params, "_meta"), "io.modelcontextprotocol/protocolVersion"));
-	if (!req->protocol_version[0] || !version || strcmp(req->protocol_version, version) != 0)
+	/* a body without its version is malformed, which methods.c says (-32602) */
+	if (version && strcmp(req->protocol_version, version) != 0)
 		return "MCP-Protocol-Version does not match _meta's protocolVersion";
 	if (!method || strcmp(req->mcp_method, method) != 0)
 		return "Mcp-Method does not match the body's method";
@@ -287,7 +329,8 @@ static const char *header_mismatch(const struct http_request *req, json_t *msg)
 		name = json_string_value(json_object_get(params, "name"));
 	else if (!strcmp(method, "resources/read"))
 		name = json_string_value(json_object_get(params, "uri"));
-	else if (!strncmp(method, "tasks/", 6))
+	else if (!strcmp(method, "tasks/get") || !strcmp(method, "tasks/update") ||
+		 !strcmp(method, "tasks/cancel"))
 		name = json_string_value(json_object_get(params, "taskId"));
 	else
 		return NULL;
@@ -324,8 +367,11 @@ static void post_mcp(struct endpoint *ep, struct http_conn *c, struct http_reque
 	}
 	json_t *params = json_object_get(msg, "params");
 	json_t *meta = json_object_get(params, "_meta");
+	/* 2026-07-28 by its body's _meta, or by its header (a body whose _meta lacks the version
+	 * is then a malformed request of that era, not one of the initialize era) */
 	bool stateless = json_is_object(msg) &&
-			 json_object_get(meta, "io.modelcontextprotocol/protocolVersion") != NULL;
+			 (json_object_get(meta, "io.modelcontextprotocol/protocolVersion") ||
+			  strcmp(req->protocol_version, MCP_PROTOCOL_STATELESS) == 0);
 	const char *method = json_string_value(json_object_get(msg, "method"));
 	struct session *session = NULL;
 	if (stateless) {
@@ -370,15 +416,17 @@ static void post_mcp(struct endpoint *ep, struct http_conn *c, struct http_reque
 		return;
 	}
 	hx->x = (struct exchange){.ops = &http_exchange_ops, .client = &tc->client,
-				  .one_shot = true, .session_level = LOG_WARNING};
+				  .one_shot = true, .stateless = stateless,
+				  .session_level = LOG_WARNING};
 	hx->ep = ep;
 	hx->conn = c;
 	hx->tc = tc;
 	hx->stateless = stateless;
 	hx->accepts_stream = stream;
+	hx->is_request = json_object_get(msg, "id") != NULL;
 	if (session) {
-		hx->session = session;
-		session->in_flight++;
+		session_join(hx, session);
+		hx->x.scope = session;
 		snprintf(hx->x.session_version, sizeof hx->x.session_version, "%s",
 			 session->version);
 		hx->x.session_level = session->level;
@@ -510,8 +558,8 @@ static void on_request(void *ctx, struct http_conn *c, struct http_request *req)
 		post_mcp(ep, c, req, tc);
 	} else if (req->method == HTTP_DELETE && req->session_id[0]) {
 		struct session *s = session_find(ep, req->session_id, tc);
-		if (s && !s->in_flight)
-			session_forget(ep, s);
+		if (s)
+			session_end(ep, s);
 		http_respond(c, s ? 200 : 404, NULL, NULL, "", 0);
 	} else {
 		/* no stream of the server's own to offer (GET), nothing else to do */
@@ -536,7 +584,7 @@ static void on_closed(void *ctx)
 	struct endpoint *ep = ctx;
 	void (*stopped)(void *) = ep->stopped;
 	void *stopped_ctx = ep->ctx;
-	while (ep->sessions)
+	while (ep->sessions) /* every call has ended: no exchange is left in one */
 		session_forget(ep, ep->sessions);
 	for (int i = 0; i < ep->n_clients; i++) {
 		tasks_forget(&ep->clients[i].client);

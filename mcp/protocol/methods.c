@@ -370,7 +370,7 @@ void server_message(struct server *srv, struct exchange *x, json_t *msg)
 		fail(&r, RPC_INVALID_PARAMS, "Invalid params: _meta must be an object");
 		return;
 	}
-	r.stateless = json_object_get(r.meta, META_VERSION) != NULL;
+	r.stateless = x->stateless || json_object_get(r.meta, META_VERSION) != NULL;
 	if (r.stateless && read_stateless_meta(&r) != 0)
 		return;
 	if (!r.stateless)

@@ -296,6 +296,10 @@ struct exchange {
 	const struct exchange_ops *ops;
 	struct client *client;
 	bool one_shot; /* one request, one answer (HTTP); else a stream of them (stdio) */
+	bool stateless; /* the transport knows the request is 2026-07-28 (an HTTP header) */
+	/* What request ids are unique within, for notifications/cancelled: stdio's stream, an
+	 * HTTP session (NULL: none, a 2026-07-28 request over HTTP, cancelled by closing). */
+	const void *scope;
 	/* The initialize era's state for this exchange's client (stdio's, or an HTTP session's):
 	 * its version once initialize is answered, its level (logging/setLevel). */
 	char session_version[MCP_VERSION_MAX];
@@ -407,7 +411,7 @@ struct call *call_new(struct server *srv, struct client *client, struct exchange
  * its client already has max_queued calls waiting, the call is refused instead: its state is
  * released (call->release) and it ends with an isError result. */
 void call_run_when_ready(struct call *call);
-/* The call of x's client with this request id (on x), or NULL. */
+/* The call of x's client with this request id within x's scope, or NULL. */
 struct call *server_find_call(struct server *srv, struct exchange *x, json_t *id);
 /* Cancels a call: waiting, it ends at once; running, its tool kills the VM. No answer. */
 void call_cancel(struct call *call);
@@ -420,7 +424,8 @@ struct sandbox *server_take_vm(struct server *srv, enum al_language language);
 bool server_images_ready(struct server *srv, char *err, size_t err_len);
 /* Ends the call with a result (stolen) and frees it; releases its VM slot. */
 void call_finish(struct call *call, json_t *result);
-/* Ends the call without a reply (it was cancelled) and frees it. */
+/* Ends the call without a reply (it was cancelled) and frees it; its exchange, one-shot and
+ * still there, ends without an answer. */
 void call_drop(struct call *call);
 
 /* methods.c: the answers, in the request's era. A result (stolen) gets resultType "complete"

@@ -387,6 +387,13 @@ void call_drop(struct call *call)
 {
 	if (call->task)
 		task_finish(call, NULL);
+	struct exchange *x = call->x;
+	if (x && x->one_shot && !call->srv->drained) { /* its request gets no answer: done */
+		call->x = NULL;
+		if (x->call == call)
+			x->call = NULL;
+		x->ops->send(x, NULL, true);
+	}
 	end_call(call, NULL, false);
 }
 
@@ -408,8 +415,9 @@ void call_cancel(struct call *call)
 
 struct call *server_find_call(struct server *srv, struct exchange *x, json_t *id)
 {
-	for (struct call *c = srv->calls; c; c = c->next)
-		if (c->x == x && json_equal(c->id, id))
+	for (struct call *c = srv->calls; x->scope && c; c = c->next)
+		if (c->x && c->x->scope == x->scope && c->client == x->client &&
+		    json_equal(c->id, id))
 			return c;
 	return NULL;
 }

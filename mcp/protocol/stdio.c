@@ -108,6 +108,7 @@ int server_start(uv_loop_t *loop, const struct server_config *cfg, int in_fd, in
 	snprintf(t->client.label, sizeof t->client.label, "stdio");
 	t->x = (struct exchange){.ops = &stdio_ops, .client = &t->client,
 				 .session_level = LOG_WARNING};
+	t->x.scope = &t->x;
 	static const struct server_hooks hooks = {NULL, on_drained};
 	int rc = server_create(loop, cfg, &hooks, t, &t->srv);
 	if (rc) {
