@@ -48,6 +48,9 @@ struct http_request {
 };
 
 struct http_handlers {
+	/* A request's head, before its body is read: 0 to read on, or the status it is refused
+	 * with (401 goes with WWW-Authenticate: Bearer and no body), the connection then closed. */
+	int (*head)(void *ctx, const struct http_request *req);
 	/* A whole request (borrowed until http_conn_finish... or the connection closes). The
 	 * handler answers it with http_respond or http_stream_*. */
 	void (*request)(void *ctx, struct http_conn *c, struct http_request *req);

@@ -238,6 +238,10 @@ static void refuse(struct http_conn *c, int status)
 {
 	c->keep_alive = false;
 	c->cut_off = true;
+	if (status == 401) { /* nothing said but the scheme */
+		http_respond(c, 401, NULL, "WWW-Authenticate: Bearer\r\n", "", 0);
+		return;
+	}
 	char body[64];
 	int n = snprintf(body, sizeof body, "%d %s\n", status, reason_phrase(status));
 	http_respond(c, status, "text/plain; charset=utf-8", NULL, body, (size_t)n);
@@ -374,6 +378,13 @@ static int on_headers_complete(http_parser *p)
 	char *query = strpbrk(c->req.path, "?#");
 	if (query)
 		*query = '\0';
+	if (c->refuse_status) /* a header past its size: said before anything else */
+		return 1;
+	int status = c->l->handlers.head(c->l->ctx, &c->req);
+	if (status) { /* refused before its body is read (or held in memory) */
+		c->refuse_status = status;
+		return 1;
+	}
 	/* a body announced past the limit is refused before it is read */
 	if ((p->flags & F_CONTENTLENGTH) && p->content_length > HTTP_BODY_MAX) {
 		c->refuse_status = 413;

@@ -423,7 +423,7 @@ static void post_mcp(struct endpoint *ep, struct http_conn *c, struct http_reque
 	hx->tc = tc;
 	hx->stateless = stateless;
 	hx->accepts_stream = stream;
-	hx->is_request = json_object_get(msg, "id") != NULL;
+	hx->is_request = json_object_get(msg, "id") && method; /* not a response, nor a notice */
 	if (session) {
 		session_join(hx, session);
 		hx->x.scope = session;
@@ -510,40 +510,46 @@ static struct token_client *authenticate(struct endpoint *ep, const struct http_
 	return i < 0 ? NULL : &ep->clients[i];
 }
 
+/* Before the body is read: whether this request may go on. A refusal here costs the server
+ * no more than the request's head (a body is read only for a client that shows a token).
+ * Returns 0, or the status it is refused with. */
+static int on_head(void *ctx, const struct http_request *req)
+{
+	struct endpoint *ep = ctx;
+	int status = 0;
+	const char *reason = NULL;
+	if (req->repeated_header) {
+		status = 400, reason = "repeated_header";
+	} else if (server_shutting_down(ep->srv)) {
+		status = 503, reason = "shutting_down";
+	} else if (ep->loopback && !ep->tokens && req->host[0] && !names_loopback(req->host)) {
+		/* DNS rebinding: a page's name made to point at loopback still says its own name.
+		 * With tokens the page has none to show; without them this is the wall (and a proxy
+		 * in front of a tokened server may pass its own Host along). */
+		status = 403, reason = "host";
+	} else if (req->origin[0] && !origin_allowed(ep, req->origin)) {
+		status = 403, reason = "origin";
+	} else if (strcmp(req->path, "/healthz") == 0 && req->method == HTTP_GET) {
+		return 0;
+	} else if (!authenticate(ep, req)) {
+		status = 401, reason = "token"; /* no detail: which part was wrong is nobody's */
+	}
+	if (status)
+		metrics_refusal(server_metrics(ep->srv), reason);
+	return status;
+}
+
 static void on_request(void *ctx, struct http_conn *c, struct http_request *req)
 {
 	struct endpoint *ep = ctx;
-	bool get = req->method == HTTP_GET, post = req->method == HTTP_POST;
-	if (req->repeated_header) {
-		refuse(ep, c, 400, "repeated_header", NULL, "400 a header is repeated\n");
-		return;
-	}
-	if (server_shutting_down(ep->srv)) {
-		refuse(ep, c, 503, "shutting_down", NULL, "503 shutting down\n");
-		return;
-	}
-	/* DNS rebinding: a page's name made to point at loopback still says its own name. With
-	 * tokens the page has none to show; without them this is the wall (and a proxy in front
-	 * of a tokened server may pass its own Host along). */
-	if (ep->loopback && !ep->tokens && req->host[0] && !names_loopback(req->host)) {
-		refuse(ep, c, 403, "host", NULL, "403 Host is not this server\n");
-		return;
-	}
-	if (req->origin[0] && !origin_allowed(ep, req->origin)) {
-		refuse(ep, c, 403, "origin", NULL, "403 Origin not allowed\n");
-		return;
-	}
-	if (strcmp(req->path, "/healthz") == 0 && get && !req->path_too_long) {
+	bool get = req->method == HTTP_GET;
+	if (strcmp(req->path, "/healthz") == 0 && get) {
 		health(ep, c);
 		return;
 	}
-	struct token_client *tc = authenticate(ep, req);
-	if (!tc) { /* no detail: which part was wrong is nobody's business */
-		refuse(ep, c, 401, "token", "WWW-Authenticate: Bearer\r\n", NULL);
-		return;
-	}
-	if (req->path_too_long || (strcmp(req->path, "/mcp") != 0 &&
-				   strcmp(req->path, "/metrics") != 0)) {
+	struct token_client *tc = authenticate(ep, req); /* on_head let only a match through */
+	if (req->path_too_long ||
+	    (strcmp(req->path, "/mcp") != 0 && strcmp(req->path, "/metrics") != 0)) {
 		refuse(ep, c, 404, "path", NULL, "404 the MCP endpoint is /mcp\n");
 		return;
 	}
@@ -554,7 +560,7 @@ static void on_request(void *ctx, struct http_conn *c, struct http_request *req)
 			refuse(ep, c, 405, "method", "Allow: GET\r\n", "405\n");
 		return;
 	}
-	if (post) {
+	if (req->method == HTTP_POST) {
 		post_mcp(ep, c, req, tc);
 	} else if (req->method == HTTP_DELETE && req->session_id[0]) {
 		struct session *s = session_find(ep, req->session_id, tc);
@@ -716,7 +722,7 @@ int http_serve(uv_loop_t *loop, const struct server_config *cfg,
 		return rc;
 	}
 	struct http_listen_config lc = {http->host, http->port, connection_cap()};
-	static const struct http_handlers handlers = {on_request, on_gone};
+	static const struct http_handlers handlers = {on_head, on_request, on_gone};
 	int port = 0;
 	rc = http_listen(loop, &lc, &handlers, ep, &port, &ep->listener, err, err_len);
 	if (rc) {

@@ -469,6 +469,30 @@ def a_body_announced_over_16_mib_gets_413_before_it_is_sent():
 
 
 @test
+def a_request_without_a_token_is_refused_before_its_body_is_read():
+    """Only a client that shows a token gets its body read (and held in memory): without one,
+    a POST announcing a large body is answered 401 at once, and the connection closed."""
+    s = HttpServer()
+    try:
+        for auth in ("", "Authorization: Bearer wrong-0123456789abcdef\r\n"):
+            sock = socket.create_connection(("127.0.0.1", s.port))
+            try:
+                sock.sendall(("POST /mcp HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n%s"
+                              "Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                              % (s.port, auth, 8 << 20)).encode())
+                sock.sendall(b"{" + b" " * 1000)  # a start of the body, never finished
+                t = time.monotonic()
+                data = read_response(sock, 10 * SLOWDOWN)
+                took = time.monotonic() - t
+            finally:
+                sock.close()
+            expect(data.startswith(b"HTTP/1.1 401 ") and took < 2 * SLOWDOWN,
+                   "401 without waiting for the body (%.2f s)" % took, data)
+    finally:
+        s.close()
+
+
+@test
 def a_chunked_body_growing_past_16_mib_gets_413():
     s = HttpServer()
     try:
