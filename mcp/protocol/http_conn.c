@@ -40,6 +40,7 @@ struct http_conn {
 	bool closing;
 	bool cut_off; /* refused: what it sends after is not read */
 	bool held_pending; /* held bytes wait to be parsed on the next turn */
+	bool peer_done;    /* the client sent its end: close once what is owed is written */
 	int open_handles;
 	struct http_conn *prev, *next; /* the listener's list: oldest first */
 };
@@ -73,6 +74,13 @@ static void parse(struct http_conn *c, const uint8_t *data, size_t len);
 
 /* ---- writing ---- */
 
+/* After the client's end: closes once nothing is being answered, held or written. */
+static void close_if_finished(struct http_conn *c)
+{
+	if (c->peer_done && !c->answering && !c->held_pending && c->out_pending == 0)
+		conn_close(c);
+}
+
 static void on_written(uv_write_t *req, int status)
 {
 	struct write_req *w = (struct write_req *)req;
@@ -82,6 +90,8 @@ static void on_written(uv_write_t *req, int status)
 	free(w);
 	if (status < 0 || close_after)
 		conn_close(c);
+	else
+		close_if_finished(c);
 }
 
 static int conn_write(struct http_conn *c, const char *head, size_t head_len, const char *body,
@@ -489,7 +499,15 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)
 {
 	struct http_conn *c = stream->data;
 	if (nread < 0) {
-		conn_close(c);
+		/* The client's end. While its request is being answered, it left: the answer is
+		 * not wanted and the call is cancelled (a half-close reads the same; HTTP clients
+		 * do not wait on one). Otherwise what it is owed goes out first. */
+		c->peer_done = true;
+		uv_read_stop(stream);
+		if (c->answering)
+			conn_close(c);
+		else
+			close_if_finished(c);
 		return;
 	}
 	if (nread == 0 || c->cut_off)
@@ -561,6 +579,10 @@ static void on_idle(uv_timer_t *timer)
 		c->held_len = 0;
 		parse(c, held, len);
 		free(held);
+		if (c->peer_done && c->answering) /* sent before its end, and then it left */
+			conn_close(c);
+		else
+			close_if_finished(c);
 		return;
 	}
 	if (!c->answering)

@@ -61,6 +61,26 @@ def rpc_seeds():
           b'{"jsonrpc":"2.0","id":[],"method":"ping"}\n'
           b'{"jsonrpc":"1.0","method":"ping"}\n'
           b'{"jsonrpc":"2.0","id":99999999999999999999,"method":"ping"}\n')
+    # MCP 2026-07-28: each request's _meta, discover, tasks, errors of the era
+    meta = {"io.modelcontextprotocol/protocolVersion": "2026-07-28",
+            "io.modelcontextprotocol/clientCapabilities":
+                {"extensions": {"io.modelcontextprotocol/tasks": {}}},
+            "io.modelcontextprotocol/clientInfo": {"name": "fuzz"},
+            "io.modelcontextprotocol/logLevel": "debug", "progressToken": "t"}
+    write("rpc", "stateless", lines(
+        {"jsonrpc": "2.0", "id": "d", "method": "server/discover", "params": {"_meta": meta}},
+        {"jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {"_meta": meta}},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "execute_code", "arguments": {"code": "1", "timeout_s": 99},
+                    "_meta": meta}},
+        {"jsonrpc": "2.0", "id": 3, "method": "tasks/get",
+         "params": {"taskId": "00", "_meta": meta}},
+        {"jsonrpc": "2.0", "id": 4, "method": "tasks/cancel",
+         "params": {"taskId": "00", "_meta": meta}},
+        {"jsonrpc": "2.0", "id": 5, "method": "ping",
+         "params": {"_meta": dict(meta, **{"io.modelcontextprotocol/protocolVersion": "1"})}},
+        {"jsonrpc": "2.0", "id": 6, "method": "tools/list",
+         "params": {"_meta": {"io.modelcontextprotocol/protocolVersion": "2026-07-28"}}}))
     write("rpc", "invalid-utf8",
           b'{"jsonrpc":"2.0","id":1,"method":"\xff"}\n'
           b'{"jsonrpc":"2.0","id":2,"method":"\xc0\xaf"}\n'
@@ -175,8 +195,29 @@ def pages_seeds():
     write("pages", "out-of-order", pages(128 << 10, [8192, 4096]))
 
 
+def http_seeds():
+    def post(path, body, extra=b""):
+        return (b"POST " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                b"application/json\r\n" + extra + b"Content-Length: %d\r\n\r\n" % len(body)
+                + body)
+    get = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+    write("http", "get", get)
+    write("http", "pipelined", get + post(b"/mcp", b'{"jsonrpc":"2.0","id":1}') +
+          post(b"/stream", b"{}") + get)
+    write("http", "stream-then-later", post(b"/stream", b"[]") + post(b"/later", b"{}") + get)
+    write("http", "denied", post(b"/deny", b"x" * 100) + get)
+    write("http", "chunked", b"POST /mcp HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+          b"5\r\nhello\r\n0\r\n\r\n" + get)
+    write("http", "headers", post(b"/mcp?x=1", b"{}", b"Authorization: Bearer abc \r\n"
+          b"Mcp-Session-Id: 0123\r\nMCP-Protocol-Version: 2026-07-28\r\n"
+          b"Mcp-Name: =?base64?ZXhlY3V0ZV9jb2Rl?=\r\nOrigin: http://localhost\r\n"))
+    write("http", "repeated", b"GET /x HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+    write("http", "too-large", b"POST /mcp HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n")
+
+
 if __name__ == "__main__":
     rpc_seeds()
+    http_seeds()
     frame_seeds()
     egress_seeds()
     virtq_seeds()

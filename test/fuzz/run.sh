@@ -17,7 +17,7 @@ if [ "${1:-}" = --merge ]; then merge=true; shift; fi
 seconds=${1:-30}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(rpc frame egress virtq pages)
+[ ${#targets[@]} -gt 0 ] || targets=(rpc http frame egress virtq pages)
 
 command -v clang >/dev/null || { echo "test/fuzz/run.sh: clang is needed (apt-get install clang)" >&2; exit 1; }
 if [ ! -d build-fuzz ]; then
