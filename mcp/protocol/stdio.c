@@ -84,6 +84,7 @@ static void on_rpc_closed(void *ctx)
 	struct stdio_transport *t = ctx;
 	void (*stopped)(void *) = t->stopped;
 	void *stopped_ctx = t->ctx;
+	tasks_forget(&t->client); /* every call has ended: what is left is results */
 	server_free(t->srv);
 	free(t);
 	stopped(stopped_ctx);

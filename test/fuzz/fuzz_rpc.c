@@ -103,10 +103,14 @@ static void check_replies(int out_fd, json_t *owed)
 				abort(); /* an answer nobody asked for, or with the wrong id */
 			const char *method = json_string_value(json_array_get(want, 1));
 			json_t *result = json_object_get(msg, "result");
-			if (has_result && method && strcmp(method, "tools/call") == 0 &&
+			const char *type = json_string_value(json_object_get(result, "resultType"));
+			bool task = type && strcmp(type, "task") == 0 &&
+				    json_is_string(json_object_get(result, "taskId"));
+			if (has_result && method && strcmp(method, "tools/call") == 0 && !task &&
 			    (!json_is_array(json_object_get(result, "content")) ||
 			     !json_is_boolean(json_object_get(result, "isError"))))
-				abort(); /* a tool's answer is a CallToolResult, never an empty {} */
+				abort(); /* a tool's answer is a CallToolResult (or, in 2026-07-28,
+					  * a task's), never an empty {} */
 		}
 		json_decref(msg);
 	}

@@ -467,10 +467,15 @@ static void answers_both_eras_on_one_stream(void)
 		"{\"jsonrpc\":\"2.0\",\"id\":12,\"method\":\"tools/list\",\"params\":{\"_meta\":"
 		"{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","
 		"\"io.modelcontextprotocol/clientCapabilities\":{},"
-		"\"io.modelcontextprotocol/logLevel\":\"loud\"}}}\n";
+		"\"io.modelcontextprotocol/logLevel\":\"loud\"}}}\n"
+		"{\"jsonrpc\":\"2.0\",\"id\":13,\"method\":\"tools/call\",\"params\":{\"name\":"
+		"\"execute_code\",\"arguments\":{\"code\":\"1\",\"timeout_s\":60},\"_meta\":"
+		"{\"io.modelcontextprotocol/protocolVersion\":\"2026-07-28\","
+		"\"io.modelcontextprotocol/clientCapabilities\":{\"extensions\":"
+		"{\"io.modelcontextprotocol/tasks\":{}}}}}}\n";
 	struct replies r;
 	serve(in, sizeof in - 1, &r);
-	CHECK(r.count == 12);
+	CHECK(r.count == 13);
 	json_t *discover = json_object_get(reply_for(&r, 1), "result");
 	CHECK(strcmp(result_type(reply_for(&r, 1)), "complete") == 0);
 	json_t *versions = json_object_get(discover, "supportedVersions");
@@ -508,6 +513,10 @@ static void answers_both_eras_on_one_stream(void)
 	CHECK(json_is_true(json_object_get(json_object_get(reply_for(&r, 10), "result"), "isError")));
 	CHECK(error_code(reply_for(&r, 11)) == RPC_INVALID_PARAMS); /* discover without _meta */
 	CHECK(error_code(reply_for(&r, 12)) == RPC_INVALID_PARAMS); /* an unknown log level */
+	/* a long call from a client that declares tasks: a task, kept until the server ends */
+	CHECK(strcmp(result_type(reply_for(&r, 13)), "task") == 0);
+	CHECK(json_is_string(json_object_get(json_object_get(reply_for(&r, 13), "result"),
+					     "taskId")));
 	replies_free(&r);
 }
 
