@@ -86,39 +86,9 @@ void server_set_console(struct server *srv, struct exchange *x)
 	srv->console = x;
 }
 
-static json_t *log_params(enum log_level level, const char *text)
+/* Sends a notification on x; steals params. */
+static void notify(struct exchange *x, const char *method, json_t *params)
 {
-	return json_pack("{s:s, s:s, s:s}", "level", level_names[level], "logger", "airlock",
-			 "data", text);
-}
-
-void server_log(struct server *srv, enum log_level level, const char *fmt, ...)
-{
-	char raw[1024], text[1024];
-	va_list ap;
-	va_start(ap, fmt);
-	vsnprintf(raw, sizeof raw, fmt, ap);
-	va_end(ap);
-	rpc_excerpt(text, sizeof text, raw); /* a cut or quoted text that is not UTF-8 */
-	if (level >= LOG_INFO || srv->cfg.verbose)
-		fprintf(stderr, "airlock: %s: %s\n", level_names[level], text);
-	struct exchange *x = srv->console;
-	if (x && (int)level >= x->session_level && !srv->drained) {
-		json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method",
-					"notifications/message", "params", log_params(level, text));
-		if (msg)
-			x->ops->send(x, msg, false);
-		json_decref(msg);
-	}
-}
-
-void call_notify(struct call *call, const char *method, json_t *params)
-{
-	struct exchange *x = call->x;
-	if (!x || call->srv->drained) {
-		json_decref(params);
-		return;
-	}
 	json_t *msg = json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method, "params",
 				params);
 	if (msg)
@@ -126,14 +96,49 @@ void call_notify(struct call *call, const char *method, json_t *params)
 	json_decref(msg);
 }
 
-void call_log(struct call *call, enum log_level level, const char *fmt, ...)
+static json_t *log_params(enum log_level level, const char *text)
 {
-	char raw[1024], text[1024];
+	return json_pack("{s:s, s:s, s:s}", "level", level_names[level], "logger", "airlock",
+			 "data", text);
+}
+
+/* A log line's text: formatted, then cut and repaired (it may quote text that is not UTF-8). */
+static void log_text(char text[1024], const char *fmt, va_list ap)
+{
+	char raw[1024];
+	vsnprintf(raw, sizeof raw, fmt, ap);
+	rpc_excerpt(text, 1024, raw);
+}
+
+void server_log(struct server *srv, enum log_level level, const char *fmt, ...)
+{
+	char text[1024];
 	va_list ap;
 	va_start(ap, fmt);
-	vsnprintf(raw, sizeof raw, fmt, ap);
+	log_text(text, fmt, ap);
 	va_end(ap);
-	rpc_excerpt(text, sizeof text, raw);
+	if (level >= LOG_INFO || srv->cfg.verbose)
+		fprintf(stderr, "airlock: %s: %s\n", level_names[level], text);
+	struct exchange *x = srv->console;
+	if (x && (int)level >= x->session_level && !srv->drained)
+		notify(x, "notifications/message", log_params(level, text));
+}
+
+void call_notify(struct call *call, const char *method, json_t *params)
+{
+	if (call->x && !call->srv->drained)
+		notify(call->x, method, params);
+	else
+		json_decref(params);
+}
+
+void call_log(struct call *call, enum log_level level, const char *fmt, ...)
+{
+	char text[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	log_text(text, fmt, ap);
+	va_end(ap);
 	if (level >= LOG_INFO || call->srv->cfg.verbose)
 		fprintf(stderr, "airlock: %s: %s%s%s\n", level_names[level],
 			call->client->label[0] ? call->client->label : "",
