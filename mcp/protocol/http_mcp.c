@@ -672,6 +672,14 @@ int http_serve(uv_loop_t *loop, const struct server_config *cfg,
 	       const struct http_serve_config *http, void (*stopped)(void *ctx), void *ctx,
 	       struct server **out, char *err, size_t err_len)
 {
+	struct sockaddr_in6 check;
+	if (uv_ip4_addr(http->host, 0, (struct sockaddr_in *)&check) != 0 &&
+	    uv_ip6_addr(http->host, 0, &check) != 0) {
+		snprintf(err, err_len, "--http %s: not an IP address (names are not resolved: give "
+				       "127.0.0.1, ::1, 0.0.0.0 or an address of this host)",
+			 http->host);
+		return -EINVAL;
+	}
 	struct endpoint *ep = calloc(1, sizeof *ep);
 	if (!ep)
 		return -ENOMEM;
