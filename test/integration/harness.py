@@ -12,9 +12,11 @@ timeout, else --timeout, else $AIRLOCK_TEST_TIMEOUT or 240 s, times $AIRLOCK_TES
 past it the test is interrupted and fails. test/runner.py runs these files (docs/testing.md).
 """
 import argparse
+import errno
 import json
 import os
 import re
+import select
 import shutil
 import signal
 import subprocess
@@ -135,6 +137,30 @@ def vm_processes():
     out = subprocess.run(["pgrep", "-a", "-f", "qemu-system-x86_64|airlock-vmm"],
                          capture_output=True, text=True).stdout
     return [line for line in out.splitlines() if "pgrep" not in line]
+
+
+def wait_until_gone(pids, timeout):
+    """Seconds until every process in pids has exited (pidfds: no polling, no pgrep), or None
+    past timeout."""
+    started = time.monotonic()
+    fds = []
+    for pid in pids:
+        try:
+            fds.append(os.pidfd_open(int(pid)))
+        except ProcessLookupError:
+            pass  # gone already
+        except OSError as e:  # EINVAL: no thread group left to it, it is exiting
+            if e.errno != errno.EINVAL:
+                raise
+    try:
+        for fd in fds:
+            left = started + timeout - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                return None
+        return time.monotonic() - started
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _select(names):

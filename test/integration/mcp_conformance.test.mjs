@@ -46,6 +46,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startHttpServer } from './airlock_http.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const airlock = path.join(process.env.AIRLOCK_BUILD ?? path.join(root, 'build'), 'mcp', 'airlock');
@@ -98,57 +99,18 @@ const FIXTURE_CHECKS = {
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-conformance-'));
 let serverPromise;
 
+// `airlock mcp --http 127.0.0.1:0`, no token file; stopped (SIGTERM, exit 0) by the last test or
+// in after().
 function server() {
-  serverPromise ??= (async () => {
-    const proc = spawn(airlock, ['mcp', '--backend', backend, '--http', '127.0.0.1:0'],
-      { env: { ...process.env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    const s = { proc, stderr: '' };
-    s.exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-    s.url = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "listening on" line:\n${s.stderr}`)), 60000 * scale);
-      proc.stderr.on('data', (d) => {
-        s.stderr += d;
-        const m = /airlock: listening on (http:\/\/\S+\/mcp)\n/.exec(s.stderr);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      });
-      s.exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        reject(new Error(`airlock exited (${code ?? signal}) before listening:\n${s.stderr}`));
-      });
-    });
-    return s;
-  })();
+  serverPromise ??= startHttpServer({ airlock, backend, scale });
   return serverPromise;
-}
-
-// SIGTERM: the server stops taking requests, ends its VMs and exits 0.
-function stopServer(s) {
-  s.stopped ??= (async () => {
-    s.proc.kill('SIGTERM');
-    let timer;
-    const end = await Promise.race([s.exited, new Promise((resolve) => {
-      timer = setTimeout(() => resolve(null), 30000 * scale);
-    })]);
-    clearTimeout(timer);
-    if (!end) {
-      s.proc.kill('SIGKILL');
-      throw new Error(`airlock --http did not exit within ${30 * scale} s of SIGTERM:\n${s.stderr}`);
-    }
-    return end;
-  })();
-  return s.stopped;
 }
 
 after(async () => {
   try {
     const s = serverPromise && await serverPromise.catch(() => null);
-    if (s) {
-      const end = await stopServer(s);
-      assert.equal(end.code, 0, `airlock --http's exit status after SIGTERM; its stderr:\n${s.stderr}`);
-    }
+    if (s)
+      await s.stop(); // throws, with its stderr, unless it exits 0
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
@@ -240,5 +202,5 @@ test('tasks-request-headers (tasks extension)', scenario('tasks-request-headers'
 
 test('SIGTERM ends the server with exit status 0', async () => {
   const s = await server();
-  assert.equal((await stopServer(s)).code, 0, s.stderr);
+  assert.equal((await s.stop()).code, 0, s.stderr);
 });

@@ -17,6 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { runCleanups, startHttpServer } from './airlock_http.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const airlock = path.join(process.env.AIRLOCK_BUILD ?? path.join(root, 'build'), 'mcp', 'airlock');
@@ -29,15 +30,7 @@ const home = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-inspector-home-'));
 const cleanups = [() => fs.rmSync(home, { recursive: true, force: true })];
 
 after(async () => {
-  const problems = [];
-  for (const cleanup of cleanups.reverse()) {
-    try {
-      await cleanup();
-    } catch (e) {
-      problems.push(e.message);
-    }
-  }
-  assert.deepEqual(problems, [], 'every server exited 0');
+  assert.deepEqual(await runCleanups(cleanups), [], 'every server exited 0');
 });
 
 // What a stdio server needs of ours: the Inspector passes it only HOME, PATH and a few.
@@ -147,51 +140,14 @@ test('stdio: tools/list --strict finds no error-severity schema portability prob
 const token = crypto.randomBytes(16).toString('hex');
 let serverPromise;
 
-// `airlock mcp --http 127.0.0.1:0 --token-file F`; resolves once it prints where it listens.
+// `airlock mcp --http 127.0.0.1:0 --token-file F`, one for these tests, stopped (SIGTERM, exit 0)
+// by the last of them or in after().
 function httpServer() {
-  serverPromise ??= (async () => {
-    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-inspector-'));
-    const tokenFile = path.join(dir, 'tokens');
-    fs.writeFileSync(tokenFile, `inspector:${token}\n`, { mode: 0o600 });
-    const proc = spawn(airlock, ['mcp', '--backend', backend, '--http', '127.0.0.1:0',
-      '--token-file', tokenFile], { env: { ...process.env }, stdio: ['ignore', 'ignore', 'pipe'] });
-    const server = { proc, stderr: '' };
-    const exited = new Promise((resolve) => proc.on('exit', (code, sig) => resolve({ code, sig })));
-    // SIGTERM: the server stops taking requests, ends its VMs and exits 0
-    server.stop = () => (server.stopped ??= (async () => {
-      proc.kill('SIGTERM');
-      let timer;
-      const end = await Promise.race([exited, new Promise((resolve) => {
-        timer = setTimeout(() => resolve(null), 30000 * scale);
-      })]);
-      clearTimeout(timer);
-      fs.rmSync(dir, { recursive: true, force: true });
-      if (!end) {
-        proc.kill('SIGKILL');
-        throw new Error(`airlock --http did not exit within ${30 * scale} s of SIGTERM:\n${server.stderr}`);
-      }
-      if (end.code !== 0)
-        throw new Error(`airlock --http exited ${end.code ?? end.sig} after SIGTERM:\n${server.stderr}`);
-      return end;
-    })());
-    cleanups.push(server.stop);
-    server.url = await new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`no "listening on" line:\n${server.stderr}`)), 60000 * scale);
-      proc.stderr.on('data', (d) => {
-        server.stderr += d;
-        const m = /airlock: listening on (http:\/\/\S+\/mcp)\n/.exec(server.stderr);
-        if (m) {
-          clearTimeout(timer);
-          resolve(m[1]);
-        }
-      });
-      exited.then(({ code, sig }) => {
-        clearTimeout(timer);
-        reject(new Error(`airlock exited (${code ?? sig}) before listening:\n${server.stderr}`));
-      });
+  serverPromise ??= startHttpServer({ airlock, backend, tokens: { inspector: token }, scale })
+    .then((server) => {
+      cleanups.push(server.stop);
+      return server;
     });
-    return server;
-  })();
   return serverPromise;
 }
 

@@ -11,16 +11,14 @@
 //      (VMs on $AIRLOCK_TEST_BACKEND, default tcg; the binary from $AIRLOCK_BUILD, default build/)
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Client, StreamableHTTPClientTransport } from '@modelcontextprotocol/client';
 import { StdioClientTransport } from '@modelcontextprotocol/client/stdio';
 import { Client as ClientV1 } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport as StreamableHTTPClientTransportV1 } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { runCleanups, startHttpServer } from './airlock_http.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const airlock = path.join(process.env.AIRLOCK_BUILD ?? path.join(root, 'build'), 'mcp', 'airlock');
@@ -37,15 +35,7 @@ const LOG_LEVEL = 'io.modelcontextprotocol/logLevel';
 const cleanups = [];
 
 after(async () => {
-  const problems = [];
-  for (const cleanup of cleanups.reverse()) {
-    try {
-      await cleanup();
-    } catch (e) {
-      problems.push(e.message);
-    }
-  }
-  assert.deepEqual(problems, [], 'every client closed and every server exited 0');
+  assert.deepEqual(await runCleanups(cleanups), [], 'every client closed and every server exited 0');
 });
 
 function once(make) {
@@ -81,49 +71,10 @@ async function connectStdio(mode) {
 
 const randomToken = () => crypto.randomBytes(16).toString('hex');
 
-// `airlock mcp --http 127.0.0.1:0 --token-file F`; resolves once it prints where it listens.
-async function startHttpServer(tokens) {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'airlock-sdk-v2-'));
-  const tokenFile = path.join(dir, 'tokens');
-  fs.writeFileSync(tokenFile, Object.entries(tokens).map(([label, t]) => `${label}:${t}\n`).join(''),
-    { mode: 0o600 });
-  const proc = spawn(airlock, ['mcp', '--backend', backend, '--http', '127.0.0.1:0',
-    '--token-file', tokenFile], { env: { ...process.env }, stdio: ['ignore', 'ignore', 'pipe'] });
-  const server = { proc, stderr: '', stopped: null };
-  const exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  server.url = await new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no "listening on" line within ${60 * scale} s:\n${server.stderr}`)),
-      60000 * scale);
-    proc.stderr.on('data', (d) => {
-      server.stderr += d;
-      const m = /airlock: listening on (http:\/\/\S+\/mcp)\n/.exec(server.stderr);
-      if (m) {
-        clearTimeout(timer);
-        resolve(m[1]);
-      }
-    });
-    exited.then(({ code, signal }) => {
-      clearTimeout(timer);
-      reject(new Error(`airlock exited (${code ?? signal}) before listening:\n${server.stderr}`));
-    });
-  });
-  // SIGTERM: the server stops taking requests, ends its calls and VMs, and exits 0
-  server.stop = () => (server.stopped ??= (async () => {
-    proc.kill('SIGTERM');
-    let timer;
-    const result = await Promise.race([exited, new Promise((resolve) => {
-      timer = setTimeout(() => resolve(null), 30000 * scale);
-    })]);
-    clearTimeout(timer);
-    fs.rmSync(dir, { recursive: true, force: true });
-    if (!result) {
-      proc.kill('SIGKILL');
-      throw new Error(`airlock --http did not exit within ${30 * scale} s of SIGTERM:\n${server.stderr}`);
-    }
-    if (result.code !== 0)
-      throw new Error(`airlock --http exited ${result.code ?? result.signal} after SIGTERM:\n${server.stderr}`);
-    return result;
-  })());
+// `airlock mcp --http 127.0.0.1:0 --token-file F`, stopped (SIGTERM, exit 0) in after() if no
+// test stopped it.
+async function startServer(tokens) {
+  const server = await startHttpServer({ airlock, backend, tokens, scale });
   cleanups.push(server.stop);
   return server;
 }
@@ -321,7 +272,7 @@ test('(c) stdio pinned: timeout_s > 30 without the tasks extension is answered, 
 // ---- (d) HTTP, legacy, bearer token ----
 
 const httpLegacyTokens = { alice: randomToken(), bob: randomToken() };
-const httpLegacyServer = once(() => startHttpServer(httpLegacyTokens));
+const httpLegacyServer = once(() => startServer(httpLegacyTokens));
 const httpLegacy = once(async () => connectHttp(await httpLegacyServer(), httpLegacyTokens.alice, 'legacy'));
 
 test('(d) HTTP legacy: initialize era 2025-11-25 with a session id', async () => {
@@ -379,7 +330,7 @@ test('(d) HTTP legacy: SIGTERM ends the server with exit status 0', async () => 
 // ---- (e) HTTP, pinned to 2026-07-28, bearer tokens A and B ----
 
 const httpModernTokens = { alice: randomToken(), bob: randomToken() };
-const httpModernServer = once(() => startHttpServer(httpModernTokens));
+const httpModernServer = once(() => startServer(httpModernTokens));
 const httpModern = once(async () => connectHttp(await httpModernServer(), httpModernTokens.alice, { pin: MODERN }));
 const httpModernBob = once(async () => connectHttp(await httpModernServer(), httpModernTokens.bob, { pin: MODERN }));
 
@@ -442,7 +393,7 @@ test('(e) HTTP pinned: SIGTERM ends the server with exit status 0', async () => 
 // ---- (f) HTTP, the v1 SDK ----
 
 const httpV1Tokens = { v1: randomToken() };
-const httpV1Server = once(() => startHttpServer(httpV1Tokens));
+const httpV1Server = once(() => startServer(httpV1Tokens));
 const httpV1 = once(async () => {
   const server = await httpV1Server();
   const transport = new StreamableHTTPClientTransportV1(new URL(server.url),

@@ -4,7 +4,6 @@ Origin and Host checks, size bounds, clients that leave, many idle connections, 
 era's sessions, 2026-07-28's header rules, event streams, kept states per token, start-up
 refusals, SIGTERM, fairness between tokens, the audit log's client. VMs run on
 $AIRLOCK_TEST_BACKEND (default tcg)."""
-import errno
 import hashlib
 import http.client
 import json
@@ -23,7 +22,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "perf"))
-from harness import AIRLOCK, SLOWDOWN, expect, main, test  # noqa: E402
+from harness import AIRLOCK, SLOWDOWN, expect, main, test, wait_until_gone  # noqa: E402
 from mcp_http_client import run_load, summarize  # noqa: E402
 
 BACKEND = os.environ.get("AIRLOCK_TEST_BACKEND", "tcg")
@@ -82,29 +81,6 @@ def vm_children(pid):
             continue
         vms.append(child)
     return vms
-
-
-def wait_until_gone(pids, timeout):
-    """Seconds until every process in pids has exited, or None past timeout."""
-    started = time.monotonic()
-    fds = []
-    for pid in pids:
-        try:
-            fds.append(os.pidfd_open(int(pid)))
-        except ProcessLookupError:
-            pass
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-    try:
-        for fd in fds:
-            left = started + timeout - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-        return time.monotonic() - started
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 def modern(method, params=None, id=1, caps=None, meta=None):

@@ -6,7 +6,6 @@ import errno
 import json
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import AIRLOCK, expect, main, test  # noqa: E402
+from harness import AIRLOCK, expect, main, test, wait_until_gone  # noqa: E402
 from mcp_session import BACKEND, INIT, LANGUAGES, Server, started, wait_for_pool  # noqa: E402
 
 
@@ -57,30 +56,6 @@ def jailed_leaf(vm):
         expect(leaf != vm and seccomp_filters(leaf) > seccomp_filters(vm),
                "airlock-vmm's VM process, below its supervisor, with its own filter", leaf)
     return leaf
-
-
-def wait_until_gone(pids, timeout):
-    """Seconds until every process in pids has exited (pidfds: no polling, no pgrep), or None
-    past timeout."""
-    started = time.monotonic()
-    fds = []
-    for pid in pids:
-        try:
-            fds.append(os.pidfd_open(int(pid)))
-        except ProcessLookupError:
-            pass  # gone already
-        except OSError as e:  # EINVAL: no thread group left to it, it is exiting
-            if e.errno != errno.EINVAL:
-                raise
-    try:
-        for fd in fds:
-            left = started + timeout - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-        return time.monotonic() - started
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 @test

@@ -3,12 +3,10 @@
 and capabilities in each request's _meta, resultType, per-request log level, cancellation, the
 tasks extension) beside the initialize era on one stdin; and the audit log (--audit-log). VMs
 run on $AIRLOCK_TEST_BACKEND (default tcg)."""
-import errno
 import hashlib
 import json
 import os
 import re
-import select
 import shutil
 import signal
 import sys
@@ -16,7 +14,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import SLOWDOWN, expect, main, test  # noqa: E402
+from harness import SLOWDOWN, expect, main, test, wait_until_gone  # noqa: E402
 from mcp_session import BACKEND, INIT, Server  # noqa: E402
 
 V2026 = "2026-07-28"
@@ -76,29 +74,6 @@ def wait_for_vm(s, timeout=30):
         expect(time.monotonic() < deadline, "a VM started")
         time.sleep(0.02)
     return s.vms()
-
-
-def wait_until_gone(pids, timeout):
-    """Seconds until every process in pids has exited, or None past timeout."""
-    started = time.monotonic()
-    fds = []
-    for pid in pids:
-        try:
-            fds.append(os.pidfd_open(int(pid)))
-        except ProcessLookupError:
-            pass
-        except OSError as e:
-            if e.errno != errno.EINVAL:
-                raise
-    try:
-        for fd in fds:
-            left = started + timeout - time.monotonic()
-            if left <= 0 or not select.select([fd], [], [], left)[0]:
-                return None
-        return time.monotonic() - started
-    finally:
-        for fd in fds:
-            os.close(fd)
 
 
 # ---- server/discover and the 2026-07-28 envelope ----
