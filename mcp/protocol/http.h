@@ -22,6 +22,10 @@
 /* A connection with no request being answered is closed after this long without a byte: idle
  * keep-alive connections, and clients that send half a request and stall. */
 #define HTTP_IDLE_MS 30000
+/* An event stream with nothing to say for this long gets a comment line: a reverse proxy in
+ * front (nginx's proxy_read_timeout is 60 s by default) must not take a long call for a dead
+ * one. */
+#define HTTP_STREAM_KEEPALIVE_MS 15000
 /* Bytes that arrive while a request is being answered (a pipelined next request) are held up to
  * this much; a client that sends more is cut off. */
 #define HTTP_HELD_MAX (64u << 10)

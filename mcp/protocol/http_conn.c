@@ -208,7 +208,9 @@ void http_stream_begin(struct http_conn *c, const char *extra_headers)
 		return;
 	}
 	c->streaming = true;
-	conn_write(c, head, (size_t)n, NULL, 0, NULL, 0, false);
+	if (conn_write(c, head, (size_t)n, NULL, 0, NULL, 0, false) == 0)
+		uv_timer_start(&c->idle, on_idle, HTTP_STREAM_KEEPALIVE_MS,
+			       HTTP_STREAM_KEEPALIVE_MS);
 }
 
 bool http_stream_started(const struct http_conn *c)
@@ -571,6 +573,11 @@ static void conn_close(struct http_conn *c)
 static void on_idle(uv_timer_t *timer)
 {
 	struct http_conn *c = timer->data;
+	if (c->streaming) { /* a comment line: proxies in front see the stream is alive */
+		static const char comment[] = "3\r\n:\n\n\r\n";
+		conn_write(c, comment, sizeof comment - 1, NULL, 0, NULL, 0, false);
+		return;
+	}
 	if (c->held_pending) { /* not idle: a request came behind the last one */
 		c->held_pending = false;
 		uint8_t *held = c->held;

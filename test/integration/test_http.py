@@ -842,6 +842,40 @@ def an_unsupported_meta_version_gets_400_32022_with_the_supported_ones():
         s.close()
 
 
+@test(timeout=120)
+def a_quiet_event_stream_gets_a_comment_every_15_seconds():
+    """A call that says nothing for a while (no progress token) still shows its stream alive:
+    a reverse proxy in front with a read timeout (nginx's is 60 s) must not cut a long call."""
+    s = HttpServer()
+    try:
+        body, headers = modern("tools/call", call_params("import time; time.sleep(17)"), id="q")
+        c = s.connect()
+        try:
+            h = dict(headers, Authorization="Bearer " + TOKENS["alice"],
+                     **{"Content-Type": "application/json",
+                        "Accept": "application/json, text/event-stream"})
+            t0 = time.monotonic()
+            c.request("POST", "/mcp", json.dumps(body), h)
+            resp = c.getresponse()
+            comments, result_at = [], None
+            while True:
+                line = resp.readline()
+                if not line:
+                    break
+                if line.startswith(b":"):
+                    comments.append(time.monotonic() - t0)
+                elif line.startswith(b"data:") and b'"id":"q"' in line:
+                    result_at = time.monotonic() - t0
+        finally:
+            c.close()
+        expect(result_at is not None and comments and comments[0] < result_at and
+               13 < comments[0] < 17 * SLOWDOWN,
+               "a comment line about 15 s in, before the result (comments at %s, result at %s)"
+               % (comments, result_at))
+    finally:
+        s.close()
+
+
 @test
 def tools_call_streams_progress_before_its_result_when_the_client_takes_events():
     s = HttpServer()

@@ -64,6 +64,8 @@ def the_installed_airlock_works_without_the_source_tree():
         expect("\n42\n" in "\n" + r.stdout, "the installed airlock ran a program", r.stdout)
         expect("not beside the recipes" not in r.stdout + r.stderr,
                "the installed airlock finds its benchmark", r.stdout + r.stderr)
+        expect("usage: bench.py" in r.stdout and "Error" not in r.stdout,
+               "the installed benchmark starts (what it imports is installed)", r.stdout)
     finally:
         shutil.rmtree(dest, ignore_errors=True)
 
