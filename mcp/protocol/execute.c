@@ -8,8 +8,6 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/sha.h>
-
 #include "sandbox.h"
 #include "protocol.h"
 
@@ -418,15 +416,12 @@ static void audit_arguments(struct call *call, const struct execution *e)
 {
 	if (!call->audit)
 		return;
-	uint8_t digest[SHA256_DIGEST_LENGTH];
-	char hex[2 * SHA256_DIGEST_LENGTH + 1];
-	SHA256((const uint8_t *)e->code, e->code_len, digest);
-	for (size_t i = 0; i < sizeof digest; i++)
-		snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+	char digest[SHA256_HEX_SIZE];
+	sha256_hex(e->code, e->code_len, digest);
 	const struct server_config *cfg = server_config(call->srv);
 	json_object_set_new(call->audit, "language",
 			    json_string(sandbox_language_name(e->language)));
-	json_object_set_new(call->audit, "code_sha256", json_string(hex));
+	json_object_set_new(call->audit, "code_sha256", json_string(digest));
 	json_object_set_new(call->audit, "limits",
 			    json_pack("{s:f, s:i, s:i, s:i, s:i}", "timeout_s", e->timeout_s,
 				      "memory_mb", (int)cfg->memory_mb, "vcpus", (int)cfg->vcpus,

@@ -13,10 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <sys/random.h>
 #include <sys/resource.h>
-
-#include <openssl/sha.h>
 
 #include "http.h"
 
@@ -90,8 +87,7 @@ static void refuse(struct endpoint *ep, struct http_conn *c, int status, const c
 static void respond_rpc_error(struct endpoint *ep, struct http_conn *c, int status, json_t *id,
 			      int code, const char *message, const char *reason)
 {
-	json_t *msg = json_pack("{s:s, s:O?, s:{s:i, s:s}}", "jsonrpc", "2.0", "id", id, "error",
-				"code", code, "message", message);
+	json_t *msg = rpc_error_message(id, code, message);
 	char *text = msg ? json_dumps(msg, JSON_COMPACT) : NULL;
 	json_decref(msg);
 	if (reason)
@@ -154,13 +150,10 @@ static struct session *session_open(struct endpoint *ep, struct token_client *tc
 		session_forget(ep, oldest);
 	}
 	struct session *s = calloc(1, sizeof *s);
-	uint8_t r[SESSION_ID_LEN / 2];
-	if (!s || getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+	if (!s || random_hex(s->id, SESSION_ID_LEN / 2) != 0) {
 		free(s);
 		return NULL;
 	}
-	for (size_t i = 0; i < sizeof r; i++)
-		snprintf(s->id + 2 * i, 3, "%02x", r[i]);
 	s->owner = tc;
 	snprintf(s->version, sizeof s->version, "%s", x->session_version);
 	snprintf(s->client_name, sizeof s->client_name, "%s", x->client_name);
@@ -233,7 +226,8 @@ static int status_for(const struct http_exchange *hx, json_t *msg)
 		return 200;
 	if (code == RPC_METHOD_NOT_FOUND)
 		return 404;
-	if (code <= -32020 && code >= -32022)
+	if (code == RPC_HEADER_MISMATCH || code == RPC_MISSING_CAPABILITY ||
+	    code == RPC_UNSUPPORTED_VERSION)
 		return 400;
 	return hx->x.bad_envelope ? 400 : 200;
 }
@@ -339,16 +333,6 @@ static const char *header_mismatch(const struct http_request *req, json_t *msg)
 	return NULL;
 }
 
-static bool legacy_version(const char *v)
-{
-	static const char *const versions[] = {MCP_PROTOCOL_LATEST, "2025-06-18", "2025-03-26",
-					       "2024-11-05"};
-	for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++)
-		if (strcmp(v, versions[i]) == 0)
-			return true;
-	return false;
-}
-
 static void post_mcp(struct endpoint *ep, struct http_conn *c, struct http_request *req,
 		     struct token_client *tc)
 {
@@ -379,7 +363,7 @@ static void post_mcp(struct endpoint *ep, struct http_conn *c, struct http_reque
 		if (mismatch) {
 			char text[160];
 			snprintf(text, sizeof text, "Header mismatch: %s", mismatch);
-			respond_rpc_error(ep, c, 400, json_object_get(msg, "id"), -32020, text,
+			respond_rpc_error(ep, c, 400, json_object_get(msg, "id"), RPC_HEADER_MISMATCH, text,
 					  "header_mismatch");
 			json_decref(msg);
 			return;
@@ -401,7 +385,7 @@ static void post_mcp(struct endpoint *ep, struct http_conn *c, struct http_reque
 			json_decref(msg);
 			return;
 		}
-		if (req->protocol_version[0] && !legacy_version(req->protocol_version)) {
+		if (req->protocol_version[0] && !mcp_initialize_era_version(req->protocol_version)) {
 			respond_rpc_error(ep, c, 400, json_object_get(msg, "id"),
 					  RPC_INVALID_REQUEST,
 					  "Bad Request: unsupported MCP-Protocol-Version", "version");
@@ -629,12 +613,9 @@ static void token_store(const struct state_store *base, const struct token *t, i
 	if (!t) /* no token file: the process's own, as on stdio */
 		return;
 	if (persist) {
-		uint8_t digest[SHA256_DIGEST_LENGTH];
-		SHA256((const uint8_t *)t->secret, t->secret_len, digest);
-		char hex[17];
-		for (int i = 0; i < 8; i++)
-			snprintf(hex + 2 * i, 3, "%02x", digest[i]);
-		snprintf(out->owner, sizeof out->owner, "token:%s", hex);
+		char digest[SHA256_HEX_SIZE];
+		sha256_hex(t->secret, t->secret_len, digest);
+		snprintf(out->owner, sizeof out->owner, "token:%.16s", digest);
 	} else {
 		char owner[STATE_OWNER_MAX + 16]; /* "mcp:PID:RANDOM" is ~30 characters */
 		snprintf(owner, sizeof owner, "%s:%d", base->owner, index);

@@ -19,15 +19,17 @@
  * server runs, and a restarted one may have other limits */
 #define CACHE_TTL_MS 300000
 
-enum {
-	ERR_HEADER_MISMATCH = -32020,
-	ERR_MISSING_CAPABILITY = -32021,
-	ERR_UNSUPPORTED_VERSION = -32022,
-};
-
 static const char *const legacy_versions[] = {
 	MCP_PROTOCOL_LATEST, "2025-06-18", "2025-03-26", "2024-11-05", NULL,
 };
+
+bool mcp_initialize_era_version(const char *version)
+{
+	for (size_t i = 0; legacy_versions[i]; i++)
+		if (strcmp(version, legacy_versions[i]) == 0)
+			return true;
+	return false;
+}
 
 /* What one request is, once read: its era and what its _meta says. */
 struct request {
@@ -52,12 +54,7 @@ static int send_final(struct exchange *x, json_t *msg)
 
 void reply_error(struct exchange *x, json_t *id, int code, const char *message, json_t *data)
 {
-	static const char shape[] = "{s:s, s:O?, s:{s:i, s:s}}";
-	json_t *msg = json_pack(shape, "jsonrpc", "2.0", "id", id, "error", "code", code, "message",
-				message);
-	if (!msg) /* message is not UTF-8 (a caller's bug) or memory ran out */
-		msg = json_pack(shape, "jsonrpc", "2.0", "id", id, "error", "code", code, "message",
-				"Internal error: the error message could not be encoded");
+	json_t *msg = rpc_error_message(id, code, message);
 	if (msg && data)
 		json_object_set_new(json_object_get(msg, "error"), "data", data);
 	else
@@ -125,7 +122,7 @@ static int read_stateless_meta(struct request *r)
 	if (strcmp(json_string_value(version), MCP_PROTOCOL_STATELESS) != 0) {
 		char requested[RPC_EXCERPT_SIZE(40)];
 		rpc_excerpt(requested, sizeof requested, json_string_value(version));
-		reply_error(r->x, r->id, ERR_UNSUPPORTED_VERSION, "Unsupported protocol version",
+		reply_error(r->x, r->id, RPC_UNSUPPORTED_VERSION, "Unsupported protocol version",
 			    json_pack("{s:o, s:s}", "supported", supported_versions(), "requested",
 				      requested));
 		return -1;
@@ -194,7 +191,6 @@ static void initialize(struct server *srv, struct request *r)
 			version = legacy_versions[i];
 	struct exchange *x = r->x;
 	snprintf(x->session_version, sizeof x->session_version, "%s", version);
-	snprintf(x->version, sizeof x->version, "%s", version);
 	const char *name = json_string_value(
 		json_object_get(json_object_get(r->params, "clientInfo"), "name"));
 	char quoted[RPC_EXCERPT_SIZE(CLIENT_LABEL_MAX - 4)];
@@ -263,7 +259,10 @@ static void call_tool(struct server *srv, struct request *r)
 	/* 2026-07-28: log lines only when this request asks; the initialize era: the session's */
 	call->log_level = r->stateless ? (r->log_level < 0 ? LOG_LEVEL_COUNT : r->log_level)
 				       : r->x->session_level;
-	call->audit = json_pack("{s:s}", "tool", tool->name);
+	/* what the tool knows for the audit line, only where there is one (the code's digest
+	 * costs a pass over the code) */
+	if (server_config(srv)->audit)
+		call->audit = json_pack("{s:s}", "tool", tool->name);
 	call->tasks_ok = r->tasks;
 	snprintf(call->version, sizeof call->version, "%s", r->version);
 	json_t *empty = json_object();
@@ -321,7 +320,6 @@ static void handle_notification(struct server *srv, struct exchange *x, const ch
 
 void server_message(struct server *srv, struct exchange *x, json_t *msg)
 {
-	x->version[0] = x->method[0] = '\0';
 	x->initialized = x->bad_envelope = false;
 	if (!json_is_object(msg)) {
 		reply_error(x, NULL, RPC_INVALID_REQUEST,
@@ -348,7 +346,6 @@ void server_message(struct server *srv, struct exchange *x, json_t *msg)
 			x->ops->send(x, NULL, true); /* a response: nothing to match; ends it */
 		return;
 	}
-	snprintf(x->method, sizeof x->method, "%s", json_string_value(method));
 	if (params && !json_is_object(params)) {
 		if (id)
 			reply_error(x, id, RPC_INVALID_PARAMS,
@@ -375,6 +372,5 @@ void server_message(struct server *srv, struct exchange *x, json_t *msg)
 		return;
 	if (!r.stateless)
 		r.version = x->session_version[0] ? x->session_version : MCP_PROTOCOL_LATEST;
-	snprintf(x->version, sizeof x->version, "%s", r.version);
 	handle_request(srv, &r);
 }

@@ -26,6 +26,13 @@ size_t utf8_sequence(const uint8_t *p, size_t avail);
  * gets its length (the copy is also NUL-terminated). NULL when out of memory. */
 char *utf8_sanitize(const uint8_t *data, size_t len, size_t *out_len);
 
+/* Hex, lower case (hex.c): out holds 2 * len + 1 bytes. random_hex fills out with bytes random
+ * bytes (at most 64); returns 0 or -EIO. sha256_hex writes a digest of data. */
+#define SHA256_HEX_SIZE 65
+void hex_encode(const uint8_t *data, size_t len, char *out);
+int random_hex(char *out, size_t bytes);
+void sha256_hex(const void *data, size_t len, char out[SHA256_HEX_SIZE]);
+
 /* A running program's newest output for progress notifications (output_tail.c): complete
  * lines, each cut at OUTPUT_TAIL_LINE_MAX bytes, the newest OUTPUT_TAIL_LINES kept. */
 #define OUTPUT_TAIL_LINES 10
@@ -101,6 +108,10 @@ enum rpc_error_code {
 	RPC_METHOD_NOT_FOUND = -32601,
 	RPC_INVALID_PARAMS = -32602,
 	RPC_INTERNAL_ERROR = -32603,
+	/* MCP 2026-07-28's own */
+	RPC_HEADER_MISMATCH = -32020,     /* HTTP headers that do not agree with the body */
+	RPC_MISSING_CAPABILITY = -32021,  /* a capability the request did not declare */
+	RPC_UNSUPPORTED_VERSION = -32022, /* a protocol version the server does not speak */
 };
 
 struct rpc;
@@ -121,17 +132,15 @@ int rpc_start(uv_loop_t *loop, int in_fd, int out_fd, size_t high_mark,
 	      const struct rpc_handlers *handlers, void *ctx, struct rpc **out);
 /* Sends one message (borrowed). Returns 0 or a libuv error. */
 int rpc_send(struct rpc *rpc, json_t *msg);
-/* Sends {"jsonrpc":"2.0","id":id,"result":result}; steals result. id may be NULL (null). A
- * request gets its one answer whatever happens: when result is NULL or cannot be encoded, an
- * internal error (-32603) with the same id goes instead. */
-int rpc_send_result(struct rpc *rpc, json_t *id, json_t *result);
+/* {"jsonrpc":"2.0","id":id,"error":{code,message}} (new reference; NULL only when out of
+ * memory). id may be NULL (null). A message that cannot be encoded (not UTF-8) is replaced with
+ * a generic one, so that the request still gets its answer. */
+json_t *rpc_error_message(json_t *id, int code, const char *message);
 /* Sends a JSON-RPC error response; id may be NULL (null). A message that cannot be encoded
  * (not UTF-8) is replaced with a generic one, never dropped. */
 int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message);
-/* Sends a notification; steals params (may be NULL). Dropped (UV_EAGAIN) while the output is
- * past its high mark: a progress or log line is worth less than bounded memory. */
-int rpc_notify(struct rpc *rpc, const char *method, json_t *params);
-/* Sends a notification message (borrowed), dropped (UV_EAGAIN) like rpc_notify's. */
+/* Sends a notification message (borrowed). Dropped (UV_EAGAIN) while the output is past its
+ * high mark: a progress or log line is worth less than bounded memory. */
 int rpc_send_notification(struct rpc *rpc, json_t *msg);
 /* Whether the unread output is past the high mark (and not yet back to the low mark). */
 bool rpc_output_backed_up(const struct rpc *rpc);
@@ -305,9 +314,7 @@ struct exchange {
 	char session_version[MCP_VERSION_MAX];
 	int session_level;
 	/* Out, for the transport: what methods.c made of the last request. */
-	char version[MCP_VERSION_MAX]; /* the version it speaks (the era) */
-	char method[32];               /* its method, cut */
-	bool initialized;              /* it was an initialize, answered */
+	bool initialized; /* it was an initialize, answered */
 	char client_name[CLIENT_LABEL_MAX];
 	bool bad_envelope; /* its answer is an error about the request's frame, not its method */
 	struct call *call; /* a one-shot exchange's tool call in flight (the server's) */
@@ -428,6 +435,8 @@ void call_finish(struct call *call, json_t *result);
  * still there, ends without an answer. */
 void call_drop(struct call *call);
 
+/* Whether version is one of the initialize era's (2025-11-25 back to 2024-11-05). */
+bool mcp_initialize_era_version(const char *version);
 /* methods.c: the answers, in the request's era. A result (stolen) gets resultType "complete"
  * in 2026-07-28. */
 void reply_result(struct exchange *x, const char *version, json_t *id, json_t *result);

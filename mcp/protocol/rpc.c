@@ -163,20 +163,7 @@ int rpc_send(struct rpc *rpc, json_t *msg)
 	return rc;
 }
 
-int rpc_send_result(struct rpc *rpc, json_t *id, json_t *result)
-{
-	json_t *msg = result ? json_pack("{s:s, s:O?, s:o}", "jsonrpc", "2.0", "id", id,
-					 "result", result)
-			     : NULL;
-	int rc = msg ? rpc_send(rpc, msg) : UV_ENOMEM;
-	json_decref(msg);
-	if (rc == UV_ENOMEM) /* not built, or not encoded: the request still gets its answer */
-		return rpc_send_error(rpc, id, RPC_INTERNAL_ERROR,
-				      "Internal error: the result could not be encoded");
-	return rc;
-}
-
-int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message)
+json_t *rpc_error_message(json_t *id, int code, const char *message)
 {
 	static const char shape[] = "{s:s, s:O?, s:{s:i, s:s}}";
 	json_t *msg = json_pack(shape, "jsonrpc", "2.0", "id", id, "error", "code", code,
@@ -184,6 +171,12 @@ int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message)
 	if (!msg) /* message is not UTF-8 (a caller's bug) or memory ran out */
 		msg = json_pack(shape, "jsonrpc", "2.0", "id", id, "error", "code", code, "message",
 				"Internal error: the error message could not be encoded");
+	return msg;
+}
+
+int rpc_send_error(struct rpc *rpc, json_t *id, int code, const char *message)
+{
+	json_t *msg = rpc_error_message(id, code, message);
 	int rc = msg ? rpc_send(rpc, msg) : UV_ENOMEM;
 	json_decref(msg);
 	if (rc == UV_ENOMEM) /* nothing left to build an answer with: at least say so */
@@ -198,23 +191,6 @@ int rpc_send_notification(struct rpc *rpc, json_t *msg)
 		return UV_EAGAIN;
 	}
 	return rpc_send(rpc, msg);
-}
-
-int rpc_notify(struct rpc *rpc, const char *method, json_t *params)
-{
-	if (rpc->out_backed_up) {
-		json_decref(params);
-		rpc->dropped++;
-		return UV_EAGAIN;
-	}
-	json_t *msg = params ? json_pack("{s:s, s:s, s:o}", "jsonrpc", "2.0", "method", method,
-					 "params", params)
-			     : json_pack("{s:s, s:s}", "jsonrpc", "2.0", "method", method);
-	if (!msg)
-		return UV_ENOMEM;
-	int rc = rpc_send(rpc, msg);
-	json_decref(msg);
-	return rc;
 }
 
 /* ---- input ---- */

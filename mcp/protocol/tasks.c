@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <time.h>
 
 #include "protocol.h"
@@ -103,13 +102,10 @@ static json_t *task_json(const struct task *t)
 int task_begin(struct call *call, double timeout_s)
 {
 	struct task *t = calloc(1, sizeof *t);
-	uint8_t r[TASK_ID_LEN / 2];
-	if (!t || getrandom(r, sizeof r, 0) != (ssize_t)sizeof r) {
+	if (!t || random_hex(t->id, TASK_ID_LEN / 2) != 0) {
 		free(t);
 		return -1;
 	}
-	for (size_t i = 0; i < sizeof r; i++)
-		snprintf(t->id + 2 * i, 3, "%02x", r[i]);
 	t->status = TASK_WORKING;
 	t->call = call;
 	t->created_ms = t->updated_ms = wall_ms();
@@ -165,7 +161,7 @@ bool task_method(struct server *srv, struct exchange *x, const char *version, co
 	if (!get && !cancel && !update)
 		return false;
 	if (!declared) {
-		reply_error(x, id, -32021, "tasks/* needs the " TASKS_EXTENSION " extension in "
+		reply_error(x, id, RPC_MISSING_CAPABILITY, "tasks/* needs the " TASKS_EXTENSION " extension in "
 					   "_meta's clientCapabilities",
 			    json_pack("{s:{s:{s:{}}}}", "requiredCapabilities", "extensions",
 				      TASKS_EXTENSION));
